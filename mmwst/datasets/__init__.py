@@ -1,0 +1,3 @@
+from .digits import write_digits_vtab
+
+__all__ = ['write_digits_vtab']

@@ -1,0 +1,129 @@
+"""Shared set-up for ``tools/train.py`` and ``tools/test.py``.
+
+Turns command-line options into config changes in one place, so that the two entry
+points (and any user script) behave the same way:
+
+* ``--work-dir``, ``--resume``, ``--amp``, ``--cfg-options``, ``--launcher``;
+* every run gets :class:`~mmwst.engine.SafeCheckpointHook`, so its checkpoints load
+  with ``torch.load(weights_only=True)`` and can be resumed under torch >= 2.6;
+* distributed runs without CUDA use the gloo backend and CPU-friendly DDP
+  (mmengine 0.10 assumes one GPU per process otherwise).
+"""
+
+from __future__ import annotations
+
+import os
+import os.path as osp
+
+import torch
+from mmengine.config import Config, ConfigDict
+
+SAFE_HOOK = 'mmwst.SafeCheckpointHook'
+
+
+def default_work_dir(config_path: str) -> str:
+    """``work_dirs/<config name>`` next to where the command runs, OpenMMLab style."""
+    return osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
+
+
+def _cuda() -> bool:
+    return torch.cuda.is_available()
+
+
+def init_cpu_distributed(launcher: str) -> None:
+    """Start a gloo process group for ``torchrun`` / slurm when there is no GPU.
+
+    mmengine's own initialisation calls ``torch.cuda.set_device`` first, which fails on
+    a machine without a GPU; once a group exists, mmengine uses it as it is.
+    """
+    if launcher == 'none' or _cuda() or torch.distributed.is_initialized():
+        return
+    if launcher == 'slurm':
+        os.environ.setdefault('RANK', os.environ['SLURM_PROCID'])
+        os.environ.setdefault('WORLD_SIZE', os.environ['SLURM_NTASKS'])
+        os.environ.setdefault('LOCAL_RANK', os.environ.get('SLURM_LOCALID', '0'))
+        os.environ.setdefault('MASTER_PORT', '29500')
+        if 'MASTER_ADDR' not in os.environ:
+            raise RuntimeError(
+                'a CPU slurm run needs MASTER_ADDR: export it as the host name of the '
+                'first node of the allocation, e.g. '
+                'MASTER_ADDR=$(scontrol show hostnames $SLURM_JOB_NODELIST | head -n 1)'
+            )
+    elif launcher != 'pytorch':
+        raise ValueError(
+            f'launcher {launcher!r} needs CUDA here; use --launcher pytorch '
+            '(torchrun, tools/dist_train.sh) or slurm on a machine without GPUs'
+        )
+    torch.distributed.init_process_group(backend='gloo')
+
+
+def prepare_config(
+    cfg: Config,
+    *,
+    config_path: str,
+    work_dir: str | None = None,
+    resume: str | None = None,
+    amp: bool = False,
+    cfg_options: dict | None = None,
+    launcher: str = 'none',
+) -> Config:
+    """Apply the common command-line options to ``cfg`` and return it.
+
+    Args:
+        cfg: the loaded config (modified in place).
+        config_path: path it was loaded from (names the default work dir).
+        work_dir: overrides ``cfg.work_dir``; default ``./work_dirs/<config name>``.
+        resume: ``'auto'`` to resume from the latest checkpoint in the work dir (no-op
+            when there is none), or a checkpoint path.
+        amp: train with automatic mixed precision (fp16 on CUDA, bf16 on CPU).
+        cfg_options: ``key.path=value`` overrides, applied before everything else.
+        launcher: ``none``, ``pytorch`` (torchrun), ``slurm`` or ``mpi``.
+    """
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    cfg.launcher = launcher
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = default_work_dir(config_path)
+
+    if resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif resume is not None:
+        if not osp.isfile(resume):
+            raise FileNotFoundError(
+                f'--resume {resume}: no such checkpoint file; pass a '
+                "checkpoint path, or 'auto' for the latest one in the "
+                'work dir'
+            )
+        cfg.resume = True
+        cfg.load_from = resume
+
+    if amp:
+        optim_wrapper = cfg.get('optim_wrapper')
+        if optim_wrapper is None:
+            raise ValueError('--amp needs an optim_wrapper in the config (training only)')
+        if optim_wrapper.get('type', 'OptimWrapper') not in ('OptimWrapper', 'AmpOptimWrapper'):
+            raise ValueError(
+                f'--amp works with OptimWrapper; the config uses {optim_wrapper.get("type")!r}'
+            )
+        optim_wrapper.type = 'AmpOptimWrapper'
+        optim_wrapper.setdefault('loss_scale', 'dynamic')
+        if not _cuda():  # fp16 autocast is poorly supported on CPU; bf16 needs no scaler
+            optim_wrapper.setdefault('dtype', 'bfloat16')
+
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(str(h.get('type', '')).split('.')[-1] == 'SafeCheckpointHook' for h in hooks):
+        hooks.append(dict(type=SAFE_HOOK))
+    cfg.custom_hooks = hooks
+
+    if launcher != 'none' and not _cuda():
+        env_cfg = cfg.setdefault('env_cfg', ConfigDict())
+        env_cfg.setdefault('dist_cfg', ConfigDict())
+        env_cfg.dist_cfg.backend = 'gloo'
+        wrapper = cfg.get('model_wrapper_cfg') or ConfigDict(type='MMDistributedDataParallel')
+        wrapper.device_ids = None  # CPU modules take no device ids
+        cfg.model_wrapper_cfg = wrapper
+        init_cpu_distributed(launcher)
+    return cfg

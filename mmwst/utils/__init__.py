@@ -1,0 +1,3 @@
+from .dependencies import DependencyError, check_dependencies
+
+__all__ = ['DependencyError', 'check_dependencies']

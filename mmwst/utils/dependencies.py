@@ -1,0 +1,134 @@
+"""Check that the installed OpenMMLab stack is one mmwst supports.
+
+``import mmwst`` runs :func:`check_dependencies` once. A mismatch raises
+:class:`DependencyError` whose message lists, for every offending package, what is
+installed, what mmwst needs, and the command that fixes it. The supported ranges
+below are the same as the ones in ``requirements/runtime.txt`` (a test keeps the two
+in step); ``requirements/lock.txt`` pins the exact stack the test-suite runs on.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from importlib import metadata
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+#: Distribution name -> supported version range (PEP 440 specifier).
+SUPPORTED: dict[str, str] = {
+    'torch': '>=2.4,<2.12',
+    'torchvision': '>=0.19,<0.27',
+    'mmengine': '>=0.10.0,<0.11',
+    'mmcv': '>=2.0.0,<2.2.0',
+    'mmdet': '>=3.0.0,<3.4.0',
+    'mmsegmentation': '>=1.0.0,<1.3.0',
+    'mmpretrain': '>=1.0.0,<1.3.0',
+    'PyWavelets': '>=1.4',
+    'numpy': '>=1.23,<2',
+}
+
+#: Set this environment variable to 1 to turn a failed check into a warning
+#: (for example to use a newer release at your own risk).
+SKIP_ENV = 'MMWST_SKIP_DEPENDENCY_CHECK'
+
+FIX_HINT = (
+    'To fix it, run `bash tools/setup_env.sh` in the mmwst checkout: it creates .venv '
+    'with the exact tested stack (requirements/lock.txt) and compiles mmcv with its ops. '
+    'Or install by hand into your own environment:\n'
+    '    pip install -r requirements/lock.txt   (everything except mmcv)\n'
+    '    MMCV_WITH_OPS=1 pip install --no-build-isolation --no-cache-dir mmcv==2.1.0\n'
+    f'Set {SKIP_ENV}=1 to continue anyway at your own risk.'
+)
+
+
+class DependencyError(ImportError):
+    """Raised when the installed stack cannot run mmwst."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    package: str
+    installed: str
+    needed: str
+
+    def __str__(self) -> str:
+        return f'  {self.package}: installed {self.installed}; mmwst needs {self.needed}'
+
+
+def _installed_version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def find_problems(
+    versions: dict[str, str | None] | None = None, check_mmcv_ops: bool = True
+) -> list[Problem]:
+    """Return every mismatch between the installed stack and :data:`SUPPORTED`.
+
+    Args:
+        versions: distribution name -> installed version (``None`` = not installed).
+            Defaults to what ``importlib.metadata`` reports.
+        check_mmcv_ops: also check that mmcv's compiled ops (``mmcv._ext``) load.
+    """
+    problems = []
+    for dist, spec in SUPPORTED.items():
+        found = versions.get(dist) if versions is not None else _installed_version(dist)
+        if found is None:
+            problems.append(Problem(dist, 'nothing', spec))
+            continue
+        try:
+            ok = Version(found) in SpecifierSet(spec)
+        except InvalidVersion:
+            ok = False
+        if not ok:
+            problems.append(Problem(dist, found, spec))
+    installed_mmcv = versions.get('mmcv') if versions is not None else _installed_version('mmcv')
+    if check_mmcv_ops and installed_mmcv is not None:
+        reason = mmcv_ops_problem()
+        if reason:
+            problems.append(
+                Problem(
+                    'mmcv ops (mmcv._ext)',
+                    reason,
+                    'mmcv compiled with its ops against the installed torch',
+                )
+            )
+    return problems
+
+
+def mmcv_ops_problem() -> str | None:
+    """Why mmcv's compiled ops cannot be used, or ``None`` when they load."""
+    try:
+        importlib.import_module('torch')
+        importlib.import_module('mmcv._ext')
+    except ModuleNotFoundError:
+        return 'no compiled ops (mmcv was installed without MMCV_WITH_OPS=1, e.g. the lite build)'
+    except ImportError as err:  # e.g. compiled against another torch: undefined symbols
+        return f'compiled ops fail to load ({err}); mmcv was built against another torch'
+    return None
+
+
+def format_problems(problems: list[Problem]) -> str:
+    lines = ['mmwst cannot run with the installed packages:']
+    lines += [str(p) for p in problems]
+    lines.append(FIX_HINT)
+    return '\n'.join(lines)
+
+
+def check_dependencies() -> None:
+    """Raise :class:`DependencyError` (or warn, see :data:`SKIP_ENV`) on a mismatch."""
+    problems = find_problems()
+    if not problems:
+        return
+    message = format_problems(problems)
+    if os.environ.get(SKIP_ENV) == '1':
+        import warnings
+
+        warnings.warn(message, stacklevel=3)
+        return
+    raise DependencyError(message)

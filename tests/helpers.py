@@ -1,0 +1,64 @@
+"""Helpers shared by the tests: paths, running the tools, tiny config overrides."""
+
+from __future__ import annotations
+
+import os
+import os.path as osp
+import socket
+import subprocess
+import sys
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TOOLS = osp.join(REPO, 'tools')
+DEMO_CONFIG = osp.join(REPO, 'configs', 'demo', 'digits_vit_tiny.py')
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def tool_env(**extra: str) -> dict:
+    """Environment for a tool subprocess: this interpreter, 1 thread per process."""
+    env = dict(os.environ)
+    env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
+    env.setdefault('OMP_NUM_THREADS', '1')
+    env['PYTHON'] = sys.executable
+    env.update(extra)
+    return env
+
+
+def run_tool(
+    args: list[str], *, cwd: str, env: dict | None = None, timeout: int = 600, check: bool = True
+) -> subprocess.CompletedProcess:
+    """Run ``args`` (a python tool path or a shell script, then arguments)."""
+    cmd = ['bash', *args] if args[0].endswith('.sh') else [sys.executable, *args]
+    proc = subprocess.run(
+        cmd, cwd=cwd, env=env or tool_env(), capture_output=True, text=True, timeout=timeout
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f'{" ".join(cmd)} exited with {proc.returncode}\n'
+            f'--- stdout ---\n{proc.stdout[-4000:]}\n'
+            f'--- stderr ---\n{proc.stderr[-6000:]}'
+        )
+    return proc
+
+
+def tiny_digits_options(data_root: str, epochs: int = 2, train_images: int = 96) -> list[str]:
+    """--cfg-options that shrink the demo config to a few seconds of training."""
+    return [
+        f'train_dataloader.dataset.data_root={data_root}',
+        f'val_dataloader.dataset.data_root={data_root}',
+        f'test_dataloader.dataset.data_root={data_root}',
+        f'train_dataloader.dataset.indices={train_images}',
+        'train_dataloader.batch_size=16',
+        'test_dataloader.dataset.indices=64',
+        'val_dataloader.dataset.indices=64',
+        f'train_cfg.max_epochs={epochs}',
+        'train_cfg.val_interval=1000',
+        'default_hooks.checkpoint.interval=1',
+        'default_hooks.checkpoint.max_keep_ckpts=-1',
+        'default_hooks.logger.interval=1',
+    ]

@@ -1,0 +1,90 @@
+"""`import mmwst` refuses an unsupported stack with a message that says how to fix it."""
+
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+
+from mmwst.utils import dependencies as deps
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def _requirements(name):
+    with open(osp.join(REPO, 'requirements', name)) as f:
+        lines = [line.split('#', 1)[0].strip() for line in f]
+    return [Requirement(line) for line in lines if line and not line.startswith('-')]
+
+
+def test_installed_stack_is_supported():
+    assert deps.find_problems() == []
+    deps.check_dependencies()  # does not raise
+
+
+def test_runtime_requirements_match_the_import_check():
+    runtime = {r.name: r.specifier for r in _requirements('runtime.txt')}
+    assert runtime == {name: SpecifierSet(spec) for name, spec in deps.SUPPORTED.items()}
+
+
+def test_lock_pins_are_inside_the_supported_ranges():
+    pins = {}
+    for req in _requirements('lock.txt'):
+        if req.marker is None or req.marker.evaluate():
+            (spec,) = req.specifier
+            pins[req.name.lower()] = spec.version
+    for name, spec in deps.SUPPORTED.items():
+        assert pins[name.lower()] in SpecifierSet(spec), (name, pins[name.lower()], spec)
+    assert pins['torch'] == '2.11.0' and pins['mmcv'] == '2.1.0'
+
+
+def test_problems_name_installed_needed_and_fix():
+    lowest = {
+        name: next(s.version for s in SpecifierSet(spec) if s.operator == '>=')
+        for name, spec in deps.SUPPORTED.items()
+    }
+    versions = dict(lowest)
+    assert deps.find_problems(versions, check_mmcv_ops=False) == []
+    versions.update(mmcv='2.2.0', torch=None)
+    problems = deps.find_problems(versions, check_mmcv_ops=False)
+    assert [p.package for p in problems] == ['torch', 'mmcv']
+    message = deps.format_problems(problems)
+    assert 'torch: installed nothing; mmwst needs >=2.4,<2.12' in message
+    assert 'mmcv: installed 2.2.0; mmwst needs >=2.0.0,<2.2.0' in message
+    assert 'bash tools/setup_env.sh' in message
+
+
+def _import_mmwst_with(patch: str) -> subprocess.CompletedProcess:
+    code = f'{patch}\nimport mmwst\n'
+    return subprocess.run(
+        [sys.executable, '-c', code], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
+
+
+def test_import_fails_clearly_on_wrong_mmcv_version():
+    proc = _import_mmwst_with(
+        'import importlib.metadata as m\n'
+        'real = m.version\n'
+        "m.version = lambda name: '2.2.0' if name == 'mmcv' else real(name)\n"
+    )
+    assert proc.returncode != 0
+    assert 'DependencyError' in proc.stderr
+    assert 'mmcv: installed 2.2.0; mmwst needs >=2.0.0,<2.2.0' in proc.stderr
+    assert 'tools/setup_env.sh' in proc.stderr
+
+
+def test_import_fails_clearly_without_compiled_ops():
+    proc = _import_mmwst_with("import sys\nsys.modules['mmcv._ext'] = None\n")
+    assert proc.returncode != 0
+    assert 'mmcv ops (mmcv._ext): installed no compiled ops' in proc.stderr
+
+
+def test_skip_variable_turns_the_error_into_a_warning(monkeypatch):
+    monkeypatch.setattr(deps, 'find_problems', lambda: [deps.Problem('mmcv', '9', '<2.2')])
+    with pytest.raises(deps.DependencyError):
+        deps.check_dependencies()
+    monkeypatch.setenv(deps.SKIP_ENV, '1')
+    with pytest.warns(UserWarning, match='mmcv: installed 9'):
+        deps.check_dependencies()

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Distributed training with torchrun (one process per GPU; on a machine without GPUs,
+# one CPU process each, over gloo - chosen automatically).
+#   tools/dist_train.sh CONFIG NPROC [tools/train.py options]
+# Several machines: set NNODES, NODE_RANK, MASTER_ADDR (and PORT) on each.
+set -euo pipefail
+if [ $# -lt 2 ]; then
+    echo "usage: $0 CONFIG NPROC [train.py options]" >&2
+    exit 2
+fi
+CONFIG=$1
+NPROC=$2
+shift 2
+source "$(dirname "$0")/_python.sh"
+exec "$PYTHON" -m torch.distributed.run \
+    --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" \
+    --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="${PORT:-29500}" \
+    --nproc_per_node="$NPROC" \
+    "$(dirname "$0")/train.py" "$CONFIG" --launcher pytorch "$@"
