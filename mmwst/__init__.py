@@ -5,6 +5,7 @@ from .version import __version__
 
 check_dependencies()
 
-from . import engine  # noqa: E402,F401  (registers hooks and the safe checkpoint loader)
+# registers the safe checkpoint loader, hooks, backbones and tuners
+from . import engine, models  # noqa: E402,F401,I001
 
 __all__ = ['__version__']

@@ -6,12 +6,16 @@ from .checkpoint import (
     register_safe_loader,
     to_weights_only,
 )
+from .hooks import ParamReportHook
 from .launch import prepare_config
+from .optim import TunerOptimWrapperConstructor
 
 register_safe_loader()
 
 __all__ = [
+    'ParamReportHook',
     'SafeCheckpointHook',
+    'TunerOptimWrapperConstructor',
     'UnsafeCheckpointError',
     'from_weights_only',
     'load_local_checkpoint',

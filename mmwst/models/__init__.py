@@ -1,0 +1,3 @@
+from . import backbones, layers, tuners  # noqa: F401  (registers the classes)
+from .backbones import *  # noqa: F401,F403
+from .tuners import *  # noqa: F401,F403

@@ -1,0 +1,895 @@
+"""Convert pretrained Vision Transformer weights to mmpretrain ``VisionTransformer`` names.
+
+mmwst tunes frozen backbones built from mmpretrain 1.2's ``VisionTransformer``, so a
+pretrained checkpoint has to use its parameter names::
+
+    patch_embed.projection.{weight,bias}       cls_token       pos_embed
+    pre_norm.{weight,bias}                     (only for ``pre_norm=True``, e.g. CLIP)
+    layers.{i}.ln1.{weight,bias}               layers.{i}.ln2.{weight,bias}
+    layers.{i}.attn.qkv.{weight,bias}          fused (3 * D, D), rows ordered [q; k; v]
+    layers.{i}.attn.proj.{weight,bias}
+    layers.{i}.attn.gamma1.weight              (only with layer scale)
+    layers.{i}.ffn.layers.0.0.{weight,bias}    first MLP layer (fc1)
+    layers.{i}.ffn.layers.1.{weight,bias}      second MLP layer (fc2)
+    layers.{i}.ffn.gamma2.weight               (only with layer scale)
+    ln1.{weight,bias}                          final norm (``final_norm=True``)
+
+The functions here read four layouts and return such a state dict:
+
+* ``'npz'``: Google's JAX checkpoints (``vit_jax`` releases such as ``ViT-B_16.npz``,
+  the AugReg files and ``big_vision`` exports). Blocks are found by pattern, so both
+  ``LayerNorm_0/MultiHeadDotProductAttention_1/LayerNorm_2/MlpBlock_3`` (vit_jax) and
+  ``LayerNorm_0/MultiHeadDotProductAttention_0/LayerNorm_1/MlpBlock_0`` (big_vision)
+  numbering work, as does a scanned ``Transformer/encoderblock/...`` export whose
+  arrays carry a leading depth axis.
+* ``'timm'``: ``timm.models.vision_transformer.VisionTransformer`` state dicts.
+* ``'mae'``: the same timm layout stored under a ``'model'`` entry (the MAE release;
+  DeiT releases look the same and convert identically), possibly with the MAE decoder
+  (``decoder_*``, ``mask_token``), which is dropped.
+* ``'mmpretrain'``: already in the target layout; a ``backbone.`` prefix is removed
+  and the keys of other components (head, neck, ...) are dropped.
+
+Nothing is ever downloaded: :func:`load_vit_weights` reads a local file. Use
+:func:`check_state_dict` before ``load_state_dict`` so that a pretrained load can
+never leave a parameter at its random initial value, and :func:`adapt_pos_embed`
+when the checkpoint was trained on another patch grid than the model's.
+
+All functions are pure: they keep no state and do not modify their inputs (returned
+tensors may share memory with input tensors that needed no conversion).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import os.path as osp
+import pickle
+import re
+import warnings
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    'FORMATS',
+    'ConversionResult',
+    'adapt_pos_embed',
+    'check_state_dict',
+    'convert_vit',
+    'convert_vit_report',
+    'detect_format',
+    'load_vit_weights',
+    'read_checkpoint',
+    'resize_pos_embed',
+    'vit_to_npz',
+]
+
+#: The checkpoint layouts :func:`convert_vit` understands.
+FORMATS: tuple[str, ...] = ('npz', 'timm', 'mae', 'mmpretrain')
+
+#: Entries that wrap the actual state dict in saved checkpoints, tried in this order.
+_WRAPPERS = ('state_dict', 'model', 'module')
+
+#: Layouts converted by the same code.
+_FAMILY = {'npz': 'npz', 'timm': 'timm', 'mae': 'timm', 'mmpretrain': 'mmpretrain'}
+
+#: File extensions :func:`read_checkpoint` reads with ``torch.load``.
+_TORCH_EXTS = ('.pth', '.pt', '.bin', '.ckpt')
+
+_EXAMPLE_KEYS = 8
+
+# ------------------------------------------------------------------------------------
+# timm
+# ------------------------------------------------------------------------------------
+_TIMM_TOP = {
+    'cls_token': 'cls_token',
+    'pos_embed': 'pos_embed',
+    'patch_embed.proj.weight': 'patch_embed.projection.weight',
+    'patch_embed.proj.bias': 'patch_embed.projection.bias',
+    'norm_pre.weight': 'pre_norm.weight',
+    'norm_pre.bias': 'pre_norm.bias',
+    'norm.weight': 'ln1.weight',
+    'norm.bias': 'ln1.bias',
+}
+_TIMM_BLOCK = {
+    'norm1.weight': 'ln1.weight',
+    'norm1.bias': 'ln1.bias',
+    'attn.qkv.weight': 'attn.qkv.weight',
+    'attn.qkv.bias': 'attn.qkv.bias',
+    'attn.proj.weight': 'attn.proj.weight',
+    'attn.proj.bias': 'attn.proj.bias',
+    'ls1.gamma': 'attn.gamma1.weight',
+    'norm2.weight': 'ln2.weight',
+    'norm2.bias': 'ln2.bias',
+    'mlp.fc1.weight': 'ffn.layers.0.0.weight',
+    'mlp.fc1.bias': 'ffn.layers.0.0.bias',
+    'mlp.fc2.weight': 'ffn.layers.1.weight',
+    'mlp.fc2.bias': 'ffn.layers.1.bias',
+    'ls2.gamma': 'ffn.gamma2.weight',
+}
+_TIMM_BLOCK_RE = re.compile(r'^blocks\.(\d+)\.(.+)$')
+# classification heads and the MAE decoder: not part of the backbone
+_TIMM_IGNORED_RE = re.compile(r'^(head|head_dist|pre_logits)(\.|$)|^decoder[._]|^mask_token$')
+
+# ------------------------------------------------------------------------------------
+# Google npz (vit_jax / AugReg / big_vision)
+# ------------------------------------------------------------------------------------
+_NPZ_BLOCK_RE = re.compile(r'^Transformer/encoderblock_(\d+)/(.+)$')
+_NPZ_SCANNED_RE = re.compile(r'^Transformer/encoderblock/(.+)$')
+_NPZ_POS_KEYS = ('Transformer/posembed_input/pos_embedding', 'pos_embedding')
+_NPZ_IGNORED_RE = re.compile(r'^(head|pre_logits|MAPHead_\d+)/')
+_NPZ_MODULE_RE = re.compile(r'^(LayerNorm|MultiHeadDotProductAttention|MlpBlock)_(\d+)$')
+_NPZ_DENSE_RE = re.compile(r'^Dense_(\d+)$')
+_NPZ_LN = {'scale': 'weight', 'bias': 'bias'}
+
+# ------------------------------------------------------------------------------------
+# mmpretrain
+# ------------------------------------------------------------------------------------
+_MMPRETRAIN_RE = re.compile(
+    r'^(backbone\.)?(layers\.\d+\.(ln1|ln2|attn|ffn)\.|'
+    r'patch_embed\.projection\.)'
+)
+_MM_BLOCK_RE = re.compile(r'^layers\.(\d+)\.(.+)$')
+
+
+@dataclass
+class ConversionResult:
+    """What :func:`convert_vit_report` produced.
+
+    Attributes:
+        state_dict (dict[str, Tensor]): The weights under mmpretrain
+            ``VisionTransformer`` names.
+        fmt (str): The source layout, one of :data:`FORMATS`.
+        ignored (list[str]): Source keys deliberately left out (classification
+            heads, the MAE decoder, modules other than the backbone).
+        notes (list[str]): Other things worth telling the user (unwrapped entries,
+            stripped prefixes, re-interpreted norms).
+    """
+
+    state_dict: dict[str, Tensor]
+    fmt: str
+    ignored: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------
+def _examples(keys: list[str]) -> str:
+    shown = ', '.join(repr(k) for k in keys[:_EXAMPLE_KEYS])
+    more = len(keys) - _EXAMPLE_KEYS
+    return shown + (f', ... ({more} more)' if more > 0 else '')
+
+
+def _to_tensor(value: Any, key: str) -> Tensor:
+    if isinstance(value, Tensor):
+        return value.detach()
+    if isinstance(value, np.ndarray) or np.isscalar(value):
+        array = np.asarray(value)
+        if array.dtype == object:
+            raise TypeError(f'{key!r} holds Python objects, not numbers')
+        return torch.from_numpy(np.array(array, copy=True, order='C'))
+    raise TypeError(f'{key!r} holds a {type(value).__name__}, expected a tensor or an array')
+
+
+def _strip_common_prefix(flat: dict[str, Any], prefix: str, notes: list[str]) -> dict[str, Any]:
+    if flat and all(k.startswith(prefix) for k in flat):
+        notes.append(f'removed the prefix {prefix!r} from every key')
+        return {k[len(prefix) :]: v for k, v in flat.items()}
+    return flat
+
+
+def _unwrap(obj: Mapping[str, Any]) -> tuple[dict[str, Any], list[str], list[str]]:
+    """Return the flat state dict inside ``obj``, the wrapper entries taken and notes."""
+    if not isinstance(obj, Mapping):
+        raise TypeError(f'expected a state dict or an npz mapping, got {type(obj).__name__}')
+    taken: list[str] = []
+    notes: list[str] = []
+    current: Mapping[str, Any] = obj
+    for _ in range(len(_WRAPPERS)):
+        name = next(
+            (n for n in _WRAPPERS if n in current and isinstance(current[n], Mapping)), None
+        )
+        if name is None:
+            break
+        inner = current[name]
+        taken.append(name)
+        others = sorted(str(k) for k in current if k != name)
+        notes.append(
+            f'took the weights from the {name!r} entry'
+            + (f' (other entries not used: {", ".join(others)})' if others else '')
+        )
+        current = inner
+    flat = {str(k): v for k, v in current.items()}
+    if not any('/' in k for k in flat):
+        for prefix in ('module.', 'model.'):
+            flat = _strip_common_prefix(flat, prefix, notes)
+    return flat, taken, notes
+
+
+def _layout_of(flat: dict[str, Any], taken: list[str]) -> str | None:
+    keys = list(flat)
+    if any(k.startswith('Transformer/') or k == 'embedding/kernel' for k in keys):
+        return 'npz'
+    if any(_MMPRETRAIN_RE.match(k) for k in keys):
+        return 'mmpretrain'
+    if any(_TIMM_BLOCK_RE.match(k) for k in keys) or 'patch_embed.proj.weight' in flat:
+        mae_like = (
+            'model' in taken
+            or 'mask_token' in flat
+            or any(k.startswith(('decoder.', 'decoder_')) for k in keys)
+        )
+        return 'mae' if mae_like else 'timm'
+    return None
+
+
+# ------------------------------------------------------------------------------------
+# format detection and conversion
+# ------------------------------------------------------------------------------------
+def detect_format(obj: Mapping[str, Any]) -> str:
+    """Tell which layout a checkpoint uses.
+
+    Args:
+        obj (Mapping[str, Any]): A loaded checkpoint: a state dict, a dict that wraps
+            one under ``'state_dict'``/``'model'``/``'module'``, or the mapping
+            returned by ``np.load`` for an npz file.
+
+    Returns:
+        str: One of :data:`FORMATS`: ``'npz'`` (Google JAX layout), ``'timm'``,
+        ``'mae'`` (timm layout under a ``'model'`` entry or with MAE decoder keys) or
+        ``'mmpretrain'``.
+
+    Raises:
+        ValueError: The keys match none of these layouts; the message lists examples.
+    """
+    flat, taken, _ = _unwrap(obj)
+    fmt = _layout_of(flat, taken)
+    if fmt is None:
+        keys = list(flat)
+        wrapped = f' (inside {"/".join(repr(t) for t in taken)})' if taken else ''
+        raise ValueError(
+            f'unrecognised checkpoint layout{wrapped}: expected Google npz '
+            "('Transformer/encoderblock_0/...'), timm/MAE ('blocks.0.attn.qkv.weight') or "
+            "mmpretrain ('layers.0.attn.qkv.weight') keys; "
+            f'found {len(keys)} keys, e.g. {_examples(keys) or "none"}'
+        )
+    return fmt
+
+
+def _convert_timm(flat: dict[str, Any], fc_norm_to: str) -> ConversionResult:
+    out: dict[str, Tensor] = {}
+    ignored: list[str] = []
+    notes: list[str] = []
+    unknown: list[str] = []
+    has_norm = 'norm.weight' in flat
+    for key, value in flat.items():
+        block = _TIMM_BLOCK_RE.match(key)
+        if block is not None and block.group(2) in _TIMM_BLOCK:
+            out[f'layers.{block.group(1)}.{_TIMM_BLOCK[block.group(2)]}'] = _to_tensor(value, key)
+        elif key in _TIMM_TOP:
+            out[_TIMM_TOP[key]] = _to_tensor(value, key)
+        elif key.startswith('fc_norm.') and not has_norm:
+            out[f'{fc_norm_to}.{key[len("fc_norm.") :]}'] = _to_tensor(value, key)
+        elif key.startswith('fc_norm.'):
+            ignored.append(key)
+        elif _TIMM_IGNORED_RE.match(key):
+            ignored.append(key)
+        else:
+            unknown.append(key)
+    if unknown:
+        raise ValueError(
+            'these timm keys have no counterpart in mmpretrain VisionTransformer '
+            f'(a timm option it does not implement, e.g. qk_norm or register tokens): '
+            f'{_examples(unknown)}'
+        )
+    if any(k.startswith('fc_norm.') for k in flat):
+        if has_norm:
+            notes.append(
+                "'fc_norm' was ignored: the checkpoint also has the final 'norm', "
+                "which became 'ln1'"
+            )
+        elif fc_norm_to == 'ln1':
+            notes.append(
+                "'fc_norm' became the final norm 'ln1': the source applied it to "
+                'the average of the patch tokens, mmpretrain applies ln1 to every '
+                "token (use fc_norm_to='ln2' with out_type='avg_featmap' and "
+                'final_norm=False to keep the original pooling)'
+            )
+        else:
+            notes.append(
+                f"'fc_norm' became {fc_norm_to!r} (mmpretrain's norm after "
+                "average pooling, used with out_type='avg_featmap')"
+            )
+    if any(k.startswith(('decoder', 'mask_token')) for k in ignored):
+        notes.append('dropped the MAE decoder (decoder_* and mask_token)')
+    return ConversionResult(out, 'timm', ignored, notes)
+
+
+def _dense(
+    kernel: np.ndarray, bias: np.ndarray | None, out_dims: int | None, key: str
+) -> tuple[Tensor, Tensor | None]:
+    """JAX ``Dense``/``DenseGeneral`` (in..., out...) kernel -> torch (out, in) weight."""
+    if out_dims is None:  # input axis first, output axes after it
+        weight = kernel.reshape(kernel.shape[0], -1).T
+    else:  # input axes first, the last axis is the output
+        weight = kernel.reshape(-1, out_dims).T
+    return (_to_tensor(weight, key), None if bias is None else _to_tensor(bias.reshape(-1), key))
+
+
+def _npz_block(index: int, params: dict[str, np.ndarray]) -> dict[str, Tensor]:
+    """Convert the arrays of one ``encoderblock`` (keys relative to the block)."""
+    where = f'Transformer/encoderblock_{index}'
+    modules: dict[str, dict[int, dict[str, np.ndarray]]] = {}
+    unknown: list[str] = []
+    for sub, array in params.items():
+        head, _, rest = sub.partition('/')
+        match = _NPZ_MODULE_RE.match(head)
+        if match is None or not rest:
+            unknown.append(f'{where}/{sub}')
+            continue
+        modules.setdefault(match.group(1), {}).setdefault(int(match.group(2)), {})[rest] = array
+    if unknown:
+        raise ValueError(f'unexpected entries in a Google npz block: {_examples(unknown)}')
+    norms = [modules.get('LayerNorm', {})[i] for i in sorted(modules.get('LayerNorm', {}))]
+    attns = list(modules.get('MultiHeadDotProductAttention', {}).values())
+    mlps = list(modules.get('MlpBlock', {}).values())
+    if len(norms) != 2 or len(attns) != 1 or len(mlps) != 1:
+        raise ValueError(
+            f'{where}: expected 2 LayerNorm, 1 MultiHeadDotProductAttention and 1 MlpBlock '
+            f'modules, found {len(norms)}, {len(attns)} and {len(mlps)}'
+        )
+
+    out: dict[str, Tensor] = {}
+    for name, norm in zip(('ln1', 'ln2'), norms):
+        for src, dst in _NPZ_LN.items():
+            if src in norm:
+                out[f'layers.{index}.{name}.{dst}'] = _to_tensor(norm[src], f'{where}/{src}')
+
+    attn = attns[0]
+    weights, biases = [], []
+    for part in ('query', 'key', 'value'):
+        if f'{part}/kernel' not in attn:
+            raise ValueError(f'{where}: the attention has no {part}/kernel')
+        weight, bias = _dense(
+            attn[f'{part}/kernel'], attn.get(f'{part}/bias'), None, f'{where}/{part}'
+        )
+        weights.append(weight)
+        biases.append(bias)
+    out[f'layers.{index}.attn.qkv.weight'] = torch.cat(weights, dim=0)
+    present = [b is not None for b in biases]
+    if all(present):
+        out[f'layers.{index}.attn.qkv.bias'] = torch.cat(biases, dim=0)
+    elif any(present):
+        raise ValueError(f'{where}: only some of query/key/value have a bias')
+    if 'out/kernel' not in attn:
+        raise ValueError(f'{where}: the attention has no out/kernel')
+    embed_dims = attn['out/kernel'].shape[-1]
+    weight, bias = _dense(attn['out/kernel'], attn.get('out/bias'), embed_dims, f'{where}/out')
+    out[f'layers.{index}.attn.proj.weight'] = weight
+    if bias is not None:
+        out[f'layers.{index}.attn.proj.bias'] = bias
+
+    dense: dict[int, dict[str, np.ndarray]] = {}
+    for sub, array in mlps[0].items():
+        head, _, rest = sub.partition('/')
+        match = _NPZ_DENSE_RE.match(head)
+        if match is None or rest not in ('kernel', 'bias'):
+            raise ValueError(f'{where}: unexpected MLP entry {sub!r}')
+        dense.setdefault(int(match.group(1)), {})[rest] = array
+    if len(dense) != 2:
+        raise ValueError(f'{where}: expected 2 Dense layers in the MLP, found {len(dense)}')
+    for dst, layer in zip(('ffn.layers.0.0', 'ffn.layers.1'), (dense[i] for i in sorted(dense))):
+        weight, bias = _dense(layer['kernel'], layer.get('bias'), None, f'{where}/{dst}')
+        out[f'layers.{index}.{dst}.weight'] = weight
+        if bias is not None:
+            out[f'layers.{index}.{dst}.bias'] = bias
+    return out
+
+
+def _convert_npz(flat: dict[str, Any]) -> ConversionResult:
+    out: dict[str, Tensor] = {}
+    ignored: list[str] = []
+    notes: list[str] = []
+    unknown: list[str] = []
+    blocks: dict[int, dict[str, np.ndarray]] = {}
+    for key, value in flat.items():
+        array = np.asarray(value)
+        block = _NPZ_BLOCK_RE.match(key)
+        scanned = _NPZ_SCANNED_RE.match(key)
+        if block is not None:
+            blocks.setdefault(int(block.group(1)), {})[block.group(2)] = array
+        elif scanned is not None:  # scanned export: leading axis is the block index
+            for i in range(array.shape[0]):
+                blocks.setdefault(i, {})[scanned.group(1)] = array[i]
+        elif key == 'embedding/kernel':  # HWIO -> OIHW
+            out['patch_embed.projection.weight'] = _to_tensor(array.transpose(3, 2, 0, 1), key)
+        elif key == 'embedding/bias':
+            out['patch_embed.projection.bias'] = _to_tensor(array, key)
+        elif key == 'cls':
+            out['cls_token'] = _to_tensor(array.reshape(1, 1, -1), key)
+        elif key in _NPZ_POS_KEYS:
+            out['pos_embed'] = _to_tensor(array.reshape(1, -1, array.shape[-1]), key)
+        elif key.startswith('Transformer/encoder_norm/'):
+            param = key.rsplit('/', 1)[1]
+            if param not in _NPZ_LN:
+                unknown.append(key)
+            else:
+                out[f'ln1.{_NPZ_LN[param]}'] = _to_tensor(array, key)
+        elif _NPZ_IGNORED_RE.match(key):
+            ignored.append(key)
+        else:
+            unknown.append(key)
+    if unknown:
+        raise ValueError(f'unexpected entries in a Google npz checkpoint: {_examples(unknown)}')
+    if sorted(blocks) != list(range(len(blocks))):
+        raise ValueError(f'Google npz encoder blocks are not numbered 0..n-1: {sorted(blocks)}')
+    for index in sorted(blocks):
+        out.update(_npz_block(index, blocks[index]))
+    if any(k.startswith('Transformer/encoderblock/') for k in flat):
+        notes.append(f'split the scanned encoder block arrays into {len(blocks)} layers')
+    if any(k.startswith('MAPHead_') for k in ignored):
+        notes.append(
+            'ignored the attention-pooling head (MAPHead); mmpretrain '
+            'VisionTransformer has no such pooling'
+        )
+    return ConversionResult(out, 'npz', ignored, notes)
+
+
+def _convert_mmpretrain(flat: dict[str, Any]) -> ConversionResult:
+    out: dict[str, Tensor] = {}
+    ignored: list[str] = []
+    notes: list[str] = []
+    if any(k.startswith('backbone.') for k in flat):
+        for key, value in flat.items():
+            if key.startswith('backbone.'):
+                out[key[len('backbone.') :]] = _to_tensor(value, key)
+            else:
+                ignored.append(key)
+        notes.append(
+            "removed the prefix 'backbone.'" + (' and kept only the backbone' if ignored else '')
+        )
+    else:
+        out = {key: _to_tensor(value, key) for key, value in flat.items()}
+    return ConversionResult(out, 'mmpretrain', ignored, notes)
+
+
+def convert_vit_report(
+    obj: Mapping[str, Any], fmt: str | None = None, *, fc_norm_to: str = 'ln1'
+) -> ConversionResult:
+    """Convert a ViT checkpoint to mmpretrain names and say what was done.
+
+    Args:
+        obj (Mapping[str, Any]): A loaded checkpoint, see :func:`detect_format`.
+        fmt (str, optional): The layout, one of :data:`FORMATS`, or ``None``/``'auto'``
+            to detect it. Defaults to None.
+        fc_norm_to (str): Where a timm/MAE ``fc_norm`` goes when the checkpoint has no
+            final ``norm`` (fine-tuned MAE models): ``'ln1'`` (mmpretrain's final norm,
+            applied to every token) or ``'ln2'`` (its norm after average pooling, for
+            ``out_type='avg_featmap'`` with ``final_norm=False``). Defaults to 'ln1'.
+
+    Returns:
+        ConversionResult: The converted state dict, the layout, the ignored source keys
+        and notes.
+
+    Raises:
+        ValueError: Unknown layout, unknown ``fmt``, or source keys that have no
+            counterpart in mmpretrain's ``VisionTransformer``.
+    """
+    if fmt in (None, 'auto'):
+        fmt = detect_format(obj)
+    if fmt not in FORMATS:
+        raise ValueError(f'unknown checkpoint format {fmt!r}; choose from {FORMATS} or auto')
+    if fc_norm_to not in ('ln1', 'ln2'):
+        raise ValueError(f"fc_norm_to must be 'ln1' or 'ln2', got {fc_norm_to!r}")
+    flat, taken, notes = _unwrap(obj)
+    seen = _layout_of(flat, taken)
+    if seen is not None and _FAMILY[seen] != _FAMILY[fmt]:
+        raise ValueError(
+            f'format {fmt!r} was requested but the keys look like {seen!r}, '
+            f'e.g. {_examples(list(flat))}'
+        )
+    if fmt == 'npz':
+        result = _convert_npz(flat)
+    elif fmt == 'mmpretrain':
+        result = _convert_mmpretrain(flat)
+    else:
+        result = _convert_timm(flat, fc_norm_to)
+    result.fmt = fmt
+    result.notes = notes + result.notes
+    if not result.state_dict:
+        raise ValueError(
+            f'no ViT weights found for format {fmt!r}; keys: {_examples(list(flat)) or "none"}'
+        )
+    return result
+
+
+def convert_vit(
+    obj: Mapping[str, Any], fmt: str | None = None, *, fc_norm_to: str = 'ln1'
+) -> dict[str, Tensor]:
+    """Convert a ViT checkpoint to mmpretrain ``VisionTransformer`` names.
+
+    Same as :func:`convert_vit_report` but returns only the state dict.
+
+    Args:
+        obj (Mapping[str, Any]): A loaded checkpoint (state dict, wrapped state dict
+            or npz mapping).
+        fmt (str, optional): One of :data:`FORMATS`, or ``None``/``'auto'`` to detect.
+            Defaults to None.
+        fc_norm_to (str): See :func:`convert_vit_report`. Defaults to 'ln1'.
+
+    Returns:
+        dict[str, Tensor]: Tensors keyed by mmpretrain parameter names.
+    """
+    return convert_vit_report(obj, fmt, fc_norm_to=fc_norm_to).state_dict
+
+
+# ------------------------------------------------------------------------------------
+# files
+# ------------------------------------------------------------------------------------
+def read_checkpoint(path: str | os.PathLike[str]) -> Mapping[str, Any]:
+    """Read a local checkpoint file without converting it.
+
+    ``.npz`` files are read with ``np.load(allow_pickle=False)``; ``.pth``, ``.pt``,
+    ``.bin`` and ``.ckpt`` with ``torch.load(weights_only=True)``; ``.safetensors``
+    with the ``safetensors`` package. Nothing is unpickled beyond plain tensors and
+    containers, and nothing is downloaded.
+
+    Args:
+        path (str | os.PathLike): The file.
+
+    Returns:
+        Mapping[str, Any]: The loaded object (numpy arrays for npz, tensors otherwise).
+
+    Raises:
+        FileNotFoundError: ``path`` is not an existing file.
+        ValueError: Unsupported extension, pickled objects that ``weights_only``
+            refuses, or a file that does not hold a mapping.
+    """
+    path = osp.expanduser(os.fspath(path))
+    if not osp.isfile(path):
+        raise FileNotFoundError(
+            f'pretrained weights {path!r} not found: pass the path of a local file '
+            '(.npz, .pth, .pt, .bin, .ckpt or .safetensors); nothing is downloaded'
+        )
+    ext = osp.splitext(path)[1].lower()
+    if ext == '.npz':
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    if ext == '.safetensors':
+        try:
+            from safetensors.torch import load_file
+        except ImportError as err:
+            raise ImportError(
+                f'reading {path} needs the safetensors package (pip install safetensors)'
+            ) from err
+        return load_file(path, device='cpu')
+    if ext not in _TORCH_EXTS:
+        raise ValueError(
+            f'cannot read {path!r}: unsupported extension {ext!r}; expected '
+            f'.npz, .safetensors or one of {", ".join(_TORCH_EXTS)}'
+        )
+    try:
+        loaded = torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f'{path} holds pickled Python objects besides tensors and was not loaded '
+            '(torch.load(weights_only=True) refused it). If you trust its origin, make a '
+            'weights-only copy once with `python tools/sanitize_checkpoint.py '
+            f'{path} SAFE_COPY.pth --trust-source`. torch said: '
+            f'{str(err).splitlines()[0] if str(err) else type(err).__name__}'
+        ) from err
+    if not isinstance(loaded, Mapping):
+        raise ValueError(f'{path} holds a {type(loaded).__name__}, expected a state dict')
+    return loaded
+
+
+def load_vit_weights(
+    path: str | os.PathLike[str], fmt: str | None = None, *, fc_norm_to: str = 'ln1'
+) -> dict[str, Tensor]:
+    """Read a local ViT checkpoint and convert it to mmpretrain names.
+
+    Args:
+        path (str | os.PathLike): ``.npz``, ``.pth``/``.pt``/``.bin``/``.ckpt`` or
+            ``.safetensors`` file; see :func:`read_checkpoint`.
+        fmt (str, optional): One of :data:`FORMATS`, or ``None``/``'auto'`` to detect.
+            Defaults to None.
+        fc_norm_to (str): See :func:`convert_vit_report`. Defaults to 'ln1'.
+
+    Returns:
+        dict[str, Tensor]: Tensors keyed by mmpretrain ``VisionTransformer`` names.
+
+    Raises:
+        FileNotFoundError: The file does not exist (nothing is ever downloaded).
+    """
+    return convert_vit(read_checkpoint(path), fmt, fc_norm_to=fc_norm_to)
+
+
+# ------------------------------------------------------------------------------------
+# checks and position embeddings
+# ------------------------------------------------------------------------------------
+def _prefix_advice(missing: list[str], unexpected: list[str]) -> str | None:
+    """Spot a prefix that all mismatching names share, e.g. 'backbone.'."""
+    counts: Counter[str] = Counter()
+    # (names to scan, names to find their tails in, what to do with the prefix)
+    for names, others, verb in (
+        (missing, set(unexpected), 'add the prefix {!r} to'),
+        (unexpected, set(missing), 'remove the prefix {!r} from'),
+    ):
+        for key in names:
+            parts = key.split('.')
+            for i in range(1, len(parts)):
+                if '.'.join(parts[i:]) in others:
+                    counts[verb.format('.'.join(parts[:i]) + '.')] += 1
+                    break
+    if not counts:
+        return None
+    advice, count = counts.most_common(1)[0]
+    return f'{advice} the checkpoint names ({count} names would then match)'
+
+
+def check_state_dict(
+    expected: Mapping[str, Tensor], loaded: Mapping[str, Tensor], prefix_hint: str = ''
+) -> None:
+    """Make sure loaded weights cover a model exactly, or explain why not.
+
+    Call it with ``model.state_dict()`` before ``model.load_state_dict(loaded)``: a
+    pretrained load must never silently keep randomly initialised parameters.
+
+    Args:
+        expected (Mapping[str, Tensor]): The model's state dict (names and shapes).
+        loaded (Mapping[str, Tensor]): The converted checkpoint.
+        prefix_hint (str): Where these names live in the full model, e.g.
+            ``'backbone.'``; prepended to every name in the message so that it
+            matches the names in configs and logs. Defaults to ''.
+
+    Raises:
+        ValueError: Some expected names are missing or have another shape. The message
+            names every missing name, every mis-shaped name with both shapes and, for
+            information, every unexpected name. Unexpected names alone only warn.
+    """
+    missing = [k for k in expected if k not in loaded]
+    unexpected = [k for k in loaded if k not in expected]
+    mis_shaped = [
+        (k, tuple(expected[k].shape), tuple(loaded[k].shape))
+        for k in expected
+        if k in loaded and tuple(expected[k].shape) != tuple(loaded[k].shape)
+    ]
+    if not missing and not mis_shaped:
+        if unexpected:
+            warnings.warn(
+                f'the checkpoint has {len(unexpected)} names the model does not '
+                f'use (not loaded): {", ".join(prefix_hint + k for k in unexpected)}',
+                stacklevel=2,
+            )
+        return
+    lines = [
+        f'pretrained weights do not match the model: {len(missing)} missing, '
+        f'{len(mis_shaped)} mis-shaped, {len(unexpected)} unexpected'
+    ]
+    if missing:
+        lines.append('missing (the model would keep its random initial values):')
+        lines += [f'  {prefix_hint}{k}' for k in missing]
+    if mis_shaped:
+        lines.append('mis-shaped (model shape vs checkpoint shape):')
+        lines += [
+            f'  {prefix_hint}{k}: model {list(m)} vs checkpoint {list(c)}' for k, m, c in mis_shaped
+        ]
+    if unexpected:
+        lines.append('unexpected (in the checkpoint but not in the model; for information):')
+        lines += [f'  {prefix_hint}{k}' for k in unexpected]
+    advice = _prefix_advice(missing, unexpected)
+    if advice:
+        lines.append(f'hint: {advice}')
+    if any(k == 'pos_embed' or k.endswith('.pos_embed') for k, _, _ in mis_shaped):
+        lines.append(
+            'hint: a pos_embed of another length comes from another patch grid; '
+            'adapt it with mmwst.models.backbones.convert.adapt_pos_embed'
+        )
+    raise ValueError('\n'.join(lines))
+
+
+def _square_grid(num_patches: int, what: str) -> tuple[int, int]:
+    side = math.isqrt(num_patches)
+    if side * side != num_patches:
+        raise ValueError(
+            f'{what} has {num_patches} patch positions, not a square grid; pass the grid explicitly'
+        )
+    return side, side
+
+
+def resize_pos_embed(
+    pos_embed: Tensor,
+    dst_grid: tuple[int, int],
+    src_grid: tuple[int, int] | None = None,
+    num_extra_tokens: int = 1,
+    mode: str = 'bicubic',
+) -> Tensor:
+    """Resample a ``(1, extra + H * W, C)`` position embedding to another patch grid.
+
+    The extra tokens (the class token) are kept as they are; the patch part is
+    interpolated over the 2-D grid (``align_corners=False``, computed in float32), the
+    same resampling mmpretrain's ``VisionTransformer`` applies at run time.
+
+    Args:
+        pos_embed (Tensor): Shape ``(1, num_extra_tokens + H * W, C)``.
+        dst_grid (tuple[int, int]): The target grid ``(H', W')``.
+        src_grid (tuple[int, int], optional): The source grid; inferred as a square
+            when None. Defaults to None.
+        num_extra_tokens (int): Leading tokens that are not patches. Defaults to 1.
+        mode (str): ``torch.nn.functional.interpolate`` mode. Defaults to 'bicubic'.
+
+    Returns:
+        Tensor: Shape ``(1, num_extra_tokens + H' * W', C)``; ``pos_embed`` itself
+        when the grid is unchanged.
+    """
+    if pos_embed.ndim != 3 or pos_embed.shape[0] != 1:
+        raise ValueError(f'pos_embed must have shape (1, L, C), got {list(pos_embed.shape)}')
+    num_patches = pos_embed.shape[1] - num_extra_tokens
+    if src_grid is None:
+        src_grid = _square_grid(num_patches, 'the source pos_embed')
+    src_h, src_w = src_grid
+    if src_h * src_w != num_patches:
+        raise ValueError(
+            f'pos_embed has {num_patches} patch positions, which is not the '
+            f'source grid {src_h}x{src_w}'
+        )
+    dst_h, dst_w = dst_grid
+    if (src_h, src_w) == (dst_h, dst_w):
+        return pos_embed
+    channels = pos_embed.shape[2]
+    extra = pos_embed[:, :num_extra_tokens]
+    grid = pos_embed[:, num_extra_tokens:].reshape(1, src_h, src_w, channels)
+    grid = grid.permute(0, 3, 1, 2).float()
+    grid = F.interpolate(grid, size=(dst_h, dst_w), mode=mode, align_corners=False)
+    grid = grid.flatten(2).transpose(1, 2).to(pos_embed.dtype)
+    return torch.cat([extra, grid], dim=1)
+
+
+def adapt_pos_embed(
+    loaded: Mapping[str, Tensor],
+    expected: Mapping[str, Tensor],
+    *,
+    key: str = 'pos_embed',
+    num_extra_tokens: int = 1,
+    src_grid: tuple[int, int] | None = None,
+    dst_grid: tuple[int, int] | None = None,
+    mode: str = 'bicubic',
+) -> dict[str, Tensor]:
+    """Resize a checkpoint's ``pos_embed`` to the model's patch grid when they differ.
+
+    Args:
+        loaded (Mapping[str, Tensor]): The converted checkpoint.
+        expected (Mapping[str, Tensor]): The model's state dict.
+        key (str): Name of the position embedding. Defaults to 'pos_embed'.
+        num_extra_tokens (int): Leading non-patch tokens. Defaults to 1.
+        src_grid (tuple[int, int], optional): The checkpoint's grid; a square is
+            inferred when None. Defaults to None.
+        dst_grid (tuple[int, int], optional): The model's grid; a square is inferred
+            when None. Defaults to None.
+        mode (str): Interpolation mode. Defaults to 'bicubic'.
+
+    Returns:
+        dict[str, Tensor]: A copy of ``loaded`` whose ``key`` entry has the model's
+        shape (unchanged entries are the same tensors).
+    """
+    out = dict(loaded)
+    if key not in loaded or key not in expected:
+        return out
+    source, target = loaded[key], expected[key]
+    if tuple(source.shape) == tuple(target.shape):
+        return out
+    if source.shape[-1] != target.shape[-1]:
+        raise ValueError(
+            f'{key}: checkpoint width {source.shape[-1]} differs from the '
+            f"model's {target.shape[-1]}; resizing cannot fix that"
+        )
+    if dst_grid is None:
+        dst_grid = _square_grid(target.shape[1] - num_extra_tokens, "the model's pos_embed")
+    out[key] = resize_pos_embed(source, dst_grid, src_grid, num_extra_tokens, mode)
+    return out
+
+
+# ------------------------------------------------------------------------------------
+# reverse: mmpretrain -> Google npz layout
+# ------------------------------------------------------------------------------------
+def vit_to_npz(state_dict: Mapping[str, Tensor], num_heads: int) -> dict[str, np.ndarray]:
+    """Write mmpretrain ViT weights in the Google ``vit_jax`` npz layout.
+
+    The inverse of the ``'npz'`` conversion (``np.savez(path, **result)`` writes a file
+    that :func:`load_vit_weights` reads back to the same tensors). Uses the vit_jax
+    names: ``LayerNorm_0``, ``MultiHeadDotProductAttention_1``, ``LayerNorm_2``,
+    ``MlpBlock_3/Dense_{0,1}``, ``Transformer/encoder_norm``.
+
+    Args:
+        state_dict (Mapping[str, Tensor]): mmpretrain ``VisionTransformer`` weights (a
+            ``backbone.`` prefix is allowed).
+        num_heads (int): Attention heads; the Google layout stores q/k/v kernels as
+            ``(D, heads, head_dim)``, which the weights alone do not determine.
+
+    Returns:
+        dict[str, np.ndarray]: Arrays keyed by Google names.
+
+    Raises:
+        ValueError: A weight has no place in the Google layout (layer scale,
+            ``pre_norm``, ...) or ``num_heads`` does not divide the width.
+    """
+    flat = {
+        (k[len('backbone.') :] if k.startswith('backbone.') else k): v
+        for k, v in state_dict.items()
+    }
+
+    def arr(name: str) -> np.ndarray:
+        tensor = flat[name].detach().cpu()
+        if tensor.dtype == torch.bfloat16:  # numpy has no bfloat16
+            tensor = tensor.float()
+        return tensor.numpy().copy()
+
+    out: dict[str, np.ndarray] = {}
+    used: set[str] = set()
+
+    def take(name: str, target: str, array: np.ndarray | None = None) -> None:
+        if name in flat:
+            out[target] = arr(name) if array is None else array
+            used.add(name)
+
+    if 'patch_embed.projection.weight' not in flat:
+        raise ValueError(
+            'not mmpretrain ViT weights: no patch_embed.projection.weight; '
+            f'keys: {_examples(list(flat))}'
+        )
+    take(
+        'patch_embed.projection.weight',
+        'embedding/kernel',
+        arr('patch_embed.projection.weight').transpose(2, 3, 1, 0).copy(),
+    )
+    take('patch_embed.projection.bias', 'embedding/bias')
+    take('cls_token', 'cls')
+    take('pos_embed', 'Transformer/posembed_input/pos_embedding')
+    take('ln1.weight', 'Transformer/encoder_norm/scale')
+    take('ln1.bias', 'Transformer/encoder_norm/bias')
+
+    embed_dims = flat['patch_embed.projection.weight'].shape[0]
+    if num_heads <= 0 or embed_dims % num_heads:
+        raise ValueError(f'num_heads={num_heads} does not divide the width {embed_dims}')
+    head_dims = embed_dims // num_heads
+    indices = sorted({int(m.group(1)) for k in flat if (m := _MM_BLOCK_RE.match(k))})
+    for i in indices:
+        src = f'layers.{i}.'
+        dst = f'Transformer/encoderblock_{i}/'
+        for norm, google in (('ln1', 'LayerNorm_0'), ('ln2', 'LayerNorm_2')):
+            take(f'{src}{norm}.weight', f'{dst}{google}/scale')
+            take(f'{src}{norm}.bias', f'{dst}{google}/bias')
+        attn = f'{dst}MultiHeadDotProductAttention_1/'
+        qkv = arr(f'{src}attn.qkv.weight')
+        used.add(f'{src}attn.qkv.weight')
+        for j, part in enumerate(('query', 'key', 'value')):
+            rows = qkv[j * embed_dims : (j + 1) * embed_dims]  # (out, in)
+            out[f'{attn}{part}/kernel'] = rows.T.reshape(embed_dims, num_heads, head_dims).copy()
+        if f'{src}attn.qkv.bias' in flat:
+            bias = arr(f'{src}attn.qkv.bias')
+            used.add(f'{src}attn.qkv.bias')
+            for j, part in enumerate(('query', 'key', 'value')):
+                out[f'{attn}{part}/bias'] = (
+                    bias[j * embed_dims : (j + 1) * embed_dims].reshape(num_heads, head_dims).copy()
+                )
+        take(
+            f'{src}attn.proj.weight',
+            f'{attn}out/kernel',
+            arr(f'{src}attn.proj.weight').T.reshape(num_heads, head_dims, -1).copy(),
+        )
+        take(f'{src}attn.proj.bias', f'{attn}out/bias')
+        for layer, dense in (('ffn.layers.0.0', 'Dense_0'), ('ffn.layers.1', 'Dense_1')):
+            name = f'{src}{layer}.weight'
+            if name in flat:
+                take(name, f'{dst}MlpBlock_3/{dense}/kernel', arr(name).T.copy())
+            take(f'{src}{layer}.bias', f'{dst}MlpBlock_3/{dense}/bias')
+    left = sorted(set(flat) - used)
+    if left:
+        raise ValueError(f'these weights have no place in the Google npz layout: {_examples(left)}')
+    return out

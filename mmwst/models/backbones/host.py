@@ -1,0 +1,253 @@
+"""What every tunable host backbone shares: tuners, freezing, checkpoints, merging.
+
+:class:`TunableHostMixin` is mixed into subclasses of mmpretrain's
+``VisionTransformer`` and ``SwinTransformer``. It
+
+* builds the ``tuners`` list and lets each tuner attach to the host (:class:`BlockSpec`
+  describes each block's layers, so tuners never look up names);
+* freezes the host structurally: every host parameter gets ``requires_grad=False``
+  except those a tuner declares through ``host_parameters`` - membership by module
+  ownership, not name matching - and ``train()`` never changes that;
+* keeps checkpoints small: ``state_dict()`` leaves out the frozen host (unless
+  ``save_frozen=True``), and loading such a checkpoint first fills the frozen host from
+  the ``pretrained`` file, or fails naming what is missing;
+* loads ``pretrained`` weights from a local file and refuses missing or mis-shaped
+  keys instead of leaving a random "frozen" backbone;
+* merges and unmerges mergeable tuners.
+"""
+
+from __future__ import annotations
+
+import os.path as osp
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from mmengine.logging import print_log
+from torch import Tensor, nn
+
+from ...registry import MODELS
+from ..tuners.base import BaseTuner
+from .convert import check_state_dict
+
+TUNERS_ATTR = 'tuners'
+
+
+@dataclass
+class BlockSpec:
+    """The layers of one transformer block, as tuners see them.
+
+    Attributes:
+        index: block index over the whole network (Swin: counted across stages).
+        stage: stage index (always 0 for a plain ViT).
+        block: the block module.
+        dim: token width inside the block.
+        num_heads: attention heads.
+        norm1: LayerNorm before attention.
+        attn: the attention layer whose ``qkv`` sees the normalised tokens (ViT:
+            ``MultiheadAttention``; Swin: ``WindowMSA``, after padding, shift and window
+            partition).
+        attn_branch: module whose output is the attention branch just before the
+            residual addition (ViT: ``attn``; Swin: ``ShiftWindowMSA``).
+        qkv: the fused query/key/value projection (rows ``[q; k; v]``).
+        proj: the attention output projection.
+        norm2: LayerNorm before the MLP.
+        ffn: the MLP sub-layer, called as ``ffn(norm2(x), identity=x)``; its output
+            already includes the residual (and the branch's drop-path).
+        mlp: module whose input is the normalised tokens and whose output is the MLP
+            branch before drop-path and the residual addition.
+        fc1, fc2: the MLP's two Linear layers.
+    """
+
+    index: int
+    stage: int
+    block: nn.Module
+    dim: int
+    num_heads: int
+    norm1: nn.Module
+    attn: nn.Module
+    attn_branch: nn.Module
+    qkv: nn.Linear
+    proj: nn.Linear
+    norm2: nn.Module
+    ffn: nn.Module
+    mlp: nn.Module
+    fc1: nn.Linear
+    fc2: nn.Linear
+
+    def linears(self) -> dict[str, nn.Linear]:
+        return {'qkv': self.qkv, 'proj': self.proj, 'fc1': self.fc1, 'fc2': self.fc2}
+
+
+class TunableHostMixin:
+    """Lifecycle of a frozen host with tuners. See the module docstring.
+
+    Subclasses call :meth:`_setup_tuners` at the end of ``__init__`` and implement
+    :meth:`_make_block_specs`, :meth:`final_norms` and :meth:`_read_pretrained`.
+    """
+
+    host_kind: str = ''  # 'vit' or 'swin'
+
+    # ---- construction ----------------------------------------------------------------
+    def _setup_tuners(self, tuners, pretrained: str | None, save_frozen: bool) -> None:
+        if pretrained is not None and not isinstance(pretrained, str):
+            raise TypeError(f'pretrained must be a local file path or None, got {pretrained!r}')
+        self.pretrained = pretrained
+        self.save_frozen = save_frozen
+        self._pretrained_loaded = False
+        self._full_state = False
+        self.blocks = self._make_block_specs()
+        # everything registered so far belongs to the host
+        self._host_param_names = tuple(name for name, _ in self.named_parameters())
+        self._host_buffer_names = tuple(name for name, _ in self.named_buffers())
+
+        if isinstance(tuners, dict):
+            tuners = [tuners]
+        built = nn.ModuleList()
+        for cfg in tuners or ():
+            tuner = MODELS.build(cfg) if isinstance(cfg, dict) else cfg
+            if not isinstance(tuner, BaseTuner):
+                raise TypeError(
+                    f'{type(tuner).__name__} (from {cfg!r}) is not a tuner; tuners must '
+                    'subclass mmwst.models.tuners.BaseTuner'
+                )
+            tuner.build(self)
+            built.append(tuner)
+        setattr(self, TUNERS_ATTR, built)
+        self._freeze_host()
+        self._register_state_dict_hook(_drop_frozen_from_state_dict)
+        self._register_load_state_dict_pre_hook(self._fill_frozen_before_load)
+
+    def _make_block_specs(self) -> list[BlockSpec]:
+        raise NotImplementedError
+
+    def final_norms(self) -> list[nn.Module]:
+        """LayerNorms applied to the last blocks' output (ViT: ``ln1``)."""
+        raise NotImplementedError
+
+    def _read_pretrained(self, path: str) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    # ---- freezing --------------------------------------------------------------------
+    def host_named_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        params = dict(self.named_parameters())
+        for name in self._host_param_names:
+            yield name, params[name]
+
+    def host_modules(self) -> Iterator[nn.Module]:
+        """Every module of the host (the tuners and their sub-modules excluded)."""
+        tuner_modules = {id(m) for m in self.tuners.modules()}
+        for module in self.modules():
+            if id(module) not in tuner_modules:
+                yield module
+
+    def _freeze_host(self) -> None:
+        trained = {id(p) for tuner in self.tuners for p in tuner.host_parameters(self)}
+        for _, param in self.host_named_parameters():
+            param.requires_grad_(id(param) in trained)
+        for param in self.tuners.parameters():
+            param.requires_grad_(True)
+
+    def frozen_host_keys(self) -> list[str]:
+        """State-dict keys of the frozen host (left out of checkpoints)."""
+        params = dict(self.named_parameters())
+        keys = [n for n in self._host_param_names if not params[n].requires_grad]
+        return keys + list(self._host_buffer_names)
+
+    def train(self, mode: bool = True):
+        super().train(mode)  # mmpretrain backbones do not return self
+        return self
+
+    # ---- checkpoints -------------------------------------------------------------------
+    @contextmanager
+    def full_state_dict(self):
+        """Within this context ``state_dict()`` includes the frozen host."""
+        previous, self._full_state = self._full_state, True
+        try:
+            yield self
+        finally:
+            self._full_state = previous
+
+    def _fill_frozen_before_load(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ) -> None:
+        missing = [k for k in self.frozen_host_keys() if prefix + k not in state_dict]
+        if not missing:
+            return
+        if self.pretrained is None:
+            raise ValueError(
+                f'the checkpoint being loaded holds only the tuned parameters of '
+                f'{type(self).__name__} ({len(missing)} frozen keys are absent, e.g. '
+                f'{prefix}{missing[0]}), and the backbone has no `pretrained` path to load '
+                'the frozen weights from. Set model.backbone.pretrained to the local file '
+                'the model was trained from.'
+            )
+        base = self._pretrained_state()
+        for key in missing:
+            state_dict[prefix + key] = base[key]
+
+    def _pretrained_state(self) -> dict[str, Tensor]:
+        """The converted, verified ``pretrained`` weights of the host."""
+        if not osp.isfile(self.pretrained):
+            raise FileNotFoundError(
+                f'pretrained weights {self.pretrained!r} not found: the frozen backbone '
+                'is loaded from this local file (nothing is downloaded). Put the file '
+                'there or set model.backbone.pretrained to where it is.'
+            )
+        loaded = self._read_pretrained(self.pretrained)
+        expected = self._host_state()
+        check_state_dict(expected, loaded, prefix_hint='backbone.')
+        return {k: loaded[k] for k in expected}
+
+    def _host_state(self) -> dict[str, Tensor]:
+        with self.full_state_dict():
+            state = nn.Module.state_dict(self)
+        return {k: v for k, v in state.items() if not k.startswith(TUNERS_ATTR + '.')}
+
+    def load_pretrained(self) -> None:
+        """Copy the ``pretrained`` file's weights into the host (strict, verified)."""
+        base = self._pretrained_state()
+        with torch.no_grad():
+            missing, unexpected = nn.Module.load_state_dict(self, base, strict=False)
+        assert not unexpected, unexpected
+        self._pretrained_loaded = True
+        print_log(
+            f'loaded the frozen {type(self).__name__} from {self.pretrained}', logger='current'
+        )
+
+    def init_weights(self) -> None:
+        if getattr(self, '_mmwst_init_done', False):
+            return  # a second call changes nothing
+        super().init_weights()
+        if self.pretrained is not None:
+            self.load_pretrained()
+        self._mmwst_init_done = True
+
+    # ---- merging -----------------------------------------------------------------------
+    def merge_tuners(self) -> None:
+        """Fold every tuner into the host weights (all must be mergeable)."""
+        blocking = [type(t).__name__ for t in self.tuners if not t.mergeable]
+        if blocking:
+            raise ValueError(f'cannot merge: {", ".join(blocking)} is not mergeable')
+        for tuner in self.tuners:
+            if not tuner.merged:
+                with torch.no_grad():
+                    tuner.merge(self)
+                tuner.merged = True
+
+    def unmerge_tuners(self) -> None:
+        for tuner in reversed(self.tuners):
+            if tuner.merged:
+                with torch.no_grad():
+                    tuner.unmerge(self)
+                tuner.merged = False
+
+
+def _drop_frozen_from_state_dict(
+    module: TunableHostMixin, state_dict: Mapping, prefix: str, local_metadata
+) -> None:
+    if module.save_frozen or module._full_state:
+        return
+    for key in module.frozen_host_keys():
+        state_dict.pop(prefix + key, None)

@@ -1,0 +1,154 @@
+"""A frozen mmpretrain Swin Transformer with composable tuners."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from mmpretrain.models.backbones import SwinTransformer
+from mmpretrain.models.utils import resize_pos_embed
+from torch import Tensor, nn
+
+from ...registry import MODELS
+from ..tuners.base import TokenContext
+from .convert import read_checkpoint
+from .host import BlockSpec, TunableHostMixin
+
+
+def _strip_prefixes(state: dict, prefixes: Sequence[str]) -> dict:
+    for prefix in prefixes:
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix) :]: v for k, v in state.items()}
+    return state
+
+
+@MODELS.register_module()
+class TunedSwinTransformer(TunableHostMixin, SwinTransformer):
+    """mmpretrain ``SwinTransformer``, frozen, with a list of tuners.
+
+    The same lifecycle and arguments as
+    :class:`~mmwst.models.backbones.TunedVisionTransformer` (``tuners``, ``pretrained``,
+    ``save_frozen``); every other argument is mmpretrain's. Blocks are numbered across
+    stages (Swin-B: 2 + 2 + 18 + 2 = 24 blocks) and each block's width and head count
+    come from its stage. Token hooks see ``(B, H*W, C)`` tokens of the current stage;
+    attention-level methods (PATT, prefix tuning, VPT) act inside every window.
+
+    ``pretrained`` takes an mmpretrain Swin checkpoint (a local file; a ``state_dict``
+    wrapper and a ``backbone.`` prefix are accepted).
+
+    Examples:
+        >>> import torch
+        >>> from mmwst.models.backbones import TunedSwinTransformer
+        >>> arch = dict(embed_dims=16, depths=[2, 2], num_heads=[2, 4])
+        >>> model = TunedSwinTransformer(arch=arch, img_size=64, window_size=4,
+        ...                              out_indices=(1, ), tuners=[dict(type='mmwst.LoRA')])
+        >>> model(torch.rand(1, 3, 64, 64))[0].shape
+        torch.Size([1, 32, 8, 8])
+    """
+
+    host_kind = 'swin'
+
+    def __init__(
+        self,
+        *args,
+        tuners: Sequence[dict] = (),
+        pretrained: str | None = None,
+        save_frozen: bool = False,
+        **kwargs,
+    ) -> None:
+        if kwargs.get('frozen_stages', -1) != -1:
+            raise ValueError(
+                'frozen_stages is not used: the whole host is frozen and tuners '
+                'choose what trains; remove frozen_stages from the config'
+            )
+        super().__init__(*args, **kwargs)
+        self._setup_tuners(tuners, pretrained, save_frozen)
+
+    def _make_block_specs(self) -> list[BlockSpec]:
+        specs = []
+        for s, stage in enumerate(self.stages):
+            for block in stage.blocks:
+                w_msa = block.attn.w_msa
+                specs.append(
+                    BlockSpec(
+                        index=len(specs),
+                        stage=s,
+                        block=block,
+                        dim=stage.embed_dims,
+                        num_heads=w_msa.num_heads,
+                        norm1=block.norm1,
+                        attn=w_msa,
+                        attn_branch=block.attn,
+                        qkv=w_msa.qkv,
+                        proj=w_msa.proj,
+                        norm2=block.norm2,
+                        ffn=block.ffn,
+                        mlp=block.ffn.layers,
+                        fc1=block.ffn.layers[0][0],
+                        fc2=block.ffn.layers[1],
+                    )
+                )
+        return specs
+
+    def final_norms(self) -> list[nn.Module]:
+        return [getattr(self, f'norm{i}') for i in self.out_indices]
+
+    @property
+    def patch_size(self) -> tuple[int, int]:
+        return tuple(self.patch_embed.projection.stride)
+
+    def _read_pretrained(self, path: str) -> dict[str, Tensor]:
+        state = dict(read_checkpoint(path))
+        if 'state_dict' in state and isinstance(state['state_dict'], dict):
+            state = state['state_dict']
+        state = {k: v for k, v in state.items() if not k.startswith(('head.', 'neck.'))}
+        return _strip_prefixes(state, ('module.', 'backbone.'))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        ph, pw = self.patch_size
+        if x.shape[-2] % ph or x.shape[-1] % pw:
+            raise ValueError(
+                f'input size {tuple(x.shape[-2:])} is not divisible by the patch size '
+                f'{(ph, pw)}; resize or pad the images'
+            )
+        image = x
+        x, hw_shape = self.patch_embed(x)  # (B, h*w, C)
+        if self.use_abs_pos_embed:
+            x = x + resize_pos_embed(
+                self.absolute_pos_embed,
+                self.patch_resolution,
+                hw_shape,
+                self.interpolate_mode,
+                self.num_extra_tokens,
+            )
+        x = self.drop_after_pos(x)
+        ctx = TokenContext(image=image, patch_resolution=tuple(hw_shape), num_prefix=0)
+        for tuner in self.tuners:
+            x = tuner.before_blocks(x, ctx)
+
+        outs = []
+        index = 0
+        for s, stage in enumerate(self.stages):
+            for block in stage.blocks:
+                for tuner in self.tuners:
+                    x = tuner.before_block(index, x, ctx)
+                x = block(x, hw_shape)
+                for tuner in self.tuners:
+                    x = tuner.after_block(index, x, ctx)
+                index += 1
+            if s == len(self.stages) - 1:
+                for tuner in self.tuners:
+                    x = tuner.after_blocks(x, ctx)
+            if stage.downsample is not None and self.out_after_downsample:
+                x, hw_shape = stage.downsample(x, hw_shape)
+                ctx.patch_resolution = tuple(hw_shape)
+            if s in self.out_indices:
+                out = getattr(self, f'norm{s}')(x)
+                # (B, H*W, C) -> (B, C, H, W)
+                out = out.view(-1, *hw_shape, self.num_features[s]).permute(0, 3, 1, 2)
+                outs.append(out.contiguous())
+            if stage.downsample is not None and not self.out_after_downsample:
+                x, hw_shape = stage.downsample(x, hw_shape)
+                ctx.patch_resolution = tuple(hw_shape)
+        if ctx.output is not None:
+            return ctx.output
+        return tuple(outs)

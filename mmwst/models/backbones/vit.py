@@ -1,0 +1,190 @@
+"""A frozen mmpretrain Vision Transformer with composable tuners."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from mmpretrain.models.backbones import VisionTransformer
+from mmpretrain.models.utils import resize_pos_embed
+from torch import Tensor, nn
+
+from ...registry import MODELS
+from ..tuners.base import TokenContext
+from .convert import adapt_pos_embed, load_vit_weights
+from .host import BlockSpec, TunableHostMixin
+
+
+@MODELS.register_module()
+class TunedVisionTransformer(TunableHostMixin, VisionTransformer):
+    """mmpretrain ``VisionTransformer``, frozen, with a list of tuners.
+
+    Parameter names are mmpretrain's, so mmpretrain checkpoints load as they are;
+    tuners live under ``tuners.<i>``. Any input whose sides are multiples of the patch
+    size works: position embeddings are interpolated to the input's patch grid.
+
+    Extension points, in the order of the forward pass (each tuner's hooks run in list
+    order):
+
+    - module hooks on any host layer (see :class:`~mmwst.models.backbones.host.BlockSpec`),
+      placed by the tuners at construction;
+    - ``before_blocks(x, ctx)``: tokens ``[cls, patches]`` after the position embedding;
+    - ``before_block(i, x, ctx)`` / ``after_block(i, x, ctx)`` around block ``i``;
+    - ``after_blocks(x, ctx)``: after the last block, before the final norm.
+
+    ``ctx`` (:class:`~mmwst.models.tuners.base.TokenContext`) carries the input image
+    (for branch tuners), the patch grid and the number of tokens in front of the patch
+    tokens.
+
+    Args:
+        tuners (list[dict]): Tuner configs, e.g. ``[dict(type='mmwst.LoRA', rank=8)]``.
+            Defaults to no tuner (a frozen backbone: linear probing).
+        pretrained (str, optional): Local file with the backbone weights: Google npz
+            (original or AugReg), timm, MAE or mmpretrain; converted on load. Loaded by
+            ``init_weights()``, and whenever an adapter-only checkpoint is loaded.
+            Defaults to None (random weights; for tests).
+        save_frozen (bool): Keep the frozen weights in ``state_dict()`` (and so in
+            checkpoints). Defaults to False: checkpoints hold what was trained only.
+        out_type (str): mmpretrain's ``'cls_token'``, ``'featmap'``,
+            ``'avg_featmap'``, ``'raw'``, or ``'avg_patch'``: the mean of the last
+            block's patch tokens passed through the frozen final norm (WST, RLRR).
+            Defaults to 'cls_token'.
+        **kwargs: every other mmpretrain ``VisionTransformer`` argument (``arch``,
+            ``img_size``, ``patch_size``, ``drop_path_rate``, ``out_indices``...).
+
+    Examples:
+        >>> import torch
+        >>> from mmwst.models.backbones import TunedVisionTransformer
+        >>> arch = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
+        >>> model = TunedVisionTransformer(arch=arch, img_size=32, patch_size=8,
+        ...                                tuners=[dict(type='mmwst.LoRA', rank=4)])
+        >>> model(torch.rand(2, 3, 32, 48))[0].shape
+        torch.Size([2, 32])
+    """
+
+    host_kind = 'vit'
+    OUT_TYPES = VisionTransformer.OUT_TYPES | {'avg_patch'}
+
+    def __init__(
+        self,
+        *args,
+        tuners: Sequence[dict] = (),
+        pretrained: str | None = None,
+        save_frozen: bool = False,
+        out_type: str = 'cls_token',
+        **kwargs,
+    ) -> None:
+        if kwargs.get('frozen_stages', -1) != -1:
+            raise ValueError(
+                'frozen_stages is not used: the whole host is frozen and tuners '
+                'choose what trains; remove frozen_stages from the config'
+            )
+        super().__init__(*args, out_type=out_type, **kwargs)
+        if self.out_type == 'avg_patch' and not self.final_norm:
+            raise ValueError(
+                "out_type='avg_patch' normalises with the final norm; it needs final_norm=True"
+            )
+        self._setup_tuners(tuners, pretrained, save_frozen)
+
+    # ---- host description ------------------------------------------------------------
+    def _make_block_specs(self) -> list[BlockSpec]:
+        specs = []
+        for i, layer in enumerate(self.layers):
+            specs.append(
+                BlockSpec(
+                    index=i,
+                    stage=0,
+                    block=layer,
+                    dim=self.embed_dims,
+                    num_heads=layer.attn.num_heads,
+                    norm1=layer.ln1,
+                    attn=layer.attn,
+                    attn_branch=layer.attn,
+                    qkv=layer.attn.qkv,
+                    proj=layer.attn.proj,
+                    norm2=layer.ln2,
+                    ffn=layer.ffn,
+                    mlp=layer.ffn.layers,
+                    fc1=layer.ffn.layers[0][0],
+                    fc2=layer.ffn.layers[1],
+                )
+            )
+        return specs
+
+    def final_norms(self) -> list[nn.Module]:
+        return [self.ln1] if self.final_norm else []
+
+    @property
+    def patch_size(self) -> tuple[int, int]:
+        return tuple(self.patch_embed.projection.stride)
+
+    def _read_pretrained(self, path: str) -> dict[str, Tensor]:
+        loaded = load_vit_weights(path)
+        expected = self._host_state()
+        grid = self.patch_resolution
+        return adapt_pos_embed(
+            loaded, expected, num_extra_tokens=self.num_extra_tokens, dst_grid=tuple(grid)
+        )
+
+    # ---- forward -----------------------------------------------------------------------
+    def _check_input(self, x: Tensor) -> None:
+        if x.dim() != 4:
+            raise ValueError(f'expected images of shape (B, C, H, W), got {tuple(x.shape)}')
+        ph, pw = self.patch_size
+        if x.shape[-2] % ph or x.shape[-1] % pw:
+            raise ValueError(
+                f'input size {tuple(x.shape[-2:])} is not divisible by the patch size '
+                f'{(ph, pw)}; resize or pad the images (e.g. a Pad transform with '
+                f'size_divisor={ph})'
+            )
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        self._check_input(x)
+        image = x
+        B = x.shape[0]
+        x, patch_resolution = self.patch_embed(x)  # (B, h*w, C)
+        if self.cls_token is not None:
+            x = torch.cat((self.cls_token.expand(B, -1, -1), x), dim=1)
+        x = x + resize_pos_embed(
+            self.pos_embed,
+            self.patch_resolution,
+            patch_resolution,
+            mode=self.interpolate_mode,
+            num_extra_tokens=self.num_extra_tokens,
+        )
+        x = self.drop_after_pos(x)
+        x = self.pre_norm(x)
+
+        ctx = TokenContext(
+            image=image, patch_resolution=tuple(patch_resolution), num_prefix=self.num_extra_tokens
+        )
+        for tuner in self.tuners:
+            x = tuner.before_blocks(x, ctx)
+        outs = []
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            for tuner in self.tuners:
+                x = tuner.before_block(i, x, ctx)
+            x = layer(x)
+            for tuner in self.tuners:
+                x = tuner.after_block(i, x, ctx)
+            if i == last:
+                for tuner in self.tuners:
+                    x = tuner.after_blocks(x, ctx)
+                if ctx.num_prefix != self.num_extra_tokens:
+                    raise RuntimeError(
+                        'a tuner left extra tokens in the sequence '
+                        f'({ctx.num_prefix} prefix tokens at the end)'
+                    )
+                if self.final_norm and self.out_type != 'avg_patch':
+                    x = self.ln1(x)
+            if i in self.out_indices:
+                outs.append(self._format_output(x, patch_resolution))
+        if ctx.output is not None:
+            return ctx.output
+        return tuple(outs)
+
+    def _format_output(self, x: Tensor, hw) -> Tensor:
+        if self.out_type == 'avg_patch':
+            return self.ln1(x[:, self.num_extra_tokens :].mean(dim=1))
+        return super()._format_output(x, hw)

@@ -1,0 +1,175 @@
+"""Learnable spectral filter on a grid of patch tokens (FreqFit).
+
+FreqFit (Ly and Nguyen, arXiv:2411.19297) inserts a frequency-domain filter
+between the blocks of a frozen Vision Transformer: the patch tokens are moved to
+the 2-D Fourier domain, multiplied by a learned filter, brought back, scaled and
+shifted per channel, and added to the input as a residual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ['SpectralFilter2d']
+
+_FILTER_TYPES = ('complex', 'real')
+
+
+def _check_positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f'{name} must be a positive int, got {value!r} ({type(value).__name__})')
+    return value
+
+
+class SpectralFilter2d(nn.Module):
+    """Residual learnable filter in the 2-D Fourier domain of patch tokens.
+
+    For patch tokens ``P`` of shape ``(B, h, w, D)`` the layer computes::
+
+        F   = rfft2(P, dim=(1, 2), norm='ortho')          # (B, h, w // 2 + 1, D), complex
+        P'  = irfft2(F * K, s=(h, w), dim=(1, 2), norm='ortho')
+        out = P + gamma * P' + beta
+
+    where ``K`` is a learned filter of shape ``(h0, w0 // 2 + 1, D)`` and
+    ``gamma``, ``beta`` are learned per-channel scale and shift of shape ``(D,)``.
+    ``K`` is complex (``filter_type='complex'``, stored as a real parameter of
+    shape ``(h0, w0 // 2 + 1, D, 2)`` holding real and imaginary parts) or real
+    (``filter_type='real'``, shape ``(h0, w0 // 2 + 1, D)``). Initialisation
+    (:meth:`init_weights`): ``K ~ N(0, 0.02^2)`` (both parts), ``gamma ~ N(1, 0.02^2)``,
+    ``beta ~ N(0, 0.02^2)``.
+
+    The FFTs run in float32 (float64 for float64 inputs), whatever the input
+    dtype; the result is cast back to the input dtype, so bfloat16 and float16
+    inputs work on any device.
+
+    Grid sizes other than ``grid_size``: the filter is resized over the frequency
+    grid from ``(h0, w0 // 2 + 1)`` to ``(h, w // 2 + 1)`` by bilinear interpolation
+    with ``align_corners=True``, real and imaginary parts separately. The choice
+    follows from what the bins mean: along the halved (last) axis the
+    ``w // 2 + 1`` rfft bins sample the same continuous frequency range ``[0, pi]``
+    for every even ``w``, so with aligned corners the DC and Nyquist bins map to
+    each other and the bins in between are sampled at matching frequencies.
+    Along the full (first) axis the bins cover the whole circle, ``[0, 2 pi)``
+    with negative frequencies in the second half, and a plain resize of that
+    layout is only an approximation (bin ``k`` of ``h`` sits at ``2 pi k / h``,
+    which the endpoint-aligned resize matches only approximately). The resize is
+    differentiable, so the stored filter is trained through it; it is recomputed
+    at every call, and skipped when ``(h, w // 2 + 1)`` equals the stored grid
+    ``(h0, w0 // 2 + 1)`` (so widths 14 and 15 share the same 8 bins unchanged).
+
+    Args:
+        dim (int): Token channels ``D``.
+        grid_size (tuple[int, int]): Patch grid ``(h0, w0)`` the filter is built for,
+            e.g. ``(14, 14)`` for a ViT-B/16 at 224x224.
+        filter_type (str): ``'complex'`` (FreqFit default) or ``'real'``.
+            Defaults to ``'complex'``.
+
+    Shape:
+        - Input: ``(B, h, w, D)``.
+        - Output: ``(B, h, w, D)``, same dtype as the input.
+
+    Examples:
+        >>> import torch
+        >>> from mmwst.models.layers import SpectralFilter2d
+        >>> layer = SpectralFilter2d(768, (14, 14))
+        >>> sum(p.numel() for p in layer.parameters())  # 14 * 8 * 768 * 2 + 2 * 768
+        173568
+        >>> layer(torch.randn(2, 14, 14, 768)).shape
+        torch.Size([2, 14, 14, 768])
+        >>> layer(torch.randn(2, 16, 20, 768)).shape  # filter resized to (16, 11)
+        torch.Size([2, 16, 20, 768])
+    """
+
+    def __init__(self, dim: int, grid_size: tuple[int, int], filter_type: str = 'complex') -> None:
+        super().__init__()
+        self.dim = _check_positive_int('dim', dim)
+        if (
+            isinstance(grid_size, (str, bytes))
+            or not isinstance(grid_size, Sequence)
+            or len(grid_size) != 2
+        ):
+            raise ValueError(f'grid_size must be a pair (h, w) of positive ints, got {grid_size!r}')
+        height = _check_positive_int('grid_size[0]', grid_size[0])
+        width = _check_positive_int('grid_size[1]', grid_size[1])
+        self.grid_size = (height, width)
+        if filter_type not in _FILTER_TYPES:
+            raise ValueError(f'filter_type must be one of {_FILTER_TYPES}, got {filter_type!r}')
+        self.filter_type = filter_type
+
+        # Filter over the rfft2 frequency grid: (h0, w0 // 2 + 1, D[, 2]).
+        shape = (height, width // 2 + 1, dim) + ((2,) if filter_type == 'complex' else ())
+        self.weight = nn.Parameter(torch.empty(shape))
+        self.gamma = nn.Parameter(torch.empty(dim))
+        self.beta = nn.Parameter(torch.empty(dim))
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """Reset ``K ~ N(0, 0.02^2)``, ``gamma ~ N(1, 0.02^2)``, ``beta ~ N(0, 0.02^2)``."""
+        nn.init.normal_(self.weight, mean=0.0, std=0.02)
+        nn.init.normal_(self.gamma, mean=1.0, std=0.02)
+        nn.init.normal_(self.beta, mean=0.0, std=0.02)
+
+    def frequency_filter(
+        self, grid_size: tuple[int, int] | None = None, dtype: torch.dtype | None = None
+    ) -> Tensor:
+        """Return the filter ``K`` for a patch grid, resized if needed.
+
+        Args:
+            grid_size (tuple[int, int], optional): Patch grid ``(h, w)``. Defaults
+                to ``None``, meaning the grid the layer was built for.
+            dtype (torch.dtype, optional): Real dtype to cast the stored filter to
+                before resizing, ``torch.float32`` or ``torch.float64``. Defaults
+                to ``None``, keeping the parameter's dtype.
+
+        Returns:
+            Tensor: Shape ``(h, w // 2 + 1, D)``; complex for ``filter_type='complex'``
+            (``torch.complex64`` for float32), otherwise real.
+        """
+        height, width = self.grid_size if grid_size is None else grid_size
+        weight = self.weight if dtype is None else self.weight.to(dtype)
+        target = (height, width // 2 + 1)
+        if tuple(weight.shape[:2]) != target:
+            parts = weight.shape[3:]  # (2, ) for complex, () for real
+            # Channels first for F.interpolate, real and imaginary parts as channels:
+            # (h0, w0 // 2 + 1, D[, 2]) -> (D[, 2], h0, w0 // 2 + 1)
+            #                           -> (1, D * parts, h0, w0 // 2 + 1)
+            grid = weight.permute(*range(2, weight.dim()), 0, 1)
+            grid = grid.reshape(1, -1, *weight.shape[:2])
+            # (1, D * parts, h0, w0 // 2 + 1) -> (1, D * parts, h, w // 2 + 1)
+            grid = F.interpolate(grid, size=target, mode='bilinear', align_corners=True)
+            # (1, D * parts, h, w // 2 + 1) -> (D[, 2], h, w // 2 + 1)
+            #                               -> (h, w // 2 + 1, D[, 2])
+            grid = grid.reshape(self.dim, *parts, *target)
+            weight = grid.permute(grid.dim() - 2, grid.dim() - 1, *range(grid.dim() - 2))
+        if self.filter_type == 'complex':
+            # (h, w // 2 + 1, D, 2) -> (h, w // 2 + 1, D), complex
+            weight = torch.view_as_complex(weight.contiguous())
+        return weight
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Filter patch tokens ``x`` of shape ``(B, h, w, D)``; returns the same shape."""
+        if x.dim() != 4 or x.shape[-1] != self.dim:
+            raise ValueError(
+                f'SpectralFilter2d expects patch tokens of shape (B, h, w, D) '
+                f'with D={self.dim}, got shape {tuple(x.shape)}'
+            )
+        if not x.is_floating_point():
+            raise TypeError(f'SpectralFilter2d expects a floating point input, got {x.dtype}')
+        height, width = x.shape[1:3]
+        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        tokens = x.to(dtype)
+        # (B, h, w, D) -> (B, h, w // 2 + 1, D), complex
+        spectrum = torch.fft.rfft2(tokens, dim=(1, 2), norm='ortho')
+        # (h, w // 2 + 1, D), broadcast over the batch
+        kernel = self.frequency_filter((height, width), dtype=dtype)
+        # (B, h, w // 2 + 1, D) -> (B, h, w, D), real
+        filtered = torch.fft.irfft2(spectrum * kernel, s=(height, width), dim=(1, 2), norm='ortho')
+        filtered = filtered * self.gamma.to(dtype) + self.beta.to(dtype)
+        return (tokens + filtered).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f'dim={self.dim}, grid_size={self.grid_size}, filter_type={self.filter_type!r}'

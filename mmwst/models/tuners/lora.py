@@ -1,0 +1,130 @@
+"""LoRA: low-rank adaptation (Hu et al., ICLR 2022)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ...registry import MODELS
+from .base import BaseTuner
+
+QKV_SLICES = ('q', 'k', 'v')
+TARGETS = (*QKV_SLICES, 'proj', 'fc1', 'fc2')
+
+
+@MODELS.register_module()
+class LoRA(BaseTuner):
+    """``W x + (alpha / r) * B A x`` on chosen Linear layers of every block (paper Eq. 3).
+
+    ``A`` (r x d_in) is kaiming-uniform (a = sqrt 5), ``B`` (d_out x r) is zero, so the
+    model is unchanged at init. A fused ``qkv`` layer gets one independent (A, B) pair
+    per selected slice, exactly as three separate q / k / v layers would. Mergeable.
+
+    Parameters per target and block: r * (d_in + d_out); ViT-B/16, r = 8, targets
+    q, v: 2 x 8 x (768 + 768) x 12 = **294,912**.
+
+    Args:
+        rank (int): r. Defaults to 8.
+        alpha (float): Scaling numerator (scaling = alpha / rank). Defaults to 8.
+        targets (Sequence[str]): Any of ``'q', 'k', 'v', 'proj', 'fc1', 'fc2'``.
+            Defaults to ``('q', 'v')``.
+        dropout (float): Dropout on the LoRA input. Defaults to 0.
+    """
+
+    identity_at_init = True
+    mergeable = True
+
+    def __init__(
+        self,
+        rank: int = 8,
+        alpha: float = 8.0,
+        targets: Sequence[str] = ('q', 'v'),
+        dropout: float = 0.0,
+        init_cfg=None,
+    ) -> None:
+        super().__init__(init_cfg)
+        unknown = set(targets) - set(TARGETS)
+        if unknown or not targets:
+            raise ValueError(
+                f'LoRA targets must be a non-empty subset of {TARGETS}, got {tuple(targets)}'
+            )
+        if rank < 1:
+            raise ValueError(f'LoRA rank must be >= 1, got {rank}')
+        self.rank = rank
+        self.scaling = alpha / rank
+        self.targets = tuple(t for t in TARGETS if t in targets)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.lora_A = nn.ParameterDict()
+        self.lora_B = nn.ParameterDict()
+
+    def build(self, host) -> None:
+        self._layers = {}
+        for spec in host.blocks:
+            qkv_targets = [t for t in self.targets if t in QKV_SLICES]
+            if qkv_targets:
+                dim = spec.qkv.out_features // 3
+                for t in qkv_targets:
+                    self._add(f'{spec.index}_{t}', spec.qkv.in_features, dim)
+                self._layers[spec.index, 'qkv'] = spec.qkv
+                self.hook_module(spec.qkv, partial(self._qkv_delta, spec.index, qkv_targets))
+            for t in self.targets:
+                if t in QKV_SLICES:
+                    continue
+                linear = getattr(spec, t)
+                self._add(f'{spec.index}_{t}', linear.in_features, linear.out_features)
+                self._layers[spec.index, t] = linear
+                self.hook_module(linear, partial(self._delta, f'{spec.index}_{t}'))
+        self.reset_parameters()
+
+    def _add(self, key: str, d_in: int, d_out: int) -> None:
+        self.lora_A[key] = nn.Parameter(torch.empty(self.rank, d_in))
+        self.lora_B[key] = nn.Parameter(torch.zeros(d_out, self.rank))
+
+    def reset_parameters(self) -> None:
+        for key in self.lora_A:
+            nn.init.kaiming_uniform_(self.lora_A[key], a=math.sqrt(5))
+            nn.init.zeros_(self.lora_B[key])
+
+    def _low_rank(self, key: str, x: Tensor) -> Tensor:
+        A, B = self.lora_A[key].to(x.dtype), self.lora_B[key].to(x.dtype)
+        return F.linear(F.linear(self.dropout(x), A), B) * self.scaling
+
+    def _delta(self, key: str, module, inputs, output: Tensor) -> Tensor:
+        return output + self._low_rank(key, inputs[0])
+
+    def _qkv_delta(self, index: int, targets: list[str], module, inputs, output: Tensor):
+        x = inputs[0]
+        dim = output.shape[-1] // 3
+        parts = [
+            self._low_rank(f'{index}_{t}', x)
+            if t in targets
+            else output.new_zeros(()).expand(*output.shape[:-1], dim)
+            for t in QKV_SLICES
+        ]
+        return output + torch.cat(parts, dim=-1)
+
+    def delta_weight(self, key: str) -> Tensor:
+        """``scaling * B @ A`` for one target: the weight change LoRA adds."""
+        return self.lora_B[key] @ self.lora_A[key] * self.scaling
+
+    def _fold(self, sign: float) -> None:
+        for (index, name), linear in self._layers.items():
+            if name == 'qkv':
+                dim = linear.out_features // 3
+                for s, t in enumerate(QKV_SLICES):
+                    if t in self.targets:
+                        delta = self.delta_weight(f'{index}_{t}')
+                        linear.weight[s * dim : (s + 1) * dim].add_(sign * delta)
+            else:
+                linear.weight.add_(sign * self.delta_weight(f'{index}_{name}'))
+
+    def merge(self, host) -> None:
+        self._fold(1.0)
+
+    def unmerge(self, host) -> None:
+        self._fold(-1.0)

@@ -1,0 +1,100 @@
+"""Baselines that train a subset of the host's own parameters, or nothing.
+
+Linear probing, full fine-tuning, BitFit and LN-tune add no parameters: they choose
+which host parameters train, by module type (never by name).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from torch import nn
+
+from ...registry import MODELS
+from .base import BaseTuner
+
+#: Modules whose ``bias`` BitFit trains and whose affine parameters LN-tune trains.
+_BIAS_MODULES = (nn.Linear, nn.Conv2d, nn.LayerNorm)
+
+
+@MODELS.register_module()
+class LinearProbe(BaseTuner):
+    """Linear probing: the backbone stays entirely frozen; only the head trains.
+
+    Trainable parameters in the backbone: 0.
+    """
+
+    identity_at_init = True
+    mergeable = True
+
+    def merge(self, host) -> None:
+        pass
+
+    unmerge = merge
+
+
+@MODELS.register_module()
+class FullFineTune(BaseTuner):
+    """Full fine-tuning: every host parameter trains (the usual upper-cost baseline).
+
+    Trainable parameters in the backbone: all of them (ViT-B/16: 85,798,656).
+    """
+
+    identity_at_init = True
+    mergeable = True
+
+    def host_parameters(self, host) -> Iterator[nn.Parameter]:
+        for _, param in host.host_named_parameters():
+            yield param
+
+    def merge(self, host) -> None:
+        pass
+
+    unmerge = merge
+
+
+@MODELS.register_module()
+class BitFit(BaseTuner):
+    """BitFit (Ben Zaken et al., ACL 2022): train every bias term of the host.
+
+    Biases of all Linear, Conv2d and LayerNorm layers. ViT-B/16: per block
+    qkv 2304 + proj 768 + fc1 3072 + fc2 768 + two LayerNorms 2 * 768 = 8,448;
+    12 blocks + patch embedding 768 + final norm 768 = **102,912**.
+    """
+
+    identity_at_init = True
+    mergeable = True
+
+    def host_parameters(self, host) -> Iterator[nn.Parameter]:
+        for module in _of_type(host, _BIAS_MODULES):
+            if module.bias is not None:
+                yield module.bias
+
+    def merge(self, host) -> None:
+        pass  # the trained biases are the host's own
+
+    unmerge = merge
+
+
+@MODELS.register_module()
+class LNTune(BaseTuner):
+    """LN-tune: train the affine parameters of every LayerNorm of the host.
+
+    ViT-B/16: 2 LayerNorms x 2 x 768 per block x 12 + final norm 1,536 = **38,400**.
+    """
+
+    identity_at_init = True
+    mergeable = True
+
+    def host_parameters(self, host) -> Iterator[nn.Parameter]:
+        for module in _of_type(host, (nn.LayerNorm,)):
+            yield from (p for p in (module.weight, module.bias) if p is not None)
+
+    def merge(self, host) -> None:
+        pass
+
+    unmerge = merge
+
+
+def _of_type(host, types: tuple[type, ...]) -> Iterator[nn.Module]:
+    return (m for m in host.host_modules() if isinstance(m, types))

@@ -1,0 +1,161 @@
+"""The shared tuner table: one row per method, checked by test_tuner_table.py.
+
+Every method in mmwst has a row here. ``count`` gives the expected number of trainable
+backbone parameters from the block widths alone (an independent formula, never the
+implementation's own bookkeeping); ``None`` means "see ``count_by_name``", a
+name-based count used for the Swin host's irregular layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from mmwst.models import TunedSwinTransformer, TunedVisionTransformer
+
+VIT_ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
+SWIN_ARCH = dict(embed_dims=16, depths=[2, 2], num_heads=[2, 4])
+SIZES = {'vit': [(32, 32), (32, 48)], 'swin': [(64, 64), (64, 96)]}
+
+
+def build_host(kind: str, tuners, **kwargs) -> nn.Module:
+    if kind == 'vit':
+        return TunedVisionTransformer(
+            arch=VIT_ARCH, img_size=32, patch_size=8, tuners=tuners, **kwargs
+        )
+    return TunedSwinTransformer(
+        arch=SWIN_ARCH,
+        img_size=64,
+        window_size=4,
+        out_indices=(1,),
+        drop_path_rate=0.0,
+        tuners=tuners,
+        **kwargs,
+    )
+
+
+def blocks(kind: str) -> list[tuple[int, int]]:
+    """(width, MLP hidden width) of every block of the tiny host."""
+    if kind == 'vit':
+        return [(32, 64)] * 2
+    return [(16, 64)] * 2 + [(32, 128)] * 2
+
+
+def patch_dim(kind: str) -> int:
+    return 32 if kind == 'vit' else 16
+
+
+def final_dims(kind: str) -> list[int]:
+    return [32] if kind == 'vit' else [32]
+
+
+def host_total(kind: str) -> int:
+    return sum(p.numel() for p in build_host(kind, []).parameters())
+
+
+def count_by_name(kind: str, predicate: Callable[[str], bool]) -> int:
+    host = build_host(kind, [])
+    return sum(p.numel() for n, p in host.named_parameters() if predicate(n))
+
+
+def _is_bias(name: str) -> bool:
+    return name.endswith('.bias')
+
+
+def _is_norm(name: str) -> bool:
+    parts = name.split('.')
+    return len(parts) > 1 and parts[-2].startswith(('ln', 'norm'))
+
+
+@dataclass
+class Case:
+    id: str
+    tuners: list[dict]
+    identity: bool
+    mergeable: bool
+    count: Callable[[str], int]
+    hosts: tuple[str, ...] = ('vit', 'swin')
+    extra: dict = field(default_factory=dict)
+
+
+def _ssf(kind: str) -> int:
+    per_block = sum(2 * (3 * d + d + h + d + d + d) for d, h in blocks(kind))
+    return per_block + 2 * patch_dim(kind) + sum(2 * d for d in final_dims(kind))
+
+
+CASES = [
+    Case('linear_probe', [dict(type='mmwst.LinearProbe')], True, True, lambda k: 0),
+    Case('full_finetune', [dict(type='mmwst.FullFineTune')], True, True, host_total),
+    Case('bitfit', [dict(type='mmwst.BitFit')], True, True, lambda k: count_by_name(k, _is_bias)),
+    Case('ln_tune', [dict(type='mmwst.LNTune')], True, True, lambda k: count_by_name(k, _is_norm)),
+    Case('ssf', [dict(type='mmwst.SSF')], False, True, _ssf),
+    Case(
+        'lora_qv',
+        [dict(type='mmwst.LoRA', rank=4)],
+        True,
+        True,
+        lambda k: sum(2 * 4 * (d + d) for d, _ in blocks(k)),
+    ),
+    Case(
+        'lora_all',
+        [dict(type='mmwst.LoRA', rank=2, targets=('q', 'k', 'v', 'proj', 'fc1', 'fc2'))],
+        True,
+        True,
+        lambda k: sum(2 * (4 * (d + d) + (d + h) + (h + d)) for d, h in blocks(k)),
+    ),
+    Case(
+        'adapter',
+        [dict(type='mmwst.Adapter', bottleneck=4)],
+        True,
+        False,
+        lambda k: sum(2 * (2 * d * 4 + 4 + d) for d, _ in blocks(k)),
+    ),
+    Case(
+        'adaptformer',
+        [dict(type='mmwst.AdaptFormer', bottleneck=8)],
+        True,
+        False,
+        lambda k: sum(2 * d * 8 + 8 + d for d, _ in blocks(k)),
+    ),
+    Case(
+        'vpt_shallow',
+        [dict(type='mmwst.VPT', num_prompts=3, deep=False)],
+        False,
+        False,
+        lambda k: 3 * blocks(k)[0][0],
+    ),
+    Case(
+        'vpt_deep',
+        [dict(type='mmwst.VPT', num_prompts=3)],
+        False,
+        False,
+        lambda k: sum(3 * d for d, _ in blocks(k)),
+    ),
+]
+
+
+def perturb_tuners(model: nn.Module, seed: int = 0) -> None:
+    """Move every trainable parameter away from its init (zero-init parts included)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn(p.shape, generator=gen) * 0.05)
+
+
+class WithHead(nn.Module):
+    """The backbone plus a trainable linear head, as in a classifier."""
+
+    def __init__(self, backbone: nn.Module, num_classes: int = 5) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(32, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feat = self.backbone(x)[0]
+        if feat.dim() == 4:  # (B, C, H, W) -> (B, C)
+            feat = feat.mean(dim=(2, 3))
+        return self.head(feat)

@@ -1,0 +1,178 @@
+"""The invariants every tuner must satisfy, on a tiny ViT and a tiny Swin host."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from mmengine.optim import build_optim_wrapper
+
+from mmwst.engine import TunerOptimWrapperConstructor  # noqa: F401  (registers it)
+from tests.models.tuners.table import CASES, SIZES, WithHead, build_host, perturb_tuners
+
+PARAMS = [pytest.param(case, kind, id=f'{case.id}-{kind}') for case in CASES for kind in case.hosts]
+
+
+def _image(kind: str, size_index: int = 0, batch: int = 2, seed: int = 0) -> torch.Tensor:
+    h, w = SIZES[kind][size_index]
+    return torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+def _build(case, kind, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    model = build_host(kind, copy.deepcopy(case.tuners), **kwargs)
+    model.init_weights()
+    return model.eval()
+
+
+def _frozen_state(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+
+
+def _output(model, x):
+    return model(x)[0]
+
+
+@pytest.mark.parametrize('case, kind', PARAMS)
+def test_exactly_the_expected_parameters_train(case, kind):
+    model = _build(case, kind)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert trainable == case.count(kind)
+    for tuner in model.tuners:
+        assert all(p.requires_grad for p in tuner.parameters())
+        assert type(tuner).mergeable is case.mergeable
+        assert type(tuner).identity_at_init is case.identity
+    model.train()  # must not unfreeze anything
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == trainable
+
+
+@pytest.mark.parametrize('case, kind', PARAMS)
+def test_identity_at_init_reproduces_the_frozen_model(case, kind):
+    model = _build(case, kind)
+    plain = build_host(kind, []).eval()
+    with model.full_state_dict():
+        host_state = {k: v for k, v in model.state_dict().items() if not k.startswith('tuners.')}
+    plain.load_state_dict(host_state, strict=True)
+    x = _image(kind)
+    with torch.no_grad():
+        same = torch.equal(_output(model, x), _output(plain, x))
+    assert same is case.identity
+
+
+@pytest.mark.parametrize('case, kind', PARAMS)
+def test_gradients_reach_trainable_and_never_frozen(case, kind):
+    model = WithHead(_build(case, kind)).train()
+    perturb_tuners(model)
+    out = model(_image(kind))
+    (out * torch.randn_like(out)).sum().backward()
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        else:
+            assert p.grad is None, name
+
+
+@pytest.mark.parametrize('case, kind', PARAMS)
+def test_optimizer_holds_trainables_only_and_frozen_stays_bit_identical(case, kind):
+    model = WithHead(_build(case, kind)).train()
+    frozen = _frozen_state(model)
+    wrapper = build_optim_wrapper(
+        model,
+        dict(
+            constructor='mmwst.TunerOptimWrapperConstructor',
+            optimizer=dict(type='AdamW', lr=1e-2, weight_decay=0.05),
+            paramwise_cfg=dict(norm_decay_mult=0.0),
+        ),
+    )
+    in_optimizer = {id(p) for g in wrapper.optimizer.param_groups for p in g['params']}
+    assert in_optimizer == {id(p) for p in model.parameters() if p.requires_grad}
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    for step in range(3):
+        out = model(_image(kind, seed=step))
+        wrapper.update_params((out * torch.linspace(-1, 1, out.shape[-1])).mean())
+    for name, value in _frozen_state(model).items():
+        assert torch.equal(value, frozen[name]), name
+    moved = [
+        n for n, p in model.named_parameters() if p.requires_grad and not torch.equal(p, before[n])
+    ]
+    assert moved and all(n.startswith('head.') for n in moved) == (case.id == 'linear_probe')
+
+
+@pytest.mark.parametrize('case, kind', PARAMS)
+def test_adapter_only_checkpoint_round_trips_with_pretrained_base(case, kind, tmp_path):
+    source = _build(case, kind, seed=1)
+    with source.full_state_dict():
+        host = {k: v for k, v in source.state_dict().items() if not k.startswith('tuners.')}
+    pretrained = tmp_path / 'base.pth'
+    torch.save({'state_dict': host}, pretrained)
+
+    model = _build(case, kind, seed=2, pretrained=str(pretrained))  # loads the base
+    perturb_tuners(model, seed=3)
+    state = model.state_dict()
+    frozen = set(model.frozen_host_keys())
+    assert not frozen & set(state), 'frozen weights leaked into the checkpoint'
+    x = _image(kind)
+    with torch.no_grad():
+        expected = _output(model, x)
+
+    torch.manual_seed(4)
+    fresh = build_host(kind, copy.deepcopy(case.tuners), pretrained=str(pretrained)).eval()
+    fresh.load_state_dict(state, strict=True)  # frozen part filled from `pretrained`
+    with torch.no_grad():
+        torch.testing.assert_close(_output(fresh, x), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize('case, kind', PARAMS)
+def test_merge_equals_unmerged_and_unmerge_restores(case, kind):
+    model = _build(case, kind)
+    perturb_tuners(model)
+    if not case.mergeable:
+        with pytest.raises(ValueError, match='not mergeable'):
+            model.merge_tuners()
+        return
+    with model.full_state_dict():
+        weights = copy.deepcopy(model.state_dict())
+    x = _image(kind)
+    with torch.no_grad():
+        expected = _output(model, x)
+        model.merge_tuners()
+        torch.testing.assert_close(_output(model, x), expected, rtol=1e-5, atol=1e-5)
+        model.unmerge_tuners()
+        torch.testing.assert_close(_output(model, x), expected, rtol=1e-5, atol=1e-5)
+    with model.full_state_dict():
+        for key, value in model.state_dict().items():
+            torch.testing.assert_close(value, weights[key], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('case, kind', PARAMS)
+def test_init_weights_twice_changes_nothing(case, kind):
+    model = _build(case, kind)
+    with model.full_state_dict():
+        first = copy.deepcopy(model.state_dict())
+    model.init_weights()
+    with model.full_state_dict():
+        for key, value in model.state_dict().items():
+            assert torch.equal(value, first[key]), key
+
+
+@pytest.mark.parametrize('case, kind', PARAMS)
+def test_works_at_two_input_sizes(case, kind):
+    model = _build(case, kind)
+    for index in range(len(SIZES[kind])):
+        out = _output(model, _image(kind, index))
+        assert out.shape[0] == 2 and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize('case, kind', PARAMS)
+def test_deepcopy_keeps_hooks_bound_to_the_copy(case, kind):
+    model = _build(case, kind)
+    perturb_tuners(model)
+    twin = copy.deepcopy(model)
+    x = _image(kind)
+    with torch.no_grad():
+        torch.testing.assert_close(_output(twin, x), _output(model, x), rtol=0, atol=0)
+        for p in twin.tuners.parameters():
+            p.zero_()
+        changed = not torch.equal(_output(twin, x), _output(model, x))
+    assert changed or case.id in ('linear_probe', 'full_finetune', 'bitfit', 'ln_tune')
