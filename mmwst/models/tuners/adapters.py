@@ -39,13 +39,13 @@ class Adapter(BaseTuner):
             for name, layer in (('attn', spec.proj), ('mlp', spec.fc2)):
                 key = f'{spec.index}_{name}'
                 self.adapters[key] = Bottleneck(spec.dim, self.bottleneck, act='gelu')
-                self.hook_module(layer, partial(self._apply, key))
+                self.hook_module(layer, partial(self._hook, key))
 
     def reset_parameters(self) -> None:
         for adapter in self.adapters.values():
             adapter.reset_parameters()
 
-    def _apply(self, key: str, module, inputs, output):
+    def _hook(self, key: str, module, inputs, output):
         return output + self.adapters[key](output)
 
 
@@ -77,11 +77,11 @@ class AdaptFormer(BaseTuner):
         for spec in host.blocks:
             key = str(spec.index)
             self.adapters[key] = Bottleneck(spec.dim, self.bottleneck, act='relu')
-            self.hook_module(spec.ffn, partial(self._apply, key))
+            self.hook_module(spec.ffn, partial(self._hook, key))
 
     def reset_parameters(self) -> None:
         for adapter in self.adapters.values():
             adapter.reset_parameters()
 
-    def _apply(self, key: str, module, inputs, output):
+    def _hook(self, key: str, module, inputs, output):
         return output + self.scale * self.adapters[key](inputs[0])

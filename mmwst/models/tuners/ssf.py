@@ -55,14 +55,14 @@ class SSF(BaseTuner):
         self.gamma[key] = nn.Parameter(torch.ones(dim))
         self.beta[key] = nn.Parameter(torch.zeros(dim))
         self._targets[key] = module
-        self.hook_module(module, partial(self._apply, key))
+        self.hook_module(module, partial(self._hook, key))
 
     def reset_parameters(self) -> None:
         for key in self.gamma:
             nn.init.normal_(self.gamma[key], mean=1.0, std=self.std)
             nn.init.normal_(self.beta[key], mean=0.0, std=self.std)
 
-    def _apply(self, key: str, module: nn.Module, inputs, output):
+    def _hook(self, key: str, module: nn.Module, inputs, output):
         if isinstance(output, tuple):  # patch embedding: (tokens, grid)
             return (self._scale(key, output[0]), *output[1:])
         return self._scale(key, output)

@@ -176,3 +176,16 @@ def test_deepcopy_keeps_hooks_bound_to_the_copy(case, kind):
             p.zero_()
         changed = not torch.equal(_output(twin, x), _output(model, x))
     assert changed or case.id in ('linear_probe', 'full_finetune', 'bitfit', 'ln_tune')
+
+
+@pytest.mark.parametrize('case, kind', PARAMS)
+def test_moves_between_dtypes_with_the_module(case, kind):
+    model = _build(case, kind)
+    perturb_tuners(model)
+    x = _image(kind)
+    with torch.no_grad():
+        expected = _output(model, x)
+        model.to(torch.float64)
+        out = _output(model, x.double())
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out.float(), expected, rtol=1e-4, atol=1e-4)

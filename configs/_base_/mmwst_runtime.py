@@ -1,0 +1,10 @@
+# Runtime shared by every mmwst config: mmpretrain's defaults, mmwst loaded through
+# custom_imports (so upstream tools work too), weights-only checkpoints and the
+# trainable-parameter report at the start of training.
+_base_ = ['mmpretrain::_base_/default_runtime.py']
+custom_imports = dict(imports=['mmwst'], allow_failed_imports=False)
+custom_hooks = [dict(type='mmwst.SafeCheckpointHook'), dict(type='mmwst.ParamReportHook')]
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=20),
+    checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=2, save_last=True),
+)

@@ -1,0 +1,7 @@
+_base_ = [
+    '../_base_/models/swin-b_tuned.py',
+    '../_base_/datasets/vtab1k.py',
+    '../_base_/schedules/vtab_adamw.py',
+    '../_base_/mmwst_runtime.py',
+]
+model = dict(backbone=dict(tuners=[dict(type='mmwst.VPT', num_prompts=10, deep=False)]))
