@@ -1,6 +1,8 @@
 """The shared tuner table: one row per method, checked by test_tuner_table.py.
 
-Every method in mmwst has a row here. ``count`` gives the expected number of trainable
+Every method in mmwst has a row here: the baselines below, and every other method in
+a ``table_<method>.py`` module beside this file that defines ``CASES`` (collected by
+:func:`all_cases`). ``count`` gives the expected number of trainable
 backbone parameters from the block widths alone (an independent formula, never the
 implementation's own bookkeeping); ``None`` means "see ``count_by_name``", a
 name-based count used for the Swin host's irregular layers.
@@ -135,6 +137,21 @@ CASES = [
         lambda k: sum(3 * d for d, _ in blocks(k)),
     ),
 ]
+
+
+def all_cases() -> list[Case]:
+    """The baseline rows plus the ``CASES`` of every ``table_<method>.py`` module."""
+    import glob
+    import importlib.util
+    import os.path as osp
+
+    cases = list(CASES)
+    for path in sorted(glob.glob(osp.join(osp.dirname(__file__), 'table_*.py'))):
+        spec = importlib.util.spec_from_file_location(osp.basename(path)[:-3], path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        cases.extend(module.CASES)
+    return cases
 
 
 def perturb_tuners(model: nn.Module, seed: int = 0) -> None:

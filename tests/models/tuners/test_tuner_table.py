@@ -9,9 +9,11 @@ import torch
 from mmengine.optim import build_optim_wrapper
 
 from mmwst.engine import TunerOptimWrapperConstructor  # noqa: F401  (registers it)
-from tests.models.tuners.table import CASES, SIZES, WithHead, build_host, perturb_tuners
+from tests.models.tuners.table import SIZES, WithHead, all_cases, build_host, perturb_tuners
 
-PARAMS = [pytest.param(case, kind, id=f'{case.id}-{kind}') for case in CASES for kind in case.hosts]
+PARAMS = [
+    pytest.param(case, kind, id=f'{case.id}-{kind}') for case in all_cases() for kind in case.hosts
+]
 
 
 def _image(kind: str, size_index: int = 0, batch: int = 2, seed: int = 0) -> torch.Tensor:
