@@ -18,7 +18,7 @@ from torch import nn
 
 from mmwst.models import TunedSwinTransformer, TunedVisionTransformer
 
-VIT_ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
+VIT_ARCH = dict(embed_dims=32, num_layers=4, num_heads=2, feedforward_channels=64)
 SWIN_ARCH = dict(embed_dims=16, depths=[2, 2], num_heads=[2, 4])
 SIZES = {'vit': [(32, 32), (32, 48)], 'swin': [(64, 64), (64, 96)]}
 
@@ -42,7 +42,7 @@ def build_host(kind: str, tuners, **kwargs) -> nn.Module:
 def blocks(kind: str) -> list[tuple[int, int]]:
     """(width, MLP hidden width) of every block of the tiny host."""
     if kind == 'vit':
-        return [(32, 64)] * 2
+        return [(32, 64)] * 4
     return [(16, 64)] * 2 + [(32, 128)] * 2
 
 
