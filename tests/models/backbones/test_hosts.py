@@ -1,0 +1,112 @@
+"""The tuned hosts: pretrained loading, freezing, input sizes, clear errors."""
+
+import numpy as np
+import pytest
+import torch
+from timm.models.vision_transformer import VisionTransformer as TimmViT
+
+from mmwst.models import TunedSwinTransformer, TunedVisionTransformer
+from mmwst.models.backbones.convert import convert_vit, vit_to_npz
+
+ARCH = dict(embed_dims=48, num_layers=2, num_heads=3, feedforward_channels=96)
+
+
+def _timm() -> TimmViT:
+    torch.manual_seed(0)
+    model = TimmViT(
+        img_size=32,
+        patch_size=8,
+        embed_dim=48,
+        depth=2,
+        num_heads=3,
+        mlp_ratio=2,
+        qkv_bias=True,
+        num_classes=0,
+    ).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.2)
+    return model
+
+
+def _host(pretrained=None, **kwargs):
+    return TunedVisionTransformer(
+        arch=ARCH, img_size=32, patch_size=8, pretrained=pretrained, out_type='raw', **kwargs
+    ).eval()
+
+
+@pytest.mark.parametrize('fmt', ['timm', 'npz'])
+def test_pretrained_file_gives_timm_features(tmp_path, fmt):
+    timm = _timm()
+    if fmt == 'timm':
+        path = tmp_path / 'timm.pth'
+        torch.save(timm.state_dict(), path)
+    else:
+        path = tmp_path / 'google.npz'
+        np.savez(path, **vit_to_npz(convert_vit(timm.state_dict()), num_heads=3))
+    host = _host(str(path), tuners=[dict(type='mmwst.LoRA', rank=2)])
+    host.init_weights()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(host(x)[0], timm.forward_features(x), rtol=1e-5, atol=1e-5)
+
+
+def test_pretrained_with_wrong_shapes_fails_naming_keys(tmp_path):
+    state = convert_vit(_timm().state_dict())
+    state['layers.0.attn.qkv.weight'] = state['layers.0.attn.qkv.weight'][:, :10]
+    del state['layers.1.ln2.bias']
+    path = tmp_path / 'broken.pth'
+    torch.save({'state_dict': state}, path)
+    host = _host(str(path))
+    with pytest.raises(ValueError) as err:
+        host.init_weights()
+    assert 'layers.0.attn.qkv.weight' in str(err.value)
+    assert 'layers.1.ln2.bias' in str(err.value)
+
+
+def test_missing_pretrained_file_is_named(tmp_path):
+    host = _host(str(tmp_path / 'nowhere.npz'))
+    with pytest.raises(FileNotFoundError, match='nowhere.npz'):
+        host.init_weights()
+
+
+def test_pos_embed_resized_for_another_training_size(tmp_path):
+    timm = _timm()
+    path = tmp_path / 'timm.pth'
+    torch.save(timm.state_dict(), path)
+    host = TunedVisionTransformer(arch=ARCH, img_size=48, patch_size=8, pretrained=str(path))
+    host.init_weights()  # 4x4 grid in the file, 6x6 in the model
+    assert host.pos_embed.shape == (1, 1 + 36, 48)
+
+
+def test_frozen_host_and_any_input_size():
+    host = _host(tuners=[dict(type='mmwst.BitFit')])
+    host.train()
+    assert all(p.requires_grad == n.endswith('.bias') for n, p in host.named_parameters())
+    assert host.eval() is host and host.train() is host  # mmpretrain's return None
+    for size in [(32, 32), (24, 40), (64, 16)]:
+        out = host(torch.randn(1, 3, *size))[0]
+        assert out.shape == (1, 1 + size[0] // 8 * size[1] // 8, 48)
+    with pytest.raises(ValueError, match='not divisible by the patch size'):
+        host(torch.randn(1, 3, 30, 32))
+
+
+def test_frozen_stages_and_bad_tuners_are_rejected():
+    with pytest.raises(ValueError, match='frozen_stages'):
+        _host(frozen_stages=2)
+    with pytest.raises(TypeError, match='is not a tuner'):
+        _host(tuners=[dict(type='mmpretrain.LinearClsHead', num_classes=2, in_channels=48)])
+
+
+def test_swin_host_counts_blocks_across_stages():
+    host = TunedSwinTransformer(
+        arch=dict(embed_dims=16, depths=[2, 2], num_heads=[2, 4]),
+        img_size=64,
+        window_size=4,
+        out_indices=(0, 1),
+    )
+    assert [b.dim for b in host.blocks] == [16, 16, 32, 32]
+    assert [b.stage for b in host.blocks] == [0, 0, 1, 1]
+    outs = host(torch.randn(1, 3, 64, 96))
+    assert [tuple(o.shape) for o in outs] == [(1, 16, 16, 24), (1, 32, 8, 12)]
+    assert not any(p.requires_grad for p in host.parameters())
