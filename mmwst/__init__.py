@@ -6,6 +6,6 @@ from .version import __version__
 check_dependencies()
 
 # registers the safe checkpoint loader, hooks, backbones and tuners
-from . import engine, models  # noqa: E402,F401,I001
+from . import datasets, engine, models  # noqa: E402,F401,I001
 
 __all__ = ['__version__']

@@ -1,3 +1,13 @@
 from .digits import write_digits_vtab
+from .fgvc import FGVC, FGVC_DATASETS
+from .vtab import VTAB_GROUPS, VTAB_TASKS, VTAB1k, canonical_task
 
-__all__ = ['write_digits_vtab']
+__all__ = [
+    'FGVC',
+    'FGVC_DATASETS',
+    'VTAB1k',
+    'VTAB_GROUPS',
+    'VTAB_TASKS',
+    'canonical_task',
+    'write_digits_vtab',
+]

@@ -1,0 +1,163 @@
+"""VTAB-1k in the extracted list format used by NOAH, SSF, RLRR, HST and WST."""
+
+from __future__ import annotations
+
+import os.path as osp
+from collections.abc import Sequence
+
+from mmpretrain.datasets import BaseDataset
+
+from ..registry import DATASETS
+
+#: The 19 tasks in the conventional order, with their class counts.
+VTAB_TASKS: dict[str, int] = {
+    'caltech101': 102, 'cifar': 100, 'dtd': 47, 'oxford_flowers102': 102,
+    'oxford_iiit_pet': 37, 'svhn': 10, 'sun397': 397,
+    'patch_camelyon': 2, 'eurosat': 10, 'resisc45': 45, 'diabetic_retinopathy': 5,
+    'clevr_count': 8, 'clevr_dist': 6, 'dmlab': 6, 'kitti': 4, 'dsprites_loc': 16,
+    'dsprites_ori': 16, 'smallnorb_azi': 18, 'smallnorb_ele': 9,
+}  # yapf: disable
+#: Natural = first 7, Specialized = next 4, Structured = last 8.
+VTAB_GROUPS: dict[str, tuple[str, ...]] = {
+    'natural': tuple(list(VTAB_TASKS)[:7]),
+    'specialized': tuple(list(VTAB_TASKS)[7:11]),
+    'structured': tuple(list(VTAB_TASKS)[11:]),
+}
+#: Other names the tasks go by (TFDS names, paper tables, folder names).
+VTAB_ALIASES: dict[str, str] = {
+    'cifar100': 'cifar',
+    'cifar_100': 'cifar',
+    'caltech': 'caltech101',
+    'flowers102': 'oxford_flowers102',
+    'oxford_flowers': 'oxford_flowers102',
+    'flowers': 'oxford_flowers102',
+    'pets': 'oxford_iiit_pet',
+    'oxford_pet': 'oxford_iiit_pet',
+    'sun': 'sun397',
+    'camelyon': 'patch_camelyon',
+    'pcam': 'patch_camelyon',
+    'resisc': 'resisc45',
+    'retinopathy': 'diabetic_retinopathy',
+    'diabetic_retinopathy_detection': 'diabetic_retinopathy',
+    'clevr_distance': 'clevr_dist',
+    'dsprites_location': 'dsprites_loc',
+    'dsprites_orientation': 'dsprites_ori',
+    'smallnorb_azimuth': 'smallnorb_azi',
+    'smallnorb_elevation': 'smallnorb_ele',
+    'kitti_distance': 'kitti',
+    'dmlab_frames': 'dmlab',
+}
+VTAB_SPLITS = ('train800', 'val200', 'train800val200', 'test')
+
+
+def canonical_task(task: str) -> str:
+    """The canonical VTAB-1k task name for ``task`` or one of its aliases."""
+    name = task.strip().lower().replace('-', '_')
+    name = VTAB_ALIASES.get(name, name)
+    if name not in VTAB_TASKS:
+        raise ValueError(
+            f'unknown VTAB-1k task {task!r}; expected one of '
+            f'{", ".join(VTAB_TASKS)} (aliases such as cifar100 are accepted)'
+        )
+    return name
+
+
+def read_label_list(
+    path: str, num_classes: int, image_root: str, check_images: bool = True
+) -> list[dict]:
+    """Parse ``<relative image path> <label>`` lines, checking labels and files."""
+    samples = []
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rel, label = line.rsplit(maxsplit=1)
+                label = int(label)
+            except ValueError:
+                raise ValueError(
+                    f'{path}:{lineno}: expected "<image path> <integer label>", got {line!r}'
+                ) from None
+            if not 0 <= label < num_classes:
+                raise ValueError(
+                    f'{path}:{lineno}: label {label} is outside [0, '
+                    f'{num_classes}) for this task ({num_classes} classes)'
+                )
+            img_path = osp.join(image_root, rel)
+            if check_images and not osp.isfile(img_path):
+                raise FileNotFoundError(f'{path}:{lineno}: image {img_path} does not exist')
+            samples.append(dict(img_path=img_path, gt_label=label))
+    if not samples:
+        raise ValueError(f'{path} lists no image')
+    return samples
+
+
+@DATASETS.register_module()
+class VTAB1k(BaseDataset):
+    """One VTAB-1k task in the extracted list format (no TensorFlow needed).
+
+    Layout: ``<data_root>/<task>/`` holds the images and four list files
+    ``train800.txt``, ``val200.txt``, ``train800val200.txt`` and ``test.txt``, each line
+    ``<image path relative to the task folder> <integer label>``. Training uses
+    ``train800val200`` (1,000 images); testing uses ``test``.
+
+    Args:
+        data_root (str): The VTAB-1k root folder (holding one folder per task).
+        task (str): Task name, one of :data:`VTAB_TASKS` or an alias (``cifar100`` ->
+            ``cifar``), or any other folder name when ``num_classes`` is given.
+        split (str): ``'train800'``, ``'val200'``, ``'train800val200'`` or ``'test'``.
+            Defaults to 'train800val200'.
+        num_classes (int, optional): Needed only for tasks outside the 19 (e.g. the
+            generated ``digits`` task). Defaults to None.
+        check_images (bool): Verify that every listed image exists. Defaults to True.
+        **kwargs: Other :class:`mmpretrain.datasets.BaseDataset` arguments
+            (``pipeline``, ``test_mode``, ``indices``...).
+
+    Examples:
+        >>> dataset = VTAB1k('data/vtab-1k', 'cifar100', split='test')  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        data_root: str,
+        task: str,
+        split: str = 'train800val200',
+        num_classes: int | None = None,
+        check_images: bool = True,
+        pipeline: Sequence = (),
+        **kwargs,
+    ) -> None:
+        if split not in VTAB_SPLITS:
+            raise ValueError(f'unknown split {split!r}; expected one of {VTAB_SPLITS}')
+        if num_classes is None:
+            task = canonical_task(task)
+            num_classes = VTAB_TASKS[task]
+        task_dir = osp.join(osp.expanduser(data_root), task)
+        if not osp.isdir(task_dir):
+            raise FileNotFoundError(
+                f'VTAB-1k task folder {task_dir} does not exist. Put the extracted VTAB-1k '
+                f'data under {data_root}/<task>/ (images plus train800.txt, val200.txt, '
+                'train800val200.txt and test.txt), or set data_root in the config.'
+            )
+        ann_file = osp.join(task_dir, f'{split}.txt')
+        if not osp.isfile(ann_file):
+            raise FileNotFoundError(
+                f'list file {ann_file} does not exist; a VTAB-1k task '
+                f'folder holds {", ".join(s + ".txt" for s in VTAB_SPLITS)}'
+            )
+        self.task = task
+        self.split = split
+        self.num_classes = num_classes
+        self.check_images = check_images
+        classes = [f'{task}_{i}' for i in range(num_classes)]
+        super().__init__(
+            ann_file=ann_file,
+            data_root=task_dir,
+            pipeline=pipeline,
+            metainfo=dict(classes=classes, task=task),
+            **kwargs,
+        )
+
+    def load_data_list(self) -> list[dict]:
+        return read_label_list(self.ann_file, self.num_classes, self.data_root, self.check_images)

@@ -1,0 +1,123 @@
+"""VTAB-1k and FGVC datasets: layouts, aliases and errors that name the problem."""
+
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mmwst.datasets import FGVC, VTAB_GROUPS, VTAB_TASKS, VTAB1k, canonical_task
+
+
+def _image(path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path)
+
+
+def _vtab_task(root, task='cifar', labels=(0, 5, 99)):
+    folder = root / task
+    for i in range(len(labels)):
+        _image(str(folder / 'images' / f'{i}.png'))
+    lines = ''.join(f'images/{i}.png {label}\n' for i, label in enumerate(labels))
+    for split in ('train800', 'val200', 'train800val200', 'test'):
+        (folder / f'{split}.txt').write_text(lines)
+    return folder
+
+
+def test_nineteen_tasks_in_three_groups():
+    assert len(VTAB_TASKS) == 19 and sum(len(g) for g in VTAB_GROUPS.values()) == 19
+    assert VTAB_GROUPS['specialized'] == (
+        'patch_camelyon',
+        'eurosat',
+        'resisc45',
+        'diabetic_retinopathy',
+    )
+    assert VTAB_TASKS['sun397'] == 397 and VTAB_TASKS['kitti'] == 4
+
+
+def test_vtab_reads_lists_and_resolves_aliases(tmp_path):
+    _vtab_task(tmp_path)
+    dataset = VTAB1k(str(tmp_path), 'cifar100', split='test')
+    assert dataset.task == 'cifar' and len(dataset) == 3
+    assert [dataset.get_data_info(i)['gt_label'] for i in range(3)] == [0, 5, 99]
+    assert len(dataset.metainfo['classes']) == 100
+    assert canonical_task('Smallnorb-Azimuth') == 'smallnorb_azi'
+
+
+@pytest.mark.parametrize(
+    'problem, error, message',
+    [
+        ('task', ValueError, "unknown VTAB-1k task 'cifar10'"),
+        ('root', FileNotFoundError, 'task folder'),
+        ('list', FileNotFoundError, 'test.txt does not exist'),
+        ('image', FileNotFoundError, '1.png does not exist'),
+        ('label', ValueError, 'label 100 is outside [0, 100)'),
+        ('line', ValueError, 'expected "<image path> <integer label>"'),
+    ],
+)
+def test_vtab_errors_say_what_is_wrong(tmp_path, problem, error, message):
+    folder = _vtab_task(tmp_path)
+    task = 'cifar'
+    if problem == 'task':
+        task = 'cifar10'
+    elif problem == 'root':
+        task = 'dtd'
+    elif problem == 'list':
+        (folder / 'test.txt').unlink()
+    elif problem == 'image':
+        (folder / 'images' / '1.png').unlink()
+    elif problem == 'label':
+        (folder / 'test.txt').write_text('images/0.png 100\n')
+    elif problem == 'line':
+        (folder / 'test.txt').write_text('images/0.png\n')
+    with pytest.raises(error, match=re.escape(message)):
+        VTAB1k(str(tmp_path), task, split='test')
+
+
+def test_vtab_custom_task_needs_num_classes(tmp_path):
+    _vtab_task(tmp_path, task='digits', labels=(0, 9))
+    assert len(VTAB1k(str(tmp_path), 'digits', num_classes=10)) == 2
+    with pytest.raises(ValueError, match='unknown VTAB-1k task'):
+        VTAB1k(str(tmp_path), 'digits')
+
+
+def _fgvc(root, labels=None):
+    labels = labels or {
+        'train': {'a/1.jpg': 1, 'a/2.jpg': 2},
+        'val': {'a/3.jpg': 1},
+        'test': {'a/4.jpg': 2},
+    }
+    for split, anno in labels.items():
+        for rel in anno:
+            _image(str(root / 'images' / rel))
+        (root / f'{split}.json').write_text(json.dumps(anno))
+    return root
+
+
+def test_fgvc_maps_labels_to_contiguous_indices(tmp_path, monkeypatch):
+    from mmwst.datasets import fgvc
+
+    monkeypatch.setitem(fgvc.FGVC_DATASETS, 'cub', fgvc.FGVCInfo(2, 'images'))
+    _fgvc(tmp_path)
+    train = FGVC(str(tmp_path), 'CUB_200_2011', split='trainval')
+    assert [train.get_data_info(i)['gt_label'] for i in range(len(train))] == [0, 1, 0]
+    test = FGVC(str(tmp_path), 'cub', split='test')
+    assert test.get_data_info(0)['img_path'].endswith('images/a/4.jpg')
+
+
+def test_fgvc_errors(tmp_path, monkeypatch):
+    from mmwst.datasets import fgvc
+
+    with pytest.raises(ValueError, match='unknown FGVC dataset'):
+        FGVC(str(tmp_path), 'imagenet')
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        FGVC(str(tmp_path / 'absent'), 'cub')
+    _fgvc(tmp_path)
+    with pytest.raises(ValueError, match='hold 2 distinct labels; cub has 200'):
+        FGVC(str(tmp_path), 'cub')
+    monkeypatch.setitem(fgvc.FGVC_DATASETS, 'cub', fgvc.FGVCInfo(2, 'images'))
+    (tmp_path / 'test.json').write_text(json.dumps({'a/4.jpg': 7}))
+    with pytest.raises(ValueError, match='label 7 of a/4.jpg'):
+        FGVC(str(tmp_path), 'cub', split='test')
