@@ -1,3 +1,4 @@
-from . import backbones, layers, tuners  # noqa: F401  (registers the classes)
+from . import backbones, heads, layers, tuners  # noqa: F401  (registers the classes)
 from .backbones import *  # noqa: F401,F403
+from .heads import *  # noqa: F401,F403
 from .tuners import *  # noqa: F401,F403

@@ -1,4 +1,4 @@
-"""Every method config builds on both hosts; ViT-B/16 counts equal the papers' formulas."""
+"""Every method config builds; ViT-B/16 counts equal the formulas in methods.md."""
 
 import glob
 import json
@@ -26,7 +26,25 @@ VIT_B16_COUNTS = {
     'adaptformer': LAYERS * (2 * D * 64 + 64 + D),
     'vpt-shallow': 10 * D,
     'vpt-deep': LAYERS * 10 * D,
+    'wst': 37_056 + LAYERS * (D * 2 + 2 + 2 * D + D),
+    'hst': 764_840,
+    'rlrr': LAYERS * (4 * 3 * D + (HIDDEN + D + HIDDEN) + (D + HIDDEN + D) + 2 * 2 * D) + 4 * D,
+    'patt': LAYERS * (2305 * 8 + 1536),
+    'prefix': LAYERS * (10 * D + D * 512 + 512 + 512 * 2 * D + 2 * D),
 }
+LORA_ALL = LAYERS * 8 * (3 * (D + D) + (D + D) + (D + HIDDEN) + (HIDDEN + D))
+FREQFIT_COMPLEX, FREQFIT_REAL = 2_256_384, 1_138_176
+#: configs named after a combination: counted per file
+FILE_COUNTS = {
+    'lora-freqfit_vit-b16_vtab-1k.py': LORA_ALL + FREQFIT_COMPLEX,
+    'freqfit-real_vit-b16_vtab-1k.py': LORA_ALL + FREQFIT_REAL,
+    'rlrr-freqfit_vit-b16_vtab-1k.py': VIT_B16_COUNTS['rlrr'] + FREQFIT_COMPLEX,
+}
+#: methods defined for one host only (methods.md): the rest have ViT-B/16 and Swin-B
+ONE_HOST = {'wst': {'vit'}, 'hst': {'vit'}, 'freqfit': {'vit'}, 'swin_bapat': {'swin'}}
+SWIN_B_WIDTHS = [128] * 2 + [256] * 2 + [512] * 18 + [1024] * 2
+#: Swin-BAPAT: PATT (kv, r=128) + AdaptFormer (r=64) in each of Swin-B's 24 blocks
+SWIN_BAPAT = sum(d * 128 + 128 + 128 * 2 * d + 2 * d + 2 * d * 64 + 64 + d for d in SWIN_B_WIDTHS)
 CONFIGS = sorted(
     p for p in glob.glob(osp.join(REPO, 'configs', '*', '*vtab-1k.py')) if '_base_' not in p
 )
@@ -47,6 +65,9 @@ def test_figures_match_methods_md():
     assert VIT_B16_COUNTS['ln_tune'] == 38_400
     assert VIT_B16_COUNTS['lora'] == 294_912
     assert VIT_B16_COUNTS['vpt-deep'] == 92_160
+    assert VIT_B16_COUNTS['wst'] == 83_160
+    assert VIT_B16_COUNTS['rlrr'] == 288_768
+    assert LORA_ALL == 1_327_104 and SWIN_BAPAT == 6_201_088
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=lambda p: osp.relpath(p, REPO))
@@ -54,12 +75,16 @@ def test_config_builds_and_counts(path):
     model = _build(path)
     report = parameter_report(model)
     assert report.trainable > report.trainable_without_head  # the head trains
+    name = osp.basename(path)
     if 'vit-b16' in path:
         assert report.total_without_head >= 85_798_656
-        assert report.trainable_without_head == VIT_B16_COUNTS[_method(path)]
+        expected = FILE_COUNTS.get(name, VIT_B16_COUNTS.get(_method(path)))
+        assert report.trainable_without_head == expected
     else:
         assert type(model.backbone).__name__ == 'TunedSwinTransformer'
         assert len(model.backbone.blocks) == 24
+        if _method(path) == 'swin_bapat':
+            assert report.trainable_without_head == SWIN_BAPAT
 
 
 def test_every_baseline_has_both_hosts():
@@ -67,7 +92,8 @@ def test_every_baseline_has_both_hosts():
     for path in CONFIGS:
         methods.setdefault(_method(path), set()).add('vit' if 'vit-b16' in path else 'swin')
     assert set(VIT_B16_COUNTS) <= set(methods)
-    assert all(hosts == {'vit', 'swin'} for hosts in methods.values()), methods
+    for method, hosts in methods.items():
+        assert hosts == ONE_HOST.get(method, {'vit', 'swin'}), (method, hosts)
 
 
 def test_count_params_tool_prints_table_and_json():

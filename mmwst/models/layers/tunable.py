@@ -28,6 +28,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from mmcv.cnn.bricks.wrappers import Linear as MMCVLinear
 from mmpretrain.models.utils.attention import MultiheadAttention, WindowMSA
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
@@ -59,8 +60,12 @@ def add_weight_fn(linear: nn.Linear, fn: WeightFn) -> RemovableHandle:
     if not isinstance(linear, nn.Linear):
         raise TypeError(f'expected an nn.Linear, got {type(linear).__name__}')
     if not isinstance(linear, TunableLinear):
-        if type(linear) is not nn.Linear:
-            raise TypeError(f'cannot extend a {type(linear).__name__}; only plain nn.Linear')
+        # mmcv's Linear (the MLP layers of mmpretrain's FFN) differs from nn.Linear only
+        # for empty inputs on torch <= 1.5, so it computes the same as TunableLinear
+        if type(linear) not in (nn.Linear, MMCVLinear):
+            raise TypeError(
+                f"cannot extend a {type(linear).__name__}; only nn.Linear and mmcv's Linear"
+            )
         linear.__class__ = TunableLinear
         linear.weight_fns = OrderedDict()
     return _add_fn(linear.weight_fns, fn)

@@ -1,20 +1,32 @@
 from .adapters import Adapter, AdaptFormer
 from .base import BaseTuner, TokenContext
+from .freqfit import FreqFit
+from .hst import HST
 from .lora import LoRA
+from .patt import PATT
+from .prefix import PrefixTuning
+from .rlrr import RLRR
 from .simple import BitFit, FullFineTune, LinearProbe, LNTune
 from .ssf import SSF
 from .vpt import VPT
+from .wst import WST
 
 __all__ = [
+    'HST',
+    'PATT',
+    'RLRR',
+    'SSF',
+    'VPT',
+    'WST',
     'AdaptFormer',
     'Adapter',
     'BaseTuner',
     'BitFit',
+    'FreqFit',
     'FullFineTune',
     'LNTune',
     'LinearProbe',
     'LoRA',
-    'SSF',
+    'PrefixTuning',
     'TokenContext',
-    'VPT',
 ]

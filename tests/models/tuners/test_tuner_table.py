@@ -43,8 +43,9 @@ def test_exactly_the_expected_parameters_train(case, kind):
     assert trainable == case.count(kind)
     for tuner in model.tuners:
         assert all(p.requires_grad for p in tuner.parameters())
-        assert type(tuner).mergeable is case.mergeable
-        assert type(tuner).identity_at_init is case.identity
+    # a combination is mergeable / identity at init only if every tuner in it is
+    assert all(type(t).mergeable for t in model.tuners) is case.mergeable
+    assert all(type(t).identity_at_init for t in model.tuners) is case.identity
     model.train()  # must not unfreeze anything
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == trainable
 

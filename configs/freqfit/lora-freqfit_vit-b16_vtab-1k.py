@@ -1,0 +1,48 @@
+# FreqFit (complex filters) on top of LoRA (r=8, alpha=8 on q, k, v, proj, fc1, fc2, as in
+# the paper) on a frozen ViT-B/16, one VTAB-1k task, with FreqFit's SGD recipe.
+_base_ = [
+    '../_base_/models/vit-b16_tuned.py',
+    '../_base_/datasets/vtab1k.py',
+    '../_base_/schedules/vtab_adamw.py',
+    '../_base_/mmwst_runtime.py',
+]
+model = dict(
+    backbone=dict(
+        tuners=[
+            dict(
+                type='mmwst.LoRA',
+                rank=8,
+                alpha=8,
+                targets=('q', 'k', 'v', 'proj', 'fc1', 'fc2'),
+            ),
+            dict(type='mmwst.FreqFit', filter_type='complex'),
+        ]
+    )
+)
+# SGD, momentum 0.9, 100 epochs: 5 linear warm-up epochs, then cosine. The paper picks lr
+# from {1e-3, 1e-4, 5e-4, 5e-3} and weight decay from {0.01, 1e-3, 1e-4, 0} per task.
+lr = 1e-3
+optim_wrapper = dict(
+    _delete_=True,
+    constructor='mmwst.TunerOptimWrapperConstructor',
+    optimizer=dict(type='SGD', lr=lr, momentum=0.9, weight_decay=1e-4),
+)
+param_scheduler = [
+    dict(
+        type='LinearLR',
+        start_factor=1e-4,
+        by_epoch=True,
+        begin=0,
+        end=5,
+        convert_to_iter_based=True,
+    ),
+    dict(
+        type='CosineAnnealingLR',
+        by_epoch=True,
+        begin=5,
+        end=100,
+        eta_min=0.0,
+        convert_to_iter_based=True,
+    ),
+]
+train_cfg = dict(by_epoch=True, max_epochs=100, val_interval=10)

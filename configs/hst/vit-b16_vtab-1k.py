@@ -1,0 +1,75 @@
+# HST (hierarchical side-tuning) on a frozen AugReg ImageNet-21k ViT-B/16, one VTAB-1k task.
+# Recipe of the reference code: AdamW without weight decay on 1-D parameters, effective
+# batch 64 (the reference ran 2 GPUs x 32; here 1 GPU x 64: with N GPUs set
+# train_dataloader.batch_size = 64 // N), 10 warm-up epochs (linear from 1e-7), 100
+# cosine epochs down to 1e-8, then 10 cool-down epochs at that minimum.
+# Per-task lr / weight decay / drop-path are in README.md; the values below are cifar's.
+_base_ = [
+    '../_base_/models/vit-b16_tuned.py',
+    '../_base_/datasets/vtab1k.py',
+    '../_base_/schedules/vtab_adamw.py',
+    '../_base_/mmwst_runtime.py',
+]
+pretrained = 'checkpoints/B_16-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.0-sd_0.0.npz'
+lr = 1e-2
+weight_decay = 5e-4
+drop_path = 0.0  # the frozen ViT blocks and the side network alike, as the reference
+warmup_lr = 1e-7
+min_lr = 1e-8
+warmup_epochs = 10
+cosine_epochs = 100
+cooldown_epochs = 10
+batch_size = 64
+
+model = dict(
+    backbone=dict(
+        pretrained=pretrained,
+        drop_path_rate=drop_path,
+        tuners=[
+            dict(
+                type='mmwst.HST',
+                channels=(32, 48, 64, 72),
+                num_heads=(2, 4, 8, 12),
+                mlp_ratio=4.0,
+                drop_path_rate=drop_path,
+                output='cls',
+            )
+        ],
+    ),
+    neck=None,
+    head=dict(
+        _delete_=True,
+        type='mmwst.HSTClsHead',
+        num_classes={{_base_.num_classes}},
+        in_channels=72,
+        loss=dict(type='CrossEntropyLoss'),
+    ),
+)
+
+train_dataloader = dict(batch_size=batch_size)
+optim_wrapper = dict(
+    optimizer=dict(type='AdamW', lr=lr, weight_decay=weight_decay),
+    # no decay on 1-D parameters (norms, biases); the meta tokens (1, 1, D) decay
+    paramwise_cfg=dict(flat_decay_mult=0.0, norm_decay_mult=0.0, bias_decay_mult=0.0),
+)
+param_scheduler = [
+    dict(
+        type='LinearLR',
+        start_factor=warmup_lr / lr,
+        by_epoch=True,
+        begin=0,
+        end=warmup_epochs,
+        convert_to_iter_based=True,
+    ),
+    dict(
+        type='CosineAnnealingLR',
+        by_epoch=True,
+        begin=warmup_epochs,
+        end=warmup_epochs + cosine_epochs,
+        eta_min=min_lr,
+        convert_to_iter_based=True,
+    ),
+    # cool-down: no scheduler is active, the lr stays at the cosine's final value (min_lr)
+]
+train_cfg = dict(max_epochs=warmup_epochs + cosine_epochs + cooldown_epochs, val_interval=10)
+auto_scale_lr = dict(base_batch_size=batch_size)

@@ -1,0 +1,16 @@
+_base_ = [
+    '../_base_/models/swin-b_tuned.py',
+    '../_base_/datasets/vtab1k.py',
+    '../_base_/schedules/vtab_adamw.py',
+    '../_base_/mmwst_runtime.py',
+]
+# Swin-BAPAT (V-PETL): PATT on keys and values of every window attention (r = 128, s = 0.8)
+# plus an AdaptFormer bottleneck beside every MLP (64 wide, scale 0.1); the head is new.
+model = dict(
+    backbone=dict(
+        tuners=[
+            dict(type='mmwst.PATT', rank=128, scale=0.8, mode='kv'),
+            dict(type='mmwst.AdaptFormer', bottleneck=64, scale=0.1),
+        ]
+    )
+)

@@ -1,0 +1,3 @@
+from .hst_head import HSTClsHead
+
+__all__ = ['HSTClsHead']

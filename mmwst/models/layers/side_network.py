@@ -1,0 +1,302 @@
+"""A hierarchical side network: the trainable pyramid of HST (Lin et al., arXiv 2310.05393).
+
+The side network runs beside a frozen ViT. It has four stages at strides 4, 8, 16 and
+32 of the input image; each stage embeds its input (the image, or the previous stage's
+map) and runs a few :class:`SideBlock` s, each of which reads one ViT layer through a
+cross-attention over two key tokens and adds that layer's fine-grained map.
+
+The pieces are small and stand alone, so the classification tuner
+(:class:`~mmwst.models.tuners.hst.HST`, widths ``[32, 48, 64, 72]``) and a dense
+backbone (widths ``[64, 128, 256, 384]``) build the same network:
+
+- :class:`ConvStem`: Conv3x3/s2 -> BatchNorm -> ReLU -> Conv2x2/s2 -> LayerNorm (stride 4);
+- :class:`OverlapPatchEmbed`: Conv3x3/s2/p1 -> LayerNorm (stride 2);
+- :class:`MetaCrossAttention`: side tokens attend to a few key tokens (fused SDPA);
+- :class:`SideBlock`: ``x + DropPath(CrossAttn(LN(x), kv))``, ``+ fine``,
+  ``+ DropPath(MLP(LN(x)))``;
+- :class:`HierarchicalSideNetwork`: the four stages, driven one block at a time so a
+  tuner can run it while the frozen ViT runs (nothing per layer is stored).
+
+Every spatial size comes from the feature maps themselves: any input of at least
+4 x 4 pixels works, square or not (the 3x3 convolutions give ``ceil(H / 2)``, the 2x2
+convolution of the stem ``floor(H / 2)``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from mmcv.cnn.bricks import DropPath
+from torch import Tensor, nn
+
+#: LayerNorm epsilon inside side blocks and at the end of each stage; the stem, the
+#: patch embeddings and the bridge norms keep PyTorch's 1e-5 (as the reference code).
+SIDE_NORM_EPS = 1e-6
+
+
+def init_side_weights(module: nn.Module) -> None:
+    """HST's initialisation, applied to every sub-module of ``module``.
+
+    Conv: normal(0, sqrt(2 / fan_out)) with ``fan_out = k_h * k_w * C_out / groups``,
+    bias 0; Linear: trunc_normal(std 0.02), bias 0; LayerNorm / BatchNorm: weight 1,
+    bias 0 (BatchNorm running statistics reset).
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.LayerNorm, nn.BatchNorm2d)):
+            if isinstance(m, nn.BatchNorm2d):
+                m.reset_running_stats()
+            if m.weight is not None:
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+
+def _to_tokens(x: Tensor) -> tuple[Tensor, tuple[int, int]]:
+    """``(B, C, H, W)`` -> tokens ``(B, H*W, C)`` and the grid ``(H, W)``."""
+    height, width = x.shape[-2:]
+    # (B, C, H, W) -> (B, C, H*W) -> (B, H*W, C)
+    return x.flatten(2).transpose(1, 2), (height, width)
+
+
+def tokens_to_map(x: Tensor, hw: tuple[int, int]) -> Tensor:
+    """Tokens ``(B, H*W, C)`` -> map ``(B, C, H, W)``."""
+    # (B, H*W, C) -> (B, C, H*W) -> (B, C, H, W)
+    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], *hw)
+
+
+class ConvStem(nn.Module):
+    """Stride-4 stem on the image: Conv3x3/s2 -> BN -> ReLU -> Conv2x2/s2 -> LN.
+
+    Args:
+        out_channels (int): Output width C.
+        in_channels (int): Image channels. Defaults to 3.
+
+    Parameters: ``9 * in * C`` (no bias) + ``2 * C`` (BN) + ``4 * C * C + C`` +
+    ``2 * C`` (LN); C = 32: 5,120.
+    """
+
+    stride = 4
+
+    def __init__(self, out_channels: int, in_channels: int = 3) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(out_channels)
+        self.act = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 2, stride=2)
+        self.norm = nn.LayerNorm(out_channels)
+
+    def forward(self, image: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        """``(B, in, H, W)`` -> tokens ``(B, H/4 * W/4, C)`` and their grid."""
+        if image.shape[-2] < self.stride or image.shape[-1] < self.stride:
+            raise ValueError(
+                f'the side network needs images of at least {self.stride} x {self.stride} '
+                f'pixels, got {tuple(image.shape[-2:])}'
+            )
+        x = self.conv2(self.act(self.bn(self.conv1(image))))
+        tokens, hw = _to_tokens(x)
+        return self.norm(tokens), hw
+
+
+class OverlapPatchEmbed(nn.Module):
+    """Stride-2 overlapping patch embedding: Conv3x3/s2/p1 (bias) -> tokens -> LN.
+
+    Args:
+        in_channels (int): Width of the input map.
+        out_channels (int): Output width.
+
+    Parameters: ``9 * in * out + out + 2 * out``.
+    """
+
+    stride = 2
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1)
+        self.norm = nn.LayerNorm(out_channels)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        """``(B, in, H, W)`` -> tokens ``(B, ceil(H/2) * ceil(W/2), out)`` and their grid."""
+        tokens, hw = _to_tokens(self.proj(x))
+        return self.norm(tokens), hw
+
+
+class MetaCrossAttention(nn.Module):
+    """Multi-head cross-attention of side tokens over a few key tokens.
+
+    ``proj(softmax(q k^T / sqrt(d_head)) v)`` with ``q = W_q x``, ``k = W_k kv``,
+    ``v = W_v kv``: separate Linears (all with bias when ``qkv_bias``), computed by
+    PyTorch's fused ``scaled_dot_product_attention``.
+
+    Args:
+        dim (int): Token width C (queries and keys alike).
+        num_heads (int): Heads; must divide ``dim``.
+        qkv_bias (bool): Bias on q, k and v. Defaults to True.
+        attn_drop (float): Dropout on the attention weights (training only).
+            Defaults to 0.
+
+    Parameters: ``4 * (C * C + C)`` with bias.
+    """
+
+    def __init__(
+        self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0
+    ) -> None:
+        super().__init__()
+        if num_heads < 1 or dim % num_heads:
+            raise ValueError(
+                f'num_heads must be a positive divisor of the width {dim}, got {num_heads}'
+            )
+        self.num_heads = num_heads
+        self.attn_drop = attn_drop
+        self.q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.k = nn.Linear(dim, dim, bias=qkv_bias)
+        self.v = nn.Linear(dim, dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def _heads(self, x: Tensor) -> Tensor:
+        B, N, C = x.shape
+        # (B, N, C) -> (B, N, heads, C/heads) -> (B, heads, N, C/heads)
+        return x.reshape(B, N, self.num_heads, C // self.num_heads).transpose(1, 2)
+
+    def forward(self, x: Tensor, kv: Tensor) -> Tensor:
+        """``x`` (B, N, C) attends to ``kv`` (B, M, C); returns (B, N, C)."""
+        q, k, v = self._heads(self.q(x)), self._heads(self.k(kv)), self._heads(self.v(kv))
+        drop = self.attn_drop if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
+        # (B, heads, N, C/heads) -> (B, N, heads, C/heads) -> (B, N, C)
+        out = out.transpose(1, 2).reshape(x.shape)
+        return self.proj(out)
+
+
+class SideBlock(nn.Module):
+    """One side block: cross-attention to the ViT's key tokens, fine map, MLP.
+
+    ``x = x + DropPath(CrossAttn(LN1(x), kv))``; ``x = x + fine``;
+    ``x = x + DropPath(MLP(LN2(x)))`` with ``MLP = Linear -> GELU -> Linear``.
+
+    Args:
+        dim (int): Token width C.
+        num_heads (int): Cross-attention heads.
+        mlp_ratio (float): MLP hidden width / C. Defaults to 4.
+        qkv_bias (bool): Bias on q, k and v. Defaults to True.
+        drop_path (float): Stochastic-depth rate of both branches. Defaults to 0.
+
+    Parameters (mlp_ratio 4): ``12 * C^2 + 13 * C``.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop_path: float = 0.0,
+    ) -> None:
+        super().__init__()
+        hidden = int(dim * mlp_ratio)
+        if hidden < 1:
+            raise ValueError(f'mlp_ratio must give a hidden width >= 1, got {mlp_ratio}')
+        self.norm1 = nn.LayerNorm(dim, eps=SIDE_NORM_EPS)
+        self.attn = MetaCrossAttention(dim, num_heads, qkv_bias=qkv_bias)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim, eps=SIDE_NORM_EPS)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: Tensor, kv: Tensor, fine: Tensor) -> Tensor:
+        """``x`` (B, N, C), ``kv`` (B, M, C), ``fine`` (B, N, C) -> (B, N, C)."""
+        x = x + self.drop_path(self.attn(self.norm1(x), kv))
+        x = x + fine
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class HierarchicalSideNetwork(nn.Module):
+    """Four stages of side blocks at strides 4 / 8 / 16 / 32, run one block at a time.
+
+    Stage 1 embeds the image with :class:`ConvStem`; stage s > 1 embeds the previous
+    stage's map with :class:`OverlapPatchEmbed`. Each stage ends with a LayerNorm
+    and is returned as a map ``(B, C_s, H_s, W_s)``. The caller drives it::
+
+        tokens, hw = net.embed(0, image)
+        for j in range(depths[0]):
+            tokens = net.blocks[0][j](tokens, kv_j, fine_j)
+        fmap = net.finish(0, tokens, hw)
+        tokens, hw = net.embed(1, fmap)  # and so on
+
+    Args:
+        channels (Sequence[int]): Width of each stage.
+        num_heads (Sequence[int]): Cross-attention heads of each stage.
+        depths (Sequence[int]): Side blocks per stage.
+        mlp_ratio (float): MLP hidden width / width. Defaults to 4.
+        qkv_bias (bool): Bias on q, k and v. Defaults to True.
+        drop_path_rate (float): Stochastic depth, rising linearly from 0 over all
+            side blocks to this value. Defaults to 0.
+        in_channels (int): Image channels. Defaults to 3.
+    """
+
+    def __init__(
+        self,
+        channels: Sequence[int],
+        num_heads: Sequence[int],
+        depths: Sequence[int],
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop_path_rate: float = 0.0,
+        in_channels: int = 3,
+    ) -> None:
+        super().__init__()
+        channels, num_heads, depths = list(channels), list(num_heads), list(depths)
+        if not (len(channels) == len(num_heads) == len(depths)) or not channels:
+            raise ValueError(
+                'channels, num_heads and depths need one entry per stage, got '
+                f'{channels}, {num_heads} and {depths}'
+            )
+        if min(channels) < 1 or min(depths) < 1:
+            raise ValueError(f'widths and depths must be >= 1, got {channels} and {depths}')
+        if not 0.0 <= drop_path_rate < 1.0:
+            raise ValueError(f'drop_path_rate must be in [0, 1), got {drop_path_rate}')
+        self.channels = tuple(channels)
+        self.depths = tuple(depths)
+        self.stem = ConvStem(channels[0], in_channels)
+        self.embeds = nn.ModuleList(
+            OverlapPatchEmbed(c_in, c_out) for c_in, c_out in zip(channels[:-1], channels[1:])
+        )
+        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        self.blocks = nn.ModuleList()
+        start = 0
+        for dim, heads, depth in zip(channels, num_heads, depths):
+            self.blocks.append(
+                nn.ModuleList(
+                    SideBlock(dim, heads, mlp_ratio, qkv_bias, drop_path=rates[start + j])
+                    for j in range(depth)
+                )
+            )
+            start += depth
+        self.norms = nn.ModuleList(nn.LayerNorm(c, eps=SIDE_NORM_EPS) for c in channels)
+        self.reset_parameters()
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        """Output stride of each stage relative to the input image."""
+        first = self.stem.stride
+        return tuple(first * OverlapPatchEmbed.stride**s for s in range(len(self.channels)))
+
+    def reset_parameters(self) -> None:
+        init_side_weights(self)
+
+    def embed(self, stage: int, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        """Tokens entering ``stage`` from the image (stage 0) or the previous map."""
+        return self.stem(x) if stage == 0 else self.embeds[stage - 1](x)
+
+    def finish(self, stage: int, x: Tensor, hw: tuple[int, int]) -> Tensor:
+        """The stage's closing LayerNorm; tokens (B, H*W, C) -> map (B, C, H, W)."""
+        return tokens_to_map(self.norms[stage](x), hw)

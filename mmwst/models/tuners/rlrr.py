@@ -1,0 +1,247 @@
+"""RLRR: residual low-rank rescaling (Dong et al., CVPR 2024)."""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ...registry import MODELS
+from .base import BaseTuner
+
+#: The Linear layers of every block that RLRR rescales.
+LINEARS = ('qkv', 'proj', 'fc1', 'fc2')
+
+
+@MODELS.register_module()
+class RLRR(BaseTuner):
+    """Residual low-rank rescaling of every frozen Linear, plus SSF on the norms.
+
+    Dong et al., "Low-Rank Rescaled Vision Transformer Fine-Tuning: A Residual Design
+    Approach", CVPR 2024 (arXiv:2403.19067), the residual low-rank rescaling of its
+    method section. For each frozen Linear (weight ``W``, d_out x d_in, bias ``b``) of
+    every block (``qkv``, ``proj``, ``fc1``, ``fc2``) the layer computes::
+
+        W' = W + W * (s_out s_in) = W * (1 + s_out s_in),    b' = b + f
+
+    where ``*`` is elementwise, ``s_out`` is a d_out x 1 column, ``s_in`` a 1 x d_in row
+    (their product is a rank-one rescaling matrix) and ``f`` a d_out-long shift. ``W'``
+    is formed from ``W`` before one ``F.linear``, so training costs one matmul per
+    layer. The fused ``qkv`` layer (rows ``[q; k; v]``) behaves exactly as three
+    separate q / k / v layers: one 3D-long ``s_out`` and ``f``, and three separate
+    D-long ``s_in`` rows, one per slice.
+
+    SSF scale/shift pairs ``x * gamma + beta`` (SSF, Lian et al., NeurIPS 2022) sit
+    after ``norm1`` and ``norm2`` of every block, on the patch tokens right after the
+    patch embedding (before the class token and the position embedding) and after every
+    final norm (``host.final_norms()``).
+
+    Init (not identity at init, by design): ``s_in ~ U(-sqrt(6 / d_in), sqrt(6 / d_in))``
+    and ``s_out ~ U(-sqrt 6, sqrt 6)`` (kaiming-uniform over their fan-in), ``f = 0``,
+    ``gamma ~ N(1, std^2)``, ``beta ~ N(0, std^2)``.
+
+    Mergeable: :meth:`merge` folds the rescaling into ``W`` and ``b``, and each SSF pair
+    into the LayerNorm before it (the patch-embedding pair into the patch embedding's
+    norm when it has one, as on Swin, else into its convolution), so the merged host
+    runs with zero overhead. :meth:`unmerge` restores the frozen weights.
+
+    Works on the ViT and the Swin host (on Swin every block of every stage; patch
+    merging layers are left alone). The paper's head is a zero-initialised linear
+    layer on the class token (set in the configs, not here).
+
+    Parameters per block of width D and MLP width H: qkv 3 x 3D, proj 3D, fc1
+    D + 2H, fc2 H + 2D, SSF 4D, i.e. 23,808 for ViT-B/16 (D = 768, H = 3072); plus 2D
+    after the patch embedding and 2D per final norm. ViT-B/16:
+    12 x 23,808 + 2 x 768 + 2 x 768 = **288,768**.
+
+    Args:
+        std (float): Standard deviation of the SSF initialisation. Defaults to 0.02.
+        branch_drop_rate (float): The reference code's residual-branch "drop path":
+            elementwise dropout on each block's attention and MLP branch outputs,
+            rising linearly over the blocks from 0 (first block) to this value (last
+            block). Use it with the host's ``drop_path_rate=0`` (otherwise both apply).
+            Defaults to 0 (off).
+        init_cfg (dict | list, optional): mmengine init config. Defaults to None.
+
+    Examples:
+        >>> import torch
+        >>> import mmwst.models.tuners.rlrr  # noqa: F401  (registers mmwst.RLRR)
+        >>> from mmwst.models.backbones import TunedVisionTransformer
+        >>> arch = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
+        >>> model = TunedVisionTransformer(arch=arch, img_size=32, patch_size=8,
+        ...                                tuners=[dict(type='mmwst.RLRR')])
+        >>> model(torch.rand(2, 3, 32, 32))[0].shape
+        torch.Size([2, 32])
+        >>> model.merge_tuners()  # folded into the host weights: no extra cost
+    """
+
+    mergeable = True
+
+    def __init__(self, std: float = 0.02, branch_drop_rate: float = 0.0, init_cfg=None) -> None:
+        super().__init__(init_cfg)
+        if isinstance(std, bool) or not isinstance(std, (int, float)) or std < 0:
+            raise ValueError(f'RLRR std must be a non-negative number, got {std!r}')
+        if (
+            isinstance(branch_drop_rate, bool)
+            or not isinstance(branch_drop_rate, (int, float))
+            or not 0.0 <= branch_drop_rate < 1.0
+        ):
+            raise ValueError(
+                f'RLRR branch_drop_rate must be a number in [0, 1), got {branch_drop_rate!r}; '
+                'it is the dropout probability of the last block (e.g. 0.1)'
+            )
+        self.std = float(std)
+        self.branch_drop_rate = float(branch_drop_rate)
+        # residual rescaling of the Linear layers, keyed '<block>_<layer>'
+        self.scale_in = nn.ParameterDict()  # (groups, d_in); groups = 3 for qkv, else 1
+        self.scale_out = nn.ParameterDict()  # (d_out, )
+        self.shift = nn.ParameterDict()  # (d_out, )
+        # SSF pairs, keyed '<block>_norm1', '<block>_norm2', 'patch_embed', 'final<i>'
+        self.gamma = nn.ParameterDict()
+        self.beta = nn.ParameterDict()
+
+    # ---- construction ------------------------------------------------------------------
+    def build(self, host) -> None:
+        self._linears: dict[str, nn.Linear] = {}
+        self._ssf_targets: dict[str, nn.Module] = {}
+        self._saved: dict[str, Tensor] = {}
+        self._add_ssf('patch_embed', host.patch_embed, host.patch_embed.projection.out_channels)
+        num_blocks = len(host.blocks)
+        for spec in host.blocks:
+            for name in LINEARS:
+                groups = 3 if name == 'qkv' else 1
+                self._add_linear(f'{spec.index}_{name}', getattr(spec, name), groups)
+            for name in ('norm1', 'norm2'):
+                self._add_ssf(f'{spec.index}_{name}', getattr(spec, name), spec.dim)
+            rate = self.branch_drop_rate * spec.index / max(num_blocks - 1, 1)
+            if rate > 0:
+                self.hook_module(spec.attn_branch, partial(self._drop_branch, rate))
+                self.hook_module(spec.mlp, partial(self._drop_branch, rate))
+        for i, norm in enumerate(host.final_norms()):
+            self._add_ssf(f'final{i}', norm, norm.normalized_shape[-1])
+        self.reset_parameters()
+
+    def _add_linear(self, key: str, linear: nn.Linear, groups: int) -> None:
+        if linear.out_features % groups:
+            raise ValueError(
+                f'{key}: {linear.out_features} output features cannot be split into '
+                f'{groups} equal q / k / v slices'
+            )
+        self.scale_in[key] = nn.Parameter(torch.empty(groups, linear.in_features))
+        self.scale_out[key] = nn.Parameter(torch.empty(linear.out_features))
+        self.shift[key] = nn.Parameter(torch.empty(linear.out_features))
+        self._linears[key] = linear
+        self.hook_weight(linear, partial(self._rescale, key))
+
+    def _add_ssf(self, key: str, module: nn.Module, dim: int) -> None:
+        self.gamma[key] = nn.Parameter(torch.empty(dim))
+        self.beta[key] = nn.Parameter(torch.empty(dim))
+        self._ssf_targets[key] = module
+        self.hook_module(module, partial(self._scale_shift, key))
+
+    def reset_parameters(self) -> None:
+        for key, scale_in in self.scale_in.items():
+            bound_in = math.sqrt(6.0 / scale_in.shape[-1])  # kaiming-uniform, fan-in d_in
+            nn.init.uniform_(scale_in, -bound_in, bound_in)
+            nn.init.uniform_(self.scale_out[key], -math.sqrt(6.0), math.sqrt(6.0))  # fan-in 1
+            nn.init.zeros_(self.shift[key])
+        for key in self.gamma:
+            nn.init.normal_(self.gamma[key], mean=1.0, std=self.std)
+            nn.init.normal_(self.beta[key], mean=0.0, std=self.std)
+
+    # ---- the method's math -------------------------------------------------------------
+    def rescale_factor(self, key: str) -> Tensor:
+        """``s_out s_in`` of one layer as a ``(d_out, d_in)`` matrix.
+
+        For the fused ``qkv`` layer each of the three row slices gets its own ``s_in``.
+        """
+        scale_in, scale_out = self.scale_in[key], self.scale_out[key]
+        groups, d_in = scale_in.shape
+        # (d_out, ) -> (groups, d_out / groups, 1) and (groups, d_in) -> (groups, 1, d_in)
+        factor = scale_out.view(groups, -1, 1) * scale_in.unsqueeze(1)
+        # (groups, d_out / groups, d_in) -> (d_out, d_in)
+        return factor.reshape(-1, d_in)
+
+    def effective_weight(
+        self, key: str, weight: Tensor, bias: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """``(W * (1 + s_out s_in), b + f)`` for the layer ``key`` with frozen ``W``, ``b``."""
+        factor = self.rescale_factor(key).to(weight.dtype)
+        shift = self.shift[key].to(weight.dtype)
+        return weight * (1 + factor), shift if bias is None else bias + shift
+
+    def _rescale(self, key: str, weight: Tensor, bias: Tensor | None):
+        return self.effective_weight(key, weight, bias)
+
+    def _scale_shift(self, key: str, module: nn.Module, inputs, output):
+        if isinstance(output, tuple):  # patch embedding: (tokens, grid)
+            tokens = output[0]
+            return (self._ssf(key, tokens), *output[1:])
+        return self._ssf(key, output)
+
+    def _ssf(self, key: str, x: Tensor) -> Tensor:
+        return x * self.gamma[key].to(x.dtype) + self.beta[key].to(x.dtype)
+
+    def _drop_branch(self, rate: float, module: nn.Module, inputs, output: Tensor) -> Tensor:
+        return F.dropout(output, p=rate, training=self.training)
+
+    # ---- merging -------------------------------------------------------------------------
+    def _ssf_parameters(self, key: str) -> tuple[nn.Parameter, nn.Parameter]:
+        """The weight and bias that absorb the SSF pair ``key``."""
+        module = self._ssf_targets[key]
+        if key == 'patch_embed':
+            norm = getattr(module, 'norm', None)
+            module = norm if isinstance(norm, nn.Module) else module.projection
+        weight, bias = getattr(module, 'weight', None), getattr(module, 'bias', None)
+        if weight is None or bias is None:
+            raise ValueError(
+                f'cannot merge RLRR into {key} ({type(module).__name__}): the layer has no '
+                'affine weight and bias to absorb the scale and shift; keep the model unmerged'
+            )
+        return weight, bias
+
+    def _linear_bias(self, key: str) -> nn.Parameter:
+        bias = self._linears[key].bias
+        if bias is None:
+            raise ValueError(
+                f'cannot merge RLRR into {key}: the Linear has no bias to absorb the shift f '
+                '(e.g. qkv_bias=False); keep the model unmerged'
+            )
+        return bias
+
+    def merge(self, host) -> None:
+        for key, linear in self._linears.items():
+            bias = self._linear_bias(key)
+            scale = 1 + self.rescale_factor(key).to(linear.weight.dtype)
+            if (scale == 0).any():  # an exact zero would make unmerge lose the weight
+                self._saved[key] = linear.weight.detach().clone()
+            linear.weight.mul_(scale)
+            bias.add_(self.shift[key].to(bias.dtype))
+        for key in self.gamma:
+            weight, bias = self._ssf_parameters(key)
+            gamma, beta = self.gamma[key].to(weight.dtype), self.beta[key].to(bias.dtype)
+            # (D, ) -> (D, 1, ...) to scale the output channels of a conv or a norm
+            weight.mul_(gamma.view(-1, *([1] * (weight.dim() - 1))))
+            bias.mul_(gamma).add_(beta)
+
+    def unmerge(self, host) -> None:
+        for key in reversed(list(self.gamma)):
+            weight, bias = self._ssf_parameters(key)
+            gamma, beta = self.gamma[key].to(weight.dtype), self.beta[key].to(bias.dtype)
+            bias.sub_(beta).div_(gamma)
+            # (D, ) -> (D, 1, ...) as in merge
+            weight.div_(gamma.view(-1, *([1] * (weight.dim() - 1))))
+        for key, linear in self._linears.items():
+            bias = self._linear_bias(key)
+            bias.sub_(self.shift[key].to(bias.dtype))
+            saved = self._saved.pop(key, None)
+            if saved is not None:
+                linear.weight.copy_(saved)
+            else:
+                linear.weight.div_(1 + self.rescale_factor(key).to(linear.weight.dtype))
+
+    def extra_repr(self) -> str:
+        return f'std={self.std}, branch_drop_rate={self.branch_drop_rate}'
