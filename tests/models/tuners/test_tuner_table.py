@@ -192,3 +192,12 @@ def test_moves_between_dtypes_with_the_module(case, kind):
         out = _output(model, x.double())
     assert out.dtype == torch.float64
     torch.testing.assert_close(out.float(), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('case, kind', PARAMS)
+def test_trains_at_384x384(case, kind):
+    model = WithHead(_build(case, kind)).train()
+    out = model(torch.randn(1, 3, 384, 384))
+    out.sum().backward()
+    assert out.shape == (1, 5)
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
