@@ -46,8 +46,9 @@ def run_tool(
     return proc
 
 
-def tiny_digits_options(data_root: str, epochs: int = 2, train_images: int = 96) -> list[str]:
+def tiny_digits_options(task_dir: str, epochs: int = 2, train_images: int = 96) -> list[str]:
     """--cfg-options that shrink the demo config to a few seconds of training."""
+    data_root = os.path.dirname(task_dir)
     return [
         f'train_dataloader.dataset.data_root={data_root}',
         f'val_dataloader.dataset.data_root={data_root}',
@@ -62,3 +63,46 @@ def tiny_digits_options(data_root: str, epochs: int = 2, train_images: int = 96)
         'default_hooks.checkpoint.max_keep_ckpts=-1',
         'default_hooks.logger.interval=1',
     ]
+
+
+def tiny_model_options(cfg) -> dict:
+    """Shrink a config's ViT-B / Swin-B host to a tiny one (same tuners, head, recipe)."""
+    backbone = cfg.model.backbone
+    options: dict = {'model.backbone.pretrained': None}
+    if 'Swin' in backbone.type:
+        options['model.backbone.arch'] = dict(
+            _delete_=True, embed_dims=16, depths=[2, 2, 2, 2], num_heads=[1, 2, 4, 8]
+        )
+        options['model.backbone.pad_small_map'] = True
+        options['model.head.in_channels'] = 128
+    else:
+        options['model.backbone.arch'] = dict(
+            _delete_=True, embed_dims=64, num_layers=4, num_heads=4, feedforward_channels=128
+        )
+        if cfg.model.head.type == 'LinearClsHead':
+            options['model.head.in_channels'] = 64
+    return options
+
+
+def few_iterations_options(image_size: int = 64, images: int = 4, batch: int = 2) -> dict:
+    """Data and schedule overrides: a few iterations, no workers, no checkpoints."""
+    pipeline = [
+        dict(type='LoadImageFromFile'),
+        dict(type='Resize', scale=(image_size, image_size)),
+        dict(type='PackInputs'),
+    ]
+    options = {
+        'train_dataloader.dataset.indices': images,
+        'train_dataloader.batch_size': batch,
+        'train_cfg.max_epochs': 1,
+        'train_cfg.val_interval': 1,
+        'val_dataloader.dataset.indices': images,
+        'default_hooks.checkpoint.interval': 100,
+        'default_hooks.checkpoint.save_last': False,
+        'log_level': 'WARNING',
+    }
+    for loader in ('train', 'val', 'test'):
+        options[f'{loader}_dataloader.dataset.pipeline'] = pipeline
+        options[f'{loader}_dataloader.num_workers'] = 0
+        options[f'{loader}_dataloader.persistent_workers'] = False
+    return options

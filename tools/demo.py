@@ -46,9 +46,8 @@ def main(argv=None):
 
     options = dict(args.cfg_options)
     cfg = Config.fromfile(args.config)
-    options.setdefault('train_dataloader.dataset.data_root', task_dir)
-    options.setdefault('val_dataloader.dataset.data_root', task_dir)
-    options.setdefault('test_dataloader.dataset.data_root', task_dir)
+    for loader in ('train', 'val', 'test'):
+        options.setdefault(f'{loader}_dataloader.dataset.data_root', args.data_root)
     prepare_config(
         cfg, config_path=args.config, work_dir=args.work_dir, resume='auto', cfg_options=options
     )

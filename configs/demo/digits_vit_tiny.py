@@ -1,20 +1,24 @@
 # A complete classification run that needs no download: a tiny ViT trained on the
 # handwritten-digits task written by tools/data/make_digits_vtab.py (VTAB-1k layout:
-# 1,000 training images, 797 test images, 10 classes, 32x32).
+# 1,000 training images, 797 test images, 10 classes, 32x32). The whole backbone trains
+# (mmwst.FullFineTune) from random weights, or from `model.backbone.pretrained` if set;
+# configs/demo/digits_vit_tiny_lora.py then tunes the result with LoRA + SSF.
 #
 # Total batch size 32 (1 process x 32). Learning-rate rule: scale lr linearly with the
 # total batch size (lr = 1e-3 * total_batch / 32) when running on N processes.
-_base_ = ['mmpretrain::_base_/default_runtime.py']
-custom_imports = dict(imports=['mmwst'], allow_failed_imports=False)
+_base_ = ['../_base_/mmwst_runtime.py']
 
-data_root = 'data/vtab-1k/digits'
+vtab_task = '{{$VTAB_TASK:digits}}'
+vtab_root = '{{$VTAB_ROOT:data/vtab-1k}}'
 num_classes = 10
 image_size = 32
 
 model = dict(
     type='ImageClassifier',
     backbone=dict(
-        type='VisionTransformer',
+        type='mmwst.TunedVisionTransformer',
+        tuners=[dict(type='mmwst.FullFineTune')],
+        pretrained=None,
         arch=dict(embed_dims=64, num_layers=4, num_heads=4, feedforward_channels=256),
         img_size=image_size,
         patch_size=4,
@@ -41,9 +45,10 @@ train_dataloader = dict(
     batch_size=32,
     num_workers=0,
     dataset=dict(
-        type='CustomDataset',
-        data_root=data_root,
-        ann_file='train800val200.txt',
+        type='mmwst.VTAB1k',
+        data_root=vtab_root,
+        task=vtab_task,
+        split='train800val200',
         pipeline=train_pipeline,
     ),
     sampler=dict(type='DefaultSampler', shuffle=True),
@@ -52,7 +57,11 @@ val_dataloader = dict(
     batch_size=64,
     num_workers=0,
     dataset=dict(
-        type='CustomDataset', data_root=data_root, ann_file='test.txt', pipeline=test_pipeline
+        type='mmwst.VTAB1k',
+        data_root=vtab_root,
+        task=vtab_task,
+        split='test',
+        pipeline=test_pipeline,
     ),
     sampler=dict(type='DefaultSampler', shuffle=False),
 )
@@ -62,6 +71,7 @@ test_evaluator = val_evaluator
 
 max_epochs = 30
 optim_wrapper = dict(
+    constructor='mmwst.TunerOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0),
 )

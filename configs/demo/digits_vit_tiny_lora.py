@@ -7,13 +7,10 @@ _base_ = ['./digits_vit_tiny.py']
 pretrained = 'work_dirs/demo_digits/epoch_30.pth'
 model = dict(
     backbone=dict(
-        type='mmwst.TunedVisionTransformer',
         pretrained=pretrained,
         tuners=[dict(type='mmwst.LoRA', rank=4, alpha=4), dict(type='mmwst.SSF')],
     )
 )
-optim_wrapper = dict(constructor='mmwst.TunerOptimWrapperConstructor')
-custom_hooks = [dict(type='mmwst.SafeCheckpointHook'), dict(type='mmwst.ParamReportHook')]
 max_epochs = 5
 param_scheduler = [dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs)]
 train_cfg = dict(max_epochs=max_epochs, val_interval=5)

@@ -1,11 +1,6 @@
 # FreqFit (complex filters) on top of LoRA (r=8, alpha=8 on q, k, v, proj, fc1, fc2, as in
 # the paper) on a frozen ViT-B/16, one VTAB-1k task, with FreqFit's SGD recipe.
-_base_ = [
-    '../_base_/models/vit-b16_tuned.py',
-    '../_base_/datasets/vtab1k.py',
-    '../_base_/schedules/vtab_adamw.py',
-    '../_base_/mmwst_runtime.py',
-]
+_base_ = ['../_base_/vtab1k_vit-b16.py']
 model = dict(
     backbone=dict(
         tuners=[

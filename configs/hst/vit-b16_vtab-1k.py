@@ -4,16 +4,15 @@
 # train_dataloader.batch_size = 64 // N), 10 warm-up epochs (linear from 1e-7), 100
 # cosine epochs down to 1e-8, then 10 cool-down epochs at that minimum.
 # Per-task lr / weight decay / drop-path are in README.md; the values below are cifar's.
-_base_ = [
-    '../_base_/models/vit-b16_tuned.py',
-    '../_base_/datasets/vtab1k.py',
-    '../_base_/schedules/vtab_adamw.py',
-    '../_base_/mmwst_runtime.py',
-]
+_base_ = ['../_base_/vtab1k_vit-b16.py']
 pretrained = 'checkpoints/B_16-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.0-sd_0.0.npz'
-lr = 1e-2
-weight_decay = 5e-4
-drop_path = 0.0  # the frozen ViT blocks and the side network alike, as the reference
+from mmwst.datasets.vtab_recipes import vtab_recipe
+
+# the released per-task settings follow VTAB_TASK (defaults: cifar's)
+recipe = vtab_recipe('hst', '{{$VTAB_TASK:cifar}}', lr=1e-2, weight_decay=5e-4, drop_path=0.0)
+lr = recipe['lr']
+weight_decay = recipe['weight_decay']
+drop_path = recipe['drop_path']  # the frozen ViT blocks and the side network alike
 warmup_lr = 1e-7
 min_lr = 1e-8
 warmup_epochs = 10

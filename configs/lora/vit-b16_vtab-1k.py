@@ -1,7 +1,2 @@
-_base_ = [
-    '../_base_/models/vit-b16_tuned.py',
-    '../_base_/datasets/vtab1k.py',
-    '../_base_/schedules/vtab_adamw.py',
-    '../_base_/mmwst_runtime.py',
-]
+_base_ = ['../_base_/vtab1k_vit-b16.py']
 model = dict(backbone=dict(tuners=[dict(type='mmwst.LoRA', rank=8, alpha=8, targets=('q', 'v'))]))

@@ -1,9 +1,4 @@
-_base_ = [
-    '../_base_/models/vit-b16_tuned.py',
-    '../_base_/datasets/vtab1k.py',
-    '../_base_/schedules/vtab_adamw.py',
-    '../_base_/mmwst_runtime.py',
-]
+_base_ = ['../_base_/vtab1k_vit-b16.py']
 # PATT (V-PETL) on keys and values of every block; r = 8 suits VTAB-1k (the paper's r = 128
 # is meant for video).
 model = dict(backbone=dict(tuners=[dict(type='mmwst.PATT', rank=8, scale=0.8, mode='kv')]))

@@ -1,11 +1,6 @@
 # RLRR on a frozen Swin-B (every block of every stage, the patch embedding and the final
 # norm), one VTAB-1k task; the same recipe as the ViT-B/16 config.
-_base_ = [
-    '../_base_/models/swin-b_tuned.py',
-    '../_base_/datasets/vtab1k.py',
-    '../_base_/schedules/vtab_adamw.py',
-    '../_base_/mmwst_runtime.py',
-]
+_base_ = ['../_base_/vtab1k_swin-b.py']
 model = dict(
     backbone=dict(drop_path_rate=0.0, tuners=[dict(type='mmwst.RLRR', branch_drop_rate=0.1)]),
     head=dict(init_cfg=dict(_delete_=True, type='Constant', layer='Linear', val=0)),

@@ -1,27 +1,27 @@
-# RLRR on a frozen ViT-B/16, one VTAB-1k task (cifar: lr 3e-3, drop 0.1, wd 5e-5, no flip;
-# the other tasks' settings are in README.md).
-_base_ = [
-    '../_base_/models/vit-b16_tuned.py',
-    '../_base_/datasets/vtab1k.py',
-    '../_base_/schedules/vtab_adamw.py',
-    '../_base_/mmwst_runtime.py',
-]
+# RLRR on a frozen ViT-B/16, one VTAB-1k task. The released per-task settings (lr,
+# drop, weight decay, horizontal flip; README.md) follow VTAB_TASK automatically.
+_base_ = ['../_base_/vtab1k_vit-b16.py']
+from mmwst.datasets.vtab_recipes import vtab_recipe
+
+recipe = vtab_recipe(
+    'rlrr', '{{$VTAB_TASK:cifar}}', lr=3e-3, drop_path=0.1, weight_decay=5e-5, hflip=False
+)
 # The reference's "drop path" is elementwise dropout on the residual branches (RLRR's
 # branch_drop_rate), not the host's stochastic depth, which is switched off.
 model = dict(
     backbone=dict(
         drop_path_rate=0.0,
         out_type='cls_token',
-        tuners=[dict(type='mmwst.RLRR', branch_drop_rate=0.1)],
+        tuners=[dict(type='mmwst.RLRR', branch_drop_rate=recipe['drop_path'])],
     ),
     # zero-initialised linear head on the class token
     head=dict(init_cfg=dict(_delete_=True, type='Constant', layer='Linear', val=0)),
 )
 # AdamW, no weight decay on biases and on RLRR's shifts and SSF pairs; 10 warm-up
 # epochs from 1e-7, then cosine to 1e-8 over 100 epochs.
-lr = 3e-3
+lr = recipe['lr']
 optim_wrapper = dict(
-    optimizer=dict(lr=lr, weight_decay=5e-5),
+    optimizer=dict(lr=lr, weight_decay=recipe['weight_decay']),
     paramwise_cfg=dict(
         _delete_=True,
         norm_decay_mult=0.0,
@@ -51,3 +51,10 @@ param_scheduler = [
         convert_to_iter_based=True,
     ),
 ]
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(224, 224), interpolation='bicubic'),
+    *([dict(type='RandomFlip', prob=0.5, direction='horizontal')] if recipe['hflip'] else []),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))

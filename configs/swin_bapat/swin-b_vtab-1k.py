@@ -1,9 +1,4 @@
-_base_ = [
-    '../_base_/models/swin-b_tuned.py',
-    '../_base_/datasets/vtab1k.py',
-    '../_base_/schedules/vtab_adamw.py',
-    '../_base_/mmwst_runtime.py',
-]
+_base_ = ['../_base_/vtab1k_swin-b.py']
 # Swin-BAPAT (V-PETL): PATT on keys and values of every window attention (r = 128, s = 0.8)
 # plus an AdaptFormer bottleneck beside every MLP (64 wide, scale 0.1); the head is new.
 model = dict(

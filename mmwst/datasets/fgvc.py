@@ -16,15 +16,16 @@ from ..registry import DATASETS
 class FGVCInfo:
     num_classes: int
     image_dir: str  # where the json keys are relative to, inside the dataset folder
+    folder: str = ''  # the dataset folder's usual name under the FGVC root
 
 
 #: The datasets, their class counts and where their images live (VPT's layout).
 FGVC_DATASETS: dict[str, FGVCInfo] = {
-    'cub': FGVCInfo(200, 'images'),
-    'nabirds': FGVCInfo(555, 'images'),
-    'oxford_flowers': FGVCInfo(102, ''),
-    'stanford_dogs': FGVCInfo(120, 'Images'),
-    'stanford_cars': FGVCInfo(196, ''),
+    'cub': FGVCInfo(200, 'images', 'CUB_200_2011'),
+    'nabirds': FGVCInfo(555, 'images', 'nabirds'),
+    'oxford_flowers': FGVCInfo(102, '', 'OxfordFlower'),
+    'stanford_dogs': FGVCInfo(120, 'Images', 'Stanford-dogs'),
+    'stanford_cars': FGVCInfo(196, '', 'Stanford-cars'),
 }
 FGVC_ALIASES = {
     'cub_200_2011': 'cub',
@@ -50,6 +51,15 @@ def canonical_fgvc(name: str) -> str:
             f'unknown FGVC dataset {name!r}; expected one of {", ".join(FGVC_DATASETS)}'
         )
     return key
+
+
+def fgvc_num_classes(name: str) -> int:
+    return FGVC_DATASETS[canonical_fgvc(name)].num_classes
+
+
+def fgvc_folder(name: str) -> str:
+    """The usual folder name of dataset ``name`` under the FGVC root."""
+    return FGVC_DATASETS[canonical_fgvc(name)].folder
 
 
 def _read_json(path: str) -> dict:
@@ -84,6 +94,11 @@ class FGVC(BaseDataset):
             Defaults to 'train'.
         image_dir (str, optional): Overrides the dataset's image folder. Defaults to
             None (VPT's layout).
+        folder (str, optional): A sub-folder of ``data_root`` holding the dataset;
+            ``'auto'`` uses the dataset's usual folder name (``CUB_200_2011``,
+            ``nabirds``, ``OxfordFlower``, ``Stanford-dogs``, ``Stanford-cars``), so that
+            ``data_root`` can be the root of all five. Defaults to None (``data_root``
+            is the dataset folder itself).
         check_images (bool): Verify that every listed image exists. Defaults to True.
         **kwargs: Other :class:`mmpretrain.datasets.BaseDataset` arguments.
     """
@@ -94,6 +109,7 @@ class FGVC(BaseDataset):
         dataset: str,
         split: str = 'train',
         image_dir: str | None = None,
+        folder: str | None = None,
         check_images: bool = True,
         pipeline: Sequence = (),
         **kwargs,
@@ -103,6 +119,8 @@ class FGVC(BaseDataset):
         self.dataset_name = canonical_fgvc(dataset)
         info = FGVC_DATASETS[self.dataset_name]
         root = osp.expanduser(data_root)
+        if folder is not None:
+            root = osp.join(root, info.folder if folder == 'auto' else folder)
         if not osp.isdir(root):
             raise FileNotFoundError(
                 f'FGVC folder {root} does not exist; put the {dataset} '

@@ -48,6 +48,8 @@ VTAB_ALIASES: dict[str, str] = {
     'dmlab_frames': 'dmlab',
 }
 VTAB_SPLITS = ('train800', 'val200', 'train800val200', 'test')
+#: Generated tasks in the same layout (tools/data/make_digits_vtab.py), not part of the 19.
+EXTRA_TASKS: dict[str, int] = {'digits': 10}
 
 
 def canonical_task(task: str) -> str:
@@ -60,6 +62,13 @@ def canonical_task(task: str) -> str:
             f'{", ".join(VTAB_TASKS)} (aliases such as cifar100 are accepted)'
         )
     return name
+
+
+def vtab_num_classes(task: str) -> int:
+    """Class count of a VTAB-1k task (aliases accepted) or of a generated task."""
+    if task in EXTRA_TASKS:
+        return EXTRA_TASKS[task]
+    return VTAB_TASKS[canonical_task(task)]
 
 
 def read_label_list(
@@ -105,7 +114,8 @@ class VTAB1k(BaseDataset):
     Args:
         data_root (str): The VTAB-1k root folder (holding one folder per task).
         task (str): Task name, one of :data:`VTAB_TASKS` or an alias (``cifar100`` ->
-            ``cifar``), or any other folder name when ``num_classes`` is given.
+            ``cifar``), a generated task of :data:`EXTRA_TASKS` (``digits``), or any
+            other folder name when ``num_classes`` is given.
         split (str): ``'train800'``, ``'val200'``, ``'train800val200'`` or ``'test'``.
             Defaults to 'train800val200'.
         num_classes (int, optional): Needed only for tasks outside the 19 (e.g. the
@@ -131,8 +141,9 @@ class VTAB1k(BaseDataset):
         if split not in VTAB_SPLITS:
             raise ValueError(f'unknown split {split!r}; expected one of {VTAB_SPLITS}')
         if num_classes is None:
-            task = canonical_task(task)
-            num_classes = VTAB_TASKS[task]
+            if task not in EXTRA_TASKS:
+                task = canonical_task(task)
+            num_classes = vtab_num_classes(task)
         task_dir = osp.join(osp.expanduser(data_root), task)
         if not osp.isdir(task_dir):
             raise FileNotFoundError(

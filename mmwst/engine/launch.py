@@ -86,6 +86,10 @@ def prepare_config(
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = default_work_dir(config_path)
+        # one folder per task, so that the tasks of one config never share checkpoints
+        task = cfg.get('vtab_task') or cfg.get('fgvc_dataset')
+        if task:
+            cfg.work_dir = osp.join(cfg.work_dir, str(task))
 
     if resume == 'auto':
         cfg.resume = True

@@ -77,10 +77,30 @@ def test_vtab_errors_say_what_is_wrong(tmp_path, problem, error, message):
 
 
 def test_vtab_custom_task_needs_num_classes(tmp_path):
-    _vtab_task(tmp_path, task='digits', labels=(0, 9))
-    assert len(VTAB1k(str(tmp_path), 'digits', num_classes=10)) == 2
+    _vtab_task(tmp_path, task='mytask', labels=(0, 9))
+    assert len(VTAB1k(str(tmp_path), 'mytask', num_classes=10)) == 2
     with pytest.raises(ValueError, match='unknown VTAB-1k task'):
-        VTAB1k(str(tmp_path), 'digits')
+        VTAB1k(str(tmp_path), 'mytask')
+    _vtab_task(tmp_path, task='digits', labels=(0, 9))
+    assert VTAB1k(str(tmp_path), 'digits').num_classes == 10  # the generated task
+
+
+def test_recipes_follow_the_task_and_keep_defaults():
+    from mmwst.datasets.vtab_recipes import vtab_recipe
+
+    dtd = vtab_recipe('rlrr', 'dtd', lr=1.0, hflip=False)
+    assert (dtd['lr'], dtd['drop_path'], dtd['weight_decay'], dtd['hflip']) == (
+        2e-3,
+        0.1,
+        5e-5,
+        True,
+    )
+    assert vtab_recipe('hst', 'cifar100')['lr'] == 1e-2  # alias resolved
+    wst = vtab_recipe('wst', 'svhn', lr=5e-4, scale=1.0)
+    assert not wst['released'] and (wst['lr'], wst['scale']) == (5e-4, 1.0)
+    assert vtab_recipe('wst', 'dtd', scale=1.0)['scale'] == 0.1
+    with pytest.raises(ValueError, match='no released VTAB-1k settings'):
+        vtab_recipe('lora', 'dtd')
 
 
 def _fgvc(root, labels=None):
@@ -121,3 +141,14 @@ def test_fgvc_errors(tmp_path, monkeypatch):
     (tmp_path / 'test.json').write_text(json.dumps({'a/4.jpg': 7}))
     with pytest.raises(ValueError, match='label 7 of a/4.jpg'):
         FGVC(str(tmp_path), 'cub', split='test')
+
+
+def test_fgvc_finds_the_usual_folder_under_a_common_root(tmp_path, monkeypatch):
+    from mmwst.datasets import fgvc
+
+    monkeypatch.setitem(fgvc.FGVC_DATASETS, 'cub', fgvc.FGVCInfo(2, 'images', 'CUB_200_2011'))
+    _fgvc(tmp_path / 'CUB_200_2011')
+    dataset = FGVC(str(tmp_path), 'cub', split='test', folder='auto')
+    assert dataset.get_data_info(0)['img_path'] == str(
+        tmp_path / 'CUB_200_2011' / 'images' / 'a' / '4.jpg'
+    )
