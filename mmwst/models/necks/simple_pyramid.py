@@ -1,0 +1,94 @@
+"""ViTDet-style simple feature pyramid: four maps from a plain ViT's last feature map."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from torch import Tensor, nn
+
+from ...registry import MODELS
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of an NCHW map."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        # (B, C, H, W) -> (B, H, W, C) -> normalise C -> (B, C, H, W)
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+@MODELS.register_module()
+class SimpleFeaturePyramid(BaseModule):
+    """Strides 4 / 8 / 16 / 32 from one stride-16 map (Li et al., ViTDet, ECCV 2022).
+
+    From the last ViT feature map ``(B, D, h, w)`` (backbone ``out_type='featmap'``):
+    stride 4 = two 2x transposed convolutions (D -> D/2 -> D/4, LayerNorm + GELU between),
+    stride 8 = one (D -> D/2), stride 16 = the map itself, stride 32 = 2x max-pooling.
+    The maps keep these widths - ``(D/4, D/2, D, D)`` - and go on to mmdet's ``FPN`` or
+    straight to mmseg's ``UPerHead``, exactly like the dense WST/HST backbone's pyramid,
+    so every tuner can be compared with the same detector and segmentor.
+
+    Trainable parameters: two ``D -> D/2`` transposed convs (``2 D^2 + D/2`` each), a
+    LayerNorm (``D``) and a ``D/2 -> D/4`` transposed conv (``D^2 / 2 + D/4``); for
+    D = 768: 2,655,936.
+
+    Args:
+        in_channels (int): D, the ViT width.
+        in_index (int): Which backbone output to use. Defaults to -1 (the last).
+        scales (Sequence[float]): Which maps to emit, relative to stride 16.
+            Defaults to ``(4.0, 2.0, 1.0, 0.5)``.
+        init_cfg (dict, optional): mmengine init config.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        in_index: int = -1,
+        scales: Sequence[float] = (4.0, 2.0, 1.0, 0.5),
+        init_cfg=None,
+    ) -> None:
+        super().__init__(init_cfg)
+        unknown = set(scales) - {4.0, 2.0, 1.0, 0.5}
+        if unknown or not scales:
+            raise ValueError(f'scales must be taken from (4.0, 2.0, 1.0, 0.5), got {scales}')
+        if in_channels % 4:
+            raise ValueError(f'in_channels must be divisible by 4, got {in_channels}')
+        self.in_channels = in_channels
+        self.in_index = in_index
+        self.scales = tuple(scales)
+        half, quarter = in_channels // 2, in_channels // 4
+        self.up4 = (
+            nn.Sequential(
+                nn.ConvTranspose2d(in_channels, half, 2, stride=2),
+                LayerNorm2d(half),
+                nn.GELU(),
+                nn.ConvTranspose2d(half, quarter, 2, stride=2),
+            )
+            if 4.0 in scales
+            else None
+        )
+        self.up2 = nn.ConvTranspose2d(in_channels, half, 2, stride=2) if 2.0 in scales else None
+        widths = {4.0: quarter, 2.0: half, 1.0: in_channels, 0.5: in_channels}
+        self.out_channels = [widths[s] for s in self.scales]
+        self.strides = [int(16 / s) for s in self.scales]
+
+    def forward(self, inputs: Sequence[Tensor]) -> tuple[Tensor, ...]:
+        x = inputs[self.in_index]
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f'expected a (B, {self.in_channels}, h, w) map (backbone '
+                f"out_type='featmap'), got {tuple(x.shape)}"
+            )
+        outs = []
+        for scale in self.scales:
+            if scale == 4.0:
+                outs.append(self.up4(x))
+            elif scale == 2.0:
+                outs.append(self.up2(x))
+            elif scale == 1.0:
+                outs.append(x)
+            else:
+                outs.append(F.max_pool2d(x, kernel_size=2, stride=2, ceil_mode=True))
+        return tuple(outs)
