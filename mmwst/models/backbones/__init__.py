@@ -1,5 +1,12 @@
+from .dense_vit import DenseTunedViT
 from .host import BlockSpec, TunableHostMixin
 from .swin import TunedSwinTransformer
 from .vit import TunedVisionTransformer
 
-__all__ = ['BlockSpec', 'TunableHostMixin', 'TunedSwinTransformer', 'TunedVisionTransformer']
+__all__ = [
+    'DenseTunedViT',
+    'BlockSpec',
+    'TunableHostMixin',
+    'TunedSwinTransformer',
+    'TunedVisionTransformer',
+]

@@ -10,6 +10,7 @@ from .simple import BitFit, FullFineTune, LinearProbe, LNTune
 from .ssf import SSF
 from .vpt import VPT
 from .wst import WST
+from .wst_pyramid import WSTPyramid
 
 __all__ = [
     'HST',
@@ -29,4 +30,5 @@ __all__ = [
     'LoRA',
     'PrefixTuning',
     'TokenContext',
+    'WSTPyramid',
 ]

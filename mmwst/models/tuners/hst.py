@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from ...registry import MODELS
 from ..layers.side_network import HierarchicalSideNetwork, tokens_to_map
 from .base import BaseTuner, TokenContext
+from .wst import WST_STATES
 
 NUM_STAGES = 4
 OUTPUTS = ('cls', 'pyramid')
@@ -86,6 +87,10 @@ class HST(BaseTuner):
         drop_path_rate (float): Side-network stochastic depth, rising linearly from 0
             over all side blocks. Defaults to 0.
         output (str): ``'cls'`` or ``'pyramid'`` (see above). Defaults to 'cls'.
+        fine_branch (bool): Also inject WST's fine branch (dense design, ours): side
+            block ``l`` adds ``Linear_s(resize(S_{l+1}))``, one ``Linear(D/4 -> C_s)`` per
+            stage, to its fine-grained injection. Needs ``mmwst.WST`` earlier in the
+            tuner list. Defaults to False.
         init_cfg (dict, optional): Unused; initialisation is the method's own.
 
     Examples:
@@ -107,6 +112,7 @@ class HST(BaseTuner):
         qkv_bias: bool = True,
         drop_path_rate: float = 0.0,
         output: str = 'cls',
+        fine_branch: bool = False,
         init_cfg=None,
     ) -> None:
         super().__init__(init_cfg)
@@ -134,6 +140,7 @@ class HST(BaseTuner):
         self.qkv_bias = qkv_bias
         self.drop_path_rate = drop_path_rate
         self.output = output
+        self.fine_branch = fine_branch
 
     def build(self, host) -> None:
         if host.host_kind != 'vit':
@@ -166,6 +173,8 @@ class HST(BaseTuner):
         self.bridge_norms = nn.ModuleList(
             nn.LayerNorm(self.channels[self._stage_of(i)[0]]) for i in range(num_layers)
         )
+        if self.fine_branch:  # WST's branch state (D/4 wide) joins the fine injection
+            self.branch_bridges = nn.ModuleList(nn.Linear(dim // 4, c) for c in self.channels)
         self.reset_parameters()
 
     @property
@@ -187,6 +196,9 @@ class HST(BaseTuner):
             nn.init.zeros_(bridge.bias)
         for norm in self.bridge_norms:
             norm.reset_parameters()
+        for bridge in getattr(self, 'branch_bridges', ()):
+            nn.init.trunc_normal_(bridge.weight, std=0.02)
+            nn.init.zeros_(bridge.bias)
 
     def _stage_of(self, index: int) -> tuple[int, int]:
         """(stage, side block) that ViT layer ``index`` feeds."""
@@ -238,11 +250,26 @@ class HST(BaseTuner):
         g = self.bridge_norms[index](bridge(meta)).unsqueeze(1)  # g_l: (B, 1, C_s)
         fine = self._fine(bridge, patches, grid, state.hw)  # f_l: (B, H_s*W_s, C_s)
         kv = torch.cat([g, fine.mean(dim=1, keepdim=True)], dim=1)  # [g_l; t_l]: (B, 2, C_s)
+        if self.fine_branch:
+            fine = fine + self._branch(stage, index, state.hw, ctx)
         state.tokens = self.side.blocks[stage][block](state.tokens, kv, fine)
         if block == self.layers_per_stage - 1:
             state.fmap = self.side.finish(stage, state.tokens, state.hw)
             if self.output == 'pyramid':
                 state.maps.append(state.fmap)
+
+    def _branch(self, stage: int, index: int, size: tuple[int, int], ctx) -> Tensor:
+        """WST's branch state after layer ``index``, projected and resized to the stage."""
+        states = ctx.state.get(WST_STATES)
+        if states is None or len(states) < index + 2:
+            raise ValueError(
+                'HST(fine_branch=True) reads the WST branch state: list mmwst.WST before '
+                'mmwst.HST in the tuners (mmwst.DenseTunedViT does this)'
+            )
+        branch = states[index + 1]  # S_{l+1}: (B, D/4, 2h, 2w)
+        branch = F.interpolate(branch, size=size, mode='bilinear', align_corners=False)
+        tokens = branch.flatten(2).transpose(1, 2)  # (B, D/4, H_s, W_s) -> (B, H_s*W_s, D/4)
+        return self.branch_bridges[stage](tokens)  # (B, H_s*W_s, C_s)
 
     @staticmethod
     def _fine(

@@ -11,6 +11,9 @@ from ...registry import MODELS
 from ..layers.wavelet import DWT2d, IDWT2d
 from .base import BaseTuner, TokenContext
 
+#: ``ctx.state`` key under which WST publishes its branch states [S_0, ..., S_L].
+WST_STATES = 'wst_states'
+
 
 @MODELS.register_module()
 class WST(BaseTuner):
@@ -168,6 +171,8 @@ class WST(BaseTuner):
         h, w = ctx.patch_resolution
         assert state.shape[-2:] == (2 * h, 2 * w), (tuple(state.shape), (h, w))
         ctx.state[self] = dict(states=[state], outputs=[])
+        # published for dense consumers (the HST side network reads S_{l+1} per layer)
+        ctx.state[WST_STATES] = ctx.state[self]['states']
         return x
 
     def before_block(self, index: int, x: Tensor, ctx: TokenContext) -> Tensor:
