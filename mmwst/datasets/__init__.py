@@ -1,5 +1,6 @@
 from .digits import write_digits_vtab
 from .fgvc import FGVC, FGVC_DATASETS
+from .shapes import shapes_metainfo, write_shapes_dataset
 from .vtab import VTAB_GROUPS, VTAB_TASKS, VTAB1k, canonical_task
 
 __all__ = [
@@ -9,5 +10,7 @@ __all__ = [
     'VTAB_GROUPS',
     'VTAB_TASKS',
     'canonical_task',
+    'shapes_metainfo',
     'write_digits_vtab',
+    'write_shapes_dataset',
 ]

@@ -28,6 +28,9 @@ SUPPORTED: dict[str, str] = {
     'mmpretrain': '>=1.0.0,<1.3.0',
     'PyWavelets': '>=1.4',
     'numpy': '>=1.23,<2',
+    # mmsegmentation imports these at load time without declaring them
+    'ftfy': '>=6.0',
+    'regex': '>=2022.1',
 }
 
 #: Set this environment variable to 1 to turn a failed check into a warning

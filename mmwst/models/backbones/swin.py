@@ -6,9 +6,11 @@ from collections.abc import Sequence
 
 from mmpretrain.models.backbones import SwinTransformer
 from mmpretrain.models.utils import resize_pos_embed
+from mmpretrain.models.utils.attention import WindowMSA
 from torch import Tensor, nn
 
 from ...registry import MODELS
+from ..layers.tunable import make_tunable_attention
 from ..tuners.base import TokenContext
 from .convert import read_checkpoint
 from .host import BlockSpec, TunableHostMixin
@@ -61,6 +63,9 @@ class TunedSwinTransformer(TunableHostMixin, SwinTransformer):
                 'choose what trains; remove frozen_stages from the config'
             )
         super().__init__(*args, **kwargs)
+        for block in self.stages.modules():
+            if isinstance(block, WindowMSA):  # one fused attention call per window batch
+                make_tunable_attention(block)
         self._setup_tuners(tuners, pretrained, save_frozen)
 
     def _make_block_specs(self) -> list[BlockSpec]:

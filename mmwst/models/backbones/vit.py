@@ -8,6 +8,7 @@ import torch
 from mmpretrain.models.backbones import VisionTransformer
 from mmpretrain.models.utils import resize_pos_embed
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from ...registry import MODELS
 from ..tuners.base import TokenContext
@@ -45,6 +46,9 @@ class TunedVisionTransformer(TunableHostMixin, VisionTransformer):
             Defaults to None (random weights; for tests).
         save_frozen (bool): Keep the frozen weights in ``state_dict()`` (and so in
             checkpoints). Defaults to False: checkpoints hold what was trained only.
+        with_cp (bool): Gradient checkpointing of the blocks during training: their
+            activations are recomputed in the backward pass instead of stored, trading
+            compute for memory. Defaults to False.
         out_type (str): mmpretrain's ``'cls_token'``, ``'featmap'``,
             ``'avg_featmap'``, ``'raw'``, or ``'avg_patch'``: the mean of the last
             block's patch tokens passed through the frozen final norm (WST, RLRR).
@@ -72,6 +76,7 @@ class TunedVisionTransformer(TunableHostMixin, VisionTransformer):
         pretrained: str | None = None,
         save_frozen: bool = False,
         out_type: str = 'cls_token',
+        with_cp: bool = False,
         **kwargs,
     ) -> None:
         if kwargs.get('frozen_stages', -1) != -1:
@@ -84,6 +89,7 @@ class TunedVisionTransformer(TunableHostMixin, VisionTransformer):
             raise ValueError(
                 "out_type='avg_patch' normalises with the final norm; it needs final_norm=True"
             )
+        self.with_cp = with_cp
         self._setup_tuners(tuners, pretrained, save_frozen)
 
     # ---- host description ------------------------------------------------------------
@@ -165,7 +171,11 @@ class TunedVisionTransformer(TunableHostMixin, VisionTransformer):
         for i, layer in enumerate(self.layers):
             for tuner in self.tuners:
                 x = tuner.before_block(i, x, ctx)
-            x = layer(x)
+            if self.with_cp and self.training and torch.is_grad_enabled():
+                # recompute the block in backward instead of storing its activations
+                x = checkpoint(layer, x, use_reentrant=False)
+            else:
+                x = layer(x)
             for tuner in self.tuners:
                 x = tuner.after_block(i, x, ctx)
             if i == last:

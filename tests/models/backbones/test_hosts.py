@@ -1,5 +1,7 @@
 """The tuned hosts: pretrained loading, freezing, input sizes, clear errors."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -110,3 +112,21 @@ def test_swin_host_counts_blocks_across_stages():
     outs = host(torch.randn(1, 3, 64, 96))
     assert [tuple(o.shape) for o in outs] == [(1, 16, 16, 24), (1, 32, 8, 12)]
     assert not any(p.requires_grad for p in host.parameters())
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    plain = _host(tuners=[dict(type='mmwst.LoRA', rank=2)]).train()
+    plain.out_type = 'cls_token'
+    for p in plain.tuners.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    checkpointed = copy.deepcopy(plain)
+    checkpointed.with_cp = True
+    x = torch.randn(2, 3, 32, 32)
+    grads = []
+    for model in (plain, checkpointed):
+        model.zero_grad()
+        model(x)[0].pow(2).sum().backward()
+        grads.append([p.grad.clone() for p in model.tuners.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

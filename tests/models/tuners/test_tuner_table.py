@@ -201,3 +201,17 @@ def test_trains_at_384x384(case, kind):
     out.sum().backward()
     assert out.shape == (1, 5)
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize('case, kind', PARAMS)
+def test_bf16_autocast_trains(case, kind):
+    model = WithHead(_build(case, kind)).train()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = model(_image(kind))
+    out.float().sum().backward()
+    assert torch.isfinite(out.float()).all()
+    assert all(
+        p.grad is not None and torch.isfinite(p.grad).all()
+        for p in model.parameters()
+        if p.requires_grad
+    )

@@ -1,0 +1,323 @@
+"""Measure every method side by side: parameters, FLOPs, train step, memory, inference.
+
+Each method is measured in a fresh subprocess (so that peak memory is its own), all in
+one run of ``tools/benchmark.py``, with warm-up iterations and the median of several
+repeats. Times are reported as ratios to the frozen backbone's inference forward (the
+floor any method pays) and to full fine-tuning on the same backbone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+#: name -> backbone tuners (ViT host); 'frozen' is the reference without any tuner.
+METHODS: dict[str, list[dict]] = {
+    'frozen': [],
+    'full_finetune': [dict(type='mmwst.FullFineTune')],
+    'linear_probe': [dict(type='mmwst.LinearProbe')],
+    'bitfit': [dict(type='mmwst.BitFit')],
+    'ln_tune': [dict(type='mmwst.LNTune')],
+    'ssf': [dict(type='mmwst.SSF')],
+    'lora': [dict(type='mmwst.LoRA', rank=8)],
+    'adapter': [dict(type='mmwst.Adapter', bottleneck=8)],
+    'adaptformer': [dict(type='mmwst.AdaptFormer', bottleneck=64)],
+    'vpt_deep': [dict(type='mmwst.VPT', num_prompts=10)],
+    'wst': [dict(type='mmwst.WST')],
+    'hst': [dict(type='mmwst.HST')],
+    'freqfit_lora': [dict(type='mmwst.LoRA', rank=8), dict(type='mmwst.FreqFit')],
+    'rlrr': [dict(type='mmwst.RLRR')],
+    'patt': [dict(type='mmwst.PATT', rank=8)],
+    'prefix': [dict(type='mmwst.PrefixTuning')],
+    'dense_wst_hst': [],  # mmwst.DenseTunedViT with its defaults
+}
+ARCHS = {
+    'b': dict(arch='b', patch_size=16),
+    'tiny': dict(
+        arch=dict(embed_dims=64, num_layers=4, num_heads=4, feedforward_channels=128), patch_size=8
+    ),
+}
+
+
+def _build(method: str, arch: str, img_size: int, num_classes: int = 100):
+    import torch
+    from torch import nn
+
+    from mmwst.models import DenseTunedViT, TunedVisionTransformer
+
+    kwargs = dict(ARCHS[arch], img_size=img_size)
+    if method == 'dense_wst_hst':
+        if arch == 'tiny':
+            kwargs['hst'] = dict(channels=(16, 32, 48, 64), num_heads=(1, 2, 2, 4))
+        backbone = DenseTunedViT(**kwargs)
+    else:
+        tuners = list(METHODS[method])
+        if method == 'hst' and arch == 'tiny':
+            tuners = [dict(type='mmwst.HST', channels=(8, 12, 16, 32), num_heads=(1, 2, 2, 4))]
+        out_type = 'avg_patch' if method == 'wst' else 'cls_token'
+        backbone = TunedVisionTransformer(tuners=tuners, out_type=out_type, **kwargs)
+    backbone.init_weights()
+
+    class Classifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = backbone
+            with torch.no_grad():
+                feat = self._pool(backbone(torch.zeros(1, 3, img_size, img_size)))
+            self.head = nn.Linear(feat.shape[-1], num_classes)
+
+        @staticmethod
+        def _pool(outs):
+            feat = outs[-1]
+            return feat.mean(dim=(2, 3)) if feat.dim() == 4 else feat
+
+        def forward(self, x):
+            return self.head(self._pool(self.backbone(x)))
+
+    return Classifier()
+
+
+def _median_time(fn, device, warmup: int, repeats: int) -> float:
+    import torch
+
+    def sync():
+        if device == 'cuda':
+            torch.cuda.synchronize()
+
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _flops(model, x) -> float | None:
+    try:
+        from mmengine.analysis import FlopAnalyzer
+
+        analyzer = FlopAnalyzer(model, (x,))
+        analyzer.unsupported_ops_warnings(False)
+        analyzer.uncalled_modules_warnings(False)
+        return float(analyzer.total())
+    except Exception:  # tracing fails on some ops (e.g. complex FFT): report n/a
+        return None
+
+
+def measure(
+    method: str,
+    arch: str = 'b',
+    img_size: int = 224,
+    batch: int = 8,
+    device: str = 'cpu',
+    amp: str = 'none',
+    warmup: int = 2,
+    repeats: int = 5,
+) -> dict:
+    """Measure one method in this process (called by the worker subprocess)."""
+    import torch
+
+    torch.manual_seed(0)
+    dtype = {'none': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[amp]
+    model = _build(method, arch, img_size).to(device)
+    x = torch.randn(batch, 3, img_size, img_size, device=device)
+    target = torch.randint(0, 100, (batch,), device=device)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    report = dict(
+        method=method,
+        arch=arch,
+        img_size=img_size,
+        batch=batch,
+        device=device,
+        amp=amp,
+        trainable=sum(p.numel() for p in model.backbone.parameters() if p.requires_grad),
+        total=sum(p.numel() for p in model.backbone.parameters()),
+    )
+
+    def autocast():
+        return torch.autocast(device_type=device, dtype=dtype, enabled=dtype is not None)
+
+    model.eval()
+    with torch.no_grad():
+        report['flops'] = _flops(model, x)
+    if method != 'frozen':
+        optimizer = torch.optim.AdamW(trainable, lr=1e-4)
+        scaler = torch.amp.GradScaler(device, enabled=amp == 'fp16')
+        model.train()
+
+        def step():
+            with autocast():
+                loss = torch.nn.functional.cross_entropy(model(x), target)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+
+        rss_before = _rss_mb()
+        if device == 'cuda':
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+        report['train_step_s'] = _median_time(step, device, warmup, repeats)
+        report['peak_mem_mb'] = (
+            (torch.cuda.max_memory_allocated() - base) / 2**20
+            if device == 'cuda'
+            else max(_peak_rss_mb() - rss_before, 0.0)
+        )
+    model.eval()
+    merged = False
+    tuners = getattr(model.backbone, 'tuners', [])
+    if len(tuners) and all(t.mergeable for t in tuners):
+        model.backbone.merge_tuners()
+        merged = True
+    report['merged_inference'] = merged
+
+    def infer():
+        with torch.no_grad(), autocast():
+            model(x)
+
+    report['infer_s'] = _median_time(infer, device, warmup, repeats)
+    return report
+
+
+def _rss_mb() -> float:
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_all(methods: Sequence[str], **kwargs) -> list[dict]:
+    """Measure every method in its own subprocess, one after another."""
+    results = []
+    for method in methods:
+        if method not in METHODS:
+            raise ValueError(f'unknown method {method!r}; known: {", ".join(METHODS)}')
+        code = (
+            'import json, sys, mmwst\nfrom mmwst.utils.benchmark import measure\n'
+            f'print("RESULT " + json.dumps(measure({method!r}, **{kwargs!r})))'
+        )
+        proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+        line = [ln for ln in proc.stdout.splitlines() if ln.startswith('RESULT ')]
+        if proc.returncode != 0 or not line:
+            raise RuntimeError(f'measuring {method} failed:\n{proc.stderr[-3000:]}')
+        results.append(json.loads(line[-1][len('RESULT ') :]))
+        print(f'[benchmark] {method}: done', flush=True)
+    return add_ratios(results)
+
+
+def add_ratios(results: list[dict]) -> list[dict]:
+    by_name = {r['method']: r for r in results}
+    floor = by_name.get('frozen', {}).get('infer_s')
+    full = by_name.get('full_finetune', {})
+    for r in results:
+        if floor:
+            r['train_vs_frozen_fwd'] = r['train_step_s'] / floor if 'train_step_s' in r else None
+            r['infer_vs_frozen'] = r['infer_s'] / floor
+        if full.get('train_step_s') and 'train_step_s' in r:
+            r['train_vs_full_ft'] = r['train_step_s'] / full['train_step_s']
+            r['mem_vs_full_ft'] = (
+                r['peak_mem_mb'] / full['peak_mem_mb'] if full.get('peak_mem_mb') else None
+            )
+    return results
+
+
+COLUMNS = [
+    ('method', 'method', '{}'),
+    ('trainable', 'trainable', '{:,}'),
+    ('total', 'total', '{:,}'),
+    ('flops', 'GFLOPs (fwd)', '{:.2f}'),
+    ('train_step_s', 'train step (s)', '{:.3f}'),
+    ('train_vs_frozen_fwd', 'train / frozen fwd', '{:.2f}x'),
+    ('train_vs_full_ft', 'train / full FT', '{:.2f}x'),
+    ('peak_mem_mb', 'peak mem (MB)', '{:.0f}'),
+    ('mem_vs_full_ft', 'mem / full FT', '{:.2f}x'),
+    ('infer_s', 'inference (s)', '{:.3f}'),
+    ('infer_vs_frozen', 'inference / frozen', '{:.3f}x'),
+    ('merged_inference', 'merged', '{}'),
+]
+
+
+def _cell(result: dict, key: str, fmt: str) -> str:
+    value = result.get(key)
+    if value is None:
+        return '-'
+    if key == 'flops':
+        value = value / 1e9
+    return fmt.format(value)
+
+
+def machine_description(device: str) -> str:
+    import torch
+
+    desc = (
+        f'{platform.processor() or platform.machine()}, {os.cpu_count()} CPU threads '
+        f'(torch uses {torch.get_num_threads()}), torch {torch.__version__}'
+    )
+    if device == 'cuda' and torch.cuda.is_available():
+        desc += f', {torch.cuda.get_device_name()}'
+    return desc
+
+
+def write_outputs(results: list[dict], out_prefix: str, title: str) -> list[str]:
+    import csv
+
+    os.makedirs(os.path.dirname(os.path.abspath(out_prefix)), exist_ok=True)
+    header = [label for _, label, _ in COLUMNS]
+    rows = [[_cell(r, key, fmt) for key, _, fmt in COLUMNS] for r in results]
+    paths = [f'{out_prefix}.md', f'{out_prefix}.csv', f'{out_prefix}.png', f'{out_prefix}.json']
+    with open(paths[0], 'w') as f:
+        f.write(f'{title}\n\n| ' + ' | '.join(header) + ' |\n|' + '---|' * len(header) + '\n')
+        f.writelines('| ' + ' | '.join(row) + ' |\n' for row in rows)
+    with open(paths[1], 'w', newline='') as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    with open(paths[3], 'w') as f:
+        json.dump(results, f, indent=2)
+    _chart(results, paths[2], title)
+    return paths
+
+
+def _chart(results: list[dict], path: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    trained = [r for r in results if r.get('train_vs_frozen_fwd') is not None]
+    names = [r['method'] for r in trained]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(names)), 4.0))
+    xs = range(len(names))
+    ax.bar(
+        [x - 0.2 for x in xs],
+        [r['train_vs_frozen_fwd'] for r in trained],
+        width=0.4,
+        label='train step / frozen forward',
+    )
+    ax.bar(
+        [x + 0.2 for x in xs],
+        [r.get('infer_vs_frozen') or 0 for r in trained],
+        width=0.4,
+        label='inference / frozen forward',
+    )
+    ax.set_xticks(list(xs))
+    ax.set_xticklabels(names, rotation=45, ha='right')
+    ax.set_ylabel('ratio to the frozen forward')
+    ax.set_title(title, fontsize='small')
+    ax.legend(fontsize='small')
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

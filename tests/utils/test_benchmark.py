@@ -1,0 +1,49 @@
+"""tools/benchmark.py runs on a tiny configuration and reports every figure."""
+
+import json
+import os.path as osp
+
+import pytest
+
+from tests.helpers import REPO, TOOLS, run_tool
+
+pytestmark = pytest.mark.slow
+
+
+def test_benchmark_tiny(tmp_path):
+    out = tmp_path / 'bench'
+    proc = run_tool(
+        [
+            osp.join(TOOLS, 'benchmark.py'),
+            '--arch',
+            'tiny',
+            '--img-size',
+            '32',
+            '--batch',
+            '2',
+            '--warmup',
+            '1',
+            '--repeats',
+            '1',
+            '--methods',
+            'lora',
+            'wst',
+            '--out',
+            str(out),
+        ],
+        cwd=REPO,
+    )
+    results = {r['method']: r for r in json.loads((tmp_path / 'bench.json').read_text())}
+    assert list(results) == ['frozen', 'full_finetune', 'lora', 'wst']
+    assert results['frozen']['infer_vs_frozen'] == 1.0
+    assert results['full_finetune']['train_vs_full_ft'] == 1.0
+    lora = results['lora']
+    assert lora['merged_inference'] and not results['wst']['merged_inference']
+    assert lora['trainable'] == 4 * 2 * 8 * (64 + 64)
+    for key in ('train_step_s', 'infer_s', 'peak_mem_mb', 'train_vs_frozen_fwd'):
+        assert lora[key] is not None and lora[key] >= 0
+    assert lora['flops'] and lora['flops'] > 0
+    md = (tmp_path / 'bench.md').read_text()
+    assert '| lora |' in md and 'train / full FT' in md
+    assert (tmp_path / 'bench.png').stat().st_size > 5000
+    assert 'wrote' in proc.stdout

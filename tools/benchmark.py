@@ -1,0 +1,60 @@
+"""Benchmark every method against the frozen forward and full fine-tuning.
+
+    python tools/benchmark.py [--methods all|NAME ...] [--arch b|tiny] [--img-size 224]
+        [--batch 8] [--device cpu|cuda] [--amp none|bf16|fp16] [--warmup 2] [--repeats 5]
+        [--out docs/benchmark/cpu_vit-b16]
+
+For every method (classification backbones with a linear head, and the dense WST + HST
+backbone): trainable and total backbone parameters, forward FLOPs (mmengine's
+analysis), training step time (forward, backward, AdamW step), peak memory of training
+(CUDA: allocated; CPU: resident-set growth), and inference time (mergeable methods
+merged first) - each also as a ratio to the frozen backbone's inference forward and to
+full fine-tuning, measured in one run with warm-up and the median of repeats. Writes
+Markdown, CSV, JSON and a PNG chart.
+"""
+
+import argparse
+import sys
+
+
+def main(argv=None) -> int:
+    from mmwst.utils.benchmark import METHODS, machine_description, run_all, write_outputs
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--methods', nargs='+', default=['all'])
+    parser.add_argument('--arch', choices=['b', 'tiny'], default='b')
+    parser.add_argument('--img-size', type=int, default=224)
+    parser.add_argument('--batch', type=int, default=8)
+    parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
+    parser.add_argument('--amp', choices=['none', 'bf16', 'fp16'], default='none')
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--out', default='work_dirs/benchmark/results')
+    args = parser.parse_args(argv)
+    methods = list(METHODS) if args.methods == ['all'] else args.methods
+    for required in ('full_finetune', 'frozen'):  # the two references of every ratio
+        if required not in methods:
+            methods.insert(0, required)
+    results = run_all(
+        methods,
+        arch=args.arch,
+        img_size=args.img_size,
+        batch=args.batch,
+        device=args.device,
+        amp=args.amp,
+        warmup=args.warmup,
+        repeats=args.repeats,
+    )
+    title = (
+        f'ViT-{args.arch} {args.img_size}x{args.img_size}, batch {args.batch}, '
+        f'{args.device}, amp {args.amp}, median of {args.repeats} after {args.warmup} '
+        f'warm-up; {machine_description(args.device)}'
+    )
+    paths = write_outputs(results, args.out, title)
+    print(open(paths[0]).read())
+    print('[benchmark] wrote ' + ', '.join(paths))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
