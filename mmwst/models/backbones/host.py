@@ -129,6 +129,21 @@ class TunableHostMixin:
     def _read_pretrained(self, path: str) -> dict[str, Tensor]:
         raise NotImplementedError
 
+    @property
+    def patch_size(self) -> tuple[int, int]:
+        return tuple(self.patch_embed.projection.stride)
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.dim() != 4:
+            raise ValueError(f'expected images of shape (B, C, H, W), got {tuple(x.shape)}')
+        ph, pw = self.patch_size
+        if x.shape[-2] % ph or x.shape[-1] % pw:
+            raise ValueError(
+                f'input size {tuple(x.shape[-2:])} is not divisible by the patch size '
+                f'{(ph, pw)}; resize or pad the images (e.g. a Pad transform with '
+                f'size_divisor={ph})'
+            )
+
     # ---- freezing --------------------------------------------------------------------
     def host_named_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
         params = dict(self.named_parameters())

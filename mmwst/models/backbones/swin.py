@@ -97,10 +97,6 @@ class TunedSwinTransformer(TunableHostMixin, SwinTransformer):
     def final_norms(self) -> list[nn.Module]:
         return [getattr(self, f'norm{i}') for i in self.out_indices]
 
-    @property
-    def patch_size(self) -> tuple[int, int]:
-        return tuple(self.patch_embed.projection.stride)
-
     def _read_pretrained(self, path: str) -> dict[str, Tensor]:
         state = dict(read_checkpoint(path))
         if 'state_dict' in state and isinstance(state['state_dict'], dict):
@@ -109,12 +105,7 @@ class TunedSwinTransformer(TunableHostMixin, SwinTransformer):
         return _strip_prefixes(state, ('module.', 'backbone.'))
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
-        ph, pw = self.patch_size
-        if x.shape[-2] % ph or x.shape[-1] % pw:
-            raise ValueError(
-                f'input size {tuple(x.shape[-2:])} is not divisible by the patch size '
-                f'{(ph, pw)}; resize or pad the images'
-            )
+        self._check_input(x)
         image = x
         x, hw_shape = self.patch_embed(x)  # (B, h*w, C)
         if self.use_abs_pos_embed:

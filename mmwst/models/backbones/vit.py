@@ -120,10 +120,6 @@ class TunedVisionTransformer(TunableHostMixin, VisionTransformer):
     def final_norms(self) -> list[nn.Module]:
         return [self.ln1] if self.final_norm else []
 
-    @property
-    def patch_size(self) -> tuple[int, int]:
-        return tuple(self.patch_embed.projection.stride)
-
     def _read_pretrained(self, path: str) -> dict[str, Tensor]:
         loaded = load_vit_weights(path)
         expected = self._host_state()
@@ -133,17 +129,6 @@ class TunedVisionTransformer(TunableHostMixin, VisionTransformer):
         )
 
     # ---- forward -----------------------------------------------------------------------
-    def _check_input(self, x: Tensor) -> None:
-        if x.dim() != 4:
-            raise ValueError(f'expected images of shape (B, C, H, W), got {tuple(x.shape)}')
-        ph, pw = self.patch_size
-        if x.shape[-2] % ph or x.shape[-1] % pw:
-            raise ValueError(
-                f'input size {tuple(x.shape[-2:])} is not divisible by the patch size '
-                f'{(ph, pw)}; resize or pad the images (e.g. a Pad transform with '
-                f'size_divisor={ph})'
-            )
-
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         self._check_input(x)
         image = x
