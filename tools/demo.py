@@ -1,4 +1,4 @@
-"""The end-to-end demo on embedded data: generate, train, evaluate, report.
+"""The classification demo on embedded data: generate, train, evaluate, report.
 
     python tools/demo.py [--work-dir work_dirs/demo_digits] [--data-root data/vtab-1k]
 

@@ -6,6 +6,7 @@ from .checkpoint import (
     register_safe_loader,
     to_weights_only,
 )
+from .data_check import CheckPathsHook, check_required_paths
 from .hooks import ParamReportHook
 from .launch import prepare_config
 from .optim import TunerOptimWrapperConstructor
@@ -13,6 +14,8 @@ from .optim import TunerOptimWrapperConstructor
 register_safe_loader()
 
 __all__ = [
+    'CheckPathsHook',
+    'check_required_paths',
     'ParamReportHook',
     'SafeCheckpointHook',
     'TunerOptimWrapperConstructor',

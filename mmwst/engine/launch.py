@@ -18,6 +18,8 @@ import os.path as osp
 import torch
 from mmengine.config import Config, ConfigDict
 
+from .data_check import check_required_paths
+
 SAFE_HOOK = 'mmwst.SafeCheckpointHook'
 
 
@@ -66,6 +68,7 @@ def prepare_config(
     amp: bool = False,
     cfg_options: dict | None = None,
     launcher: str = 'none',
+    loaders: tuple[str, ...] = ('train', 'val', 'test'),
 ) -> Config:
     """Apply the common command-line options to ``cfg`` and return it.
 
@@ -78,9 +81,12 @@ def prepare_config(
         amp: train with automatic mixed precision (fp16 on CUDA, bf16 on CPU).
         cfg_options: ``key.path=value`` overrides, applied before everything else.
         launcher: ``none``, ``pytorch`` (torchrun), ``slurm`` or ``mpi``.
+        loaders: the data loaders the run uses; configs with ``mmwst.CheckPathsHook``
+            get their data and weight paths checked for these before anything is built.
     """
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    check_required_paths(cfg, loaders)  # fail at once, naming every missing file
     cfg.launcher = launcher
     if work_dir is not None:
         cfg.work_dir = work_dir

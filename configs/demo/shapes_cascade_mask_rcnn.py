@@ -1,0 +1,196 @@
+# Detection and instance segmentation that needs no download and runs on a laptop CPU:
+# Cascade Mask R-CNN (mmdet) with the dense WST + HST backbone on a tiny frozen ViT, trained
+# on procedurally generated shapes (128x128 images; circles, squares, triangles of 16-56
+# pixels; COCO-format annotations written by mmwst.datasets.shapes.write_shapes_dataset)
+# and evaluated with mmdet's CocoMetric (box and mask AP).
+#
+# The frozen ViT keeps its random initial weights unless model.backbone.pretrained names a
+# file: what learns is the WST branch, the side network, the FPN and the heads, which is
+# what parameter-efficient dense transfer trains anyway. CPU settings: one scale, fp32,
+# no data workers, 3 detector stages kept but narrow (FPN and RoI heads of width 64), few
+# proposals and RoIs, anchors matched to the object sizes (16-256 pixels over the five FPN
+# levels). Total batch 8 (1 process x 8); linear lr rule lr = 1e-3 x total_batch / 8.
+_base_ = [
+    'mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py',
+    'mmdet::_base_/default_runtime.py',
+    '../_base_/dense/runtime.py',
+]
+
+data_root = '{{$SHAPES_ROOT:data/shapes}}/'
+classes = ('circle', 'square', 'triangle')
+num_classes = len(classes)
+image_size = 128
+side_channels = (32, 48, 64, 96)  # HST side-network widths = the four map widths
+width = 64  # FPN and RoI-head width
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='mmwst.DenseTunedViT',
+        arch=dict(embed_dims=64, num_layers=4, num_heads=4, feedforward_channels=256),
+        img_size=image_size,
+        patch_size=8,
+        drop_path_rate=0.0,
+        pretrained=None,
+        save_frozen=True,  # random frozen weights cannot be read back from a file
+        wst=dict(rank=2, scale=1.0),
+        hst=dict(channels=side_channels, num_heads=(1, 2, 2, 4)),
+    ),
+    neck=dict(in_channels=list(side_channels), out_channels=width),
+    rpn_head=dict(
+        in_channels=width,
+        feat_channels=width,
+        anchor_generator=dict(scales=[4]),  # 16, 32, ... 256 pixels at strides 4 ... 64
+    ),
+    roi_head=dict(
+        bbox_roi_extractor=dict(out_channels=width),
+        # mmdet's three cascade stages (IoU 0.5 / 0.6 / 0.7 and their box-coder scales),
+        # restated only because mmengine replaces lists whole; narrower, 3 classes
+        bbox_head=[
+            dict(
+                type='Shared2FCBBoxHead',
+                in_channels=width,
+                fc_out_channels=256,
+                roi_feat_size=7,
+                num_classes=num_classes,
+                bbox_coder=dict(
+                    type='DeltaXYWHBBoxCoder', target_means=[0.0] * 4, target_stds=stds
+                ),
+                reg_class_agnostic=True,
+                loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
+                loss_bbox=dict(type='SmoothL1Loss', beta=1.0, loss_weight=1.0),
+            )
+            for stds in (
+                [0.1, 0.1, 0.2, 0.2],
+                [0.05, 0.05, 0.1, 0.1],
+                [0.033, 0.033, 0.067, 0.067],
+            )
+        ],
+        mask_roi_extractor=dict(out_channels=width),
+        mask_head=dict(
+            num_convs=2, in_channels=width, conv_out_channels=width, num_classes=num_classes
+        ),
+    ),
+    train_cfg=dict(
+        # small objects meet few anchors above IoU 0.7: take 0.5, and fewer samples per
+        # image, so that positives are not drowned by 250 negatives
+        rpn=dict(assigner=dict(pos_iou_thr=0.5), sampler=dict(num=64)),
+        rpn_proposal=dict(nms_pre=400, max_per_img=100),
+        rcnn=[
+            dict(
+                assigner=dict(
+                    type='MaxIoUAssigner',
+                    pos_iou_thr=iou,
+                    neg_iou_thr=iou,
+                    min_pos_iou=iou,
+                    match_low_quality=False,
+                    ignore_iof_thr=-1,
+                ),
+                sampler=dict(
+                    type='RandomSampler',
+                    num=64,
+                    pos_fraction=0.25,
+                    neg_pos_ub=-1,
+                    add_gt_as_proposals=True,
+                ),
+                mask_size=28,
+                pos_weight=-1,
+                debug=False,
+            )
+            for iou in (0.5, 0.6, 0.7)
+        ],
+    ),
+    test_cfg=dict(rpn=dict(nms_pre=400, max_per_img=100), rcnn=dict(max_per_img=20)),
+)
+
+backend_args = None
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    # already at this size; Resize records the scale factor the mask head needs
+    dict(type='Resize', scale=(image_size, image_size), keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'),
+    ),
+]
+train_dataloader = dict(
+    batch_size=8,
+    num_workers=0,
+    persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    dataset=dict(
+        type='CocoDataset',
+        data_root=data_root,
+        metainfo=dict(classes=classes),
+        ann_file='annotations/instances_train.json',
+        data_prefix=dict(img='train/'),
+        filter_cfg=dict(filter_empty_gt=True),
+        pipeline=train_pipeline,
+    ),
+)
+val_dataloader = dict(
+    batch_size=8,
+    num_workers=0,
+    persistent_workers=False,
+    drop_last=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type='CocoDataset',
+        data_root=data_root,
+        metainfo=dict(classes=classes),
+        ann_file='annotations/instances_val.json',
+        data_prefix=dict(img='val/'),
+        test_mode=True,
+        pipeline=test_pipeline,
+    ),
+)
+test_dataloader = val_dataloader
+val_evaluator = dict(
+    type='CocoMetric', ann_file=data_root + 'annotations/instances_val.json', metric=['bbox', 'segm']
+)
+test_evaluator = val_evaluator
+
+max_epochs = 12
+lr = 1e-3
+optim_wrapper = dict(
+    type='OptimWrapper',
+    constructor='mmwst.TunerOptimWrapperConstructor',
+    optimizer=dict(type='AdamW', lr=lr, betas=(0.9, 0.999), weight_decay=0.05),
+    paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0),
+    clip_grad=dict(max_norm=10.0, norm_type=2),
+)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs, eta_min=lr * 0.01),
+]
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+auto_scale_lr = dict(enable=False, base_batch_size=8)
+
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=10),
+    checkpoint=dict(type='CheckpointHook', interval=max_epochs, max_keep_ckpts=1, save_last=True),
+    visualization=dict(type='DetVisualizationHook', draw=False),
+)
+log_processor = dict(window_size=10)
+env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'))
+randomness = dict(seed=0)
+
+custom_hooks = [
+    dict(
+        type='mmwst.CheckPathsHook',
+        help='The shapes data set is generated, not downloaded: write it with '
+        "python -c \"from mmwst.datasets.shapes import write_shapes_dataset; "
+        "write_shapes_dataset('data/shapes')\" (or set SHAPES_ROOT to where it is).",
+    ),
+    dict(type='mmwst.SafeCheckpointHook'),
+    dict(type='mmwst.ParamReportHook'),
+]

@@ -1,0 +1,19 @@
+# WST + HST on COCO: Cascade Mask R-CNN with the dense backbone (design decision 6) - a
+# frozen ViT-B/16, the WST fine wavelet branch and the HST-style side network that reads
+# the ViT's per-layer tokens, meta tokens and the WST branch state, emitting four maps
+# (widths 64/128/256/384, strides 4/8/16/32) to mmdet's FPN.
+# The recipe (3x = 36 COCO epochs, multi-scale training, total batch 16 with the linear
+# lr rule lr = 1e-4 x total_batch / 16, AdamW) and the files it needs on disk are
+# described in the base config.
+#
+#   python tools/train.py configs/wst_coco.py                        # 1 process
+#   tools/dist_train.sh configs/wst_coco.py 8                        # 8 GPUs x 2 images
+_base_ = ['./_base_/dense/cascade-mask-rcnn_coco-ms-3x.py']
+
+model = dict(
+    backbone=dict(
+        wst=dict(rank=2, scale=1.0),
+        hst=dict(channels=(64, 128, 256, 384), num_heads=(2, 4, 8, 12)),
+    ),
+    neck=dict(in_channels=[64, 128, 256, 384]),  # the side network's widths
+)

@@ -1,0 +1,424 @@
+"""Dense configs: the COCO / ADE20K mission configs and their variants build through
+mmdet and mmseg, train at two input sizes, keep the ViT frozen, and stop at once, naming
+the files, when the data or the weights are missing; the shapes demos train and evaluate.
+
+The ViT-B configs are shrunk through config overrides (a 4-block width-64 ViT, the demo's
+narrow detection heads, 64-pixel inputs) so that the whole file runs in about a minute.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import os.path as osp
+import time
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+import mmwst  # noqa: F401  (registers mmwst)
+from mmwst.engine import data_check
+from mmwst.engine.data_check import CheckPathsHook, check_required_paths, required_paths
+from mmwst.registry import MODELS as MMWST_MODELS
+from tests.helpers import REPO, run_tool
+
+DET_CONFIGS = (
+    'configs/wst_coco.py',
+    'configs/dense/hst_coco.py',
+    'configs/dense/wst-only_coco.py',
+    'configs/dense/lora_sfp_coco.py',
+)
+SEG_CONFIGS = (
+    'configs/wst_ade20k.py',
+    'configs/dense/hst_ade20k.py',
+    'configs/dense/wst-only_ade20k.py',
+    'configs/dense/lora_sfp_ade20k.py',
+)
+DEMO_DET = 'configs/demo/shapes_cascade_mask_rcnn.py'
+DEMO_SEG = 'configs/demo/shapes_upernet.py'
+VIT_B_WIDTH = 768
+TINY_WIDTH = 64
+TINY_SIDE = (16, 32, 48, 64)
+
+HAS_DENSE = MMWST_MODELS.get('DenseTunedViT') is not None
+needs_dense = pytest.mark.skipif(
+    not HAS_DENSE, reason='mmwst.DenseTunedViT (mmwst/models/backbones/dense_vit.py) is missing'
+)
+
+
+def _mark(path: str):
+    dense = 'lora_sfp' not in path
+    return pytest.param(path, id=osp.basename(path)[:-3], marks=[needs_dense] if dense else [])
+
+
+def load(path: str) -> Config:
+    return Config.fromfile(osp.join(REPO, path))
+
+
+def pyramid_widths(backbone: dict, width: int) -> tuple[int, ...]:
+    """The four map widths a backbone config emits (DenseTunedViT's documented interface)."""
+    if backbone['type'] == 'mmwst.DenseTunedViT':
+        if backbone.get('hst') is not None:
+            return tuple(backbone['hst']['channels'])
+        return (width // 4, width // 4, width, width)
+    return (width // 4, width // 2, width, width)  # SimpleFeaturePyramid
+
+
+def head_widths(cfg: Config) -> tuple[int, ...]:
+    """What the neck (mmdet) or the decode head (mmseg) expects."""
+    if 'decode_head' in cfg.model:
+        return tuple(cfg.model.decode_head.in_channels)
+    neck = cfg.model.neck
+    fpn = neck[-1] if isinstance(neck, list) else neck
+    return tuple(fpn.in_channels)
+
+
+def shrink(cfg: Config) -> Config:
+    """The same detector / segmentor around a 4-block width-64 ViT, without a checkpoint."""
+    backbone = cfg.model.backbone
+    backbone.arch = dict(
+        embed_dims=TINY_WIDTH, num_layers=4, num_heads=4, feedforward_channels=2 * TINY_WIDTH
+    )
+    backbone.img_size = 64
+    backbone.pretrained = None
+    backbone.drop_path_rate = 0.0
+    if backbone.get('hst') is not None:
+        backbone.hst = dict(channels=TINY_SIDE, num_heads=(1, 2, 2, 4))
+    widths = list(pyramid_widths(backbone, TINY_WIDTH))
+    if 'decode_head' in cfg.model:
+        if cfg.model.get('neck') is not None:
+            cfg.model.neck.in_channels = TINY_WIDTH
+        cfg.model.decode_head.update(in_channels=widths, channels=32)
+        cfg.model.auxiliary_head.update(in_channels=widths[2], channels=16)
+        return cfg
+    # mmdet: the demo's narrow FPN, RPN and cascade heads (3 classes)
+    demo = load(DEMO_DET).model
+    fpn = dict(type='FPN', in_channels=widths, out_channels=demo.neck.out_channels, num_outs=5)
+    if isinstance(cfg.model.neck, list):
+        cfg.model.neck = [dict(cfg.model.neck[0], in_channels=TINY_WIDTH), fpn]
+    else:
+        cfg.model.neck = fpn
+    for key in ('rpn_head', 'roi_head', 'train_cfg', 'test_cfg'):
+        cfg.model[key] = demo[key]
+    return cfg
+
+
+def build(cfg: Config):
+    init_default_scope(cfg.default_scope)
+    from mmengine.registry import MODELS
+
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return model
+
+
+def det_batch(model, height: int, width: int, batch: int = 2) -> dict:
+    from mmdet.testing import demo_mm_inputs
+
+    packed = demo_mm_inputs(
+        batch_size=batch,
+        image_shapes=[(3, height, width)] * batch,
+        num_items=[3] * batch,
+        num_classes=3,
+        with_mask=True,
+    )
+    return model.data_preprocessor(packed, True)
+
+
+def seg_batch(model, height: int, width: int, batch: int = 2) -> dict:
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+
+    samples = []
+    for _ in range(batch):
+        sample = SegDataSample(metainfo=dict(img_shape=(height, width), ori_shape=(height, width)))
+        labels = torch.randint(0, 4, (1, height, width))
+        sample.gt_sem_seg = PixelData(data=labels)
+        samples.append(sample)
+    inputs = [torch.randint(0, 256, (3, height, width), dtype=torch.uint8) for _ in range(batch)]
+    return model.data_preprocessor(dict(inputs=inputs, data_samples=samples), True)
+
+
+def host_trainable(backbone) -> tuple[set[str], set[str]]:
+    """(host parameters with requires_grad, host parameters a tuner declares trainable)."""
+    declared = {id(p) for tuner in backbone.tuners for p in tuner.host_parameters(backbone)}
+    trainable, expected = set(), set()
+    for name, param in backbone.host_named_parameters():
+        if param.requires_grad:
+            trainable.add(name)
+        if id(param) in declared:
+            expected.add(name)
+    return trainable, expected
+
+
+def assert_frozen(backbone) -> None:
+    trainable, expected = host_trainable(backbone)
+    assert trainable == expected, trainable ^ expected
+    # tuners may train host norms (HST); the host's weights themselves never train
+    assert not [n for n in trainable if n.endswith('.weight') and ('attn' in n or 'ffn' in n)]
+    assert not [n for n in trainable if n.startswith('patch_embed')]
+
+
+# ---- the recipes, as configs ---------------------------------------------------------------
+def test_coco_recipe():
+    cfg = load('configs/wst_coco.py')
+    assert 'mmwst' in cfg.custom_imports.imports
+    hooks = {h['type'] for h in cfg.custom_hooks}
+    assert {'mmwst.CheckPathsHook', 'mmwst.SafeCheckpointHook', 'mmwst.ParamReportHook'} <= hooks
+    backbone = cfg.model.backbone
+    assert backbone.type == 'mmwst.DenseTunedViT' and backbone.arch == 'b'
+    assert backbone.pretrained == 'checkpoints/ViT-B_16.npz'
+    assert backbone.wst is not None and backbone.hst is not None
+    assert cfg.model.neck.type == 'FPN' and cfg.model.neck.out_channels == 256
+    assert cfg.model.neck.num_outs == 5 and cfg.model.type == 'CascadeRCNN'
+    # every batch is padded to a multiple of 32, a multiple of the patch size too
+    divisor = cfg.model.data_preprocessor.pad_size_divisor
+    assert divisor % 32 == 0 and divisor % backbone.patch_size == 0
+    # 3x: 36 COCO epochs (mmdet runs them as 12 epochs of RepeatDataset(times=3))
+    assert cfg.train_cfg.max_epochs * cfg.train_dataloader.dataset.times == 36
+    resize = [t for t in cfg.train_dataloader.dataset.dataset.pipeline if 'Resize' in t['type']]
+    assert resize[0]['type'] == 'RandomResize' and len(resize[0]['scale']) == 2  # multi-scale
+    assert cfg.val_evaluator.metric == ['bbox', 'segm']
+    optim = cfg.optim_wrapper
+    assert optim.constructor == 'mmwst.TunerOptimWrapperConstructor'
+    assert optim.optimizer.type == 'AdamW' and optim.optimizer.lr == 1e-4
+    assert optim.optimizer.weight_decay == 0.05
+    assert optim.paramwise_cfg.flat_decay_mult == 0.0  # no decay on 1-D parameters
+    assert cfg.auto_scale_lr.enable and cfg.auto_scale_lr.base_batch_size == 16
+
+
+def test_ade20k_recipe():
+    cfg = load('configs/wst_ade20k.py')
+    assert 'mmwst' in cfg.custom_imports.imports
+    assert cfg.model.type == 'EncoderDecoder' and cfg.model.pretrained is None
+    assert cfg.model.backbone.type == 'mmwst.DenseTunedViT'
+    assert cfg.train_cfg.max_iters == 160000 and cfg.crop_size == (512, 512)
+    assert cfg.model.data_preprocessor.size == (512, 512)
+    assert cfg.model.data_preprocessor.test_cfg.size_divisor % cfg.model.backbone.patch_size == 0
+    assert cfg.model.auxiliary_head.in_index == 2  # the stride-16 map
+    assert cfg.optim_wrapper.optimizer.type == 'AdamW'
+    assert cfg.optim_wrapper.constructor == 'mmwst.TunerOptimWrapperConstructor'
+    assert cfg.auto_scale_lr.base_batch_size == 16
+
+
+@pytest.mark.parametrize('path', DET_CONFIGS + SEG_CONFIGS)
+def test_head_widths_follow_the_backbone(path):
+    cfg = load(path)
+    widths = pyramid_widths(cfg.model.backbone, VIT_B_WIDTH)
+    assert head_widths(cfg) == widths
+    if 'auxiliary_head' in cfg.model:
+        assert cfg.model.auxiliary_head.in_channels == widths[cfg.model.auxiliary_head.in_index]
+
+
+@needs_dense
+def test_dense_backbone_matches_its_interface():
+    for backbone in (load(p).model.backbone for p in DET_CONFIGS[:3]):
+        backbone = shrink(Config(dict(model=dict(backbone=backbone, neck=None)))).model.backbone
+        model = MMWST_MODELS.build(backbone)
+        assert tuple(model.out_channels) == pyramid_widths(backbone, TINY_WIDTH)
+        outs = model(torch.rand(1, 3, 64, 96))
+        assert [tuple(o.shape[1:]) for o in outs] == [
+            (c, 64 // s, 96 // s) for c, s in zip(model.out_channels, (4, 8, 16, 32))
+        ]
+
+
+# ---- build, train step at two sizes, frozen host ---------------------------------------------
+@pytest.mark.parametrize('path', [_mark(p) for p in DET_CONFIGS])
+def test_detector_trains_and_keeps_the_vit_frozen(path):
+    torch.manual_seed(0)
+    model = build(shrink(load(path)))
+    assert_frozen(model.backbone)
+    model.train()
+    assert_frozen(model.backbone)
+    for height, width in ((64, 64), (64, 96)):
+        losses = model(**det_batch(model, height, width), mode='loss')
+        loss, _ = model.parse_losses(losses)
+        assert torch.isfinite(loss)
+        loss.backward()
+    for name, param in model.backbone.host_named_parameters():
+        assert param.requires_grad or param.grad is None, name
+    assert any(p.grad is not None for p in model.backbone.tuners.parameters())
+
+
+@pytest.mark.parametrize('path', [_mark(p) for p in SEG_CONFIGS])
+def test_segmentor_trains_and_keeps_the_vit_frozen(path):
+    torch.manual_seed(0)
+    model = build(shrink(load(path)))
+    model.train()
+    assert_frozen(model.backbone)
+    for height, width in ((64, 64), (64, 96)):
+        losses = model(**seg_batch(model, height, width), mode='loss')
+        loss, _ = model.parse_losses(losses)
+        assert torch.isfinite(loss)
+        loss.backward()
+    for name, param in model.backbone.host_named_parameters():
+        assert param.requires_grad or param.grad is None, name
+
+
+def test_optimizer_holds_no_frozen_weight():
+    from mmengine.optim import build_optim_wrapper
+
+    cfg = shrink(load('configs/dense/lora_sfp_coco.py'))
+    model = build(cfg)
+    optimizer = build_optim_wrapper(model, cfg.optim_wrapper).optimizer
+    in_optimizer = {id(p) for group in optimizer.param_groups for p in group['params']}
+    frozen = [n for n, p in model.backbone.host_named_parameters() if id(p) in in_optimizer]
+    assert not frozen
+    assert all(id(p) in in_optimizer for p in model.backbone.tuners.parameters())
+
+
+# ---- a real (short) run on generated data -------------------------------------------------------
+@pytest.fixture(scope='module')
+def shapes_root(tmp_path_factory) -> str:
+    shapes = pytest.importorskip('mmwst.datasets.shapes')
+    root = str(tmp_path_factory.mktemp('shapes'))
+    shapes.write_shapes_dataset(root, num_train=16, num_val=4, image_size=128, seed=0)
+    return root
+
+
+def run_demo(path: str, root: str, work_dir: str, options: dict):
+    from mmengine.runner import Runner
+
+    os.environ['SHAPES_ROOT'] = root
+    try:
+        cfg = load(path)
+    finally:
+        del os.environ['SHAPES_ROOT']
+    cfg.merge_from_dict(
+        {
+            'train_dataloader.batch_size': 4,
+            'default_hooks.logger.interval': 1,
+            'default_hooks.checkpoint.interval': 1000,
+            'default_hooks.checkpoint.save_last': False,
+            'log_level': 'WARNING',
+            **options,
+        }
+    )
+    cfg.work_dir = work_dir
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    history = runner.message_hub.get_scalar('train/loss').data[0]
+    return runner, [float(v) for v in history]
+
+
+def test_demo_detector_lowers_the_loss_and_evaluates(shapes_root, tmp_path):
+    torch.manual_seed(0)
+    runner, losses = run_demo(
+        DEMO_DET,
+        shapes_root,
+        str(tmp_path),
+        {'train_cfg.max_epochs': 4, 'train_cfg.val_interval': 100},
+    )
+    assert len(losses) == 16
+    assert sum(losses[-4:]) < 0.8 * sum(losses[:4]), losses
+    assert_frozen(runner.model.backbone)
+    metrics = runner.val()  # mmdet's CocoMetric on boxes and masks
+    assert {'coco/bbox_mAP', 'coco/segm_mAP'} <= set(metrics)
+
+
+def test_demo_segmentor_lowers_the_loss_and_evaluates(shapes_root, tmp_path):
+    torch.manual_seed(0)
+    runner, losses = run_demo(
+        DEMO_SEG,
+        shapes_root,
+        str(tmp_path),
+        {'train_cfg.max_iters': 16, 'train_cfg.val_interval': 1000, 'param_scheduler': []},
+    )
+    assert len(losses) == 16
+    assert sum(losses[-4:]) < 0.8 * sum(losses[:4]), losses
+    metrics = runner.val()  # mmseg's IoUMetric
+    assert 'mIoU' in metrics
+
+
+# ---- missing data or weights: stop at once and say what to put where -------------------------
+@pytest.mark.parametrize(
+    ('path', 'expected'),
+    [
+        (
+            'configs/wst_coco.py',
+            [
+                'checkpoints/ViT-B_16.npz',
+                'data/coco/annotations/instances_train2017.json',
+                'data/coco/train2017',
+                'data/coco/val2017',
+                'cocodataset.org',
+            ],
+        ),
+        (
+            'configs/wst_ade20k.py',
+            [
+                'checkpoints/ViT-B_16.npz',
+                'data/ade/ADEChallengeData2016/images/training',
+                'data/ade/ADEChallengeData2016/annotations/validation',
+                'ADE20K_ROOT',
+            ],
+        ),
+    ],
+)
+def test_missing_paths_are_named_at_once(path, expected, tmp_path, monkeypatch):
+    cfg = load(path)
+    monkeypatch.chdir(tmp_path)
+    start = time.perf_counter()
+    with pytest.raises(FileNotFoundError) as info:
+        check_required_paths(cfg)
+    assert time.perf_counter() - start < 1.0
+    for text in expected:
+        assert text in str(info.value)
+    # once everything is in place the check passes
+    for found, _ in required_paths(cfg):
+        if osp.splitext(found)[1]:
+            os.makedirs(osp.dirname(found) or '.', exist_ok=True)
+            open(found, 'w').close()
+        else:
+            os.makedirs(found, exist_ok=True)
+    check_required_paths(cfg)
+
+
+def test_data_root_follows_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv('COCO_ROOT', f'{tmp_path}/coco/')
+    cfg = load('configs/wst_coco.py')
+    paths = dict(required_paths(cfg))
+    assert osp.join(str(tmp_path), 'coco', 'annotations', 'instances_val2017.json') in paths
+    assert not any(p.startswith('data/coco') for p in paths)
+
+
+def test_configs_without_the_hook_are_not_checked(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    check_required_paths(load('configs/demo/digits_vit_tiny.py'))  # no CheckPathsHook
+
+
+def test_hook_stops_the_runner_before_the_weights_load(tmp_path, monkeypatch):
+    from mmengine.runner import Runner
+
+    monkeypatch.chdir(tmp_path)
+    cfg = shrink(load('configs/dense/lora_sfp_coco.py'))
+    cfg.model.backbone.pretrained = 'checkpoints/ViT-B_16.npz'
+    cfg.work_dir = str(tmp_path / 'work')
+    cfg.log_level = 'WARNING'
+    runner = Runner.from_cfg(cfg)
+    with pytest.raises(FileNotFoundError, match='checkpoints/ViT-B_16.npz'):
+        runner.call_hook('before_run')
+    with pytest.raises(TypeError, match='paths'):
+        CheckPathsHook(paths=[3])
+
+
+def test_train_tool_fails_fast_without_data(tmp_path):
+    from mmwst.engine import launch
+
+    if 'check_required_paths' not in inspect.getsource(launch.prepare_config):
+        pytest.skip('prepare_config does not call data_check.check_required_paths yet')
+
+    start = time.perf_counter()
+    proc = run_tool(
+        [osp.join(REPO, 'tools', 'train.py'), osp.join(REPO, 'configs', 'wst_coco.py')],
+        cwd=str(tmp_path),
+        check=False,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert 'checkpoints/ViT-B_16.npz' in proc.stderr
+    assert 'instances_train2017.json' in proc.stderr
+    assert time.perf_counter() - start < 60
+    assert data_check.HOOK_NAME in open(osp.join(REPO, 'configs/_base_/dense/runtime.py')).read()
