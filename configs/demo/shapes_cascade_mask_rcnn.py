@@ -1,7 +1,7 @@
 # Detection and instance segmentation that needs no download and runs on a laptop CPU:
 # Cascade Mask R-CNN (mmdet) with the dense WST + HST backbone on a tiny frozen ViT, trained
-# on procedurally generated shapes (128x128 images; circles, squares, triangles of 16-56
-# pixels; COCO-format annotations written by mmwst.datasets.shapes.write_shapes_dataset)
+# on procedurally generated shapes (128x128 images; circles, squares, triangles of about
+# 20-60 pixels; COCO-format annotations written by mmwst.datasets.shapes.write_shapes_dataset)
 # and evaluated with mmdet's CocoMetric (box and mask AP).
 #
 # The frozen ViT keeps its random initial weights unless model.backbone.pretrained names a
@@ -181,7 +181,8 @@ auto_scale_lr = dict(enable=False, base_batch_size=8)
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
-    checkpoint=dict(type='CheckpointHook', interval=max_epochs, max_keep_ckpts=1, save_last=True),
+    # every epoch, so that an interrupted demo resumes (--resume auto) where it stopped
+    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1, save_last=True),
     visualization=dict(type='DetVisualizationHook', draw=False),
 )
 log_processor = dict(window_size=10)
@@ -191,7 +192,7 @@ randomness = dict(seed=0)
 custom_hooks = [
     dict(
         type='mmwst.CheckPathsHook',
-        help='The shapes data set is generated, not downloaded: python tools/demo.py writes '
+        help='The shapes data set is generated, not downloaded: python tools/demo_dense.py writes '
         'it to data/shapes, or write it yourself with '
         'python -c "from mmwst.datasets.shapes import write_shapes_dataset; '
         "write_shapes_dataset('data/shapes')\" (or set SHAPES_ROOT to where it is).",

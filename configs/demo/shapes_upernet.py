@@ -115,8 +115,9 @@ auto_scale_lr = dict(enable=False, base_batch_size=8)
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20, log_metric_by_epoch=False),
+    # every 200 iterations, so that an interrupted demo resumes (--resume auto) from there
     checkpoint=dict(
-        type='CheckpointHook', by_epoch=False, interval=max_iters, max_keep_ckpts=1, save_last=True
+        type='CheckpointHook', by_epoch=False, interval=200, max_keep_ckpts=1, save_last=True
     ),
 )
 log_processor = dict(by_epoch=False, window_size=20)
@@ -126,7 +127,7 @@ randomness = dict(seed=0)
 custom_hooks = [
     dict(
         type='mmwst.CheckPathsHook',
-        help='The shapes data set is generated, not downloaded: python tools/demo.py writes '
+        help='The shapes data set is generated, not downloaded: python tools/demo_dense.py writes '
         'it to data/shapes, or write it yourself with '
         'python -c "from mmwst.datasets.shapes import write_shapes_dataset; '
         "write_shapes_dataset('data/shapes')\" (or set SHAPES_ROOT to where it is).",

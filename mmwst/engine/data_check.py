@@ -205,7 +205,7 @@ class CheckPathsHook(Hook):
 
     priority = 'VERY_HIGH'
 
-    def __init__(self, paths: Sequence = (), help: str | None = None) -> None:  # noqa: A002
+    def __init__(self, paths: Sequence = (), help: str | None = None) -> None:
         self.paths = list(paths)
         self.help = help
         required_paths({}, loaders=(), extra=self.paths)  # validates the entries early

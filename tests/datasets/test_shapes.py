@@ -118,7 +118,7 @@ def test_mmdet_reads_it(shapes):
 
     det = DATASETS.build(
         dict(
-            type='CocoDataset',
+            type='mmdet.CocoDataset',
             data_root=shapes['root'],
             ann_file='annotations/instances_val.json',
             data_prefix=dict(img='val/'),
@@ -143,7 +143,7 @@ def test_mmseg_reads_it(shapes):
 
     seg = DATASETS.build(
         dict(
-            type='BaseSegDataset',
+            type='mmseg.BaseSegDataset',
             data_root=shapes['root'],
             data_prefix=dict(img_path='train', seg_map_path='seg/train'),
             img_suffix='.png',

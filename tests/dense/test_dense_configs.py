@@ -19,7 +19,6 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import mmwst  # noqa: F401  (registers mmwst)
-from mmwst.engine import data_check
 from mmwst.engine.data_check import CheckPathsHook, check_required_paths, required_paths
 from mmwst.registry import MODELS as MMWST_MODELS
 from tests.helpers import REPO, run_tool
@@ -88,6 +87,8 @@ def shrink(cfg: Config) -> Config:
         backbone.hst = dict(channels=TINY_SIDE, num_heads=(1, 2, 2, 4))
     widths = list(pyramid_widths(backbone, TINY_WIDTH))
     if 'decode_head' in cfg.model:
+        # no padding to the 512x512 crop: the inputs keep their own (small) sizes
+        cfg.model.data_preprocessor.update(size=None, size_divisor=32)
         if cfg.model.get('neck') is not None:
             cfg.model.neck.in_channels = TINY_WIDTH
         cfg.model.decode_head.update(in_channels=widths, channels=32)
@@ -246,6 +247,7 @@ def test_detector_trains_and_keeps_the_vit_frozen(path):
 def test_segmentor_trains_and_keeps_the_vit_frozen(path):
     torch.manual_seed(0)
     model = build(shrink(load(path)))
+    assert_frozen(model.backbone)
     model.train()
     assert_frozen(model.backbone)
     for height, width in ((64, 64), (64, 96)):
@@ -309,7 +311,14 @@ def test_demo_detector_lowers_the_loss_and_evaluates(shapes_root, tmp_path):
         DEMO_DET,
         shapes_root,
         str(tmp_path),
-        {'train_cfg.max_epochs': 4, 'train_cfg.val_interval': 100, 'param_scheduler': []},
+        {
+            'train_cfg.max_epochs': 4,
+            'train_cfg.val_interval': 100,
+            'param_scheduler': [],
+            # fewer RoIs: RoIAlign's backward dominates a CPU step
+            'model.train_cfg.rpn_proposal.max_per_img': 32,
+            **{f'model.train_cfg.rcnn.{i}.sampler.num': 32 for i in range(3)},
+        },
     )
     assert len(losses) == 16
     assert sum(losses[-4:]) < 0.8 * sum(losses[:4]), losses
@@ -324,7 +333,12 @@ def test_demo_segmentor_lowers_the_loss_and_evaluates(shapes_root, tmp_path):
         DEMO_SEG,
         shapes_root,
         str(tmp_path),
-        {'train_cfg.max_iters': 16, 'train_cfg.val_interval': 1000, 'param_scheduler': []},
+        {
+            'train_cfg.max_iters': 16,
+            'train_cfg.val_interval': 1000,
+            'param_scheduler': [],
+            'optim_wrapper.optimizer.lr': 3e-3,
+        },
     )
     assert len(losses) == 16
     assert sum(losses[-4:]) < 0.8 * sum(losses[:4]), losses
@@ -421,4 +435,3 @@ def test_train_tool_fails_fast_without_data(tmp_path):
     assert 'checkpoints/ViT-B_16.npz' in proc.stderr
     assert 'instances_train2017.json' in proc.stderr
     assert time.perf_counter() - start < 60
-    assert data_check.HOOK_NAME in open(osp.join(REPO, 'configs/_base_/dense/runtime.py')).read()
