@@ -3,7 +3,7 @@
 # checkpoints, the trainable-parameter report, and a check that fails at once, naming the
 # files, when the data or the frozen weights are not on disk (mmwst.CheckPathsHook; the
 # configs set its `help`).
-custom_imports = dict(imports=['mmwst', 'mmwst.engine.data_check'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmwst'], allow_failed_imports=False)
 custom_hooks = [
     dict(type='mmwst.CheckPathsHook'),
     dict(type='mmwst.SafeCheckpointHook'),
