@@ -2,15 +2,19 @@
 
     python tools/benchmark.py [--methods all|NAME ...] [--arch b|tiny] [--img-size 224]
         [--batch 8] [--device cpu|cuda] [--amp none|bf16|fp16] [--warmup 2] [--repeats 5]
-        [--out docs/benchmark/cpu_vit-b16]
+        [--out docs/benchmark/cpu_vit-b16] [--profile hst dense_wst_hst]
+        [--peak-tflops 989]
 
 For every method (classification backbones with a linear head, and the dense WST + HST
 backbone): trainable and total backbone parameters, forward FLOPs (mmengine's
 analysis), training step time (forward, backward, AdamW step), peak memory of training
 (CUDA: allocated; CPU: resident-set growth), and inference time (mergeable methods
 merged first) - each also as a ratio to the frozen backbone's inference forward and to
-full fine-tuning, measured in one run with warm-up and the median of repeats. Writes
-Markdown, CSV, JSON and a PNG chart.
+full fine-tuning, measured in one run with warm-up and the median of repeats, plus
+throughput (images/s) and the TFLOP/s inference reaches (with --peak-tflops, the share of
+the device's peak). --profile adds, for the named methods, the operators that dominate a
+training step and the forward time of each part of the model. Writes Markdown, CSV,
+JSON and a PNG chart.
 """
 
 import argparse
@@ -30,11 +34,21 @@ def main(argv=None) -> int:
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--out', default='work_dirs/benchmark/results')
+    parser.add_argument(
+        '--profile', nargs='*', default=[], help='methods whose training step is profiled'
+    )
+    parser.add_argument(
+        '--peak-tflops',
+        type=float,
+        help="the device's dense peak TFLOP/s at the measured precision (e.g. 989 for an "
+        'H100 SXM in bf16), to report the share of it inference reaches',
+    )
     args = parser.parse_args(argv)
     methods = list(METHODS) if args.methods == ['all'] else args.methods
     for required in ('full_finetune', 'frozen'):  # the two references of every ratio
         if required not in methods:
             methods.insert(0, required)
+    methods += [m for m in args.profile if m not in methods]
     results = run_all(
         methods,
         arch=args.arch,
@@ -44,6 +58,8 @@ def main(argv=None) -> int:
         amp=args.amp,
         warmup=args.warmup,
         repeats=args.repeats,
+        profile=args.profile,
+        peak_tflops=args.peak_tflops,
     )
     title = (
         f'ViT-{args.arch} {args.img_size}x{args.img_size}, batch {args.batch}, '

@@ -1,5 +1,5 @@
 # Parameter-efficient tuning on the digits task: the tiny ViT trained by
-# `bash tools/run_demo.sh` (configs/demo/digits_vit_tiny.py) is frozen and LoRA + SSF
+# `python tools/demo_classification.py` (configs/demo/digits_vit_tiny.py) is frozen and LoRA + SSF
 # adapt it. Checkpoints hold only LoRA, SSF and the head; the frozen backbone is read
 # back from `pretrained` whenever a checkpoint is loaded.
 _base_ = ['./digits_vit_tiny.py']

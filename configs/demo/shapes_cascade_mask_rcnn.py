@@ -18,6 +18,7 @@ _base_ = [
 
 data_root = '{{$SHAPES_ROOT:data/shapes}}/'
 classes = ('circle', 'square', 'triangle')
+palette = [(220, 20, 60), (0, 160, 255), (255, 200, 0)]  # mmwst.datasets.shapes.PALETTE
 num_classes = len(classes)
 image_size = 128
 side_channels = (32, 48, 64, 96)  # HST side-network widths = the four map widths
@@ -128,7 +129,7 @@ train_dataloader = dict(
     dataset=dict(
         type='CocoDataset',
         data_root=data_root,
-        metainfo=dict(classes=classes),
+        metainfo=dict(classes=classes, palette=palette),
         ann_file='annotations/instances_train.json',
         data_prefix=dict(img='train/'),
         filter_cfg=dict(filter_empty_gt=True),
@@ -144,7 +145,7 @@ val_dataloader = dict(
     dataset=dict(
         type='CocoDataset',
         data_root=data_root,
-        metainfo=dict(classes=classes),
+        metainfo=dict(classes=classes, palette=palette),
         ann_file='annotations/instances_val.json',
         data_prefix=dict(img='val/'),
         test_mode=True,

@@ -15,6 +15,8 @@ _base_ = [
 
 data_root = '{{$SHAPES_ROOT:data/shapes}}/'
 classes = ('background', 'circle', 'square', 'triangle')
+# mmwst.datasets.shapes.SEG_PALETTE: black background, one colour per shape
+palette = [[0, 0, 0], [220, 20, 60], [0, 160, 255], [255, 200, 0]]
 image_size = 128
 side_channels = (32, 48, 64, 96)  # HST side-network widths = the four map widths
 norm_cfg = dict(type='BN', requires_grad=True)
@@ -64,7 +66,7 @@ test_pipeline = [
 dataset = dict(
     type='BaseSegDataset',
     data_root=data_root,
-    metainfo=dict(classes=classes),
+    metainfo=dict(classes=classes, palette=palette),
     img_suffix='.png',
     seg_map_suffix='.png',
     reduce_zero_label=False,

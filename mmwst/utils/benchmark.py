@@ -124,8 +124,15 @@ def measure(
     amp: str = 'none',
     warmup: int = 2,
     repeats: int = 5,
+    profile: bool = False,
 ) -> dict:
-    """Measure one method in this process (called by the worker subprocess)."""
+    """Measure one method in this process (called by the worker subprocess).
+
+    Order matters for peak memory: training is timed first (the resident-set peak of a
+    fresh process is then the training peak), inference next, FLOPs (a jit trace) last.
+    Inference takes twice the repeats: merged methods are compared to the frozen
+    forward within a few percent.
+    """
     import torch
 
     torch.manual_seed(0)
@@ -148,9 +155,6 @@ def measure(
     def autocast():
         return torch.autocast(device_type=device, dtype=dtype, enabled=dtype is not None)
 
-    model.eval()
-    with torch.no_grad():
-        report['flops'] = _flops(model, x)
     if method != 'frozen':
         optimizer = torch.optim.AdamW(trainable, lr=1e-4)
         scaler = torch.amp.GradScaler(device, enabled=amp == 'fp16')
@@ -169,11 +173,14 @@ def measure(
             torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated()
         report['train_step_s'] = _median_time(step, device, warmup, repeats)
+        report['train_img_s'] = batch / report['train_step_s']
         report['peak_mem_mb'] = (
             (torch.cuda.max_memory_allocated() - base) / 2**20
             if device == 'cuda'
             else max(_peak_rss_mb() - rss_before, 0.0)
         )
+        if profile:
+            report['profile'] = profile_step(model, step, device)
     model.eval()
     merged = False
     tuners = getattr(model.backbone, 'tuners', [])
@@ -186,8 +193,96 @@ def measure(
         with torch.no_grad(), autocast():
             model(x)
 
-    report['infer_s'] = _median_time(infer, device, warmup, repeats)
+    report['infer_s'] = _median_time(infer, device, warmup, 2 * repeats)
+    report['infer_img_s'] = batch / report['infer_s']
+    with torch.no_grad():
+        report['flops'] = _flops(model, x)
+    if report['flops']:
+        report['infer_tflops_s'] = report['flops'] / report['infer_s'] / 1e12
     return report
+
+
+def profile_step(model, step, device: str, top: int = 15) -> dict:
+    """One training step under torch.profiler: the operators with the most self time,
+    and the forward time spent inside each part of the model (inclusive).
+
+    Parts: the frozen ViT's patch embedding and blocks, and every direct child of every
+    tuner (e.g. HST's side stages and bridges, WST's bottlenecks). A tuner called from
+    inside a block (a hook) counts in both the block and itself.
+    """
+    import torch
+    from torch.autograd.profiler import record_function
+    from torch.profiler import ProfilerActivity
+
+    labels = {}
+    backbone = model.backbone
+    for name in ('patch_embed', 'layers', 'ln1', 'pre_norm'):
+        module = getattr(backbone, name, None)
+        if isinstance(module, torch.nn.ModuleList):
+            labels.update(dict.fromkeys(module, f'vit.{name}'))
+        elif isinstance(module, torch.nn.Module):
+            labels[module] = f'vit.{name}'
+    for tuner in getattr(backbone, 'tuners', []):
+        kind = type(tuner).__name__
+        for child_name, child in tuner.named_children():
+            members = (
+                child.values()
+                if isinstance(child, torch.nn.ModuleDict)
+                else child
+                if isinstance(child, torch.nn.ModuleList)
+                else [child]
+            )
+            labels.update(dict.fromkeys(members, f'{kind}.{child_name}'))
+    labels[model.head] = 'head'
+    stack, handles = [], []
+    for module, label in labels.items():
+
+        def enter(_module, _args, label=label):
+            range_ = record_function(f'## {label}')
+            range_.__enter__()
+            stack.append(range_)
+
+        def leave(_module, _args, _output):
+            stack.pop().__exit__(None, None, None)
+
+        handles.append(module.register_forward_pre_hook(enter))
+        handles.append(module.register_forward_hook(leave))
+
+    activities = [ProfilerActivity.CPU]
+    if device == 'cuda':
+        activities.append(ProfilerActivity.CUDA)
+    try:
+        with torch.profiler.profile(activities=activities) as prof:
+            step()
+            if device == 'cuda':
+                torch.cuda.synchronize()
+    finally:
+        for handle in handles:
+            handle.remove()
+    events = prof.key_averages()
+    key = 'self_device_time_total' if device == 'cuda' else 'self_cpu_time_total'
+    ops = [e for e in events if not e.key.startswith('## ')]
+    total = sum(getattr(e, key) for e in ops) or 1.0
+    ops.sort(key=lambda e: getattr(e, key), reverse=True)
+    parts = [e for e in events if e.key.startswith('## ')]
+    return dict(
+        clock='device' if device == 'cuda' else 'cpu',
+        total_ms=total / 1e3,
+        ops=[
+            dict(
+                op=e.key,
+                self_ms=getattr(e, key) / 1e3,
+                share=getattr(e, key) / total,
+                calls=e.count,
+            )
+            for e in ops[:top]
+        ],
+        parts=sorted(
+            (dict(part=e.key[3:], forward_ms=e.cpu_time_total / 1e3, calls=e.count) for e in parts),
+            key=lambda d: d['forward_ms'],
+            reverse=True,
+        ),
+    )
 
 
 def _rss_mb() -> float:
@@ -199,21 +294,36 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_all(methods: Sequence[str], **kwargs) -> list[dict]:
-    """Measure every method in its own subprocess, one after another."""
+def run_all(
+    methods: Sequence[str],
+    profile: Sequence[str] = (),
+    peak_tflops: float | None = None,
+    **kwargs,
+) -> list[dict]:
+    """Measure every method in its own subprocess, one after another.
+
+    ``profile`` names the methods whose training step is also profiled;
+    ``peak_tflops`` (the device's dense peak for the measured precision) adds the share
+    of it that inference reaches.
+    """
     results = []
-    for method in methods:
+    for method in [*methods, *profile]:
         if method not in METHODS:
             raise ValueError(f'unknown method {method!r}; known: {", ".join(METHODS)}')
+    for method in methods:
+        options = dict(kwargs, profile=method in profile)
         code = (
             'import json, sys, mmwst\nfrom mmwst.utils.benchmark import measure\n'
-            f'print("RESULT " + json.dumps(measure({method!r}, **{kwargs!r})))'
+            f'print("RESULT " + json.dumps(measure({method!r}, **{options!r})))'
         )
         proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
         line = [ln for ln in proc.stdout.splitlines() if ln.startswith('RESULT ')]
         if proc.returncode != 0 or not line:
             raise RuntimeError(f'measuring {method} failed:\n{proc.stderr[-3000:]}')
-        results.append(json.loads(line[-1][len('RESULT ') :]))
+        result = json.loads(line[-1][len('RESULT ') :])
+        if peak_tflops and result.get('infer_tflops_s'):
+            result['infer_peak_share'] = result['infer_tflops_s'] / peak_tflops
+        results.append(result)
         print(f'[benchmark] {method}: done', flush=True)
     return add_ratios(results)
 
@@ -242,10 +352,14 @@ COLUMNS = [
     ('train_step_s', 'train step (s)', '{:.3f}'),
     ('train_vs_frozen_fwd', 'train / frozen fwd', '{:.2f}x'),
     ('train_vs_full_ft', 'train / full FT', '{:.2f}x'),
+    ('train_img_s', 'train img/s', '{:.1f}'),
     ('peak_mem_mb', 'peak mem (MB)', '{:.0f}'),
     ('mem_vs_full_ft', 'mem / full FT', '{:.2f}x'),
     ('infer_s', 'inference (s)', '{:.3f}'),
     ('infer_vs_frozen', 'inference / frozen', '{:.3f}x'),
+    ('infer_img_s', 'inference img/s', '{:.1f}'),
+    ('infer_tflops_s', 'inference TFLOP/s', '{:.2f}'),
+    ('infer_peak_share', 'share of peak', '{:.1%}'),
     ('merged_inference', 'merged', '{}'),
 ]
 
@@ -281,6 +395,9 @@ def write_outputs(results: list[dict], out_prefix: str, title: str) -> list[str]
     with open(paths[0], 'w') as f:
         f.write(f'{title}\n\n| ' + ' | '.join(header) + ' |\n|' + '---|' * len(header) + '\n')
         f.writelines('| ' + ' | '.join(row) + ' |\n' for row in rows)
+        for result in results:
+            if result.get('profile'):
+                f.write('\n' + format_profile(result) + '\n')
     with open(paths[1], 'w', newline='') as f:
         writer = csv.writer(f)
         writer.writerow(header)
@@ -321,3 +438,30 @@ def _chart(results: list[dict], path: str, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def format_profile(result: dict) -> str:
+    """Markdown tables of one method's profiled training step."""
+    prof = result['profile']
+    lines = [
+        f'### Profile: {result["method"]} (one training step, {prof["clock"]} '
+        f'self time {prof["total_ms"]:.0f} ms)',
+        '',
+        '| operator | self (ms) | share | calls |',
+        '|---|---:|---:|---:|',
+    ]
+    lines += [
+        f'| `{op["op"]}` | {op["self_ms"]:.1f} | {op["share"]:.1%} | {op["calls"]} |'
+        for op in prof['ops']
+    ]
+    if prof['parts']:
+        lines += [
+            '',
+            '| part (forward, inclusive) | time (ms) | calls |',
+            '|---|---:|---:|',
+        ]
+        lines += [
+            f'| {part["part"]} | {part["forward_ms"]:.1f} | {part["calls"]} |'
+            for part in prof['parts']
+        ]
+    return '\n'.join(lines)

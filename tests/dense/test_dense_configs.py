@@ -435,3 +435,16 @@ def test_train_tool_fails_fast_without_data(tmp_path):
     assert 'checkpoints/ViT-B_16.npz' in proc.stderr
     assert 'instances_train2017.json' in proc.stderr
     assert time.perf_counter() - start < 60
+
+
+def test_demo_configs_name_the_shapes_classes_and_palettes():
+    """The pictures and the metrics name the classes the generator draws, in its order."""
+    from mmwst.datasets.shapes import shapes_metainfo
+
+    meta = shapes_metainfo()
+    det = load(DEMO_DET).train_dataloader.dataset.metainfo
+    seg = load(DEMO_SEG).train_dataloader.dataset.metainfo
+    assert tuple(det['classes']) == tuple(meta['det']['classes'])
+    assert [list(c) for c in det['palette']] == [list(c) for c in meta['det']['palette']]
+    assert tuple(seg['classes']) == tuple(meta['seg']['classes'])
+    assert [list(c) for c in seg['palette']] == [list(c) for c in meta['seg']['palette']]

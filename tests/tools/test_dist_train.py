@@ -40,3 +40,64 @@ def test_dist_train_two_cpu_processes(digits_root, tmp_path):
     # 64 images, 2 processes x batch 16 -> 2 iterations per epoch
     assert checkpoint['meta']['iter'] == 2
     assert all(torch.isfinite(v).all() for v in checkpoint['state_dict'].values())
+
+
+@pytest.fixture(scope='module')
+def tiny_shapes(tmp_path_factory) -> str:
+    from mmwst.datasets.shapes import write_shapes_dataset
+
+    root = str(tmp_path_factory.mktemp('shapes'))
+    write_shapes_dataset(root, num_train=16, num_val=4, image_size=128, seed=0)
+    return root
+
+
+@pytest.mark.parametrize(
+    ('config', 'options', 'checkpoint'),
+    [
+        pytest.param(
+            'configs/demo/shapes_cascade_mask_rcnn.py',
+            ['train_cfg.max_epochs=1', 'train_cfg.val_interval=100'],
+            'epoch_1.pth',
+            id='cascade_mask_rcnn',
+        ),
+        pytest.param(
+            'configs/demo/shapes_upernet.py',
+            [
+                'train_cfg.max_iters=4',
+                'train_cfg.val_interval=100',
+                'default_hooks.checkpoint.interval=4',
+            ],
+            'iter_4.pth',
+            id='upernet',
+        ),
+    ],
+)
+def test_dist_train_dense_demo_two_cpu_processes(
+    tiny_shapes, tmp_path, config, options, checkpoint
+):
+    """The dense backbone under DDP (gloo, 2 CPU processes) in mmdet and in mmseg: both
+    processes train, the frozen ViT stays out of the gradient sync, a checkpoint is written."""
+    work_dir = tmp_path / 'dist'
+    proc = run_tool(
+        [
+            osp.join(TOOLS, 'dist_train.sh'),
+            config,
+            '2',
+            '--work-dir',
+            str(work_dir),
+            '--cfg-options',
+            'train_dataloader.batch_size=2',
+            'log_level=INFO',
+            *options,
+        ],
+        cwd=REPO,
+        env=tool_env(PORT=str(free_port()), SHAPES_ROOT=tiny_shapes),
+    )
+    log = proc.stdout + proc.stderr
+    assert 'Distributed training: True' in log
+    state = torch.load(work_dir / checkpoint, map_location='cpu', weights_only=True)
+    # 16 images, 2 processes x batch 2 -> 4 iterations
+    assert state['meta']['iter'] == 4
+    weights = state['state_dict']
+    assert any(k.startswith('backbone.tuners.') for k in weights)
+    assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())

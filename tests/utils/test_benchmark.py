@@ -30,6 +30,10 @@ def test_benchmark_tiny(tmp_path):
             'wst',
             '--out',
             str(out),
+            '--profile',
+            'wst',
+            '--peak-tflops',
+            '1.0',
         ],
         cwd=REPO,
     )
@@ -43,7 +47,18 @@ def test_benchmark_tiny(tmp_path):
     for key in ('train_step_s', 'infer_s', 'peak_mem_mb', 'train_vs_frozen_fwd'):
         assert lora[key] is not None and lora[key] >= 0
     assert lora['flops'] and lora['flops'] > 0
+    assert lora['train_img_s'] == pytest.approx(2 / lora['train_step_s'])
+    assert lora['infer_peak_share'] == pytest.approx(lora['flops'] / lora['infer_s'] / 1e12)
+    # the profiled step: operators by self time, shares summing to at most 1, and the
+    # forward time of the frozen blocks and of WST's own parts
+    profile = results['wst']['profile']
+    assert 'profile' not in lora
+    assert profile['ops'] and 0 < sum(op['share'] for op in profile['ops']) <= 1 + 1e-6
+    parts = {p['part']: p for p in profile['parts']}
+    assert parts['vit.layers']['calls'] == 4 and parts['head']['calls'] == 1
+    assert any(name.startswith('WST.') for name in parts), parts
     md = (tmp_path / 'bench.md').read_text()
     assert '| lora |' in md and 'train / full FT' in md
+    assert '### Profile: wst' in md and 'aten::' in md
     assert (tmp_path / 'bench.png').stat().st_size > 5000
     assert 'wrote' in proc.stdout

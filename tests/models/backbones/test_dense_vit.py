@@ -18,22 +18,43 @@ VARIANTS = {
 }
 
 
-def _build(variant, seed=0, **kwargs):
+def _build(variant, seed=0, patch_size=16, **kwargs):
     torch.manual_seed(seed)
-    model = DenseTunedViT(arch=ARCH, img_size=64, patch_size=16, **VARIANTS[variant], **kwargs)
+    model = DenseTunedViT(
+        arch=ARCH, img_size=64, patch_size=patch_size, **VARIANTS[variant], **kwargs
+    )
     model.init_weights()
     return model
 
 
 @pytest.mark.parametrize('variant', VARIANTS)
-@pytest.mark.parametrize('size', [(64, 64), (64, 96), (96, 32)])
-def test_four_maps_at_strides_4_to_32(variant, size):
-    model = _build(variant).eval()
+@pytest.mark.parametrize(
+    'patch_size, size',
+    [(16, (64, 64)), (16, (64, 96)), (16, (96, 32)), (8, (64, 40)), (14, (56, 84))],
+)
+def test_four_maps_at_strides_4_to_32(variant, patch_size, size):
+    """Whatever the patch size; sides not divisible by a stride round up (ceil)."""
+    model = _build(variant, patch_size=patch_size).eval()
     with torch.no_grad():
         outs = model(torch.randn(2, 3, *size))
     assert len(outs) == 4
+    assert model.out_strides == (4, 8, 16, 32)
     for out, stride, channels in zip(outs, model.out_strides, model.out_channels):
-        assert out.shape == (2, channels, size[0] // stride, size[1] // stride)
+        expected = (2, channels, -(-size[0] // stride), -(-size[1] // stride))
+        assert out.shape == expected, (stride, out.shape)
+
+
+def test_wst_pyramid_at_patch_16_needs_no_resampling():
+    """At p = 16 the four maps are the branch state, its 2x transposed convolution, the
+    ViT map and its 2x max-pooling, untouched."""
+    model = _build('wst').eval()
+    pyramid = model.tuners[-1]
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, 64, 96))
+        expected_up = pyramid.up(outs[1])
+        expected_coarse = torch.nn.functional.max_pool2d(outs[2], 2, 2, ceil_mode=True)
+    torch.testing.assert_close(outs[0], expected_up, rtol=0, atol=0)
+    torch.testing.assert_close(outs[3], expected_coarse, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize('variant', VARIANTS)

@@ -1,6 +1,7 @@
 """The classification demo on embedded data: generate, train, evaluate, report.
 
-    python tools/demo.py [--work-dir work_dirs/demo_digits] [--data-root data/vtab-1k]
+    python tools/demo_classification.py [--work-dir work_dirs/demo_digits]
+        [--data-root data/vtab-1k]
 
 Writes scikit-learn's handwritten digits in VTAB-1k layout (if missing), trains the
 tiny ViT of configs/demo/digits_vit_tiny.py, evaluates on the 797 held-out images and
