@@ -13,8 +13,10 @@ merged first) - each also as a ratio to the frozen backbone's inference forward 
 full fine-tuning, measured in one run with warm-up and the median of repeats, plus
 throughput (images/s) and the TFLOP/s inference reaches (with --peak-tflops, the share of
 the device's peak). --profile adds, for the named methods, the operators that dominate a
-training step and the forward time of each part of the model. Writes Markdown, CSV,
-JSON and a PNG chart.
+training step and the forward time of each part of the model. A method name with
+'+cp' (e.g. rlrr+cp) checkpoints the frozen blocks (with_cp=True): memory for time;
+'all' includes the four methods whose memory is closest to full fine-tuning with it.
+Writes Markdown, CSV, JSON and a PNG chart.
 """
 
 import argparse
@@ -22,10 +24,21 @@ import sys
 
 
 def main(argv=None) -> int:
-    from mmwst.utils.benchmark import METHODS, machine_description, run_all, write_outputs
+    from mmwst.utils.benchmark import (
+        CHECKPOINTED,
+        METHODS,
+        machine_description,
+        run_all,
+        write_outputs,
+    )
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--methods', nargs='+', default=['all'])
+    parser.add_argument(
+        '--methods',
+        nargs='+',
+        default=['all'],
+        help="'all' or names; NAME+cp checkpoints the frozen blocks (e.g. rlrr+cp)",
+    )
     parser.add_argument('--arch', choices=['b', 'tiny'], default='b')
     parser.add_argument('--img-size', type=int, default=224)
     parser.add_argument('--batch', type=int, default=8)
@@ -44,7 +57,7 @@ def main(argv=None) -> int:
         'H100 SXM in bf16), to report the share of it inference reaches',
     )
     args = parser.parse_args(argv)
-    methods = list(METHODS) if args.methods == ['all'] else args.methods
+    methods = [*METHODS, *CHECKPOINTED] if args.methods == ['all'] else args.methods
     for required in ('full_finetune', 'frozen'):  # the two references of every ratio
         if required not in methods:
             methods.insert(0, required)

@@ -38,6 +38,12 @@ METHODS: dict[str, list[dict]] = {
     'prefix': [dict(type='mmwst.PrefixTuning')],
     'dense_wst_hst': [],  # mmwst.DenseTunedViT with its defaults
 }
+#: Suffix of a method name that turns on gradient checkpointing of the frozen blocks
+#: (``with_cp=True``), e.g. ``'rlrr+cp'``.
+CP_SUFFIX = '+cp'
+#: Run by default after METHODS: the methods whose memory is closest to full fine-tuning,
+#: with checkpointing.
+CHECKPOINTED = ('ssf+cp', 'rlrr+cp', 'hst+cp', 'dense_wst_hst+cp')
 ARCHS = {
     'b': dict(arch='b', patch_size=16),
     'tiny': dict(
@@ -46,13 +52,25 @@ ARCHS = {
 }
 
 
+def base_method(method: str) -> str:
+    """``'rlrr+cp'`` -> ``'rlrr'``; raises on an unknown name."""
+    base = method[: -len(CP_SUFFIX)] if method.endswith(CP_SUFFIX) else method
+    if base not in METHODS:
+        raise ValueError(
+            f'unknown method {method!r}; known: {", ".join(METHODS)} (append {CP_SUFFIX!r} '
+            'for gradient checkpointing of the frozen blocks)'
+        )
+    return base
+
+
 def _build(method: str, arch: str, img_size: int, num_classes: int = 100):
     import torch
     from torch import nn
 
     from mmwst.models import DenseTunedViT, TunedVisionTransformer
 
-    kwargs = dict(ARCHS[arch], img_size=img_size)
+    kwargs = dict(ARCHS[arch], img_size=img_size, with_cp=method.endswith(CP_SUFFIX))
+    method = base_method(method)
     if method == 'dense_wst_hst':
         if arch == 'tiny':
             kwargs['hst'] = dict(channels=(16, 32, 48, 64), num_heads=(1, 2, 2, 4))
@@ -206,9 +224,10 @@ def profile_step(model, step, device: str, top: int = 15) -> dict:
     """One training step under torch.profiler: the operators with the most self time,
     and the forward time spent inside each part of the model (inclusive).
 
-    Parts: the frozen ViT's patch embedding and blocks, and every direct child of every
-    tuner (e.g. HST's side stages and bridges, WST's bottlenecks). A tuner called from
-    inside a block (a hook) counts in both the block and itself.
+    Parts: the frozen ViT's patch embedding and blocks, and every tuner's modules down
+    to two levels (list members share one label, e.g. ``HST.side.blocks``,
+    ``WST.dwt``). Times are inclusive: a tuner part called from inside a block (a hook)
+    counts in both the block and itself, a module in both itself and its parent.
     """
     import torch
     from torch.autograd.profiler import record_function
@@ -222,17 +241,14 @@ def profile_step(model, step, device: str, top: int = 15) -> dict:
             labels.update(dict.fromkeys(module, f'vit.{name}'))
         elif isinstance(module, torch.nn.Module):
             labels[module] = f'vit.{name}'
+    containers = (torch.nn.ModuleList, torch.nn.ModuleDict, torch.nn.ParameterList)
     for tuner in getattr(backbone, 'tuners', []):
         kind = type(tuner).__name__
-        for child_name, child in tuner.named_children():
-            members = (
-                child.values()
-                if isinstance(child, torch.nn.ModuleDict)
-                else child
-                if isinstance(child, torch.nn.ModuleList)
-                else [child]
-            )
-            labels.update(dict.fromkeys(members, f'{kind}.{child_name}'))
+        for path, module in tuner.named_modules():
+            # 'side.blocks.0.1' -> 'side.blocks': list members share their list's label
+            parts = [p for p in path.split('.') if p and not p.isdigit()]
+            if parts and len(parts) <= 2 and not isinstance(module, containers):
+                labels.setdefault(module, f'{kind}.{".".join(parts)}')
     labels[model.head] = 'head'
     stack, handles = [], []
     for module, label in labels.items():
@@ -308,8 +324,7 @@ def run_all(
     """
     results = []
     for method in [*methods, *profile]:
-        if method not in METHODS:
-            raise ValueError(f'unknown method {method!r}; known: {", ".join(METHODS)}')
+        base_method(method)
     for method in methods:
         options = dict(kwargs, profile=method in profile)
         code = (

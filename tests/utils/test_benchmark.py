@@ -28,6 +28,7 @@ def test_benchmark_tiny(tmp_path):
             '--methods',
             'lora',
             'wst',
+            'lora+cp',
             '--out',
             str(out),
             '--profile',
@@ -38,7 +39,8 @@ def test_benchmark_tiny(tmp_path):
         cwd=REPO,
     )
     results = {r['method']: r for r in json.loads((tmp_path / 'bench.json').read_text())}
-    assert list(results) == ['frozen', 'full_finetune', 'lora', 'wst']
+    assert list(results) == ['frozen', 'full_finetune', 'lora', 'wst', 'lora+cp']
+    assert results['lora+cp']['trainable'] == results['lora']['trainable']
     assert results['frozen']['infer_vs_frozen'] == 1.0
     assert results['full_finetune']['train_vs_full_ft'] == 1.0
     lora = results['lora']

@@ -29,10 +29,11 @@ The functions here read four layouts and return such a state dict:
 * ``'mmpretrain'``: already in the target layout; a ``backbone.`` prefix is removed
   and the keys of other components (head, neck, ...) are dropped.
 
-Nothing is ever downloaded: :func:`load_vit_weights` reads a local file. Use
-:func:`check_state_dict` before ``load_state_dict`` so that a pretrained load can
-never leave a parameter at its random initial value, and :func:`adapt_pos_embed`
-when the checkpoint was trained on another patch grid than the model's.
+Nothing is ever downloaded: :func:`load_vit_weights` reads a local file
+(:func:`.weights.read_checkpoint`). Use :func:`.weights.check_state_dict` before
+``load_state_dict`` so that a pretrained load can never leave a parameter at its random
+initial value, and :func:`.weights.adapt_pos_embed` when the checkpoint was trained on
+another patch grid than the model's (both are importable from this module too).
 
 All functions are pure: they keep no state and do not modify their inputs (returned
 tensors may share memory with input tensors that needed no conversion).
@@ -40,21 +41,23 @@ tensors may share memory with input tensors that needed no conversion).
 
 from __future__ import annotations
 
-import math
 import os
-import os.path as osp
-import pickle
 import re
-import warnings
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+# read / check / resize live in .weights; importable from here as well
+from .weights import (  # noqa: F401
+    adapt_pos_embed,
+    check_state_dict,
+    read_checkpoint,
+    resize_pos_embed,
+)
 
 __all__ = [
     'FORMATS',
@@ -80,7 +83,6 @@ _WRAPPERS = ('state_dict', 'model', 'module')
 _FAMILY = {'npz': 'npz', 'timm': 'timm', 'mae': 'timm', 'mmpretrain': 'mmpretrain'}
 
 #: File extensions :func:`read_checkpoint` reads with ``torch.load``.
-_TORCH_EXTS = ('.pth', '.pt', '.bin', '.ckpt')
 
 _EXAMPLE_KEYS = 8
 
@@ -532,63 +534,6 @@ def convert_vit(
 # ------------------------------------------------------------------------------------
 # files
 # ------------------------------------------------------------------------------------
-def read_checkpoint(path: str | os.PathLike[str]) -> Mapping[str, Any]:
-    """Read a local checkpoint file without converting it.
-
-    ``.npz`` files are read with ``np.load(allow_pickle=False)``; ``.pth``, ``.pt``,
-    ``.bin`` and ``.ckpt`` with ``torch.load(weights_only=True)``; ``.safetensors``
-    with the ``safetensors`` package. Nothing is unpickled beyond plain tensors and
-    containers, and nothing is downloaded.
-
-    Args:
-        path (str | os.PathLike): The file.
-
-    Returns:
-        Mapping[str, Any]: The loaded object (numpy arrays for npz, tensors otherwise).
-
-    Raises:
-        FileNotFoundError: ``path`` is not an existing file.
-        ValueError: Unsupported extension, pickled objects that ``weights_only``
-            refuses, or a file that does not hold a mapping.
-    """
-    path = osp.expanduser(os.fspath(path))
-    if not osp.isfile(path):
-        raise FileNotFoundError(
-            f'pretrained weights {path!r} not found: pass the path of a local file '
-            '(.npz, .pth, .pt, .bin, .ckpt or .safetensors); nothing is downloaded'
-        )
-    ext = osp.splitext(path)[1].lower()
-    if ext == '.npz':
-        with np.load(path, allow_pickle=False) as data:
-            return {name: data[name] for name in data.files}
-    if ext == '.safetensors':
-        try:
-            from safetensors.torch import load_file
-        except ImportError as err:
-            raise ImportError(
-                f'reading {path} needs the safetensors package (pip install safetensors)'
-            ) from err
-        return load_file(path, device='cpu')
-    if ext not in _TORCH_EXTS:
-        raise ValueError(
-            f'cannot read {path!r}: unsupported extension {ext!r}; expected '
-            f'.npz, .safetensors or one of {", ".join(_TORCH_EXTS)}'
-        )
-    try:
-        loaded = torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ValueError(
-            f'{path} holds pickled Python objects besides tensors and was not loaded '
-            '(torch.load(weights_only=True) refused it). If you trust its origin, make a '
-            'weights-only copy once with `python tools/sanitize_checkpoint.py '
-            f'{path} SAFE_COPY.pth --trust-source`. torch said: '
-            f'{str(err).splitlines()[0] if str(err) else type(err).__name__}'
-        ) from err
-    if not isinstance(loaded, Mapping):
-        raise ValueError(f'{path} holds a {type(loaded).__name__}, expected a state dict')
-    return loaded
-
-
 def load_vit_weights(
     path: str | os.PathLike[str], fmt: str | None = None, *, fc_norm_to: str = 'ln1'
 ) -> dict[str, Tensor]:
@@ -608,191 +553,6 @@ def load_vit_weights(
         FileNotFoundError: The file does not exist (nothing is ever downloaded).
     """
     return convert_vit(read_checkpoint(path), fmt, fc_norm_to=fc_norm_to)
-
-
-# ------------------------------------------------------------------------------------
-# checks and position embeddings
-# ------------------------------------------------------------------------------------
-def _prefix_advice(missing: list[str], unexpected: list[str]) -> str | None:
-    """Spot a prefix that all mismatching names share, e.g. 'backbone.'."""
-    counts: Counter[str] = Counter()
-    # (names to scan, names to find their tails in, what to do with the prefix)
-    for names, others, verb in (
-        (missing, set(unexpected), 'add the prefix {!r} to'),
-        (unexpected, set(missing), 'remove the prefix {!r} from'),
-    ):
-        for key in names:
-            parts = key.split('.')
-            for i in range(1, len(parts)):
-                if '.'.join(parts[i:]) in others:
-                    counts[verb.format('.'.join(parts[:i]) + '.')] += 1
-                    break
-    if not counts:
-        return None
-    advice, count = counts.most_common(1)[0]
-    return f'{advice} the checkpoint names ({count} names would then match)'
-
-
-def check_state_dict(
-    expected: Mapping[str, Tensor], loaded: Mapping[str, Tensor], prefix_hint: str = ''
-) -> None:
-    """Make sure loaded weights cover a model exactly, or explain why not.
-
-    Call it with ``model.state_dict()`` before ``model.load_state_dict(loaded)``: a
-    pretrained load must never silently keep randomly initialised parameters.
-
-    Args:
-        expected (Mapping[str, Tensor]): The model's state dict (names and shapes).
-        loaded (Mapping[str, Tensor]): The converted checkpoint.
-        prefix_hint (str): Where these names live in the full model, e.g.
-            ``'backbone.'``; prepended to every name in the message so that it
-            matches the names in configs and logs. Defaults to ''.
-
-    Raises:
-        ValueError: Some expected names are missing or have another shape. The message
-            names every missing name, every mis-shaped name with both shapes and, for
-            information, every unexpected name. Unexpected names alone only warn.
-    """
-    missing = [k for k in expected if k not in loaded]
-    unexpected = [k for k in loaded if k not in expected]
-    mis_shaped = [
-        (k, tuple(expected[k].shape), tuple(loaded[k].shape))
-        for k in expected
-        if k in loaded and tuple(expected[k].shape) != tuple(loaded[k].shape)
-    ]
-    if not missing and not mis_shaped:
-        if unexpected:
-            warnings.warn(
-                f'the checkpoint has {len(unexpected)} names the model does not '
-                f'use (not loaded): {", ".join(prefix_hint + k for k in unexpected)}',
-                stacklevel=2,
-            )
-        return
-    lines = [
-        f'pretrained weights do not match the model: {len(missing)} missing, '
-        f'{len(mis_shaped)} mis-shaped, {len(unexpected)} unexpected'
-    ]
-    if missing:
-        lines.append('missing (the model would keep its random initial values):')
-        lines += [f'  {prefix_hint}{k}' for k in missing]
-    if mis_shaped:
-        lines.append('mis-shaped (model shape vs checkpoint shape):')
-        lines += [
-            f'  {prefix_hint}{k}: model {list(m)} vs checkpoint {list(c)}' for k, m, c in mis_shaped
-        ]
-    if unexpected:
-        lines.append('unexpected (in the checkpoint but not in the model; for information):')
-        lines += [f'  {prefix_hint}{k}' for k in unexpected]
-    advice = _prefix_advice(missing, unexpected)
-    if advice:
-        lines.append(f'hint: {advice}')
-    if any(k == 'pos_embed' or k.endswith('.pos_embed') for k, _, _ in mis_shaped):
-        lines.append(
-            'hint: a pos_embed of another length comes from another patch grid; '
-            'adapt it with mmwst.models.backbones.convert.adapt_pos_embed'
-        )
-    raise ValueError('\n'.join(lines))
-
-
-def _square_grid(num_patches: int, what: str) -> tuple[int, int]:
-    side = math.isqrt(num_patches)
-    if side * side != num_patches:
-        raise ValueError(
-            f'{what} has {num_patches} patch positions, not a square grid; pass the grid explicitly'
-        )
-    return side, side
-
-
-def resize_pos_embed(
-    pos_embed: Tensor,
-    dst_grid: tuple[int, int],
-    src_grid: tuple[int, int] | None = None,
-    num_extra_tokens: int = 1,
-    mode: str = 'bicubic',
-) -> Tensor:
-    """Resample a ``(1, extra + H * W, C)`` position embedding to another patch grid.
-
-    The extra tokens (the class token) are kept as they are; the patch part is
-    interpolated over the 2-D grid (``align_corners=False``, computed in float32), the
-    same resampling mmpretrain's ``VisionTransformer`` applies at run time.
-
-    Args:
-        pos_embed (Tensor): Shape ``(1, num_extra_tokens + H * W, C)``.
-        dst_grid (tuple[int, int]): The target grid ``(H', W')``.
-        src_grid (tuple[int, int], optional): The source grid; inferred as a square
-            when None. Defaults to None.
-        num_extra_tokens (int): Leading tokens that are not patches. Defaults to 1.
-        mode (str): ``torch.nn.functional.interpolate`` mode. Defaults to 'bicubic'.
-
-    Returns:
-        Tensor: Shape ``(1, num_extra_tokens + H' * W', C)``; ``pos_embed`` itself
-        when the grid is unchanged.
-    """
-    if pos_embed.ndim != 3 or pos_embed.shape[0] != 1:
-        raise ValueError(f'pos_embed must have shape (1, L, C), got {list(pos_embed.shape)}')
-    num_patches = pos_embed.shape[1] - num_extra_tokens
-    if src_grid is None:
-        src_grid = _square_grid(num_patches, 'the source pos_embed')
-    src_h, src_w = src_grid
-    if src_h * src_w != num_patches:
-        raise ValueError(
-            f'pos_embed has {num_patches} patch positions, which is not the '
-            f'source grid {src_h}x{src_w}'
-        )
-    dst_h, dst_w = dst_grid
-    if (src_h, src_w) == (dst_h, dst_w):
-        return pos_embed
-    channels = pos_embed.shape[2]
-    extra = pos_embed[:, :num_extra_tokens]
-    grid = pos_embed[:, num_extra_tokens:].reshape(1, src_h, src_w, channels)
-    grid = grid.permute(0, 3, 1, 2).float()
-    grid = F.interpolate(grid, size=(dst_h, dst_w), mode=mode, align_corners=False)
-    grid = grid.flatten(2).transpose(1, 2).to(pos_embed.dtype)
-    return torch.cat([extra, grid], dim=1)
-
-
-def adapt_pos_embed(
-    loaded: Mapping[str, Tensor],
-    expected: Mapping[str, Tensor],
-    *,
-    key: str = 'pos_embed',
-    num_extra_tokens: int = 1,
-    src_grid: tuple[int, int] | None = None,
-    dst_grid: tuple[int, int] | None = None,
-    mode: str = 'bicubic',
-) -> dict[str, Tensor]:
-    """Resize a checkpoint's ``pos_embed`` to the model's patch grid when they differ.
-
-    Args:
-        loaded (Mapping[str, Tensor]): The converted checkpoint.
-        expected (Mapping[str, Tensor]): The model's state dict.
-        key (str): Name of the position embedding. Defaults to 'pos_embed'.
-        num_extra_tokens (int): Leading non-patch tokens. Defaults to 1.
-        src_grid (tuple[int, int], optional): The checkpoint's grid; a square is
-            inferred when None. Defaults to None.
-        dst_grid (tuple[int, int], optional): The model's grid; a square is inferred
-            when None. Defaults to None.
-        mode (str): Interpolation mode. Defaults to 'bicubic'.
-
-    Returns:
-        dict[str, Tensor]: A copy of ``loaded`` whose ``key`` entry has the model's
-        shape (unchanged entries are the same tensors).
-    """
-    out = dict(loaded)
-    if key not in loaded or key not in expected:
-        return out
-    source, target = loaded[key], expected[key]
-    if tuple(source.shape) == tuple(target.shape):
-        return out
-    if source.shape[-1] != target.shape[-1]:
-        raise ValueError(
-            f'{key}: checkpoint width {source.shape[-1]} differs from the '
-            f"model's {target.shape[-1]}; resizing cannot fix that"
-        )
-    if dst_grid is None:
-        dst_grid = _square_grid(target.shape[1] - num_extra_tokens, "the model's pos_embed")
-    out[key] = resize_pos_embed(source, dst_grid, src_grid, num_extra_tokens, mode)
-    return out
 
 
 # ------------------------------------------------------------------------------------

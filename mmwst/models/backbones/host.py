@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from ...registry import MODELS
 from ..tuners.base import BaseTuner
-from .convert import check_state_dict
+from .weights import check_state_dict
 
 TUNERS_ATTR = 'tuners'
 

@@ -12,8 +12,8 @@ from torch import Tensor, nn
 from ...registry import MODELS
 from ..layers.tunable import make_tunable_attention
 from ..tuners.base import TokenContext
-from .convert import read_checkpoint
 from .host import BlockSpec, TunableHostMixin
+from .weights import read_checkpoint
 
 
 def _strip_prefixes(state: dict, prefixes: Sequence[str]) -> dict:

@@ -12,8 +12,9 @@ from torch.utils.checkpoint import checkpoint
 
 from ...registry import MODELS
 from ..tuners.base import TokenContext
-from .convert import adapt_pos_embed, load_vit_weights
+from .convert import load_vit_weights
 from .host import BlockSpec, TunableHostMixin
+from .weights import adapt_pos_embed
 
 
 @MODELS.register_module()
