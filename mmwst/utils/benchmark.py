@@ -3,7 +3,10 @@
 Each method is measured in a fresh subprocess (so that peak memory is its own), all in
 one run of ``tools/benchmark.py``, with warm-up iterations and the median of several
 repeats. Times are reported as ratios to the frozen backbone's inference forward (the
-floor any method pays) and to full fine-tuning on the same backbone.
+floor any method pays) and to full fine-tuning on the same backbone. The floor is timed
+again inside every method's process, in turns with the method's own inference, so that
+the inference ratio (e.g. "merged methods within 2% of the frozen forward") does not
+depend on clock drift between processes.
 """
 
 from __future__ import annotations
@@ -121,6 +124,28 @@ def _median_time(fn, device, warmup: int, repeats: int) -> float:
     return statistics.median(times)
 
 
+def _interleaved_median_times(fns, device, warmup: int, repeats: int) -> list[float]:
+    """Median time of each function, timed in turns (a, b, a, b, ...)."""
+    import torch
+
+    def sync():
+        if device == 'cuda':
+            torch.cuda.synchronize()
+
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    sync()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, bucket in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            sync()
+            bucket.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
+
+
 def _flops(model, x) -> float | None:
     try:
         from mmengine.analysis import FlopAnalyzer
@@ -211,7 +236,22 @@ def measure(
         with torch.no_grad(), autocast():
             model(x)
 
-    report['infer_s'] = _median_time(infer, device, warmup, 2 * repeats)
+    # the floor, measured in this process and interleaved with the method's own runs, so
+    # that drifting CPU clocks or a noisy neighbour affect both alike
+    if method == 'frozen':
+        report['infer_s'] = report['frozen_infer_s'] = _median_time(
+            infer, device, warmup, 2 * repeats
+        )
+    else:
+        reference = _build('frozen', arch, img_size).to(device).eval()
+
+        def infer_frozen():
+            with torch.no_grad(), autocast():
+                reference(x)
+
+        report['infer_s'], report['frozen_infer_s'] = _interleaved_median_times(
+            (infer, infer_frozen), device, warmup, 2 * repeats
+        )
     report['infer_img_s'] = batch / report['infer_s']
     with torch.no_grad():
         report['flops'] = _flops(model, x)
@@ -348,9 +388,12 @@ def add_ratios(results: list[dict]) -> list[dict]:
     floor = by_name.get('frozen', {}).get('infer_s')
     full = by_name.get('full_finetune', {})
     for r in results:
-        if floor:
-            r['train_vs_frozen_fwd'] = r['train_step_s'] / floor if 'train_step_s' in r else None
-            r['infer_vs_frozen'] = r['infer_s'] / floor
+        # the frozen forward timed in the method's own process, in turns with it
+        own_floor = r.get('frozen_infer_s') or floor
+        if own_floor:
+            step = r.get('train_step_s')
+            r['train_vs_frozen_fwd'] = step / own_floor if step is not None else None
+            r['infer_vs_frozen'] = r['infer_s'] / own_floor
         if full.get('train_step_s') and 'train_step_s' in r:
             r['train_vs_full_ft'] = r['train_step_s'] / full['train_step_s']
             r['mem_vs_full_ft'] = (
@@ -371,6 +414,7 @@ COLUMNS = [
     ('peak_mem_mb', 'peak mem (MB)', '{:.0f}'),
     ('mem_vs_full_ft', 'mem / full FT', '{:.2f}x'),
     ('infer_s', 'inference (s)', '{:.3f}'),
+    ('frozen_infer_s', 'frozen inference, same run (s)', '{:.3f}'),
     ('infer_vs_frozen', 'inference / frozen', '{:.3f}x'),
     ('infer_img_s', 'inference img/s', '{:.1f}'),
     ('infer_tflops_s', 'inference TFLOP/s', '{:.2f}'),
