@@ -30,16 +30,21 @@ HERE = osp.dirname(osp.abspath(__file__))
 REPO = osp.dirname(HERE)
 TASKS = {
     'det': dict(
+        name='Cascade Mask R-CNN',
         config='configs/demo/shapes_cascade_mask_rcnn.py',
         metrics=('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP'),
         # the demo's short CPU training leaves class scores low: draw what scores >= 0.1
         draw=['--score-thr', '0.1'],
     ),
-    'seg': dict(config='configs/demo/shapes_upernet.py', metrics=('mIoU', 'aAcc'), draw=[]),
+    'seg': dict(
+        name='UperNet', config='configs/demo/shapes_upernet.py', metrics=('mIoU', 'aAcc'), draw=[]
+    ),
 }
 
 
-def _run(cmd: list[str], log: str, env: dict) -> None:
+def _run(tool: str, args: list[str], log: str, env: dict) -> None:
+    """Run ``tools/<tool>`` with this interpreter, appending its output to ``log``."""
+    cmd = [sys.executable, osp.join(HERE, tool), *args]
     print(f'[demo] $ {" ".join(cmd)}', flush=True)
     with open(log, 'a') as f:
         proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO, env=env)
@@ -91,9 +96,8 @@ def main(argv=None) -> int:
         log = osp.join(args.work_dir, f'{task}.log')
         t0 = time.time()
         _run(
+            'train.py',
             [
-                sys.executable,
-                osp.join(HERE, 'train.py'),
                 config,
                 '--work-dir',
                 work_dir,
@@ -107,9 +111,8 @@ def main(argv=None) -> int:
         metrics_file = osp.join(work_dir, 'metrics.json')
         checkpoint = _last_checkpoint(work_dir)
         _run(
+            'test.py',
             [
-                sys.executable,
-                osp.join(HERE, 'test.py'),
                 config,
                 checkpoint,
                 '--work-dir',
@@ -123,9 +126,8 @@ def main(argv=None) -> int:
         )
         picture = osp.join(args.work_dir, f'{task}_predictions.png')
         _run(
+            'visualize_predictions.py',
             [
-                sys.executable,
-                osp.join(HERE, 'visualize_predictions.py'),
                 config,
                 checkpoint,
                 picture,
@@ -147,7 +149,7 @@ def main(argv=None) -> int:
 
     print(f'\n[demo] finished in {(time.time() - start) / 60:.1f} min')
     for task, result in summary.items():
-        name = 'Cascade Mask R-CNN' if task == 'det' else 'UperNet'
+        name = TASKS[task]['name']
         values = ', '.join(
             f'{k} {v:.3f}' if isinstance(v, float) else f'{k} {v}'
             for k, v in result['metrics'].items()

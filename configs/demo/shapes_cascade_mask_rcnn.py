@@ -13,7 +13,7 @@
 _base_ = [
     'mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py',
     'mmdet::_base_/default_runtime.py',
-    '../_base_/dense/runtime.py',
+    '../_base_/dense/shapes_demo_runtime.py',
 ]
 
 data_root = '{{$SHAPES_ROOT:data/shapes}}/'
@@ -189,15 +189,3 @@ default_hooks = dict(
 log_processor = dict(window_size=10)
 env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)
-
-custom_hooks = [
-    dict(
-        type='mmwst.CheckPathsHook',
-        help='The shapes data set is generated, not downloaded: python tools/demo_dense.py writes '
-        'it to data/shapes, or write it yourself with '
-        'python -c "from mmwst.datasets.shapes import write_shapes_dataset; '
-        "write_shapes_dataset('data/shapes')\" (or set SHAPES_ROOT to where it is).",
-    ),
-    dict(type='mmwst.SafeCheckpointHook'),
-    dict(type='mmwst.ParamReportHook'),
-]

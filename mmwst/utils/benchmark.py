@@ -106,22 +106,7 @@ def _build(method: str, arch: str, img_size: int, num_classes: int = 100):
 
 
 def _median_time(fn, device, warmup: int, repeats: int) -> float:
-    import torch
-
-    def sync():
-        if device == 'cuda':
-            torch.cuda.synchronize()
-
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return _interleaved_median_times([fn], device, warmup, repeats)[0]
 
 
 def _interleaved_median_times(fns, device, warmup: int, repeats: int) -> list[float]:
@@ -384,16 +369,13 @@ def run_all(
 
 
 def add_ratios(results: list[dict]) -> list[dict]:
-    by_name = {r['method']: r for r in results}
-    floor = by_name.get('frozen', {}).get('infer_s')
-    full = by_name.get('full_finetune', {})
+    full = {r['method']: r for r in results}.get('full_finetune', {})
     for r in results:
         # the frozen forward timed in the method's own process, in turns with it
-        own_floor = r.get('frozen_infer_s') or floor
-        if own_floor:
-            step = r.get('train_step_s')
-            r['train_vs_frozen_fwd'] = step / own_floor if step is not None else None
-            r['infer_vs_frozen'] = r['infer_s'] / own_floor
+        floor = r['frozen_infer_s']
+        step = r.get('train_step_s')
+        r['train_vs_frozen_fwd'] = step / floor if step is not None else None
+        r['infer_vs_frozen'] = r['infer_s'] / floor
         if full.get('train_step_s') and 'train_step_s' in r:
             r['train_vs_full_ft'] = r['train_step_s'] / full['train_step_s']
             r['mem_vs_full_ft'] = (

@@ -226,37 +226,30 @@ def test_dense_backbone_matches_its_interface():
 
 
 # ---- build, train step at two sizes, frozen host ---------------------------------------------
-@pytest.mark.parametrize('path', [_mark(p) for p in DET_CONFIGS])
-def test_detector_trains_and_keeps_the_vit_frozen(path):
+def _training_cases():
+    for paths, make_batch in ((DET_CONFIGS, det_batch), (SEG_CONFIGS, seg_batch)):
+        for path in paths:
+            case = _mark(path)
+            yield pytest.param(path, make_batch, id=case.id, marks=case.marks)
+
+
+@pytest.mark.parametrize(('path', 'make_batch'), list(_training_cases()))
+def test_model_trains_and_keeps_the_vit_frozen(path, make_batch):
+    """Detectors and segmentors: a loss and a backward pass at two input sizes, the ViT
+    frozen before and after train(), gradients on the tuners only."""
     torch.manual_seed(0)
     model = build(shrink(load(path)))
     assert_frozen(model.backbone)
     model.train()
     assert_frozen(model.backbone)
     for height, width in ((64, 64), (64, 96)):
-        losses = model(**det_batch(model, height, width), mode='loss')
+        losses = model(**make_batch(model, height, width), mode='loss')
         loss, _ = model.parse_losses(losses)
         assert torch.isfinite(loss)
         loss.backward()
     for name, param in model.backbone.host_named_parameters():
         assert param.requires_grad or param.grad is None, name
     assert any(p.grad is not None for p in model.backbone.tuners.parameters())
-
-
-@pytest.mark.parametrize('path', [_mark(p) for p in SEG_CONFIGS])
-def test_segmentor_trains_and_keeps_the_vit_frozen(path):
-    torch.manual_seed(0)
-    model = build(shrink(load(path)))
-    assert_frozen(model.backbone)
-    model.train()
-    assert_frozen(model.backbone)
-    for height, width in ((64, 64), (64, 96)):
-        losses = model(**seg_batch(model, height, width), mode='loss')
-        loss, _ = model.parse_losses(losses)
-        assert torch.isfinite(loss)
-        loss.backward()
-    for name, param in model.backbone.host_named_parameters():
-        assert param.requires_grad or param.grad is None, name
 
 
 def test_optimizer_holds_no_frozen_weight():

@@ -89,4 +89,5 @@ class DenseTunedViT(TunedVisionTransformer):
 
     @property
     def out_strides(self) -> tuple[int, ...]:
-        return (4, 8, 16, 32)
+        """Strides of the four output maps (HST's side network or WSTPyramid)."""
+        return tuple(self.tuners[-1].out_strides)

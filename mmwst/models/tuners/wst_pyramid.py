@@ -38,6 +38,11 @@ class WSTPyramid(BaseTuner):
         self.out_channels = (dim // 4, dim // 4, dim, dim)
         self.reset_parameters()
 
+    @property
+    def out_strides(self) -> tuple[int, ...]:
+        """Strides of the four maps relative to the input image (any patch size)."""
+        return OUT_STRIDES
+
     def reset_parameters(self) -> None:
         self.up.reset_parameters()
         self.norm.reset_parameters()

@@ -1,0 +1,15 @@
+# What both shapes demos (configs/demo/shapes_*.py) add to the dense runtime: the
+# missing-data message says how to generate the data set instead of where to download it.
+_base_ = ['./runtime.py']
+
+custom_hooks = [
+    dict(
+        type='mmwst.CheckPathsHook',
+        help='The shapes data set is generated, not downloaded: python tools/demo_dense.py writes '
+        'it to data/shapes, or write it yourself with '
+        'python -c "from mmwst.datasets.shapes import write_shapes_dataset; '
+        "write_shapes_dataset('data/shapes')\" (or set SHAPES_ROOT to where it is).",
+    ),
+    dict(type='mmwst.SafeCheckpointHook'),
+    dict(type='mmwst.ParamReportHook'),
+]
