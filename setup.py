@@ -38,6 +38,7 @@ setup(
     python_requires='>=3.10,<3.13',
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
     include_package_data=True,
+    package_data={'mmwst': ['weights/*.safetensors', 'weights/*.json']},
     install_requires=read_requirements('runtime.txt'),
     extras_require={
         'optional': read_requirements('optional.txt'),

@@ -1,21 +1,29 @@
-"""Run methods over VTAB-1k tasks and collect one results table.
+"""Run methods over VTAB-style tasks and seeds and collect one results table.
 
-    python tools/vtab_sweep.py CONFIG [CONFIG ...] [--tasks all|TASK ...]
-        [--work-dir work_dirs/vtab_sweep] [--data-root data/vtab-1k] [--gpus N]
+    python tools/vtab_sweep.py CONFIG [CONFIG ...] [--suite vtab-1k|mini-vtab]
+        [--tasks all|TASK ...] [--seeds 0 [1 2 ...]] [--jobs N] [--protocol test|val]
+        [--work-dir work_dirs/vtab_sweep] [--data-root DIR] [--gpus N]
         [--best-epoch] [--report-only] [--cfg-options key=value ...]
 
-Each (method, task) trains in ``<work-dir>/<method>/<task>`` (the method is named after
-the config's folder, or the file when several configs share a folder), one after
-another; ``--gpus N`` runs each through tools/dist_train.sh with N processes. A task
-whose ``result.json`` exists is skipped, so re-running continues an interrupted sweep
-(an interrupted task resumes from its last checkpoint). The table - per-task accuracy,
-group means, the 19-task mean and the mean of group means - is written as Markdown, CSV
-and a bar chart PNG to ``<work-dir>/vtab_results.{md,csv,png}``. Accuracy is the
-final epoch's; ``--best-epoch`` reports the best epoch instead, labelled as optimistic
-(it is chosen on the test set).
+Each (method, task, seed) trains in ``<work-dir>/<method>/<task>/seed<k>`` (the method
+is named after the config's folder, or ``folder/file`` when several configs share a
+folder; a config's ``board_name`` variable, if any, names its row in the table). Runs
+whose ``result.json`` exists are skipped, so re-running continues an interrupted sweep
+(an interrupted run resumes from its last checkpoint). ``--jobs N`` runs N trainings at
+once, each with ``cores / N`` threads (small models use cores better this way than
+with one multi-threaded run); each run's output goes to ``sweep.log`` in its folder.
+``--gpus N`` runs each training through tools/dist_train.sh with N processes instead.
+
+``--protocol val`` trains on ``train800`` and evaluates on ``val200`` - for choosing a
+recipe without touching the test split - and writes to ``<work-dir>`` as usual (use a
+separate one). The table - per-task accuracy (mean ± std over seeds), group means, the
+mean over tasks and the mean of group means, trainable parameters and minutes per run -
+is written as Markdown, CSV and a bar chart PNG to ``<work-dir>/vtab_results.{md,csv,png}``.
+Accuracy is the final epoch's; ``--best-epoch`` reports the best epoch instead,
+labelled as optimistic (it is chosen on the test set).
 
 The task reaches the config through the VTAB_TASK environment variable (and the data
-root through VTAB_ROOT), which every VTAB-1k config reads.
+root through VTAB_ROOT), which every VTAB config reads.
 """
 
 import argparse
@@ -23,8 +31,18 @@ import os
 import os.path as osp
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 HERE = osp.dirname(osp.abspath(__file__))
+PROTOCOLS = {
+    'test': [],
+    'val': [
+        'train_dataloader.dataset.split=train800',
+        'val_dataloader.dataset.split=val200',
+        'test_dataloader.dataset.split=val200',
+    ],
+}
 
 
 def method_names(configs: list[str]) -> list[str]:
@@ -36,19 +54,44 @@ def method_names(configs: list[str]) -> list[str]:
     return names
 
 
+def board_names(configs: list[str], names: list[str]) -> dict[str, str]:
+    """Row labels: each config's ``board_name`` where it sets one."""
+    from mmengine.config import Config
+
+    labels = {}
+    for config, name in zip(configs, names):
+        label = Config.fromfile(config).get('board_name')
+        if label:
+            labels[name] = str(label)
+    return labels
+
+
+def train_one(cmd: list[str], env: dict, run_dir: str, log_to_file: bool) -> tuple[int, float]:
+    """Run one training; return its exit code and wall time in seconds."""
+    start = time.time()
+    if log_to_file:
+        os.makedirs(run_dir, exist_ok=True)
+        with open(osp.join(run_dir, 'sweep.log'), 'a') as log:
+            code = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+    else:
+        code = subprocess.run(cmd, env=env).returncode
+    return code, time.time() - start
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('configs', nargs='+', help='one VTAB-1k config per method')
+    parser.add_argument('configs', nargs='+', help='one VTAB config per method')
+    parser.add_argument('--suite', choices=['vtab-1k', 'mini-vtab'], default='vtab-1k')
     parser.add_argument(
-        '--tasks',
-        nargs='+',
-        default=['all'],
-        help="task names (aliases accepted) or 'all' for the 19 tasks",
+        '--tasks', nargs='+', default=['all'], help="task names or 'all' (the suite's tasks)"
     )
+    parser.add_argument('--seeds', nargs='+', type=int, default=[0], help='training seeds')
+    parser.add_argument('--jobs', type=int, default=1, help='trainings run at once')
+    parser.add_argument('--protocol', choices=sorted(PROTOCOLS), default='test')
     parser.add_argument('--work-dir', default='work_dirs/vtab_sweep')
-    parser.add_argument('--data-root', help='VTAB-1k root (sets VTAB_ROOT)')
+    parser.add_argument('--data-root', help='root of the task folders (sets VTAB_ROOT)')
     parser.add_argument(
-        '--gpus', type=int, default=1, help='processes per task (tools/dist_train.sh when > 1)'
+        '--gpus', type=int, default=1, help='processes per training (tools/dist_train.sh when > 1)'
     )
     parser.add_argument(
         '--best-epoch',
@@ -56,58 +99,77 @@ def main(argv=None) -> int:
         help='report the best epoch (optimistic: chosen on the test set)',
     )
     parser.add_argument(
-        '--report-only',
-        action='store_true',
-        help='only collect finished tasks and write the report',
+        '--report-only', action='store_true', help='only collect finished runs and write the report'
     )
     parser.add_argument('--cfg-options', nargs='+', default=[], help='passed on to tools/train.py')
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error('--jobs must be at least 1')
+    if args.jobs > 1 and args.gpus > 1:
+        parser.error('--jobs and --gpus cannot be combined: use one or the other')
 
-    from mmwst.datasets.vtab import VTAB_TASKS, canonical_task
-    from mmwst.utils.vtab_report import load_results, write_report, write_task_result
+    from mmwst.datasets.vtab import EXTRA_TASKS, canonical_task
+    from mmwst.utils.vtab_report import SUITES, load_results, write_report, write_task_result
 
-    extra = {'digits'}  # the generated task (tools/data/make_digits_vtab.py)
-    tasks = (
-        list(VTAB_TASKS)
-        if args.tasks == ['all']
-        else [t if t in extra else canonical_task(t) for t in args.tasks]
-    )
+    suite_tasks = SUITES[args.suite][0]
+    if args.tasks == ['all']:
+        tasks = list(suite_tasks)
+    else:
+        tasks = [t if t in EXTRA_TASKS else canonical_task(t) for t in args.tasks]
     for config in args.configs:
         if not osp.isfile(config):
             parser.error(f'config {config} does not exist')
     names = method_names(args.configs)
+    labels = board_names(args.configs, names)
 
-    failed = []
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    runs = []
     for config, name in zip(args.configs, names):
         for task in tasks:
-            task_dir = osp.join(args.work_dir, name, task)
-            if args.report_only or osp.isfile(osp.join(task_dir, 'result.json')):
-                continue
-            env = dict(os.environ, VTAB_TASK=task)
-            if args.data_root:
-                env['VTAB_ROOT'] = args.data_root
-            if args.gpus > 1:
-                cmd = ['bash', osp.join(HERE, 'dist_train.sh'), config, str(args.gpus)]
-            else:
-                cmd = [sys.executable, osp.join(HERE, 'train.py'), config]
-            cmd += ['--work-dir', task_dir, '--resume', 'auto']
-            if args.cfg_options:
-                cmd += ['--cfg-options', *args.cfg_options]
-            print(f'[sweep] {name} / {task}: training in {task_dir}', flush=True)
-            if subprocess.run(cmd, env=env).returncode != 0:
-                failed.append(f'{name}/{task}')
-                continue
-            result = write_task_result(task_dir)
-            print(
-                f'[sweep] {name} / {task}: final {result["final"]:.2f}%, '
-                f'best {result["best"]:.2f}%',
-                flush=True,
-            )
+            for seed in args.seeds:
+                run_dir = osp.join(args.work_dir, name, task, f'seed{seed}')
+                if args.report_only or osp.isfile(osp.join(run_dir, 'result.json')):
+                    continue
+                env = dict(os.environ, VTAB_TASK=task)
+                if args.jobs > 1:
+                    env['OMP_NUM_THREADS'] = str(threads)
+                if args.data_root:
+                    env['VTAB_ROOT'] = args.data_root
+                if args.gpus > 1:
+                    cmd = ['bash', osp.join(HERE, 'dist_train.sh'), config, str(args.gpus)]
+                else:
+                    cmd = [sys.executable, osp.join(HERE, 'train.py'), config]
+                options = [f'randomness.seed={seed}', *PROTOCOLS[args.protocol], *args.cfg_options]
+                cmd += ['--work-dir', run_dir, '--resume', 'auto', '--cfg-options', *options]
+                runs.append((f'{name} / {task} / seed {seed}', cmd, env, run_dir))
+
+    failed = []
+
+    def run(item):
+        label, cmd, env, run_dir = item
+        print(f'[sweep] {label}: training in {run_dir}', flush=True)
+        code, seconds = train_one(cmd, env, run_dir, log_to_file=args.jobs > 1)
+        if code != 0:
+            failed.append(label)
+            where = f' (log: {osp.join(run_dir, "sweep.log")})' if args.jobs > 1 else ''
+            print(f'[sweep] {label}: FAILED with exit code {code}{where}', flush=True)
+            return
+        result = write_task_result(run_dir, seconds=round(seconds, 1))
+        print(
+            f'[sweep] {label}: final {result["final"]:.2f}%, best {result["best"]:.2f}% '
+            f'({seconds:.0f} s)',
+            flush=True,
+        )
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        list(pool.map(run, runs))
 
     methods = {name: load_results(osp.join(args.work_dir, name)) for name in names}
     which = 'best' if args.best_epoch else 'final'
     suffix = '_best_epoch_optimistic' if args.best_epoch else ''
-    paths = write_report(methods, osp.join(args.work_dir, f'vtab_results{suffix}'), which)
+    paths = write_report(
+        methods, osp.join(args.work_dir, f'vtab_results{suffix}'), which, names=labels
+    )
     print('[sweep] report: ' + ', '.join(paths))
     if failed:
         print(f'[sweep] failed: {", ".join(failed)} (re-run to retry them)', file=sys.stderr)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from mmpretrain.datasets import BaseDataset
 
 from ..registry import DATASETS
+from .mini_vtab import MINI_VTAB_TASKS
 
 #: The 19 tasks in the conventional order, with their class counts.
 VTAB_TASKS: dict[str, int] = {
@@ -48,8 +49,10 @@ VTAB_ALIASES: dict[str, str] = {
     'dmlab_frames': 'dmlab',
 }
 VTAB_SPLITS = ('train800', 'val200', 'train800val200', 'test')
-#: Generated tasks in the same layout (tools/data/make_digits_vtab.py), not part of the 19.
-EXTRA_TASKS: dict[str, int] = {'digits': 10}
+#: Generated tasks in the same layout, not part of the 19: ``digits``
+#: (tools/data/make_digits_vtab.py) and the mini-VTAB suite (tools/data/make_mini_vtab.py;
+#: its structured tasks share the names and class counts of the VTAB-1k tasks they mimic).
+EXTRA_TASKS: dict[str, int] = {'digits': 10, **MINI_VTAB_TASKS}
 
 
 def canonical_task(task: str) -> str:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os.path as osp
+
+from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
@@ -11,7 +15,10 @@ from ..registry import HOOKS
 
 @HOOKS.register_module()
 class ParamReportHook(Hook):
-    """Log the trainable-parameter table (per tuner, neck, head) when training starts."""
+    """Log the trainable-parameter table (per tuner, neck, head) when training starts.
+
+    The same figures go to ``<work_dir>/param_report.json`` (read by tools/vtab_sweep.py).
+    """
 
     priority = 'VERY_LOW'
 
@@ -19,3 +26,6 @@ class ParamReportHook(Hook):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         report = parameter_report(model)
         runner.logger.info('trainable parameters:\n' + report.table())
+        if is_main_process():
+            with open(osp.join(runner.work_dir, 'param_report.json'), 'w') as f:
+                json.dump(report.as_dict(), f, indent=2)

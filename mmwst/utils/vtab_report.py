@@ -1,11 +1,19 @@
-"""Collect VTAB-1k results and write them as Markdown, CSV and a bar chart.
+"""Collect VTAB-style results over methods, tasks and seeds; write tables and a chart.
 
-A sweep writes one folder per task; when a task's training ends, its accuracy is read
-from mmengine's ``vis_data/scalars.json`` and stored as ``result.json`` in that folder.
-The report averages the 19 tasks in two ways, because the papers mix them: the plain
-19-task mean, and the mean of the Natural / Specialized / Structured group means.
-The final-epoch accuracy is the default; the best epoch (chosen on the test set) is
-available but always labelled as optimistic.
+A sweep trains each (method, task, seed) in its own folder,
+``<sweep>/<method>/<task>/seed<k>/`` (a folder without seeds, ``<method>/<task>/``,
+counts as one run too). When a run ends, its accuracy is read from mmengine's
+``vis_data/scalars.json`` and stored as ``result.json`` there, with its training time
+and trainable-parameter counts.
+
+The report gives, per method, each task's mean and standard deviation over seeds
+(sample standard deviation, ``ddof=1``), the group means, the plain mean over the
+suite's tasks and the mean of the group means - the papers mix the last two. Averages
+are computed per seed and then summarised over the seeds every task has, so their
+spread is the spread of the average, not of the tasks. Two suites are known: the 19
+VTAB-1k tasks and mini-VTAB (:data:`mmwst.datasets.MINI_VTAB_TASKS`); other task sets
+get a plain mean. The final-epoch accuracy is the default; the best epoch (chosen on
+the test set) is available but always labelled as optimistic.
 """
 
 from __future__ import annotations
@@ -16,11 +24,23 @@ import json
 import math
 import os
 import os.path as osp
+import re
+import statistics
 from collections.abc import Mapping, Sequence
 
+from ..datasets.mini_vtab import MINI_VTAB_GROUPS, MINI_VTAB_TASKS
 from ..datasets.vtab import VTAB_GROUPS, VTAB_TASKS
 
 ACC_KEY = 'accuracy/top1'
+#: suite name -> (tasks in order, groups)
+SUITES: dict[str, tuple[tuple[str, ...], Mapping[str, tuple[str, ...]]]] = {
+    'vtab-1k': (tuple(VTAB_TASKS), VTAB_GROUPS),
+    'mini-vtab': (tuple(MINI_VTAB_TASKS), MINI_VTAB_GROUPS),
+}
+GROUPS = ('natural', 'specialized', 'structured')
+_SEED_DIR = re.compile(r'^seed(\d+)$')
+
+Results = Mapping[str, Mapping[str, dict]]  # task -> seed -> result
 
 
 def read_scalars(task_dir: str) -> list[dict]:
@@ -44,7 +64,7 @@ def read_scalars(task_dir: str) -> list[dict]:
 
 
 def task_result(task_dir: str) -> dict:
-    """``{'final': acc at the last validation, 'best': max acc, 'epochs': n}``."""
+    """``{'final': acc at the last validation, 'best': max acc, ...}`` of one run."""
     records = read_scalars(task_dir)
     accs = [float(r[ACC_KEY]) for r in records]
     return dict(
@@ -52,84 +72,171 @@ def task_result(task_dir: str) -> dict:
     )
 
 
-def write_task_result(task_dir: str) -> dict:
-    result = task_result(task_dir)
+def write_task_result(task_dir: str, **extra) -> dict:
+    """Store :func:`task_result` plus ``extra`` (e.g. ``seconds``) and the parameter
+    counts the run logged (``param_report.json``) as ``result.json``."""
+    result = dict(task_result(task_dir), **extra)
+    report = osp.join(task_dir, 'param_report.json')
+    if osp.isfile(report):
+        with open(report) as f:
+            counts = json.load(f)
+        result['trainable'] = counts['trainable']
+        result['trainable_without_head'] = counts['trainable_without_head']
     with open(osp.join(task_dir, 'result.json'), 'w') as f:
         json.dump(result, f, indent=2)
     return result
 
 
-def load_results(sweep_dir: str) -> dict[str, dict]:
-    """``task -> result`` for every finished task folder of a sweep."""
-    results = {}
-    for path in sorted(glob.glob(osp.join(sweep_dir, '*', 'result.json'))):
+def load_results(method_dir: str) -> dict[str, dict[str, dict]]:
+    """``task -> seed -> result`` for every finished run of one method."""
+    results: dict[str, dict[str, dict]] = {}
+    for path in sorted(glob.glob(osp.join(method_dir, '*', 'result.json'))):
         with open(path) as f:
-            results[osp.basename(osp.dirname(path))] = json.load(f)
+            results.setdefault(osp.basename(osp.dirname(path)), {})['-'] = json.load(f)
+    for path in sorted(glob.glob(osp.join(method_dir, '*', 'seed*', 'result.json'))):
+        seed_dir = osp.basename(osp.dirname(path))
+        if _SEED_DIR.match(seed_dir):
+            with open(path) as f:
+                task = osp.basename(osp.dirname(osp.dirname(path)))
+                results.setdefault(task, {})[seed_dir[4:]] = json.load(f)
     return results
 
 
-def summarise(accuracies: Mapping[str, float]) -> dict[str, float]:
-    """Group means, the 19-task mean and the mean of group means (NaN if incomplete)."""
+def suite_of(tasks: Sequence[str]) -> str | None:
+    """The suite whose tasks include all of ``tasks`` (None: no known suite)."""
+    for name, (suite_tasks, _) in SUITES.items():
+        if tasks and set(tasks) <= set(suite_tasks):
+            return name
+    return None
+
+
+def summarise(accuracies: Mapping[str, float], suite: str = 'vtab-1k') -> dict[str, float]:
+    """Group means, the mean over the suite's tasks and the mean of group means.
+
+    A group mean needs all of its tasks and the two overall means need every task of
+    the suite; what is incomplete is NaN.
+    """
+    tasks, groups = SUITES[suite]
     out = {}
-    for group, tasks in VTAB_GROUPS.items():
-        values = [accuracies[t] for t in tasks if t in accuracies]
-        out[group] = sum(values) / len(values) if len(values) == len(tasks) else math.nan
-    complete = all(t in accuracies for t in VTAB_TASKS)
-    out['mean'] = sum(accuracies[t] for t in VTAB_TASKS) / len(VTAB_TASKS) if complete else math.nan
-    out['group_mean'] = (
-        sum(out[g] for g in VTAB_GROUPS) / len(VTAB_GROUPS) if complete else math.nan
-    )
+    for group, members in groups.items():
+        values = [accuracies[t] for t in members if t in accuracies]
+        out[group] = (
+            sum(values) / len(values) if values and len(values) == len(members) else math.nan
+        )
+    complete = all(t in accuracies for t in tasks)
+    out['mean'] = sum(accuracies[t] for t in tasks) / len(tasks) if complete else math.nan
+    out['group_mean'] = sum(out[g] for g in groups) / len(groups) if complete else math.nan
     return out
 
 
-def _fmt(value: float | None) -> str:
-    return (
-        '-' if value is None or (isinstance(value, float) and math.isnan(value)) else f'{value:.1f}'
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    if not values:
+        return math.nan, math.nan
+    mean = statistics.fmean(values)
+    return mean, statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def aggregate(results: Results, which: str, tasks: Sequence[str], suite: str | None) -> dict:
+    """Per-task and averaged ``(mean, std)`` over seeds, the seeds used, params, time.
+
+    Averages use the seeds that every task of ``tasks`` has finished.
+    """
+    per_task = {
+        t: _mean_std([r[which] for r in results[t].values()]) for t in tasks if t in results
+    }
+    common = (
+        set.intersection(*(set(results[t]) for t in tasks))
+        if all(t in results for t in tasks)
+        else set()
+    )
+    averages: dict[str, tuple[float, float]] = {}
+    if common:
+        per_seed = []
+        for seed in sorted(common):
+            accs = {t: results[t][seed][which] for t in tasks}
+            summary = summarise(accs, suite) if suite else {}
+            summary['mean'] = summary.get('mean', statistics.fmean(accs.values()))
+            per_seed.append(summary)
+        for key in per_seed[0]:
+            averages[key] = _mean_std([s[key] for s in per_seed])
+    runs = [r for seeds in results.values() for r in seeds.values()]
+    params = sorted({r['trainable_without_head'] for r in runs if 'trainable_without_head' in r})
+    seconds = [r['seconds'] for r in runs if 'seconds' in r]
+    return dict(
+        per_task=per_task,
+        averages=averages,
+        seeds=len(common),
+        params=params[0] if len(params) == 1 else None,
+        minutes=statistics.fmean(seconds) / 60 if seconds else math.nan,
     )
 
 
+def _fmt(value: tuple[float, float] | float | None, std: bool = True) -> str:
+    if value is None:
+        return '-'
+    mean, spread = value if isinstance(value, tuple) else (value, 0.0)
+    if math.isnan(mean):
+        return '-'
+    return f'{mean:.1f} ± {spread:.1f}' if std and spread > 0 else f'{mean:.1f}'
+
+
+def _task_order(methods: Mapping[str, Results]) -> tuple[list[str], str | None]:
+    seen = {t for results in methods.values() for t in results}
+    suite = suite_of(sorted(seen))
+    if suite:
+        return [t for t in SUITES[suite][0] if t in seen], suite
+    return sorted(seen), None
+
+
 def table_rows(
-    methods: Mapping[str, Mapping[str, dict]],
+    methods: Mapping[str, Results],
     which: str = 'final',
     tasks: Sequence[str] | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> tuple[list[str], list[list[str]]]:
-    """Header and rows: one row per method, one column per task, then the averages."""
+    """Header and rows: one row per method, one column per task, then the averages,
+    the number of seeds, the trainable parameters (without head) and minutes per run."""
     if which not in ('final', 'best'):
         raise ValueError(f"which must be 'final' or 'best', got {which!r}")
-    if tasks is None:
-        seen = {t for results in methods.values() for t in results}
-        tasks = [t for t in VTAB_TASKS if t in seen] + sorted(seen - set(VTAB_TASKS))
+    order, suite = _task_order(methods)
+    tasks = list(tasks) if tasks is not None else order
+    keys = [*GROUPS, 'mean', 'group_mean'] if suite else ['mean']
+    count = len(SUITES[suite][0]) if suite else len(tasks)
+    labels = {'mean': f'mean ({count})', 'group_mean': 'mean of groups'}
     header = [
         'method',
         *tasks,
-        'natural',
-        'specialized',
-        'structured',
-        'mean (19)',
-        'mean of groups',
+        *(labels.get(k, k) for k in keys),
+        'seeds',
+        'params',
+        'min/run',
     ]
     rows = []
     for method, results in methods.items():
-        accs = {t: r[which] for t, r in results.items()}
-        summary = summarise(accs)
+        agg = aggregate(results, which, tasks, suite)
+        params = agg['params']
         rows.append(
             [
-                method,
-                *(_fmt(accs.get(t)) for t in tasks),
-                *(
-                    _fmt(summary[k])
-                    for k in ('natural', 'specialized', 'structured', 'mean', 'group_mean')
-                ),
+                (names or {}).get(method, method),
+                *(_fmt(agg['per_task'].get(t)) for t in tasks),
+                *(_fmt(agg['averages'].get(k)) for k in keys),
+                str(agg['seeds']),
+                '-' if params is None else f'{params:,}',
+                '-' if math.isnan(agg['minutes']) else f'{agg["minutes"]:.2f}',
             ]
         )
     return header, rows
 
 
 def write_report(
-    methods: Mapping[str, Mapping[str, dict]], out_prefix: str, which: str = 'final'
+    methods: Mapping[str, Results],
+    out_prefix: str,
+    which: str = 'final',
+    names: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """Write ``<out_prefix>.md``, ``.csv`` and ``.png``; return the paths."""
-    header, rows = table_rows(methods, which)
+    """Write ``<out_prefix>.md``, ``.csv`` (means and standard deviations in separate
+    columns) and ``.png``; return the paths."""
+    header, rows = table_rows(methods, which, names=names)
     os.makedirs(osp.dirname(osp.abspath(out_prefix)), exist_ok=True)
     label = (
         'final-epoch top-1 accuracy (%)'
@@ -137,7 +244,7 @@ def write_report(
         else 'BEST-epoch top-1 accuracy (%), chosen on the test set: optimistic'
     )
     md = [
-        f'VTAB-1k, {label}. "-": not run (averages need all tasks).',
+        f'{label}; mean ± standard deviation over seeds. "-": not run (averages need every task).',
         '',
         '| ' + ' | '.join(header) + ' |',
         '|' + '---|' * len(header),
@@ -146,36 +253,80 @@ def write_report(
     paths = [f'{out_prefix}.md', f'{out_prefix}.csv', f'{out_prefix}.png']
     with open(paths[0], 'w') as f:
         f.write('\n'.join(md) + '\n')
-    with open(paths[1], 'w', newline='') as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-    _bar_chart(methods, which, label, paths[2])
+    _write_csv(methods, which, paths[1], names)
+    _bar_chart(methods, which, label, paths[2], names)
     return paths
 
 
+def _write_csv(
+    methods: Mapping[str, Results], which: str, path: str, names: Mapping[str, str] | None
+) -> None:
+    tasks, suite = _task_order(methods)
+    keys = [*GROUPS, 'mean', 'group_mean'] if suite else ['mean']
+    header = ['method']
+    for col in [*tasks, *keys]:
+        header += [col, f'{col}_std']
+    header += ['seeds', 'trainable_without_head', 'minutes_per_run']
+    with open(path, 'w', newline='') as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for method, results in methods.items():
+            agg = aggregate(results, which, tasks, suite)
+            row = [(names or {}).get(method, method)]
+            cells = [agg['per_task'].get(t) for t in tasks]
+            cells += [agg['averages'].get(k) for k in keys]
+            for cell in cells:
+                row += ['', ''] if cell is None else [f'{cell[0]:.2f}', f'{cell[1]:.2f}']
+            row += [agg['seeds'], agg['params'] or '', f'{agg["minutes"]:.3f}']
+            writer.writerow(row)
+
+
 def _bar_chart(
-    methods: Mapping[str, Mapping[str, dict]], which: str, label: str, path: str
+    methods: Mapping[str, Results],
+    which: str,
+    label: str,
+    path: str,
+    names: Mapping[str, str] | None,
 ) -> None:
     import matplotlib
 
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    tasks = [t for t in VTAB_TASKS if any(t in r for r in methods.values())]
-    tasks += sorted({t for r in methods.values() for t in r} - set(VTAB_TASKS))
+    tasks, suite = _task_order(methods)
+    columns = tasks + (['mean'] if len(tasks) > 1 else [])
     width = 0.8 / max(len(methods), 1)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(tasks) * max(len(methods), 1)), 4.0))
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.35 * len(columns) * max(len(methods), 1)), 4.5))
+    cmap = plt.get_cmap('tab20')
     for i, (method, results) in enumerate(methods.items()):
-        xs = [j + i * width for j in range(len(tasks))]
-        ys = [results[t][which] if t in results else 0.0 for t in tasks]
-        ax.bar(xs, ys, width=width, label=method)
-    ax.set_xticks([j + width * (len(methods) - 1) / 2 for j in range(len(tasks))])
-    ax.set_xticklabels(tasks, rotation=45, ha='right')
+        agg = aggregate(results, which, tasks, suite)
+        stats = [agg['per_task'].get(t, (0.0, 0.0)) for t in tasks]
+        if len(tasks) > 1:
+            stats.append(agg['averages'].get('mean', (0.0, 0.0)))
+        xs = [j + i * width for j in range(len(columns))]
+        ys = [0.0 if math.isnan(m) else m for m, _ in stats]
+        errs = [0.0 if math.isnan(s) else s for _, s in stats]
+        ax.bar(
+            xs,
+            ys,
+            width=width,
+            yerr=errs,
+            capsize=1.5,
+            error_kw=dict(lw=0.6),
+            color=cmap(i % 20),
+            label=(names or {}).get(method, method),
+        )
+    ax.set_xticks([j + width * (len(methods) - 1) / 2 for j in range(len(columns))])
+    ax.set_xticklabels(columns, rotation=30, ha='right')
     ax.set_ylabel('top-1 accuracy (%)')
     ax.set_ylim(0, 100)
-    ax.set_title(f'VTAB-1k: {label}')
-    ax.legend(fontsize='small')
+    ax.set_title(f'{suite or "tasks"}: {label}', fontsize='medium')
+    ax.legend(
+        fontsize='x-small',
+        ncol=2 if len(methods) > 8 else 1,
+        loc='upper left',
+        bbox_to_anchor=(1.0, 1.0),
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
