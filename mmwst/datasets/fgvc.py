@@ -118,7 +118,8 @@ class FGVC(BaseDataset):
             raise ValueError(f'unknown split {split!r}; expected one of {FGVC_SPLITS}')
         self.dataset_name = canonical_fgvc(dataset)
         info = FGVC_DATASETS[self.dataset_name]
-        root = osp.expanduser(data_root)
+        # absolute, so that BaseDataset does not join a relative root onto itself again
+        root = osp.abspath(osp.expanduser(data_root))
         if folder is not None:
             root = osp.join(root, info.folder if folder == 'auto' else folder)
         if not osp.isdir(root):

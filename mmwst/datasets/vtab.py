@@ -147,7 +147,8 @@ class VTAB1k(BaseDataset):
             if task not in EXTRA_TASKS:
                 task = canonical_task(task)
             num_classes = vtab_num_classes(task)
-        task_dir = osp.join(osp.expanduser(data_root), task)
+        # absolute, so that BaseDataset does not join a relative root onto itself again
+        task_dir = osp.abspath(osp.join(osp.expanduser(data_root), task))
         if not osp.isdir(task_dir):
             raise FileNotFoundError(
                 f'VTAB-1k task folder {task_dir} does not exist. Put the extracted VTAB-1k '

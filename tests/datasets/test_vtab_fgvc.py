@@ -152,3 +152,17 @@ def test_fgvc_finds_the_usual_folder_under_a_common_root(tmp_path, monkeypatch):
     assert dataset.get_data_info(0)['img_path'] == str(
         tmp_path / 'CUB_200_2011' / 'images' / 'a' / '4.jpg'
     )
+
+
+def test_relative_roots_are_read_from_the_working_directory(tmp_path, monkeypatch):
+    """A relative data root (the configs' default) must not be joined onto itself."""
+    from mmwst.datasets import fgvc
+
+    _vtab_task(tmp_path / 'vtab')
+    monkeypatch.setitem(fgvc.FGVC_DATASETS, 'cub', fgvc.FGVCInfo(2, 'images'))
+    _fgvc(tmp_path / 'fgvc')
+    monkeypatch.chdir(tmp_path)
+    vtab = VTAB1k('vtab', 'cifar', split='test')
+    assert len(vtab) == 3 and os.path.isfile(vtab.get_data_info(0)['img_path'])
+    cub = FGVC('fgvc', 'cub', split='test')
+    assert len(cub) == 1 and os.path.isfile(cub.get_data_info(0)['img_path'])

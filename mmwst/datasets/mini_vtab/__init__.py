@@ -10,6 +10,13 @@ Seven tasks mirror the three VTAB-1k groups:
   closest object's depth bin). They keep the class counts of the VTAB-1k tasks they are
   named after.
 
+Labels: ``land_cover`` 0-7 = water, forest, crops, urban, highway, river, desert, snow;
+``cell_patches`` 0-3 = stroma, normal, inflamed, tumour; ``dsprites_loc`` = bin of the
+sprite centroid's x (0 leftmost); ``dsprites_ori`` = bin of the direction the heart's or
+arrow's tip points in (0: 0-22.5 degrees counter-clockwise from "right"); ``clevr_count``
+= objects - 3 (3-10 objects); ``clevr_dist`` = depth bin of the closest object (0 nearest,
+bins of equal height in the image).
+
 :func:`write_mini_vtab` writes each task as :class:`mmwst.datasets.VTAB1k` reads it::
 
     <root>/mini_vtab.json                 arguments, class counts and label histograms
@@ -25,7 +32,9 @@ images, whatever ``num_train`` and ``num_test``).
 
 Scenes are drawn at 4x the output side and box-filtered down. The output depends only on
 the arguments: each image has its own random stream, seeded from ``seed``, a fixed number
-per task (a CRC-32 of its name), the split and the image index.
+per task (a CRC-32 of its name), the split and the image index. An image that repeats an
+earlier one of its task pixel for pixel is drawn again from its stream, so no test image
+equals a training image.
 """
 
 from __future__ import annotations
@@ -47,6 +56,8 @@ from .render_specialized import (
 )
 from .render_structured import (
     CLEVR_DIST_EDGES,
+    CLEVR_MAX_OBJECTS,
+    CLEVR_MIN_OBJECTS,
     SPRITE_BINS,
     render_clevr_count,
     render_clevr_dist,
@@ -61,7 +72,7 @@ MINI_VTAB_TASKS: dict[str, int] = {
     'cell_patches': len(CELL_CLASSES),
     'dsprites_loc': SPRITE_BINS,
     'dsprites_ori': SPRITE_BINS,
-    'clevr_count': 8,
+    'clevr_count': CLEVR_MAX_OBJECTS - CLEVR_MIN_OBJECTS + 1,
     'clevr_dist': len(CLEVR_DIST_EDGES) - 1,
 }
 #: The VTAB-1k groups.
@@ -166,7 +177,7 @@ def _write_task(
     first, _ = train_val_sizes(num_train)
     chosen = {
         'train800': lines['train'][:first],
-        'val200': lines['train'][first - 1 :],
+        'val200': lines['train'][first:],
         'train800val200': lines['train'],
         'test': lines['test'],
     }
@@ -216,6 +227,11 @@ def write_mini_vtab(
         num_test (int): Test images per task (at least 1). Defaults to 500.
         overwrite (bool): Rewrite tasks whose four list files exist already (those are
             skipped otherwise). Defaults to False.
+
+    ``digits`` ignores ``num_train`` and ``num_test`` (1,000 + 797 images). ``mini_vtab.json``
+    holds the arguments of the latest call and, per task, the size and seed it was written
+    with (None when its files predate the description), its group, class count, and the
+    image count and label histogram of each split (read back from the list files).
 
     Returns:
         list[str]: The task folders, in the order of ``tasks``.

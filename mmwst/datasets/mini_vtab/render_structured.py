@@ -287,7 +287,8 @@ def _draw_object(draw: ImageDraw.ImageDraw, obj: dict, side: int) -> None:
             t = i / (bands - 1)
             factor = 0.95 - 0.35 * t + (0.15 if metal and i == 1 else 0.0)
             bx0 = x0 + w * i / bands
-            draw.rectangle([bx0, top, bx0 + w / bands + 1, y], fill=_shade(colour, factor))
+            bx1 = min(x1, bx0 + w / bands + 1)  # a little overlap, so no seam shows
+            draw.rectangle([bx0, top, bx1, y], fill=_shade(colour, factor))
         draw.ellipse([x0, top - d / 2, x1, top + d / 2], fill=_shade(colour, 1.0, 0.1))
 
 
@@ -327,7 +328,12 @@ def _scene(
 
 
 def render_clevr_count(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
-    """A scene of ``label + 3`` objects with separated screen boxes."""
+    """A scene of ``label + 3`` objects on the floor.
+
+    The objects' screen boxes are at least 2 output pixels apart, so objects never touch
+    or hide one another (only their grey shadows may reach a neighbour). Crowded scenes
+    hold more of the far, small objects: near, large ones fit less often.
+    """
     count = label + CLEVR_MIN_OBJECTS
     return render_clevr_scene(rng, _scene(rng, size, count, count, CLEVR_NEAR), size)
 
