@@ -11,8 +11,8 @@ regularisation C in {0.01, 0.1, 1, 10} by training on ``train800`` and scoring o
 all 1,000 images and scored on ``test``.
 
 ``--pretrained`` takes a file exported by tools/pretrain_backbone.py (its architecture
-is read from the file) and defaults to the shipped backbone; ``--random`` probes the
-same architecture with freshly initialised weights (``--seed``), the reference that
+is read from the file) and defaults to the shipped backbone; ``--random`` probes that
+architecture with freshly initialised weights (``--seed``) instead, the reference that
 shows what pretraining added.
 """
 
@@ -119,9 +119,10 @@ def host_from_file(path: str) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument('--pretrained', help='exported backbone (default: the shipped one)')
-    group.add_argument('--random', action='store_true', help='random weights, same arch')
+    parser.add_argument('--pretrained', help='exported backbone (default: the shipped one)')
+    parser.add_argument(
+        '--random', action='store_true', help="random weights of --pretrained's architecture"
+    )
     parser.add_argument('--root', default='data/mini-vtab', help='folder of the task folders')
     parser.add_argument('--tasks', nargs='+', default=['all'])
     parser.add_argument('--seed', type=int, default=0, help='initialisation seed (--random)')
