@@ -27,6 +27,7 @@ root through VTAB_ROOT), which every VTAB config reads.
 """
 
 import argparse
+import json
 import os
 import os.path as osp
 import subprocess
@@ -121,6 +122,12 @@ def main(argv=None) -> int:
             parser.error(f'config {config} does not exist')
     names = method_names(args.configs)
     labels = board_names(args.configs, names)
+
+    os.makedirs(args.work_dir, exist_ok=True)
+    with open(osp.join(args.work_dir, 'sweep_args.json'), 'w') as f:
+        json.dump(
+            dict(vars(args), tasks=tasks, methods=dict(zip(names, args.configs))), f, indent=2
+        )
 
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     runs = []

@@ -13,11 +13,14 @@ _base_ = [
     '../_base_/dense/shapes_demo_runtime.py',
 ]
 
+from mmwst.weights import shipped_vit_host
+
 data_root = '{{$SHAPES_ROOT:data/shapes}}/'
 classes = ('background', 'circle', 'square', 'triangle')
 # mmwst.datasets.shapes.SEG_PALETTE: black background, one colour per shape
 palette = [[0, 0, 0], [220, 20, 60], [0, 160, 255], [255, 200, 0]]
 image_size = 128
+vit = shipped_vit_host(img_size=image_size)
 side_channels = (32, 48, 64, 96)  # HST side-network widths = the four map widths
 norm_cfg = dict(type='BN', requires_grad=True)
 
@@ -27,12 +30,8 @@ model = dict(
     backbone=dict(
         _delete_=True,
         type='mmwst.DenseTunedViT',
-        arch=dict(embed_dims=64, num_layers=4, num_heads=4, feedforward_channels=256),
-        img_size=image_size,
-        patch_size=8,
+        **vit,  # the shipped ViT-T/8: arch, patch 8, weights (mmwst/weights)
         drop_path_rate=0.0,
-        pretrained=None,
-        save_frozen=True,  # random frozen weights cannot be read back from a file
         wst=dict(rank=2, scale=1.0),
         hst=dict(channels=side_channels, num_heads=(1, 2, 2, 4)),
     ),

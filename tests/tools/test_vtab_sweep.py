@@ -1,4 +1,5 @@
-"""tools/vtab_sweep.py: two methods on the generated digits task, one table and chart.
+"""tools/vtab_sweep.py: two methods x two seeds on the generated digits task, run two at
+a time, one table (mean and spread over seeds, parameters, time) and a chart.
 
 Also the proof that training learns: full fine-tuning from random weights and LoRA + SSF
 on a random frozen backbone both end far above chance (10%) after 4 short epochs.
@@ -7,6 +8,7 @@ on a random frozen backbone both end far above chance (10%) after 4 short epochs
 import csv
 import json
 import os.path as osp
+import statistics
 
 import pytest
 import torch
@@ -41,6 +43,11 @@ def sweep(digits_root, tmp_path_factory):
         *CONFIGS,
         '--tasks',
         'digits',
+        '--seeds',
+        '0',
+        '1',
+        '--jobs',
+        '2',
         '--data-root',
         osp.dirname(digits_root),
         '--work-dir',
@@ -58,11 +65,32 @@ def sweep(digits_root, tmp_path_factory):
     return dict(work=base / 'work', first=first, again=again, best=best)
 
 
-def test_both_methods_learn_far_above_chance(sweep):
+def _result(sweep, method, seed):
+    return json.loads(
+        (sweep['work'] / method / 'digits' / f'seed{seed}' / 'result.json').read_text()
+    )
+
+
+def test_both_methods_learn_far_above_chance_with_every_seed(sweep):
     for method in METHODS:
-        result = json.loads((sweep['work'] / method / 'digits' / 'result.json').read_text())
-        assert result['final'] > 30.0, (method, result)  # chance is 10%
-        assert result['validations'] == 2 and result['best'] >= result['final']
+        for seed in (0, 1):
+            result = _result(sweep, method, seed)
+            assert result['final'] > 30.0, (method, seed, result)  # chance is 10%
+            assert result['validations'] == 2 and result['best'] >= result['final']
+            assert result['seconds'] > 0
+        assert _result(sweep, method, 0)['final'] != _result(sweep, method, 1)['final']
+    # what trains: everything (full fine-tuning) vs LoRA + SSF and the head
+    full, lora = (_result(sweep, m, 0) for m in METHODS)
+    assert full['trainable_without_head'] > 20 * lora['trainable_without_head'] > 0
+
+
+def test_the_seed_reaches_the_run(sweep):
+    from mmengine.config import Config
+
+    for seed in (0, 1):
+        run = sweep['work'] / METHODS[0] / 'digits' / f'seed{seed}'
+        (dumped,) = run.glob('*.py')
+        assert Config.fromfile(str(dumped)).randomness.seed == seed
 
 
 def test_report_has_table_csv_and_chart(sweep):
@@ -70,11 +98,14 @@ def test_report_has_table_csv_and_chart(sweep):
     assert 'final-epoch' in md and all(m in md for m in METHODS)
     with open(sweep['work'] / 'vtab_results.csv') as f:
         rows = list(csv.reader(f))
-    assert rows[0][:2] == ['method', 'digits'] and rows[0][-2:] == ['mean (19)', 'mean of groups']
-    finals = {row[0]: float(row[1]) for row in rows[1:]}
+    assert rows[0][:3] == ['method', 'digits', 'digits_std'] and rows[0][-3] == 'seeds'
+    cells = {row[0]: row for row in rows[1:]}
     for method in METHODS:
-        expected = json.loads((sweep['work'] / method / 'digits' / 'result.json').read_text())
-        assert finals[method] == pytest.approx(expected['final'], abs=0.05)
+        finals = [_result(sweep, method, seed)['final'] for seed in (0, 1)]
+        assert float(cells[method][1]) == pytest.approx(statistics.mean(finals), abs=0.01)
+        assert float(cells[method][2]) == pytest.approx(statistics.stdev(finals), abs=0.01)
+        assert cells[method][-3] == '2'
+    assert ' ± ' in md
     png = sweep['work'] / 'vtab_results.png'
     assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n' and png.stat().st_size > 5000
 
@@ -99,3 +130,30 @@ def test_group_means_need_every_task():
     partial = summarise(accs)
     assert partial['natural'] == pytest.approx(groups[0])
     assert partial['mean'] != partial['mean']  # NaN: incomplete
+
+
+def test_averages_are_taken_per_seed_then_summarised_over_common_seeds():
+    from mmwst.datasets import MINI_VTAB_GROUPS, MINI_VTAB_TASKS
+    from mmwst.utils.vtab_report import aggregate, suite_of, table_rows
+
+    tasks = list(MINI_VTAB_TASKS)
+    assert suite_of(tasks) == 'mini-vtab' and suite_of(['cifar', 'dtd']) == 'vtab-1k'
+    # seed 0: every task 50 + i; seed 1: every task 60 + i; seed 2 only on one task
+    results = {
+        t: {'0': dict(final=50.0 + i), '1': dict(final=60.0 + i)} for i, t in enumerate(tasks)
+    }
+    results['digits']['2'] = dict(final=0.0, trainable_without_head=5)
+    agg = aggregate(results, 'final', tasks, 'mini-vtab')
+    assert agg['seeds'] == 2  # seed 2 is not on every task: left out of the averages
+    means = [statistics.fmean(50.0 + s * 10 + i for i in range(len(tasks))) for s in (0, 1)]
+    assert agg['averages']['mean'] == pytest.approx(
+        (statistics.fmean(means), statistics.stdev(means))
+    )
+    group = MINI_VTAB_GROUPS['structured']
+    per_seed = [statistics.fmean(50.0 + s * 10 + tasks.index(t) for t in group) for s in (0, 1)]
+    assert agg['averages']['structured'][0] == pytest.approx(statistics.fmean(per_seed))
+    # per task: every seed that task has
+    assert agg['per_task']['digits'][0] == pytest.approx(statistics.fmean([50.0, 60.0, 0.0]))
+    header, rows = table_rows({'m': results})
+    assert header[1 : 1 + len(tasks)] == tasks and 'mean (7)' in header
+    assert rows[0][header.index('params')] == '5'
