@@ -69,7 +69,7 @@ test_evaluator = val_evaluator
 
 lr = 1e-3
 warmup_epochs = 1
-max_epochs = 10
+max_epochs = 8
 optim_wrapper = dict(
     constructor='mmwst.TunerOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=lr, weight_decay=0.05),
