@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 
 from torch import nn
 
+from .backbones.host import TunableHostMixin
+
 
 @dataclass
 class ParamRow:
@@ -61,15 +63,13 @@ class ParamReport:
 
 
 def _backbone_rows(backbone: nn.Module) -> list[ParamRow]:
-    tuners = getattr(backbone, 'tuners', None)
-    if tuners is None:
+    if not isinstance(backbone, TunableHostMixin):
         return [ParamRow.of('backbone', list(backbone.parameters()))]
     rows, claimed = [], set()
-    for i, tuner in enumerate(tuners):
-        own = [p for p in tuner.parameters() if id(p) not in claimed]
-        host = [p for p in tuner.host_parameters(backbone) if id(p) not in claimed]
-        claimed.update(id(p) for p in own + host)
-        rows.append(ParamRow.of(f'tuner {i}: {type(tuner).__name__}', own + host))
+    for name, params in backbone.named_parts():
+        own = [p for p in params if id(p) not in claimed]
+        claimed.update(id(p) for p in own)
+        rows.append(ParamRow.of(name, own))
     rest = [p for p in backbone.parameters() if id(p) not in claimed]
     rows.append(ParamRow.of('backbone (frozen host)', rest))
     return rows
@@ -77,7 +77,7 @@ def _backbone_rows(backbone: nn.Module) -> list[ParamRow]:
 
 def parameter_report(model: nn.Module) -> ParamReport:
     """Report for a whole model (classifier, detector, segmentor) or a bare backbone."""
-    if hasattr(model, 'tuners') or not hasattr(model, 'backbone'):
+    if isinstance(model, TunableHostMixin) or not hasattr(model, 'backbone'):
         rows = _backbone_rows(model)
         head_rows: list[ParamRow] = []
     else:

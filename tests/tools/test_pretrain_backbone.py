@@ -90,5 +90,5 @@ def test_the_export_loads_strictly_into_an_mmwst_host(exported):
         model.layers[3].attn.qkv.weight, weights['layers.3.attn.qkv.weight'].float()
     )
     wider = dict(host, arch=dict(host['arch'], embed_dims=192, num_heads=3))
-    with pytest.raises(ValueError, match='mis-shaped'):
+    with pytest.raises(ValueError, match='width 128 differs'):
         TunedVisionTransformer(**wider, pretrained=str(exported['out'])).init_weights()

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
+
+import torch
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from ...registry import MODELS
+from ..layers.hst_side import HSTSide, SideState
+from ..layers.wst_branch import WSTBranch, add_to_patches, patch_map
+from ..layers.wst_pyramid import WSTPyramid
 from .vit import TunedVisionTransformer
 
 DEFAULT_WST = dict(rank=2, scale=1.0)
@@ -15,44 +23,74 @@ DEFAULT_HST = dict(channels=(64, 128, 256, 384), num_heads=(2, 4, 8, 12))
 class DenseTunedViT(TunedVisionTransformer):
     """Four NCHW maps at strides 4 / 8 / 16 / 32 from a frozen plain ViT (mmdet, mmseg).
 
-    Our dense design (design.md, decision 6); no reference code exists. Information flow
-    for an image ``(B, 3, H, W)`` and a ViT of width D and patch size p (grid h x w):
+    Our dense design (no reference code exists): a frozen ViT, WST's fine branch
+    (:class:`~mmwst.models.layers.WSTBranch`) and HST's hierarchical side network
+    (:class:`~mmwst.models.layers.HSTSide`), driven by one loop over the ViT's layers in
+    :meth:`forward`. For an image ``(B, 3, H, W)``, a ViT of width D, patch size p
+    (grid h x w) and L layers, per layer ``l``:
 
-    1. The frozen ViT runs as usual on ``[cls; patches]``; HST prepends one meta token
-       per layer (``M_l``) and trains the blocks' LayerNorms.
-    2. WST (``wst``) embeds the image at stride p/2 (``S_0``: ``(B, D/4, 2h, 2w)``) and,
-       at every layer ``l``, mixes ``DWT(S_l)`` with the layer's patch tokens through a
-       rank-r bottleneck ``W_l``, feeds ``s * W_l`` back into the ViT tokens and carries
-       ``S_{l+1} = IDWT(W_l)`` on.
-    3. The HST side network (``hst``; widths C = (64, 128, 256, 384) by default) starts
-       from a stride-4 convolutional stem on the image; its stage s (strides 4/8/16/32)
-       is driven by layers ``l`` of the s-th quarter of the ViT: each side block
-       cross-attends from its tokens to ``[g_l; t_l]`` (the layer's meta-token output
-       through a shared bridge, and the mean of the bridged patch tokens), then adds the
-       fine-grained injection ``f_l`` (the layer's patch tokens, bridged and resized to
-       the stage grid) plus, with WST on, ``Linear_s(resize(S_{l+1}))``.
-    4. Each stage ends with a LayerNorm and is emitted as a map: ``(B, C_s, H/4,
-       W/4) ... (B, C_4, H/32, W/32)``.
+    1. the patch tokens entering the layer are the patch map ``X_l`` ``(B, h, w, D)``
+       (channels-last: a view of the tokens, no copy);
+    2. WST (``wst``): ``W_l, S_{l+1} = branch.step(S_l, X_l)``, from ``S_0`` = the image
+       embedded at stride p/2 ``(B, D/4, 2h, 2w)``;
+    3. the frozen block runs - with HST and ``host_grad=True`` on
+       ``[M_l; cls; patches]``, one learned meta token in front;
+    4. WST's feedback, ``host_grad=True`` only: the block's patch tokens get
+       ``scale * W_l``; the result is ``X_{l+1}``, the patch map the side network reads
+       as ``F_l`` and WST reads at the next layer;
+    5. HST (``hst``): side block ``l`` reads the layer's key token (``m_l``, the meta
+       token's output; with ``host_grad=False`` the class token's output), ``F_l`` and,
+       with WST on, ``S_{l+1}``; every ``L/4`` layers a stage of widths ``C`` closes into
+       a map at strides 4, 8, 16, 32 (default widths ``(64, 128, 256, 384)``).
 
-    Switching parts off: ``hst=None`` keeps WST and emits
-    ``mmwst.WSTPyramid`` maps (``S_L`` at stride 8, its 2x upsampling at 4, the ViT map at
-    16, pooled at 32; widths ``(D/4, D/4, D, D)``); ``wst=None`` keeps the side network
-    alone. Any input whose sides are multiples of the patch size works (position
-    embeddings and the side network follow the input). Further tuners (e.g. LoRA) can be
-    added through ``tuners``; they run before WST and HST.
+    The four maps are the side network's stages, or with ``hst=None`` the
+    :class:`~mmwst.models.layers.WSTPyramid` of ``S_L`` and the last patch map (widths
+    ``(D/4, D/4, D, D)``). Further tuners (``tuners``, e.g. LoRA) run their hooks around
+    each block before WST and HST see the tokens.
+
+    Two modes (``host_grad``):
+
+    - ``True`` (through the ViT, as WST and HST are published): gradients flow through
+      the frozen blocks to WST's feedback, HST's meta tokens and the ViT's LayerNorms,
+      which HST trains. Memory and time are those of back-propagating through the ViT.
+    - ``False`` (never through the ViT): the ViT runs without autograd and keeps no
+      activations; the branch and the side network read its detached per-layer tokens
+      and only they train. WST gives no feedback (the ViT computes exactly its frozen
+      features), HST inserts no meta token (the class token's output of each layer
+      takes its place as the side block's key) and the ViT's LayerNorms stay frozen.
+      Memory stays close to the frozen forward's; a training step costs about a frozen
+      forward plus the side parts.
 
     Args:
-        wst (dict, optional): ``mmwst.WST`` arguments (``rank``, ``scale``, ``wavelet``),
-            or None to switch WST off. Defaults to ``dict(rank=2, scale=1.0)``.
-        hst (dict, optional): ``mmwst.HST`` arguments (``channels``, ``num_heads``,
-            ``drop_path_rate``...), or None. Defaults to widths (64, 128, 256, 384) and
-            heads (2, 4, 8, 12).
-        tuners (list[dict]): More tuners. Defaults to none.
+        wst (dict, optional): WST arguments (``rank``, ``scale``, ``wavelet``), or None
+            to switch WST off. Defaults to ``dict(rank=2, scale=1.0)``.
+        hst (dict, optional): HST side-network arguments (``channels``, ``num_heads``,
+            ``mlp_ratio``, ``qkv_bias``, ``drop_path_rate``), or None. Defaults to widths
+            (64, 128, 256, 384) and heads (2, 4, 8, 12).
+        host_grad (bool): Back-propagate through the frozen ViT. Defaults to True.
+        tuners (list[dict]): More tuners (``host_grad=True`` only). Defaults to none.
         **kwargs: :class:`TunedVisionTransformer` / mmpretrain ``VisionTransformer``
             arguments (``arch``, ``img_size``, ``patch_size``, ``pretrained``...).
 
-    Trainable parameters (ViT-B/16, default widths): printed by
-    ``python tools/count_params.py configs/wst_coco.py`` and asserted in the tests.
+    Attributes:
+        out_channels (tuple[int, ...]): Widths of the four maps.
+        out_strides (tuple[int, ...]): Their strides relative to the input, (4, 8, 16, 32).
+
+    Trainable parameters (ViT-B/16, default widths, ``host_grad=True``): WST 83,160, side
+    network with its bridges 10,564,672 (``python tools/count_params.py
+    configs/wst_coco.py``); ``host_grad=False`` trains neither the 12 meta tokens
+    (9,216) nor the ViT LayerNorms (36,864).
+
+    Examples:
+        >>> import torch
+        >>> from mmwst.models.backbones import DenseTunedViT
+        >>> arch = dict(embed_dims=32, num_layers=4, num_heads=2, feedforward_channels=64)
+        >>> model = DenseTunedViT(arch=arch, img_size=64, patch_size=8, host_grad=False,
+        ...                       hst=dict(channels=(8, 16, 16, 32), num_heads=(1, 2, 2, 4)))
+        >>> [tuple(m.shape) for m in model(torch.rand(1, 3, 64, 96))]
+        [(1, 8, 16, 24), (1, 16, 8, 12), (1, 16, 4, 6), (1, 32, 2, 3)]
+        >>> model.out_channels, model.out_strides
+        ((8, 16, 16, 32), (4, 8, 16, 32))
     """
 
     def __init__(
@@ -60,6 +98,7 @@ class DenseTunedViT(TunedVisionTransformer):
         *args,
         wst: dict | None = DEFAULT_WST,
         hst: dict | None = DEFAULT_HST,
+        host_grad: bool = True,
         tuners: Sequence[dict] = (),
         **kwargs,
     ) -> None:
@@ -69,25 +108,116 @@ class DenseTunedViT(TunedVisionTransformer):
                 'switch both off); for other tuners use TunedVisionTransformer '
                 'with out_type="featmap" and mmwst.SimpleFeaturePyramid'
             )
-        dense = []
-        if wst is not None:
-            dense.append(dict(type='mmwst.WST', **wst))
-        if hst is not None:
-            dense.append(
-                dict(type='mmwst.HST', **hst, output='pyramid', fine_branch=wst is not None)
+        if not host_grad and tuners:
+            raise ValueError(
+                'host_grad=False never back-propagates through the ViT, so tuners inside it '
+                f'({", ".join(str(t.get("type")) for t in tuners)}) could not learn; remove '
+                'them or set host_grad=True'
             )
-        else:
-            dense.append(dict(type='mmwst.WSTPyramid'))
         kwargs.setdefault('out_type', 'featmap')
-        super().__init__(*args, tuners=[*tuners, *dense], **kwargs)
+        super().__init__(*args, tuners=tuners, **kwargs)
+        self.host_grad = bool(host_grad)
+        dim, layers = self.embed_dims, len(self.layers)
+        in_channels = self.patch_embed.projection.in_channels
+        wst = dict(wst) if wst is not None else None
+        self.wst_scale = float(wst.pop('scale', 1.0)) if wst is not None else 0.0
+        self.wst = (
+            WSTBranch(in_channels, dim, self.patch_size, layers, **wst) if wst is not None else None
+        )
+        if hst is not None:
+            self.side = HSTSide(
+                dim,
+                layers,
+                **hst,
+                meta_tokens=self.host_grad,
+                branch_dims=dim // 4 if self.wst is not None else None,
+                in_channels=in_channels,
+            )
+            self.pyramid = None
+            self.out_channels = tuple(self.side.channels)
+            self.out_strides = tuple(self.side.strides)
+        else:
+            self.side = None
+            self.pyramid = WSTPyramid(dim)
+            self.out_channels = tuple(self.pyramid.out_channels)
+            self.out_strides = tuple(self.pyramid.out_strides)
+        self._freeze_host()  # again, now that the side network decides about the norms
 
-    @property
-    def out_channels(self) -> tuple[int, ...]:
-        """Widths of the four output maps."""
-        last = self.tuners[-1]
-        return tuple(last.channels) if hasattr(last, 'side') else tuple(last.out_channels)
+    def trained_host_parameters(self) -> list[nn.Parameter]:
+        """The tuners' host parameters and, through the ViT with HST, the ViT's
+        LayerNorms (``norm1``, ``norm2`` of every block), which HST trains."""
+        return super().trained_host_parameters() + self._side_norms()
 
-    @property
-    def out_strides(self) -> tuple[int, ...]:
-        """Strides of the four output maps (HST's side network or WSTPyramid)."""
-        return tuple(self.tuners[-1].out_strides)
+    def _side_norms(self) -> list[nn.Parameter]:
+        if getattr(self, 'side', None) is None or not self.host_grad:
+            return []
+        return [p for spec in self.blocks for n in (spec.norm1, spec.norm2) for p in n.parameters()]
+
+    def named_parts(self) -> list[tuple[str, list[nn.Parameter]]]:
+        parts = super().named_parts()
+        if self.wst is not None:
+            parts.append(('dense: WST branch', list(self.wst.parameters())))
+        if self.side is not None:
+            side = [*self.side.parameters(), *self._side_norms()]
+            parts.append(('dense: HST side network', side))
+        else:
+            parts.append(('dense: WST pyramid', list(self.pyramid.parameters())))
+        return parts
+
+    def init_weights(self) -> None:
+        if getattr(self, '_mmwst_init_done', False):
+            return
+        for part in (self.wst, self.side, self.pyramid):
+            if part is not None:
+                part.reset_parameters()
+        super().init_weights()
+
+    # ---- forward -------------------------------------------------------------------------
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        self._check_input(x)
+        image = x
+        with nullcontext() if self.host_grad else torch.no_grad():
+            tokens, ctx = self._embed_tokens(x)  # (B, prefix + h*w, D)
+        grid, prefix = ctx.patch_resolution, ctx.num_prefix
+        branch = self.wst.embed(image) if self.wst is not None else None  # S_0
+        side = SideState()
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            for tuner in self.tuners:
+                tokens = tuner.before_block(i, tokens, ctx)
+            delta = None
+            if self.wst is not None:  # W_l, S_{l+1} from S_l and X_l
+                delta, branch = self.wst.step(i, branch, patch_map(tokens, prefix, grid))
+            tokens, key = self._run_block(i, layer, tokens)
+            for tuner in self.tuners:
+                tokens = tuner.after_block(i, tokens, ctx)
+            if delta is not None and self.host_grad:  # WST's feedback into the ViT
+                tokens = add_to_patches(tokens, prefix, delta, self.wst_scale)
+            if self.side is not None:  # F_l = X_{l+1}
+                patches = patch_map(tokens, prefix, grid)
+                self.side.step(side, i, image, key, patches, branch)
+            if i == last:
+                for tuner in self.tuners:
+                    tokens = tuner.after_blocks(tokens, ctx)
+        if self.side is not None:
+            return tuple(side.maps)
+        return self.pyramid(branch, patch_map(tokens, prefix, grid), image.shape[-2:])
+
+    def _run_block(
+        self, index: int, layer: nn.Module, tokens: Tensor
+    ) -> tuple[Tensor, Tensor | None]:
+        """One frozen block; returns its tokens and the layer's key token for the side
+        network (the meta token's output, or the class token's)."""
+        if not self.host_grad:
+            with torch.no_grad():
+                out = layer(tokens)
+            return out, out[:, 0]
+        if self.side is not None:  # [M_l; prefix; patches]
+            tokens = torch.cat([self.side.meta(index, tokens), tokens], dim=1)
+        if self.with_cp and self.training and torch.is_grad_enabled():
+            out = checkpoint(layer, tokens, use_reentrant=False)
+        else:
+            out = layer(tokens)
+        if self.side is not None:
+            return out[:, 1:], out[:, 0]
+        return out, None

@@ -157,8 +157,12 @@ class TunableHostMixin:
             if id(module) not in tuner_modules:
                 yield module
 
+    def trained_host_parameters(self) -> list[nn.Parameter]:
+        """The host's own parameters that train (those the tuners declare)."""
+        return [p for tuner in self.tuners for p in tuner.host_parameters(self)]
+
     def _freeze_host(self) -> None:
-        trained = {id(p) for tuner in self.tuners for p in tuner.host_parameters(self)}
+        trained = {id(p) for p in self.trained_host_parameters()}
         for _, param in self.host_named_parameters():
             param.requires_grad_(id(param) in trained)
         for param in self.tuners.parameters():
@@ -216,9 +220,19 @@ class TunableHostMixin:
         return {k: loaded[k] for k in expected}
 
     def _host_state(self) -> dict[str, Tensor]:
+        """The host's own entries of the full state dict (no tuner, no added module)."""
         with self.full_state_dict():
             state = nn.Module.state_dict(self)
-        return {k: v for k, v in state.items() if not k.startswith(TUNERS_ATTR + '.')}
+        host = {*self._host_param_names, *self._host_buffer_names}
+        return {k: v for k, v in state.items() if k in host}
+
+    def named_parts(self) -> list[tuple[str, list[nn.Parameter]]]:
+        """The trainable parts for parameter reports: each tuner with the host
+        parameters it trains. Subclasses with parts of their own add them."""
+        return [
+            (f'tuner {i}: {type(t).__name__}', [*t.parameters(), *t.host_parameters(self)])
+            for i, t in enumerate(self.tuners)
+        ]
 
     def load_pretrained(self) -> None:
         """Copy the ``pretrained`` file's weights into the host (strict, verified)."""

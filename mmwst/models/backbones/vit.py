@@ -132,26 +132,8 @@ class TunedVisionTransformer(TunableHostMixin, VisionTransformer):
     # ---- forward -----------------------------------------------------------------------
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         self._check_input(x)
-        image = x
-        B = x.shape[0]
-        x, patch_resolution = self.patch_embed(x)  # (B, h*w, C)
-        if self.cls_token is not None:
-            x = torch.cat((self.cls_token.expand(B, -1, -1), x), dim=1)
-        x = x + resize_pos_embed(
-            self.pos_embed,
-            self.patch_resolution,
-            patch_resolution,
-            mode=self.interpolate_mode,
-            num_extra_tokens=self.num_extra_tokens,
-        )
-        x = self.drop_after_pos(x)
-        x = self.pre_norm(x)
-
-        ctx = TokenContext(
-            image=image, patch_resolution=tuple(patch_resolution), num_prefix=self.num_extra_tokens
-        )
-        for tuner in self.tuners:
-            x = tuner.before_blocks(x, ctx)
+        x, ctx = self._embed_tokens(x)
+        patch_resolution = ctx.patch_resolution
         outs = []
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
@@ -179,6 +161,29 @@ class TunedVisionTransformer(TunableHostMixin, VisionTransformer):
         if ctx.output is not None:
             return ctx.output
         return tuple(outs)
+
+    def _embed_tokens(self, x: Tensor) -> tuple[Tensor, TokenContext]:
+        """Patch embedding, class token, position embedding (resized to the input's
+        grid), pre-norm, then every tuner's ``before_blocks``: the tokens ``(B, prefix +
+        h*w, D)`` entering the first block and the forward pass's :class:`TokenContext`."""
+        image, batch = x, x.shape[0]
+        x, grid = self.patch_embed(x)  # (B, h*w, D)
+        if self.cls_token is not None:
+            x = torch.cat((self.cls_token.expand(batch, -1, -1), x), dim=1)
+        x = x + resize_pos_embed(
+            self.pos_embed,
+            self.patch_resolution,
+            grid,
+            mode=self.interpolate_mode,
+            num_extra_tokens=self.num_extra_tokens,
+        )
+        x = self.pre_norm(self.drop_after_pos(x))
+        ctx = TokenContext(
+            image=image, patch_resolution=tuple(grid), num_prefix=self.num_extra_tokens
+        )
+        for tuner in self.tuners:
+            x = tuner.before_blocks(x, ctx)
+        return x, ctx
 
     def _format_output(self, x: Tensor, hw) -> Tensor:
         if self.out_type == 'avg_patch':

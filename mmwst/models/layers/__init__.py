@@ -1,4 +1,6 @@
 from .bottleneck import Bottleneck
+from .hst_side import HSTSide, SideState
+from .norm import LayerNorm2d
 from .spectral import SpectralFilter2d
 from .tunable import (
     TunableLinear,
@@ -10,15 +12,22 @@ from .tunable import (
     make_tunable_attention,
 )
 from .wavelet import DWT2d, IDWT2d, dwt2d, idwt2d
+from .wst_branch import WSTBranch
+from .wst_pyramid import WSTPyramid
 
 __all__ = [
     'Bottleneck',
     'DWT2d',
+    'HSTSide',
     'IDWT2d',
+    'LayerNorm2d',
+    'SideState',
     'SpectralFilter2d',
     'TunableLinear',
     'TunableMultiheadAttention',
     'TunableWindowMSA',
+    'WSTBranch',
+    'WSTPyramid',
     'add_kv_fn',
     'add_weight_fn',
     'concat_kv',

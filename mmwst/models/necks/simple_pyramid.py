@@ -9,14 +9,7 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from ...registry import MODELS
-
-
-class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of an NCHW map."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        # (B, C, H, W) -> (B, H, W, C) -> normalise C -> (B, C, H, W)
-        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+from ..layers.norm import LayerNorm2d
 
 
 @MODELS.register_module()

@@ -10,7 +10,6 @@ from .simple import BitFit, FullFineTune, LinearProbe, LNTune
 from .ssf import SSF
 from .vpt import VPT
 from .wst import WST
-from .wst_pyramid import WSTPyramid
 
 __all__ = [
     'HST',
@@ -30,5 +29,4 @@ __all__ = [
     'LoRA',
     'PrefixTuning',
     'TokenContext',
-    'WSTPyramid',
 ]

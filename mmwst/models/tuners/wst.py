@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import numbers
 
-import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ...registry import MODELS
-from ..layers.wavelet import DWT2d, IDWT2d
+from ..layers.wavelet import DWT2d
+from ..layers.wst_branch import WSTBranch, add_to_patches, patch_map
 from .base import BaseTuner, TokenContext
-
-#: ``ctx.state`` key under which WST publishes its branch states [S_0, ..., S_L].
-WST_STATES = 'wst_states'
 
 
 @MODELS.register_module()
@@ -55,12 +52,10 @@ class WST(BaseTuner):
     ``configs/wst``). The method is not the identity at init (``U_l`` is not
     zero-initialised) and cannot be merged into the host's weights.
 
-    Branch states for later use: during a forward pass ``ctx.state[self]`` is a dict
-    with ``'states'``, the list ``[S_0, ..., S_L]`` of branch states, each
-    ``(B, D / 4, 2h, 2w)``, and ``'outputs'``, the list ``[W_0, ..., W_{L-1}]`` of block
-    outputs as tokens ``(B, h * w, D)``. Another tuner placed after this one in the
-    host's ``tuners`` list (a dense side network, for example) can read them in its
-    own ``before_block`` / ``after_block`` / ``after_blocks`` hooks.
+    The math lives in :class:`~mmwst.models.layers.WSTBranch` (``self.branch``); this
+    tuner drives it from the host's token hooks. The dense backbone
+    (:class:`~mmwst.models.backbones.DenseTunedViT`) drives the same module from its own
+    loop.
 
     Initialisation: ``D_l`` and ``U_l`` weights ``trunc_normal(std=0.02)``, biases 0;
     the fine patch embedding uses ``nn.Conv2d``'s default initialisation.
@@ -113,13 +108,10 @@ class WST(BaseTuner):
                 f'WST scale must be a real number, got {type(scale).__name__}: {scale!r}; '
                 'e.g. scale=10.0 (caltech101) or scale=0.1 (dtd)'
             )
+        DWT2d(wavelet)  # an unknown wavelet fails here, before the host is built
         self.rank = int(rank)
         self.scale = float(scale)
         self.wavelet = wavelet
-        self.dwt = DWT2d(wavelet)  # validates the wavelet name
-        self.idwt = IDWT2d(wavelet)
-        self.down = nn.ModuleList()
-        self.up = nn.ModuleList()
 
     # ---- construction ------------------------------------------------------------------
     def build(self, host) -> None:
@@ -131,70 +123,34 @@ class WST(BaseTuner):
                 'fixed patch grid for all layers. Use mmwst.TunedVisionTransformer as the '
                 'backbone.'
             )
-        patch_h, patch_w = host.patch_size
-        if patch_h % 2 or patch_w % 2:
-            raise ValueError(
-                f'WST embeds the image at half the backbone patch size, so the patch size '
-                f'must be even; the host has patch size {(patch_h, patch_w)}. Use a host '
-                'with an even patch size (e.g. 16).'
-            )
-        dim = host.embed_dims
-        if dim % 4:
-            raise ValueError(
-                f'WST gives its branch a quarter of the backbone width (one DWT level maps '
-                f'D / 4 channels to D), so the width must be divisible by 4; the host has '
-                f'embed_dims={dim}. Use a host whose width is a multiple of 4.'
-            )
         widths = {spec.dim for spec in host.blocks}
-        assert widths == {dim}, f'a plain ViT has one width, got {sorted(widths)}'
-        self.embed_dims = dim
-        self.side_dims = dim // 4
-        half_patch = (patch_h // 2, patch_w // 2)
-        in_channels = host.patch_embed.projection.in_channels
-        self.patch_embed = nn.Conv2d(
-            in_channels, self.side_dims, kernel_size=half_patch, stride=half_patch, bias=True
+        assert widths == {host.embed_dims}, f'a plain ViT has one width, got {sorted(widths)}'
+        self.branch = WSTBranch(
+            host.patch_embed.projection.in_channels,
+            host.embed_dims,
+            host.patch_size,
+            len(host.blocks),
+            rank=self.rank,
+            wavelet=self.wavelet,
         )
-        for _ in host.blocks:
-            self.down.append(nn.Linear(dim, self.rank))
-            self.up.append(nn.Linear(self.rank, dim))
-        self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        self.patch_embed.reset_parameters()
-        for linear in (*self.down, *self.up):
-            nn.init.trunc_normal_(linear.weight, std=0.02)
-            nn.init.zeros_(linear.bias)
+        self.branch.reset_parameters()
 
     # ---- forward: the branch beside the frozen blocks -----------------------------------
     def before_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
-        state = self.patch_embed(ctx.image)  # (B, C_in, H, W) -> (B, D / 4, 2h, 2w)
-        h, w = ctx.patch_resolution
-        assert state.shape[-2:] == (2 * h, 2 * w), (tuple(state.shape), (h, w))
-        ctx.state[self] = dict(states=[state], outputs=[])
-        # published for dense consumers (the HST side network reads S_{l+1} per layer)
-        ctx.state[WST_STATES] = ctx.state[self]['states']
+        # this pass's state: [S_l, W_{l-1}]
+        ctx.state[self] = [self.branch.embed(ctx.image), None]  # S_0: (B, D/4, 2h, 2w)
         return x
 
     def before_block(self, index: int, x: Tensor, ctx: TokenContext) -> Tensor:
-        branch = ctx.state[self]
-        assert len(branch['states']) == index + 1, 'wavelet blocks must run in order'
-        batch, prefix = x.shape[0], ctx.num_prefix
-        h, w = ctx.patch_resolution
-        # (B, D / 4, 2h, 2w) -> (B, D, h, w) -> (B, D, h * w) -> (B, h * w, D)
-        bands = self.dwt(branch['states'][-1]).flatten(2).transpose(1, 2)
-        mixed = bands + x[:, prefix:]  # Z_l, (B, h * w, D)
-        out = self.up[index](self.down[index](mixed))  # W_l, (B, h * w, D)
-        # (B, h * w, D) -> (B, D, h * w) -> (B, D, h, w)
-        grid = out.transpose(1, 2).reshape(batch, self.embed_dims, h, w)
-        branch['states'].append(self.idwt(grid))  # S_{l+1}, (B, D / 4, 2h, 2w)
-        branch['outputs'].append(out)
+        state = ctx.state[self]
+        patches = patch_map(x, ctx.num_prefix, ctx.patch_resolution)  # X_l: (B, h, w, D)
+        state[1], state[0] = self.branch.step(index, state[0], patches)  # W_l, S_{l+1}
         return x
 
     def after_block(self, index: int, x: Tensor, ctx: TokenContext) -> Tensor:
-        out = ctx.state[self]['outputs'][index]  # W_l, (B, h * w, D)
-        prefix = ctx.num_prefix
-        patches = x[:, prefix:] + self.scale * out.to(x.dtype)
-        return torch.cat([x[:, :prefix], patches], dim=1)
+        return add_to_patches(x, ctx.num_prefix, ctx.state[self][1], self.scale)
 
     def extra_repr(self) -> str:
         return f'rank={self.rank}, scale={self.scale}, wavelet={self.wavelet!r}'

@@ -1,6 +1,9 @@
 """The dense backbone: frozen ViT + WST branch + HST side network -> 4-level pyramid."""
 
 import copy
+import os.path as osp
+import re
+import zlib
 
 import pytest
 import torch
@@ -16,6 +19,9 @@ VARIANTS = {
     'hst': dict(wst=None, hst=SIDE),
     'wst': dict(wst=dict(rank=2), hst=None),
 }
+
+
+REFERENCE = osp.join(osp.dirname(osp.dirname(osp.dirname(__file__))), 'data', 'dense_reference.pt')
 
 
 def _build(variant, seed=0, patch_size=16, **kwargs):
@@ -48,7 +54,7 @@ def test_wst_pyramid_at_patch_16_needs_no_resampling():
     """At p = 16 the four maps are the branch state, its 2x transposed convolution, the
     ViT map and its 2x max-pooling, untouched."""
     model = _build('wst').eval()
-    pyramid = model.tuners[-1]
+    pyramid = model.pyramid
     with torch.no_grad():
         outs = model(torch.randn(1, 3, 64, 96))
         expected_up = pyramid.up(outs[1])
@@ -57,29 +63,37 @@ def test_wst_pyramid_at_patch_16_needs_no_resampling():
     torch.testing.assert_close(outs[3], expected_coarse, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize('host_grad', [True, False])
 @pytest.mark.parametrize('variant', VARIANTS)
-def test_only_the_tuned_parts_learn_and_the_vit_stays_frozen(variant):
-    model = _build(variant).train()
+def test_only_the_tuned_parts_learn_and_the_vit_stays_frozen(variant, host_grad):
+    model = _build(variant, host_grad=host_grad).train()
     outs = model(torch.randn(2, 3, 64, 64))
     sum((o * torch.randn_like(o)).sum() for o in outs).backward()
-    hst_norms = {id(p) for t in model.tuners for p in t.host_parameters(model)}
+    # HST trains the ViT's LayerNorms, through the ViT only
+    norms = {
+        id(p) for spec in model.blocks for n in (spec.norm1, spec.norm2) for p in n.parameters()
+    }
+    trained = norms if (host_grad and model.side is not None) else set()
     for name, param in model.host_named_parameters():
-        assert param.requires_grad == (id(param) in hst_norms), name
+        assert param.requires_grad == (id(param) in trained), name
         assert (param.grad is not None) == param.requires_grad, name
-    for name, param in model.tuners.named_parameters():
-        assert param.grad is not None, name
+    for part in (model.wst, model.side, model.pyramid):
+        for name, param in part.named_parameters() if part is not None else ():
+            assert param.grad is not None, name
+    if model.side is not None:
+        assert (model.side.meta_tokens is not None) == host_grad
 
 
 def test_the_side_network_reads_the_wst_branch():
     model = _build('wst+hst').eval()
-    assert hasattr(model.tuners[1], 'branch_bridges')
+    assert model.side.branch_bridges is not None
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         before = model(x)
-        model.tuners[0].patch_embed.weight.mul_(2.0)  # changes S_0 and every S_l
+        model.wst.patch_embed.weight.mul_(2.0)  # changes S_0 and every S_l
         after = model(x)
     assert not torch.allclose(before[0], after[0])  # stage 1 sees the branch
-    assert not hasattr(_build('hst').tuners[0], 'branch_bridges')
+    assert _build('hst').side.branch_bridges is None
 
 
 def test_needs_at_least_one_part():
@@ -113,6 +127,139 @@ def test_vit_b16_count():
     side = sum(hst_parts(768, 12, channels).values())
     branch_bridges = sum(192 * c + c for c in channels)
     rows = {r.name: r.trainable for r in report.rows}
-    assert rows['tuner 0: WST'] == 83_160
-    assert rows['tuner 1: HST'] == side + branch_bridges == 10_564_672
+    assert rows['dense: WST branch'] == 83_160
+    assert rows['dense: HST side network'] == side + branch_bridges == 10_564_672
     assert report.trainable_without_head == 83_160 + 10_564_672
+    assert model.out_channels == (64, 128, 256, 384) and model.out_strides == (4, 8, 16, 32)
+    # never through the ViT: no meta tokens (12 x 768) and no ViT LayerNorms (4 x 12 x 768)
+    frozen_path = DenseTunedViT(arch='b', img_size=224, patch_size=16, host_grad=False)
+    without = parameter_report(frozen_path).trainable_without_head
+    assert without == 83_160 + 10_564_672 - 12 * 768 - 4 * 12 * 768
+
+
+# ---- one explicit data path: the same outputs as the hook-based implementation ----------
+def _reference_name(key: str, variant: str) -> str:
+    """The name a parameter had when WST, HST and the WST pyramid were hook tuners."""
+    hst = 1 if variant.startswith('wst+') else 0
+    for pattern, old in (
+        (r'wst\.(.*)', 'tuners.0.{}'),
+        (r'side\.net\.(.*)', f'tuners.{hst}.side.{{}}'),
+        (r'side\.(.*)', f'tuners.{hst}.{{}}'),
+        (r'pyramid\.(.*)', 'tuners.1.{}'),
+    ):
+        match = re.fullmatch(pattern, key)
+        if match:
+            return old.format(match.group(1))
+    return key
+
+
+def _fill_by_name(model, variant):
+    """Every floating tensor drawn from a generator seeded by its (reference) name."""
+    with torch.no_grad(), model.full_state_dict():
+        for key, tensor in model.state_dict().items():
+            if not tensor.is_floating_point():
+                continue
+            name = _reference_name(key, variant)
+            gen = torch.Generator().manual_seed(zlib.crc32(name.encode()))
+            value = torch.randn(tensor.shape, generator=gen) * 0.1
+            if name.endswith('running_var'):
+                value = 1 + value.abs()
+            elif name.endswith('.weight') and tensor.dim() == 1:
+                value = 1 + value
+            tensor.copy_(value)
+
+
+def test_the_explicit_loop_equals_the_hook_based_implementation():
+    """tests/data/dense_reference.pt holds the outputs that WST + HST (+ WSTPyramid) as hook
+    tuners on the ViT gave for weights filled by name (commit 0443b16): same weights,
+    same outputs (to 1e-6), for every variant at patch sizes 8 and 16."""
+    reference = torch.load(REFERENCE, weights_only=True)
+    image = torch.randn(2, 3, 64, 96, generator=torch.Generator().manual_seed(1))
+    for name, case in reference['variants'].items():
+        variant = name.split('@')[0]
+        model = DenseTunedViT(
+            arch=reference['arch'], img_size=64, patch_size=case['patch'], **case['kwargs']
+        ).eval()
+        _fill_by_name(model, variant)
+        with torch.no_grad():
+            outs = model(image)
+        assert len(outs) == len(case['outputs']) == 4
+        for out, expected in zip(outs, case['outputs']):
+            torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
+
+
+# ---- the mode that never back-propagates through the ViT ---------------------------------
+def _block_io(model):
+    """Record every block's input and output."""
+    record = []
+    for layer in model.layers:
+        layer.register_forward_hook(lambda m, args, out: record.append((args[0], out)))
+    return record
+
+
+@pytest.mark.parametrize('variant', VARIANTS)
+def test_without_host_grad_the_vit_computes_its_frozen_features(variant):
+    """No feedback, no meta token: the blocks see exactly what the bare ViT computes,
+    and nothing of the ViT enters autograd."""
+    model = _build(variant, host_grad=False).train()
+    record = _block_io(model)
+    x = torch.randn(2, 3, 64, 64)
+    outs = model(x)
+    assert all(o.requires_grad for o in outs)
+    bare = _build(variant, host_grad=False).eval()  # same seed: same frozen weights
+    with torch.no_grad():
+        tokens, _ = bare._embed_tokens(x)
+        for (seen_in, seen_out), layer in zip(record, bare.layers):
+            assert not seen_in.requires_grad and not seen_out.requires_grad
+            assert seen_out.grad_fn is None
+            torch.testing.assert_close(seen_in, tokens, rtol=0, atol=0)
+            tokens = layer(tokens)
+            torch.testing.assert_close(seen_out, tokens, rtol=0, atol=0)
+
+
+def test_without_host_grad_the_side_keys_are_the_class_token_outputs():
+    model = _build('wst+hst', host_grad=False).eval()
+    record = _block_io(model)
+    keys = []
+    step = model.side.step
+    model.side.step = lambda state, i, image, key, *rest: (
+        keys.append(key),
+        step(state, i, image, key, *rest),
+    )
+    with torch.no_grad():
+        model(torch.randn(1, 3, 64, 64))
+    assert len(keys) == len(model.layers)
+    for key, (_, out) in zip(keys, record):
+        assert torch.equal(key, out[:, 0])
+
+
+def _bytes_saved_inside_the_vit_blocks(model, x) -> int:
+    """Bytes autograd keeps for backward while the ViT's blocks run."""
+    inside, total = [False], [0]
+    for layer in model.layers:
+        layer.register_forward_pre_hook(lambda m, args: inside.__setitem__(0, True))
+        layer.register_forward_hook(lambda m, args, out: inside.__setitem__(0, False))
+
+    def pack(t):
+        if inside[0]:
+            total[0] += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(x)
+    return total[0]
+
+
+@pytest.mark.parametrize('variant', VARIANTS)
+def test_without_host_grad_the_vit_keeps_no_activation(variant):
+    x = torch.randn(2, 3, 64, 64)
+    through = _bytes_saved_inside_the_vit_blocks(_build(variant).train(), x)
+    beside = _bytes_saved_inside_the_vit_blocks(_build(variant, host_grad=False).train(), x)
+    assert through > 100_000 and beside == 0, (through, beside)
+
+
+def test_without_host_grad_inner_tuners_are_refused():
+    with pytest.raises(ValueError, match='host_grad=False never back-propagates'):
+        DenseTunedViT(
+            arch=ARCH, img_size=64, patch_size=16, host_grad=False, tuners=[dict(type='mmwst.LoRA')]
+        )

@@ -49,7 +49,7 @@ def test_it_loads_strictly_through_pretrained_and_fills_every_weight():
         torch.testing.assert_close(full[key], value.float(), rtol=0, atol=0)
     # a host of another width refuses the file, naming what does not fit
     other = dict(shipped_vit_host(), arch=dict(shipped_vit_host()['arch'], embed_dims=192))
-    with pytest.raises(ValueError, match='mis-shaped'):
+    with pytest.raises(ValueError, match='width 128 differs'):
         TunedVisionTransformer(**other).init_weights()
 
 

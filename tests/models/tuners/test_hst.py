@@ -53,13 +53,13 @@ def test_vit_b16_count_is_764_840_part_by_part(vit_b16):
         return sum(p.numel() for p in params)
 
     parts = {
-        'stem': count(tuner.side.stem.parameters()),
-        'embeds': count(tuner.side.embeds.parameters()),
-        'side_blocks': count(tuner.side.blocks.parameters()),
-        'stage_norms': count(tuner.side.norms.parameters()),
-        'bridges': count(tuner.bridges.parameters()),
-        'bridge_norms': count(tuner.bridge_norms.parameters()),
-        'meta_tokens': count(tuner.meta_tokens.parameters()),
+        'stem': count(tuner.side.net.stem.parameters()),
+        'embeds': count(tuner.side.net.embeds.parameters()),
+        'side_blocks': count(tuner.side.net.blocks.parameters()),
+        'stage_norms': count(tuner.side.net.norms.parameters()),
+        'bridges': count(tuner.side.bridges.parameters()),
+        'bridge_norms': count(tuner.side.bridge_norms.parameters()),
+        'meta_tokens': count(tuner.side.meta_tokens.parameters()),
         'vit_norms': count(tuner.host_parameters(vit_b16.backbone)),
     }
     assert parts == {
@@ -85,13 +85,13 @@ def test_vit_b16_count_is_764_840_part_by_part(vit_b16):
 def test_vit_b16_initialisation(vit_b16):
     tuner = vit_b16.backbone.tuners[0]
     bound = math.sqrt(6.0 / (2 * 768))  # xavier-uniform of a (1, 1, D) token
-    assert all(t.abs().max() <= bound for t in tuner.meta_tokens)
-    stem = tuner.side.stem.conv1.weight  # (32, 3, 3, 3): std sqrt(2 / (3 * 3 * 32))
+    assert all(t.abs().max() <= bound for t in tuner.side.meta_tokens)
+    stem = tuner.side.net.stem.conv1.weight  # (32, 3, 3, 3): std sqrt(2 / (3 * 3 * 32))
     assert stem.std().item() == pytest.approx(math.sqrt(2 / (9 * 32)), rel=0.12)
-    assert tuner.bridges[0].weight.std().item() == pytest.approx(0.02, rel=0.05)
-    assert all(b.bias.abs().max() == 0 for b in tuner.bridges)
-    assert all(torch.equal(n.weight, torch.ones_like(n.weight)) for n in tuner.bridge_norms)
-    first = tuner.side.blocks[0][0]
+    assert tuner.side.bridges[0].weight.std().item() == pytest.approx(0.02, rel=0.05)
+    assert all(b.bias.abs().max() == 0 for b in tuner.side.bridges)
+    assert all(torch.equal(n.weight, torch.ones_like(n.weight)) for n in tuner.side.bridge_norms)
+    first = tuner.side.net.blocks[0][0]
     assert first.attn.q.bias.abs().max() == 0 and first.mlp[0].bias.abs().max() == 0
 
 
@@ -129,7 +129,7 @@ def test_blocks_see_the_meta_token_and_the_sequence_continues_unchanged():
         handle.remove()
     for i in range(len(model.layers)):
         assert inputs[i].shape[1] == tokens + 1  # [M_i; cls; patches]
-        assert torch.equal(inputs[i][:, 0], tuner.meta_tokens[i][0].expand(2, -1))
+        assert torch.equal(inputs[i][:, 0], tuner.side.meta_tokens[i][0].expand(2, -1))
         if i:  # [cls; patches] of block i-1's output go on; the old meta token does not
             assert torch.equal(inputs[i][:, 1:], outputs[i - 1][:, 1:])
     assert [s for s in spy.seen if s[0] == 'before'] == [
@@ -152,18 +152,18 @@ def _literal_hst(model: TunedVisionTransformer, image: torch.Tensor) -> torch.Te
     B, h, w = image.shape[0], image.shape[2] // PATCH, image.shape[3] // PATCH
     metas, maps = [], []
     for i, layer in enumerate(model.layers):
-        out = layer(torch.cat([tuner.meta_tokens[i].expand(B, -1, -1), x], dim=1))
+        out = layer(torch.cat([tuner.side.meta_tokens[i].expand(B, -1, -1), x], dim=1))
         metas.append(out[:, 0])
         maps.append(out[:, 2:].transpose(1, 2).reshape(B, -1, h, w))  # F_l: (B, D, h, w)
         x = out[:, 1:]
-    side, k = tuner.side, len(model.layers) // 4
+    side, k = tuner.side.net, len(model.layers) // 4
     feature = image
     for s in range(4):
         tokens, hw = side.stem(image) if s == 0 else side.embeds[s - 1](feature)
-        bridge = tuner.bridges[s]
+        bridge = tuner.side.bridges[s]
         for j in range(k):
             layer = k * s + j
-            g = tuner.bridge_norms[layer](bridge(metas[layer]))[:, None]
+            g = tuner.side.bridge_norms[layer](bridge(metas[layer]))[:, None]
             resized = F.interpolate(maps[layer], size=hw, mode='bilinear', align_corners=False)
             fine = bridge(resized.flatten(2).transpose(1, 2))
             kv = torch.cat([g, fine.mean(dim=1, keepdim=True)], dim=1)
@@ -185,6 +185,8 @@ def test_matches_a_literal_implementation(size):
 
 
 def test_fine_map_projects_then_resizes_exactly():
+    from mmwst.models.layers.hst_side import _resized_tokens
+
     bridge = torch.nn.Linear(6, 5).double()
     patches = torch.randn(2, 4 * 6, 6, dtype=torch.float64)
     literal_map = patches.transpose(1, 2).reshape(2, 6, 4, 6)
@@ -194,7 +196,8 @@ def test_fine_map_projects_then_resizes_exactly():
             .flatten(2)
             .transpose(1, 2)
         )
-        torch.testing.assert_close(HST._fine(bridge, patches, (4, 6), size), literal)
+        projected = bridge(patches).reshape(2, 4, 6, 5)  # channels-last (B, h, w, C)
+        torch.testing.assert_close(_resized_tokens(projected, size), literal)
 
 
 # ---- cross-attention over the two key tokens ----------------------------------------------

@@ -13,7 +13,6 @@ from mmengine.registry import MODELS, init_default_scope
 import mmwst.models.tuners.wst  # noqa: F401  (registers mmwst.WST)
 from mmwst.models.backbones import TunedVisionTransformer
 from mmwst.models.param_report import parameter_report
-from mmwst.models.tuners.base import BaseTuner
 from mmwst.models.tuners.wst import WST
 from tests.helpers import REPO
 from tests.models.tuners.table import VIT_ARCH, build_host, perturb_tuners
@@ -21,25 +20,34 @@ from tests.models.tuners.table import VIT_ARCH, build_host, perturb_tuners
 CONFIG = f'{REPO}/configs/wst/vit-b16_vtab-1k.py'
 
 
-class _Probe(BaseTuner):
-    """Reads WST's per-forward record after the blocks, as a later side network would."""
+class _Recorder:
+    """Records WST's branch states ``[S_0 .. S_L]`` and block outputs ``[W_0 ..]`` (as
+    tokens) of the last forward pass, by wrapping its branch's steps."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.record = None
+    def __init__(self, branch) -> None:
+        self.record = dict(states=[], outputs=[])
+        embed, step = branch.embed, branch.step
 
-    def after_blocks(self, x, ctx):
-        self.record = next(v for k, v in ctx.state.items() if isinstance(k, WST))
-        return x
+        def record_embed(image):
+            state = embed(image)
+            self.record = dict(states=[state], outputs=[])
+            return state
+
+        def record_step(index, state, patches):
+            out, new_state = step(index, state, patches)  # (B, h, w, D), S_{l+1}
+            self.record['outputs'].append(out.reshape(out.shape[0], -1, out.shape[-1]))
+            self.record['states'].append(new_state)
+            return out, new_state
+
+        branch.embed, branch.step = record_embed, record_step
 
 
 def _model(scale=1.0, wavelet='haar', dtype=torch.float64, extra=()):
     torch.manual_seed(0)
-    probe = _Probe()
-    tuners = [*extra, dict(type='mmwst.WST', scale=scale, wavelet=wavelet), probe]
+    tuners = [*extra, dict(type='mmwst.WST', scale=scale, wavelet=wavelet)]
     model = build_host('vit', tuners, out_type='avg_patch').eval()
     perturb_tuners(model)
-    return model.to(dtype), probe
+    return model.to(dtype), _Recorder(model.tuners[-1].branch)
 
 
 def _image(h=32, w=32, dtype=torch.float64):
@@ -103,7 +111,7 @@ def test_vit_b16_config_builds_with_the_papers_count():
 
 def test_initialisation():
     model = build_host('vit', [dict(type='mmwst.WST')])
-    wst = model.tuners[0]
+    wst = model.tuners[0].branch
     for linear in (*wst.down, *wst.up):
         assert torch.equal(linear.bias, torch.zeros_like(linear.bias))
         assert linear.weight.abs().max() > 0 and 0.01 < linear.weight.std() < 0.03
@@ -116,7 +124,7 @@ def test_initialisation():
 def test_forward_equals_the_formulas_block_by_block():
     model, probe = _model(scale=0.7)
     inputs, outputs = _record_blocks(model)
-    wst, x = model.tuners[0], _image()
+    wst, x = model.tuners[0].branch, _image()
     with torch.no_grad():
         result = model(x)[0]
         h = w = 32 // 8

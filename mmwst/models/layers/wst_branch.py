@@ -1,0 +1,136 @@
+"""WST's trainable branch as stateless steps (Zeng, Huang and Wang, AAAI 2025).
+
+:class:`WSTBranch` owns WST's parameters and math and keeps no state between calls:
+the caller passes the branch state in and gets the next one back. The classification
+tuner (:class:`~mmwst.models.tuners.WST`) drives it from the host's token hooks; the
+dense backbone (:class:`~mmwst.models.backbones.DenseTunedViT`) drives it from its own
+loop over the ViT's layers.
+
+Patch maps are channels-last, ``(B, h, w, D)``: a ViT's patch tokens ``(B, h * w, D)``
+reshaped, which costs no copy, and the layout in which WST's bottlenecks (Linears over
+the channels) run directly.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+from torch import Tensor, nn
+
+from .wavelet import DWT2d, IDWT2d
+
+
+class WSTBranch(nn.Module):
+    """The fine patch embedding and the per-layer wavelet bottlenecks of WST.
+
+    For a ViT of width ``D``, patch size ``p`` and ``L`` layers, on an image whose patch
+    grid is ``h x w``:
+
+    - :meth:`embed`: ``S_0 = Conv2d(C_in -> D/4, kernel p/2, stride p/2)(image)``,
+      ``(B, D/4, 2h, 2w)``;
+    - :meth:`step` ``l``: ``Z_l = DWT(S_l) + X_l`` (the one-level DWT brings the branch
+      to the patch grid and width ``D``; ``X_l`` is the patch map entering block ``l``),
+      ``W_l = U_l(D_l(Z_l))`` (``Linear(D -> r)`` then ``Linear(r -> D)``, both with
+      bias, no activation) and ``S_{l+1} = IDWT(W_l)``. The caller adds ``scale * W_l``
+      to the block's output patch tokens (WST's feedback) where its mode allows it.
+
+    Args:
+        in_channels (int): Image channels.
+        embed_dims (int): ViT width ``D`` (a multiple of 4).
+        patch_size (tuple[int, int]): ViT patch size (both even).
+        num_layers (int): ViT layers ``L`` (one bottleneck each).
+        rank (int): Bottleneck width ``r``. Defaults to 2.
+        wavelet (str): Orthogonal PyWavelets wavelet name. Defaults to 'haar'.
+
+    Parameters: ``C_in (D/4) (p/2)^2 + D/4 + L (2 r D + r + D)``; ViT-B/16, r = 2: 83,160.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        embed_dims: int,
+        patch_size: tuple[int, int],
+        num_layers: int,
+        rank: int = 2,
+        wavelet: str = 'haar',
+    ) -> None:
+        super().__init__()
+        if isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or rank < 1:
+            raise ValueError(f'WST rank must be a positive integer, got {rank!r}; e.g. rank=2')
+        patch_h, patch_w = patch_size
+        if patch_h % 2 or patch_w % 2:
+            raise ValueError(
+                f'WST embeds the image at half the backbone patch size, so the patch size '
+                f'must be even; the host has patch size {(patch_h, patch_w)}. Use a host '
+                'with an even patch size (e.g. 16).'
+            )
+        if embed_dims % 4:
+            raise ValueError(
+                f'WST gives its branch a quarter of the backbone width (one DWT level maps '
+                f'D / 4 channels to D), so the width must be divisible by 4; the host has '
+                f'embed_dims={embed_dims}. Use a host whose width is a multiple of 4.'
+            )
+        self.rank = int(rank)
+        self.wavelet = wavelet
+        self.embed_dims = embed_dims
+        self.branch_dims = embed_dims // 4
+        half = (patch_h // 2, patch_w // 2)
+        self.dwt = DWT2d(wavelet)  # validates the wavelet name
+        self.idwt = IDWT2d(wavelet)
+        self.patch_embed = nn.Conv2d(
+            in_channels, self.branch_dims, kernel_size=half, stride=half, bias=True
+        )
+        self.down = nn.ModuleList(nn.Linear(embed_dims, self.rank) for _ in range(num_layers))
+        self.up = nn.ModuleList(nn.Linear(self.rank, embed_dims) for _ in range(num_layers))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Conv: PyTorch's default; bottlenecks: trunc_normal(0.02), biases 0."""
+        self.patch_embed.reset_parameters()
+        for linear in (*self.down, *self.up):
+            nn.init.trunc_normal_(linear.weight, std=0.02)
+            nn.init.zeros_(linear.bias)
+
+    def embed(self, image: Tensor) -> Tensor:
+        """``S_0``: ``(B, C_in, H, W)`` -> ``(B, D/4, 2h, 2w)``."""
+        return self.patch_embed(image)
+
+    def step(self, index: int, state: Tensor, patches: Tensor) -> tuple[Tensor, Tensor]:
+        """One wavelet block: ``(W_l, S_{l+1})`` from ``S_l`` and the patch map ``X_l``.
+
+        Args:
+            index (int): The layer ``l``.
+            state (Tensor): ``S_l``, ``(B, D/4, 2h, 2w)``.
+            patches (Tensor): ``X_l`` channels-last, ``(B, h, w, D)``.
+
+        Returns:
+            tuple[Tensor, Tensor]: ``W_l`` channels-last ``(B, h, w, D)`` (reshape to
+            ``(B, h * w, D)`` for tokens) and ``S_{l+1}``, ``(B, D/4, 2h, 2w)``.
+        """
+        bands = self.dwt(state)  # (B, D/4, 2h, 2w) -> (B, D, h, w)
+        assert bands.shape[-2:] == patches.shape[1:3], (tuple(bands.shape), tuple(patches.shape))
+        mixed = bands.permute(0, 2, 3, 1) + patches  # Z_l: (B, h, w, D)
+        out = self.up[index](self.down[index](mixed))  # W_l: (B, h, w, D)
+        # (B, h, w, D) -> (B, D, h, w) -> (B, D/4, 2h, 2w)
+        return out, self.idwt(out.permute(0, 3, 1, 2))
+
+    def extra_repr(self) -> str:
+        return f'rank={self.rank}, wavelet={self.wavelet!r}'
+
+
+def patch_map(tokens: Tensor, num_prefix: int, grid: tuple[int, int]) -> Tensor:
+    """A ViT's patch tokens as a channels-last map: ``(B, prefix + h*w, D)`` ->
+    ``(B, h, w, D)`` (a view when the tokens are contiguous)."""
+    patches = tokens[:, num_prefix:]
+    assert patches.shape[1] == grid[0] * grid[1], (tuple(patches.shape), grid)
+    return patches.reshape(patches.shape[0], grid[0], grid[1], patches.shape[2])
+
+
+def add_to_patches(tokens: Tensor, num_prefix: int, delta: Tensor, scale: float) -> Tensor:
+    """``tokens`` with ``scale * delta`` (channels-last ``(B, h, w, D)``) added to the
+    patch tokens; the prefix tokens (class token...) untouched."""
+    patches = tokens[:, num_prefix:] + scale * delta.reshape(tokens[:, num_prefix:].shape).to(
+        tokens.dtype
+    )
+    return torch.cat([tokens[:, :num_prefix], patches], dim=1)

@@ -1,0 +1,62 @@
+"""Four maps at strides 4 / 8 / 16 / 32 from WST's branch and the ViT (dense, WST only)."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .norm import LayerNorm2d
+
+OUT_STRIDES = (4, 8, 16, 32)
+
+
+class WSTPyramid(nn.Module):
+    """The pyramid of the dense backbone without a side network.
+
+    For patch size p (grid h x w), the sources are WST's final branch state ``S_L``
+    ``(B, D/4, 2h, 2w)`` at stride p/2; a 2x transposed convolution of it (stride p/4);
+    the last block's patch map ``(B, D, h, w)`` through a trainable LayerNorm (stride p);
+    and 2x max-pooling of that (stride 2p). At p = 16 these are exactly strides 4 / 8 /
+    16 / 32. At any other patch size each map is resampled to its target grid
+    ``ceil(H / s) x ceil(W / s)`` (bilinear when it must grow, adaptive max-pooling when
+    it must shrink), so the strides hold for every patch size (8, 14, 32...).
+
+    Args:
+        embed_dims (int): ViT width ``D``; the maps are ``(D/4, D/4, D, D)`` wide.
+
+    Parameters: ``(D/4)^2 * 4 + D/4`` (transposed conv) ``+ 2 D`` (LayerNorm); ViT-B/16:
+    149,232.
+    """
+
+    out_strides = OUT_STRIDES
+
+    def __init__(self, embed_dims: int) -> None:
+        super().__init__()
+        self.up = nn.ConvTranspose2d(embed_dims // 4, embed_dims // 4, kernel_size=2, stride=2)
+        self.norm = LayerNorm2d(embed_dims)
+        self.out_channels = (embed_dims // 4, embed_dims // 4, embed_dims, embed_dims)
+
+    def reset_parameters(self) -> None:
+        self.up.reset_parameters()
+        self.norm.reset_parameters()
+
+    def forward(
+        self, branch: Tensor, patches: Tensor, image_size: tuple[int, int]
+    ) -> tuple[Tensor, ...]:
+        """Maps from ``S_L`` ``(B, D/4, 2h, 2w)`` and the last patch map ``(B, h, w, D)``."""
+        grid = self.norm(patches.permute(0, 3, 1, 2))  # (B, h, w, D) -> (B, D, h, w)
+        coarse = F.max_pool2d(grid, kernel_size=2, stride=2, ceil_mode=True)
+        height, width = image_size
+        maps = (self.up(branch), branch, grid, coarse)
+        return tuple(
+            _resample(m, (-(-height // s), -(-width // s))) for m, s in zip(maps, OUT_STRIDES)
+        )
+
+
+def _resample(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """``x`` on a grid of ``size``: unchanged when it already is, else resized."""
+    if tuple(x.shape[-2:]) == size:
+        return x
+    if x.shape[-2] >= size[0] and x.shape[-1] >= size[1]:
+        return F.adaptive_max_pool2d(x, size)
+    return F.interpolate(x, size=size, mode='bilinear', align_corners=False)
