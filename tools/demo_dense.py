@@ -2,7 +2,8 @@
 
     python tools/demo_dense.py [--work-dir work_dirs/demo] [--data-root data/shapes]
         [--only det|seg] [--det-config ...] [--seg-config ...]
-        [--num-train 200] [--num-val 50] [--det-options k=v ...] [--seg-options k=v ...]
+        [--num-train 200] [--num-val 50] [--seed 0]
+        [--det-options k=v ...] [--seg-options k=v ...]
 
 1. Writes the procedural shapes dataset (COCO instances with masks + semantic maps,
    deterministic from a seed) if it is missing.
@@ -33,8 +34,7 @@ TASKS = {
         name='Cascade Mask R-CNN',
         config='configs/demo/shapes_cascade_mask_rcnn.py',
         metrics=('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP'),
-        # the demo's short CPU training leaves class scores low: draw what scores >= 0.1
-        draw=['--score-thr', '0.1'],
+        draw=['--score-thr', '0.5'],
     ),
     'seg': dict(
         name='UperNet', config='configs/demo/shapes_upernet.py', metrics=('mIoU', 'aAcc'), draw=[]
@@ -68,6 +68,9 @@ def main(argv=None) -> int:
     parser.add_argument('--seg-config', default=TASKS['seg']['config'])
     parser.add_argument('--num-train', type=int, default=200, help='generated training images')
     parser.add_argument('--num-val', type=int, default=50, help='generated validation images')
+    parser.add_argument(
+        '--seed', type=int, default=0, help='training seed of both models (the data is fixed)'
+    )
     parser.add_argument('--det-options', nargs='+', default=[], metavar='KEY=VALUE')
     parser.add_argument('--seg-options', nargs='+', default=[], metavar='KEY=VALUE')
     args = parser.parse_args(argv)
@@ -86,12 +89,13 @@ def main(argv=None) -> int:
     )
     os.makedirs(args.work_dir, exist_ok=True)
     configs = dict(det=args.det_config, seg=args.seg_config)
-    overrides = dict(det=args.det_options, seg=args.seg_options)
+    seed = [f'randomness.seed={args.seed}']
+    overrides = dict(det=seed + args.det_options, seg=seed + args.seg_options)
     env = dict(os.environ, SHAPES_ROOT=osp.abspath(args.data_root))  # read by the configs
     summary = {}
     for task in [args.only] if args.only else ['det', 'seg']:
         config = configs[task]
-        options = ['--cfg-options', *overrides[task]] if overrides[task] else []
+        options = ['--cfg-options', *overrides[task]]
         work_dir = osp.join(args.work_dir, task)
         log = osp.join(args.work_dir, f'{task}.log')
         t0 = time.time()
@@ -159,7 +163,7 @@ def main(argv=None) -> int:
             f'predictions: {result["picture"]}'
         )
     with open(osp.join(args.work_dir, 'summary.json'), 'w') as f:
-        json.dump(summary, f, indent=2)
+        json.dump(dict(seed=args.seed, **summary), f, indent=2)
     return 0
 
 

@@ -1,12 +1,13 @@
 """Draw a model's predictions on a few images into one PNG (mmdet or mmseg configs).
 
     python tools/visualize_predictions.py CONFIG CHECKPOINT OUT.png --images DIR
-        [--num 4] [--score-thr 0.3] [--cfg-options key=value ...]
+        [--num 4] [--score-thr 0.5] [--scale 3] [--cfg-options key=value ...]
 
-Detection configs (mmdet scope) draw boxes and instance masks with mmdet's
-``DetLocalVisualizer``; segmentation configs (mmseg scope) draw the label map with
-mmseg's ``SegLocalVisualizer``. The first ``--num`` images of DIR (sorted) are shown
-side by side.
+Detection configs (mmdet scope) draw boxes with their class and score, and instance
+masks, with mmdet's ``DetLocalVisualizer``; segmentation configs (mmseg scope) draw the
+label map with mmseg's ``SegLocalVisualizer``. The first ``--num`` images of DIR (sorted)
+are shown side by side: the input on top, the prediction below, each enlarged
+``--scale`` times (nearest neighbour, so edges stay sharp and labels readable).
 """
 
 import argparse
@@ -26,6 +27,39 @@ def _images(folder: str, num: int) -> list[str]:
     return [osp.join(folder, n) for n in names[:num]]
 
 
+def _enlarge(image, scale: int):
+    """Nearest-neighbour enlargement of an (H, W, 3) array."""
+    return image.repeat(scale, axis=0).repeat(scale, axis=1)
+
+
+def _scaled_detections(result, scale: int):
+    """Boxes and masks of a DetDataSample, ``scale`` times larger."""
+    import torch.nn.functional as F
+
+    pred = result.pred_instances
+    pred.bboxes = pred.bboxes * scale
+    if 'masks' in pred and len(pred.masks):
+        masks = pred.masks[:, None].float()
+        pred.masks = F.interpolate(masks, scale_factor=scale, mode='nearest')[:, 0].bool()
+    result.set_metainfo(
+        dict(
+            img_shape=tuple(s * scale for s in result.img_shape),
+            ori_shape=tuple(s * scale for s in result.ori_shape),
+        )
+    )
+    return result
+
+
+def _scaled_segmentation(result, scale: int):
+    """The label map of a SegDataSample, ``scale`` times larger."""
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+
+    data = result.pred_sem_seg.data  # (1, H, W)
+    enlarged = data.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
+    return SegDataSample(pred_sem_seg=PixelData(data=enlarged))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config')
@@ -33,9 +67,14 @@ def main(argv=None) -> int:
     parser.add_argument('out', help='PNG file to write')
     parser.add_argument('--images', required=True, help='folder of images')
     parser.add_argument('--num', type=int, default=4)
-    parser.add_argument('--score-thr', type=float, default=0.3)
+    parser.add_argument(
+        '--score-thr', type=float, default=0.5, help='draw detections scoring at least this'
+    )
+    parser.add_argument('--scale', type=int, default=3, help='enlargement of each panel')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
     args = parser.parse_args(argv)
+    if args.scale < 1:
+        parser.error(f'--scale must be a positive integer, got {args.scale}')
 
     import mmcv
     import numpy as np
@@ -45,7 +84,7 @@ def main(argv=None) -> int:
     cfg = Config.fromfile(args.config)
     cfg.merge_from_dict(args.cfg_options)
     scope = cfg.get('default_scope', 'mmdet')
-    panels = []
+    inputs, panels = [], []
     if scope == 'mmseg':
         from mmseg.apis import inference_model, init_model
         from mmseg.visualization import SegLocalVisualizer
@@ -54,9 +93,10 @@ def main(argv=None) -> int:
         visualizer = SegLocalVisualizer(name='mmwst_demo_seg', alpha=0.6)
         visualizer.dataset_meta = model.dataset_meta
         for path in _images(args.images, args.num):
-            image = mmcv.imread(path, channel_order='rgb')
-            result = inference_model(model, path)
+            image = _enlarge(mmcv.imread(path, channel_order='rgb'), args.scale)
+            result = _scaled_segmentation(inference_model(model, path), args.scale)
             visualizer.add_datasample('prediction', image, result, draw_gt=False, show=False)
+            inputs.append(image)
             panels.append(visualizer.get_image())
     else:
         from mmdet.apis import inference_detector, init_detector
@@ -66,8 +106,8 @@ def main(argv=None) -> int:
         visualizer = DetLocalVisualizer(name='mmwst_demo_det')
         visualizer.dataset_meta = model.dataset_meta
         for path in _images(args.images, args.num):
-            image = mmcv.imread(path, channel_order='rgb')
-            result = inference_detector(model, path)
+            image = _enlarge(mmcv.imread(path, channel_order='rgb'), args.scale)
+            result = _scaled_detections(inference_detector(model, path), args.scale)
             visualizer.add_datasample(
                 'prediction',
                 image,
@@ -76,12 +116,20 @@ def main(argv=None) -> int:
                 show=False,
                 pred_score_thr=args.score_thr,
             )
+            inputs.append(image)
             panels.append(visualizer.get_image())
-    height = max(p.shape[0] for p in panels)
-    padded = [np.pad(p, ((0, height - p.shape[0]), (0, 4), (0, 0))) for p in panels]
+    gap = 4 * args.scale
+
+    def row(images):
+        height = max(p.shape[0] for p in images)
+        padded = [np.pad(p, ((0, height - p.shape[0]), (0, gap), (0, 0))) for p in images]
+        return np.concatenate(padded, axis=1)
+
+    top, bottom = row(inputs), row(panels)
+    sheet = np.concatenate([top, np.zeros((gap, top.shape[1], 3), top.dtype), bottom], axis=0)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    mmcv.imwrite(mmcv.rgb2bgr(np.concatenate(padded, axis=1)), args.out)
-    print(f'wrote {args.out}')
+    mmcv.imwrite(mmcv.rgb2bgr(sheet), args.out)
+    print(f'wrote {args.out}: inputs (top) and predictions (bottom)')
     return 0
 
 

@@ -5,7 +5,7 @@
 # tasks (docs/mini_vtab.md).
 _base_ = ['../_base_/mini_vtab_vit-t.py']
 board_name = 'FreqFit + LoRA'
-lr = 3e-3
+lr = 1e-2
 optim_wrapper = dict(optimizer=dict(lr=lr))
 model = dict(
     backbone=dict(

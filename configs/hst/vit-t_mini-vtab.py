@@ -6,7 +6,7 @@
 # tasks (docs/mini_vtab.md).
 _base_ = ['../_base_/mini_vtab_vit-t.py']
 board_name = 'HST'
-lr = 3e-3
+lr = 1e-3
 optim_wrapper = dict(optimizer=dict(lr=lr))
 side_channels = (32, 48, 64, 72)
 model = dict(

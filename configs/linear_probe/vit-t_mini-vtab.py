@@ -4,7 +4,7 @@
 # val200 of three tasks (docs/mini_vtab.md), never on the test split.
 _base_ = ['../_base_/mini_vtab_vit-t.py']
 board_name = 'linear probe'
-lr = 1e-2
+lr = 1e-1
 optim_wrapper = dict(optimizer=dict(lr=lr))
 model = dict(backbone=dict(tuners=[dict(type='mmwst.LinearProbe')]))
 

@@ -6,7 +6,7 @@
 # tasks (docs/mini_vtab.md).
 _base_ = ['../_base_/mini_vtab_vit-t.py']
 board_name = 'RLRR'
-lr = 3e-3
+lr = 3e-2
 optim_wrapper = dict(
     optimizer=dict(lr=lr),
     paramwise_cfg=dict(
