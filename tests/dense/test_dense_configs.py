@@ -28,12 +28,14 @@ DET_CONFIGS = (
     'configs/dense/hst_coco.py',
     'configs/dense/wst-only_coco.py',
     'configs/dense/lora_sfp_coco.py',
+    'configs/dense/beside-vit_coco.py',
 )
 SEG_CONFIGS = (
     'configs/wst_ade20k.py',
     'configs/dense/hst_ade20k.py',
     'configs/dense/wst-only_ade20k.py',
     'configs/dense/lora_sfp_ade20k.py',
+    'configs/dense/beside-vit_ade20k.py',
 )
 DEMO_DET = 'configs/demo/shapes_cascade_mask_rcnn.py'
 DEMO_SEG = 'configs/demo/shapes_upernet.py'
