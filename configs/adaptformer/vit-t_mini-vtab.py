@@ -7,4 +7,3 @@ board_name = 'AdaptFormer (r=16)'
 lr = 3e-2
 optim_wrapper = dict(optimizer=dict(lr=lr))
 model = dict(backbone=dict(tuners=[dict(type='mmwst.AdaptFormer', bottleneck=16, scale=0.1)]))
-

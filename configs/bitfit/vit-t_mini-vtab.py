@@ -7,4 +7,3 @@ board_name = 'BitFit'
 lr = 1e-2
 optim_wrapper = dict(optimizer=dict(lr=lr))
 model = dict(backbone=dict(tuners=[dict(type='mmwst.BitFit')]))
-

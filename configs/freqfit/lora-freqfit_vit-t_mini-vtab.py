@@ -10,9 +10,7 @@ optim_wrapper = dict(optimizer=dict(lr=lr))
 model = dict(
     backbone=dict(
         tuners=[
-            dict(
-                type='mmwst.LoRA', rank=8, alpha=8, targets=('q', 'k', 'v', 'proj', 'fc1', 'fc2')
-            ),
+            dict(type='mmwst.LoRA', rank=8, alpha=8, targets=('q', 'k', 'v', 'proj', 'fc1', 'fc2')),
             dict(type='mmwst.FreqFit', filter_type='complex'),
         ]
     )

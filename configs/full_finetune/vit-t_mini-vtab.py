@@ -7,4 +7,3 @@ board_name = 'full fine-tuning'
 lr = 1e-3
 optim_wrapper = dict(optimizer=dict(lr=lr))
 model = dict(backbone=dict(tuners=[dict(type='mmwst.FullFineTune')]))
-

@@ -7,4 +7,3 @@ board_name = 'LN-tune'
 lr = 1e-1
 optim_wrapper = dict(optimizer=dict(lr=lr))
 model = dict(backbone=dict(tuners=[dict(type='mmwst.LNTune')]))
-

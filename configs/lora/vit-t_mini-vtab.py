@@ -7,4 +7,3 @@ board_name = 'LoRA (r=8, q,v)'
 lr = 1e-2
 optim_wrapper = dict(optimizer=dict(lr=lr))
 model = dict(backbone=dict(tuners=[dict(type='mmwst.LoRA', rank=8, alpha=8, targets=('q', 'v'))]))
-

@@ -7,4 +7,3 @@ board_name = 'prefix tuning (10)'
 lr = 3e-3
 optim_wrapper = dict(optimizer=dict(lr=lr))
 model = dict(backbone=dict(tuners=[dict(type='mmwst.PrefixTuning', num_tokens=10, hidden=512)]))
-

@@ -7,4 +7,3 @@ board_name = 'VPT-shallow (10)'
 lr = 1e-2
 optim_wrapper = dict(optimizer=dict(lr=lr))
 model = dict(backbone=dict(tuners=[dict(type='mmwst.VPT', num_prompts=10, deep=False)]))
-

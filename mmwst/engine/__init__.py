@@ -10,11 +10,15 @@ from .data_check import CheckPathsHook, check_required_paths
 from .hooks import ParamReportHook
 from .launch import prepare_config
 from .optim import TunerOptimWrapperConstructor
+from .pyramid_check import CheckPyramidHook, PyramidMismatchError, check_pyramid
 
 register_safe_loader()
 
 __all__ = [
     'CheckPathsHook',
+    'CheckPyramidHook',
+    'PyramidMismatchError',
+    'check_pyramid',
     'check_required_paths',
     'ParamReportHook',
     'SafeCheckpointHook',

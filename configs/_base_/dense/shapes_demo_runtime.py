@@ -10,6 +10,7 @@ custom_hooks = [
         'python -c "from mmwst.datasets.shapes import write_shapes_dataset; '
         "write_shapes_dataset('data/shapes')\" (or set SHAPES_ROOT to where it is).",
     ),
+    dict(type='mmwst.CheckPyramidHook'),
     dict(type='mmwst.SafeCheckpointHook'),
     dict(type='mmwst.ParamReportHook'),
 ]

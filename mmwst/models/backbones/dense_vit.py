@@ -134,14 +134,24 @@ class DenseTunedViT(TunedVisionTransformer):
                 in_channels=in_channels,
             )
             self.pyramid = None
-            self.out_channels = tuple(self.side.channels)
-            self.out_strides = tuple(self.side.strides)
         else:
             self.side = None
             self.pyramid = WSTPyramid(dim)
-            self.out_channels = tuple(self.pyramid.out_channels)
-            self.out_strides = tuple(self.pyramid.out_strides)
         self._freeze_host()  # again, now that the side network decides about the norms
+
+    @property
+    def out_channels(self) -> tuple[int, ...]:
+        """Widths of the four maps."""
+        if self.side is not None:
+            return tuple(self.side.channels)
+        return tuple(self.pyramid.out_channels)
+
+    @property
+    def out_strides(self) -> tuple[int, ...]:
+        """Strides of the four maps relative to the input image: (4, 8, 16, 32)."""
+        if self.side is not None:
+            return tuple(self.side.strides)
+        return tuple(self.pyramid.out_strides)
 
     def trained_host_parameters(self) -> list[nn.Parameter]:
         """The tuners' host parameters and, through the ViT with HST, the ViT's

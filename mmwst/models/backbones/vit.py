@@ -118,6 +118,16 @@ class TunedVisionTransformer(TunableHostMixin, VisionTransformer):
             )
         return specs
 
+    @property
+    def out_channels(self) -> tuple[int, ...]:
+        """Width of each output (one per ``out_indices`` entry): the ViT width."""
+        return tuple(self.embed_dims for _ in self.out_indices)
+
+    @property
+    def out_strides(self) -> tuple[int, ...]:
+        """Stride of each output map (``out_type='featmap'``): the patch size."""
+        return tuple(self.patch_size[0] for _ in self.out_indices)
+
     def final_norms(self) -> list[nn.Module]:
         return [self.ln1] if self.final_norm else []
 

@@ -30,8 +30,12 @@ class SimpleFeaturePyramid(BaseModule):
     Args:
         in_channels (int): D, the ViT width.
         in_index (int): Which backbone output to use. Defaults to -1 (the last).
-        scales (Sequence[float]): Which maps to emit, relative to stride 16.
+        scales (Sequence[float]): Which maps to emit, relative to the input map.
             Defaults to ``(4.0, 2.0, 1.0, 0.5)``.
+        in_stride (int): Stride of the input map (the ViT's patch size): the maps come
+            out at ``in_stride / scale``. Defaults to 16. mmwst's
+            :func:`~mmwst.engine.check_pyramid` compares it with the backbone's
+            ``out_strides`` before a run starts.
         init_cfg (dict, optional): mmengine init config.
     """
 
@@ -40,6 +44,7 @@ class SimpleFeaturePyramid(BaseModule):
         in_channels: int,
         in_index: int = -1,
         scales: Sequence[float] = (4.0, 2.0, 1.0, 0.5),
+        in_stride: int = 16,
         init_cfg=None,
     ) -> None:
         super().__init__(init_cfg)
@@ -49,7 +54,10 @@ class SimpleFeaturePyramid(BaseModule):
         if in_channels % 4:
             raise ValueError(f'in_channels must be divisible by 4, got {in_channels}')
         self.in_channels = in_channels
+        if in_stride < 4 or in_stride % 4:
+            raise ValueError(f'in_stride must be a multiple of 4, got {in_stride}')
         self.in_index = in_index
+        self.in_stride = in_stride
         self.scales = tuple(scales)
         half, quarter = in_channels // 2, in_channels // 4
         self.up4 = (
@@ -65,7 +73,7 @@ class SimpleFeaturePyramid(BaseModule):
         self.up2 = nn.ConvTranspose2d(in_channels, half, 2, stride=2) if 2.0 in scales else None
         widths = {4.0: quarter, 2.0: half, 1.0: in_channels, 0.5: in_channels}
         self.out_channels = [widths[s] for s in self.scales]
-        self.strides = [int(16 / s) for s in self.scales]
+        self.strides = [int(in_stride / s) for s in self.scales]
 
     def forward(self, inputs: Sequence[Tensor]) -> tuple[Tensor, ...]:
         x = inputs[self.in_index]
