@@ -57,7 +57,7 @@ def main(argv=None):
     from mmengine.runner import Runner
 
     import mmwst  # noqa: F401  (checks the installed stack, registers mmwst)
-    from mmwst.engine import prepare_config
+    from mmwst.engine import DivergedError, prepare_config
 
     cfg = Config.fromfile(args.config)
     prepare_config(
@@ -75,7 +75,10 @@ def main(argv=None):
         runner = RUNNERS.build(cfg)
     else:
         runner = Runner.from_cfg(cfg)
-    runner.train()
+    try:
+        runner.train()
+    except DivergedError as err:
+        sys.exit(f'[mmwst] {err}')
 
 
 if __name__ == '__main__':

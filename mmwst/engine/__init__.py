@@ -7,6 +7,7 @@ from .checkpoint import (
     to_weights_only,
 )
 from .data_check import CheckPathsHook, check_required_paths
+from .divergence import DivergedError, DivergenceGuardHook
 from .hooks import ParamReportHook
 from .launch import prepare_config
 from .optim import TunerOptimWrapperConstructor
@@ -17,6 +18,8 @@ register_safe_loader()
 __all__ = [
     'CheckPathsHook',
     'CheckPyramidHook',
+    'DivergedError',
+    'DivergenceGuardHook',
     'PyramidMismatchError',
     'check_pyramid',
     'check_required_paths',

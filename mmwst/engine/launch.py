@@ -5,7 +5,9 @@ points (and any user script) behave the same way:
 
 * ``--work-dir``, ``--resume``, ``--amp``, ``--cfg-options``, ``--launcher``;
 * every run gets :class:`~mmwst.engine.SafeCheckpointHook`, so its checkpoints load
-  with ``torch.load(weights_only=True)`` and can be resumed under torch >= 2.6;
+  with ``torch.load(weights_only=True)`` and can be resumed under torch >= 2.6, and
+  :class:`~mmwst.engine.DivergenceGuardHook`, which stops a run at its first non-finite
+  loss and never writes non-finite weights (so no good checkpoint is deleted for them);
 * distributed runs without CUDA use the gloo backend and CPU-friendly DDP
   (mmengine 0.10 assumes one GPU per process otherwise).
 """
@@ -21,6 +23,7 @@ from mmengine.config import Config, ConfigDict
 from .data_check import check_required_paths
 
 SAFE_HOOK = 'mmwst.SafeCheckpointHook'
+GUARD_HOOK = 'mmwst.DivergenceGuardHook'
 
 
 def default_work_dir(config_path: str) -> str:
@@ -124,8 +127,10 @@ def prepare_config(
             optim_wrapper.setdefault('dtype', 'bfloat16')
 
     hooks = list(cfg.get('custom_hooks') or [])
-    if not any(str(h.get('type', '')).split('.')[-1] == 'SafeCheckpointHook' for h in hooks):
-        hooks.append(dict(type=SAFE_HOOK))
+    present = {str(h.get('type', '')).split('.')[-1] for h in hooks}
+    for hook in (SAFE_HOOK, GUARD_HOOK):
+        if hook.split('.')[-1] not in present:
+            hooks.append(dict(type=hook))
     cfg.custom_hooks = hooks
 
     if launcher != 'none' and not _cuda():

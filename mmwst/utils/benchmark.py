@@ -39,7 +39,8 @@ METHODS: dict[str, list[dict]] = {
     'rlrr': [dict(type='mmwst.RLRR')],
     'patt': [dict(type='mmwst.PATT', rank=8)],
     'prefix': [dict(type='mmwst.PrefixTuning')],
-    'dense_wst_hst': [],  # mmwst.DenseTunedViT with its defaults
+    'dense_wst_hst': [],  # mmwst.DenseTunedViT with its defaults (through the ViT)
+    'dense_beside_vit': [],  # the same, host_grad=False: never back-propagates the ViT
 }
 #: Suffix of a method name that turns on gradient checkpointing of the frozen blocks
 #: (``with_cp=True``), e.g. ``'rlrr+cp'``.
@@ -74,10 +75,10 @@ def _build(method: str, arch: str, img_size: int, num_classes: int = 100):
 
     kwargs = dict(ARCHS[arch], img_size=img_size, with_cp=method.endswith(CP_SUFFIX))
     method = base_method(method)
-    if method == 'dense_wst_hst':
+    if method in ('dense_wst_hst', 'dense_beside_vit'):
         if arch == 'tiny':
             kwargs['hst'] = dict(channels=(16, 32, 48, 64), num_heads=(1, 2, 2, 4))
-        backbone = DenseTunedViT(**kwargs)
+        backbone = DenseTunedViT(host_grad=method == 'dense_wst_hst', **kwargs)
     else:
         tuners = list(METHODS[method])
         if method == 'hst' and arch == 'tiny':
@@ -249,10 +250,11 @@ def profile_step(model, step, device: str, top: int = 15) -> dict:
     """One training step under torch.profiler: the operators with the most self time,
     and the forward time spent inside each part of the model (inclusive).
 
-    Parts: the frozen ViT's patch embedding and blocks, and every tuner's modules down
-    to two levels (list members share one label, e.g. ``HST.side.blocks``,
-    ``WST.dwt``). Times are inclusive: a tuner part called from inside a block (a hook)
-    counts in both the block and itself, a module in both itself and its parent.
+    Parts: the frozen ViT's patch embedding and blocks, and every tuner's modules (and
+    the dense backbone's ``wst`` / ``side`` / ``pyramid``) down to two levels (list
+    members share one label, e.g. ``HST.side.net``, ``dense.wst.dwt``). Times are
+    inclusive: a tuner part called from inside a block (a hook) counts in both the
+    block and itself, a module in both itself and its parent.
     """
     import torch
     from torch.autograd.profiler import record_function
@@ -267,8 +269,13 @@ def profile_step(model, step, device: str, top: int = 15) -> dict:
         elif isinstance(module, torch.nn.Module):
             labels[module] = f'vit.{name}'
     containers = (torch.nn.ModuleList, torch.nn.ModuleDict, torch.nn.ParameterList)
-    for tuner in getattr(backbone, 'tuners', []):
-        kind = type(tuner).__name__
+    parts = [(type(t).__name__, t) for t in getattr(backbone, 'tuners', [])]
+    parts += [  # the dense backbone's own branch, side network and pyramid
+        (f'dense.{name}', getattr(backbone, name))
+        for name in ('wst', 'side', 'pyramid')
+        if isinstance(getattr(backbone, name, None), torch.nn.Module)
+    ]
+    for kind, tuner in parts:
         for path, module in tuner.named_modules():
             # 'side.blocks.0.1' -> 'side.blocks': list members share their list's label
             parts = [p for p in path.split('.') if p and not p.isdigit()]

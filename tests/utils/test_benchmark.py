@@ -29,17 +29,26 @@ def test_benchmark_tiny(tmp_path):
             'lora',
             'wst',
             'lora+cp',
+            'dense_beside_vit',
             '--out',
             str(out),
             '--profile',
             'wst',
+            'dense_beside_vit',
             '--peak-tflops',
             '1.0',
         ],
         cwd=REPO,
     )
     results = {r['method']: r for r in json.loads((tmp_path / 'bench.json').read_text())}
-    assert list(results) == ['frozen', 'full_finetune', 'lora', 'wst', 'lora+cp']
+    assert list(results) == [
+        'frozen',
+        'full_finetune',
+        'lora',
+        'wst',
+        'lora+cp',
+        'dense_beside_vit',
+    ]
     assert results['lora+cp']['trainable'] == results['lora']['trainable']
     assert results['frozen']['infer_vs_frozen'] == 1.0
     # every method's floor is re-timed in its own process, in turns with its inference
@@ -62,6 +71,9 @@ def test_benchmark_tiny(tmp_path):
     parts = {p['part']: p for p in profile['parts']}
     assert parts['vit.layers']['calls'] == 4 and parts['head']['calls'] == 1
     assert any(name.startswith('WST.') for name in parts), parts
+    # the dense backbone's own parts are labelled too; beside the ViT, no block runs backward
+    dense = {p['part'] for p in results['dense_beside_vit']['profile']['parts']}
+    assert {'dense.wst.dwt', 'dense.side.net'} <= dense, dense
     md = (tmp_path / 'bench.md').read_text()
     assert '| lora |' in md and 'train / full FT' in md
     assert '### Profile: wst' in md and 'aten::' in md

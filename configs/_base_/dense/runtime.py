@@ -9,5 +9,6 @@ custom_hooks = [
     dict(type='mmwst.CheckPathsHook'),
     dict(type='mmwst.CheckPyramidHook'),
     dict(type='mmwst.SafeCheckpointHook'),
+    dict(type='mmwst.DivergenceGuardHook'),
     dict(type='mmwst.ParamReportHook'),
 ]

@@ -12,5 +12,6 @@ custom_hooks = [
     ),
     dict(type='mmwst.CheckPyramidHook'),
     dict(type='mmwst.SafeCheckpointHook'),
+    dict(type='mmwst.DivergenceGuardHook'),
     dict(type='mmwst.ParamReportHook'),
 ]
