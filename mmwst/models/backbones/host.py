@@ -19,7 +19,7 @@
 from __future__ import annotations
 
 import os.path as osp
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -114,6 +114,7 @@ class TunableHostMixin:
                 )
             tuner.build(self)
             built.append(tuner)
+        _refuse_contradictions(built)
         setattr(self, TUNERS_ATTR, built)
         self._freeze_host()
         self._register_state_dict_hook(_drop_frozen_from_state_dict)
@@ -271,6 +272,19 @@ class TunableHostMixin:
                 with torch.no_grad():
                     tuner.unmerge(self)
                 tuner.merged = False
+
+
+def _refuse_contradictions(tuners: Sequence[BaseTuner]) -> None:
+    """A tuner that must be alone (``BaseTuner.alone``) next to any other one."""
+    if len(tuners) < 2:
+        return
+    for tuner in tuners:
+        if tuner.alone:
+            others = ', '.join(type(t).__name__ for t in tuners if t is not tuner)
+            raise ValueError(
+                f'{type(tuner).__name__} cannot be combined with {others}: {tuner.alone}. '
+                f'Keep only one of them in model.backbone.tuners.'
+            )
 
 
 def _drop_frozen_from_state_dict(

@@ -63,11 +63,14 @@ class BaseTuner(BaseModule):
         mergeable: whether :meth:`merge` folds the method into the host weights.
         identity_at_init: whether a freshly built tuner leaves the host's output
             unchanged (tested for every tuner that claims it).
-        trains_head_only: the method adds nothing to the backbone (linear probe).
+        alone: for a method that contradicts any other (full fine-tuning, the linear
+            probe), the reason, which the host states when it refuses a combination.
     """
 
     mergeable: ClassVar[bool] = False
     identity_at_init: ClassVar[bool] = False
+    #: Why the method cannot be combined with any other tuner (None: it can).
+    alone: ClassVar[str | None] = None
 
     def __init__(self, init_cfg: dict | list | None = None) -> None:
         super().__init__(init_cfg=init_cfg)

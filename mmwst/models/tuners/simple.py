@@ -26,6 +26,7 @@ class LinearProbe(BaseTuner):
 
     identity_at_init = True
     mergeable = True
+    alone = 'the linear probe trains no backbone parameter at all'
 
     def merge(self, host) -> None:
         pass
@@ -42,6 +43,7 @@ class FullFineTune(BaseTuner):
 
     identity_at_init = True
     mergeable = True
+    alone = 'full fine-tuning already trains every backbone parameter'
 
     def host_parameters(self, host) -> Iterator[nn.Parameter]:
         for _, param in host.host_named_parameters():

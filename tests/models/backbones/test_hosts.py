@@ -130,3 +130,16 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         grads.append([p.grad.clone() for p in model.tuners.parameters()])
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('alone', ['mmwst.FullFineTune', 'mmwst.LinearProbe'])
+@pytest.mark.parametrize('other', ['mmwst.LoRA', 'mmwst.FullFineTune', 'mmwst.LinearProbe'])
+def test_tuners_that_contradict_any_other_are_refused_at_build(alone, other):
+    from mmwst.models import TunedVisionTransformer
+
+    arch = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
+    tuners = [dict(type=alone), dict(type=other)]
+    name = alone.split('.')[1]
+    with pytest.raises(ValueError, match=f'{name} cannot be combined with .*Keep only one'):
+        TunedVisionTransformer(arch=arch, img_size=32, patch_size=8, tuners=tuners)
+    TunedVisionTransformer(arch=arch, img_size=32, patch_size=8, tuners=tuners[:1])  # alone: fine
