@@ -6,6 +6,7 @@ from .checkpoint import (
     register_safe_loader,
     to_weights_only,
 )
+from .class_check import CheckClassesHook, check_classes
 from .data_check import CheckPathsHook, check_required_paths
 from .divergence import DivergedError, DivergenceGuardHook
 from .hooks import ParamReportHook
@@ -16,12 +17,14 @@ from .pyramid_check import CheckPyramidHook, PyramidMismatchError, check_pyramid
 register_safe_loader()
 
 __all__ = [
+    'CheckClassesHook',
     'CheckPathsHook',
     'CheckPyramidHook',
     'DivergedError',
     'DivergenceGuardHook',
     'PyramidMismatchError',
     'check_pyramid',
+    'check_classes',
     'check_required_paths',
     'ParamReportHook',
     'SafeCheckpointHook',

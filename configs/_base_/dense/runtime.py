@@ -10,5 +10,6 @@ custom_hooks = [
     dict(type='mmwst.CheckPyramidHook'),
     dict(type='mmwst.SafeCheckpointHook'),
     dict(type='mmwst.DivergenceGuardHook'),
+    dict(type='mmwst.CheckClassesHook'),
     dict(type='mmwst.ParamReportHook'),
 ]
