@@ -56,7 +56,11 @@ _mmwst_setup() {
     flock 9
 
     local t0=$SECONDS
-    _say "setting up $venv (first run: ~20 min, mostly compiling mmcv's ops; later runs: seconds)"
+    if ls "$cache"/wheels/*/mmcv-*.whl >/dev/null 2>&1; then
+        _say "setting up $venv (a few minutes: a compiled mmcv is cached in $cache/wheels)"
+    else
+        _say "setting up $venv (first run: ~20 min, mostly compiling mmcv's ops; later runs: seconds)"
+    fi
     if [ ! -x "$venv/bin/python" ]; then
         _say "creating virtual environment with $("$py" -V)"
         "$py" -m venv "$venv"

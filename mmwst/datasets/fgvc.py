@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from mmpretrain.datasets import BaseDataset
 
 from ..registry import DATASETS
+from .image_list import NamedImageErrors, check_image_file
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def _read_json(path: str) -> dict:
 
 
 @DATASETS.register_module()
-class FGVC(BaseDataset):
+class FGVC(NamedImageErrors, BaseDataset):
     """CUB-200-2011, NABirds, Oxford Flowers, Stanford Dogs or Stanford Cars (VPT json).
 
     Layout: ``<data_root>/`` holds ``train.json``, ``val.json`` and ``test.json``, each
@@ -99,7 +100,8 @@ class FGVC(BaseDataset):
             ``nabirds``, ``OxfordFlower``, ``Stanford-dogs``, ``Stanford-cars``), so that
             ``data_root`` can be the root of all five. Defaults to None (``data_root``
             is the dataset folder itself).
-        check_images (bool): Verify that every listed image exists. Defaults to True.
+        check_images (bool): Verify that every listed image exists and is not empty.
+            Defaults to True.
         **kwargs: Other :class:`mmpretrain.datasets.BaseDataset` arguments.
     """
 
@@ -126,7 +128,8 @@ class FGVC(BaseDataset):
             raise FileNotFoundError(
                 f'FGVC folder {root} does not exist; put the {dataset} '
                 'images and the VPT split files (train/val/test.json) '
-                'there, or set data_root in the config'
+                'there, or point the configs at the folder that holds the five FGVC '
+                'folders: FGVC_ROOT=/path/to/fgvc (every mmwst FGVC config reads it)'
             )
         self.split = split
         self.image_root = osp.join(root, info.image_dir if image_dir is None else image_dir)
@@ -166,7 +169,7 @@ class FGVC(BaseDataset):
                         f'{self.num_classes} labels of train.json/val.json'
                     )
                 img_path = osp.join(self.image_root, rel)
-                if self.check_images and not osp.isfile(img_path):
-                    raise FileNotFoundError(f'{path}: image {img_path} does not exist')
-                samples.append(dict(img_path=img_path, gt_label=index[label]))
+                if self.check_images:
+                    check_image_file(img_path, path)
+                samples.append(dict(img_path=img_path, gt_label=index[label], source=path))
         return samples

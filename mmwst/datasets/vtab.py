@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from mmpretrain.datasets import BaseDataset
 
 from ..registry import DATASETS
+from .image_list import NamedImageErrors, check_image_file
 from .mini_vtab import MINI_VTAB_TASKS
 
 #: The 19 tasks in the conventional order, with their class counts.
@@ -97,16 +98,16 @@ def read_label_list(
                     f'{num_classes}) for this task ({num_classes} classes)'
                 )
             img_path = osp.join(image_root, rel)
-            if check_images and not osp.isfile(img_path):
-                raise FileNotFoundError(f'{path}:{lineno}: image {img_path} does not exist')
-            samples.append(dict(img_path=img_path, gt_label=label))
+            if check_images:
+                check_image_file(img_path, f'{path}:{lineno}')
+            samples.append(dict(img_path=img_path, gt_label=label, source=f'{path}:{lineno}'))
     if not samples:
         raise ValueError(f'{path} lists no image')
     return samples
 
 
 @DATASETS.register_module()
-class VTAB1k(BaseDataset):
+class VTAB1k(NamedImageErrors, BaseDataset):
     """One VTAB-1k task in the extracted list format (no TensorFlow needed).
 
     Layout: ``<data_root>/<task>/`` holds the images and four list files
@@ -123,7 +124,8 @@ class VTAB1k(BaseDataset):
             Defaults to 'train800val200'.
         num_classes (int, optional): Needed only for tasks outside the 19 (e.g. the
             generated ``digits`` task). Defaults to None.
-        check_images (bool): Verify that every listed image exists. Defaults to True.
+        check_images (bool): Verify that every listed image exists and is not empty.
+            Defaults to True.
         **kwargs: Other :class:`mmpretrain.datasets.BaseDataset` arguments
             (``pipeline``, ``test_mode``, ``indices``...).
 
@@ -153,7 +155,10 @@ class VTAB1k(BaseDataset):
             raise FileNotFoundError(
                 f'VTAB-1k task folder {task_dir} does not exist. Put the extracted VTAB-1k '
                 f'data under {data_root}/<task>/ (images plus train800.txt, val200.txt, '
-                'train800val200.txt and test.txt), or set data_root in the config.'
+                'train800val200.txt and test.txt), or point the configs at the folder '
+                'that holds the task folders: VTAB_ROOT=/path/to/vtab-1k (every mmwst VTAB '
+                'config reads it; mini-VTAB: python tools/data/make_mini_vtab.py writes '
+                'data/mini-vtab).'
             )
         ann_file = osp.join(task_dir, f'{split}.txt')
         if not osp.isfile(ann_file):

@@ -50,7 +50,7 @@ def test_vtab_reads_lists_and_resolves_aliases(tmp_path):
     'problem, error, message',
     [
         ('task', ValueError, "unknown VTAB-1k task 'cifar10'"),
-        ('root', FileNotFoundError, 'task folder'),
+        ('root', FileNotFoundError, 'VTAB_ROOT=/path/to/vtab-1k'),
         ('list', FileNotFoundError, 'test.txt does not exist'),
         ('image', FileNotFoundError, '1.png does not exist'),
         ('label', ValueError, 'label 100 is outside [0, 100)'),
@@ -166,3 +166,21 @@ def test_relative_roots_are_read_from_the_working_directory(tmp_path, monkeypatc
     assert len(vtab) == 3 and os.path.isfile(vtab.get_data_info(0)['img_path'])
     cub = FGVC('fgvc', 'cub', split='test')
     assert len(cub) == 1 and os.path.isfile(cub.get_data_info(0)['img_path'])
+
+
+def test_an_empty_image_is_named_with_its_list_line_before_training(tmp_path):
+    folder = _vtab_task(tmp_path)
+    (folder / 'images' / '2.png').write_bytes(b'')
+    with pytest.raises(ValueError, match=r'test.txt:3: image .*2.png is empty \(0 bytes\)'):
+        VTAB1k(str(tmp_path), 'cifar', split='test')
+
+
+def test_a_corrupt_image_names_its_file_and_list_line_when_loaded(tmp_path):
+    folder = _vtab_task(tmp_path)
+    (folder / 'images' / '1.png').write_bytes(b'not a png at all')
+    dataset = VTAB1k(
+        str(tmp_path), 'cifar', split='test', pipeline=[dict(type='LoadImageFromFile')]
+    )
+    dataset[0]  # a good image loads
+    with pytest.raises(ValueError, match=r'test.txt:2: image .*1.png cannot be loaded'):
+        dataset[1]

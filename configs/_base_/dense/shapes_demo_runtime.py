@@ -5,10 +5,9 @@ _base_ = ['./runtime.py']
 custom_hooks = [
     dict(
         type='mmwst.CheckPathsHook',
-        help='The shapes data set is generated, not downloaded: python tools/demo_dense.py writes '
-        'it to data/shapes, or write it yourself with '
-        'python -c "from mmwst.datasets.shapes import write_shapes_dataset; '
-        "write_shapes_dataset('data/shapes')\" (or set SHAPES_ROOT to where it is).",
+        help='The shapes data set is generated, not downloaded: write it with '
+        'python tools/data/make_shapes.py --root data/shapes (python tools/demo_dense.py '
+        'does it too), or set SHAPES_ROOT to where it is.',
     ),
     dict(type='mmwst.CheckPyramidHook'),
     dict(type='mmwst.SafeCheckpointHook'),
