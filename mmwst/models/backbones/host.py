@@ -215,10 +215,20 @@ class TunableHostMixin:
                 'is loaded from this local file (nothing is downloaded). Put the file '
                 'there or set model.backbone.pretrained to where it is.'
             )
-        loaded = self._read_pretrained(self.pretrained)
         expected = self._host_state()
-        check_state_dict(expected, loaded, prefix_hint='backbone.')
+        try:
+            loaded = self._read_pretrained(self.pretrained)
+            check_state_dict(expected, loaded, prefix_hint='backbone.')
+        except ValueError as err:
+            raise ValueError(
+                f'the pretrained file {self.pretrained} does not fit this '
+                f'{type(self).__name__}: {err}\n{self._describe_checkpoint(self.pretrained)}'
+            ) from err
         return {k: loaded[k] for k in expected}
+
+    def _describe_checkpoint(self, path: str) -> str:
+        """What architecture a checkpoint holds, to say how to build a fitting host."""
+        return ''
 
     def _host_state(self) -> dict[str, Tensor]:
         """The host's own entries of the full state dict (no tuner, no added module)."""

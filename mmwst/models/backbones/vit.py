@@ -139,6 +139,34 @@ class TunedVisionTransformer(TunableHostMixin, VisionTransformer):
             loaded, expected, num_extra_tokens=self.num_extra_tokens, dst_grid=tuple(grid)
         )
 
+    def _describe_checkpoint(self, path: str) -> str:
+        try:
+            loaded = load_vit_weights(path)
+        except (ValueError, OSError):
+            return ''
+        if 'pos_embed' not in loaded:
+            return ''
+        width = loaded['pos_embed'].shape[-1]
+        layers = len({k.split('.')[1] for k in loaded if k.startswith('layers.')})
+        ffn = loaded.get('layers.0.ffn.layers.0.0.weight')
+        patch = loaded.get('patch_embed.projection.weight')
+        known = {(192, 12): 'deit-t', (384, 12): 'deit-s', (768, 12): 'b', (1024, 24): 'l'}
+        mine = (self.embed_dims, len(self.layers))
+        lines = [
+            f'hint: the file holds a ViT of width {width} with {layers} layers'
+            + (f', MLP {ffn.shape[0]}' if ffn is not None else '')
+            + (f', patch {patch.shape[-1]}' if patch is not None else '')
+            + f'; this backbone has width {mine[0]} with {mine[1]} layers.'
+        ]
+        if (width, layers) in known:
+            lines.append(f"Build the backbone with arch='{known[(width, layers)]}' to use it.")
+        else:
+            lines.append(
+                f'Build the backbone with arch=dict(embed_dims={width}, num_layers={layers}, '
+                'num_heads=..., feedforward_channels=...) to use it.'
+            )
+        return ' '.join(lines)
+
     # ---- forward -----------------------------------------------------------------------
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         self._check_input(x)

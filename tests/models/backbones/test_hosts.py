@@ -143,3 +143,25 @@ def test_tuners_that_contradict_any_other_are_refused_at_build(alone, other):
     with pytest.raises(ValueError, match=f'{name} cannot be combined with .*Keep only one'):
         TunedVisionTransformer(arch=arch, img_size=32, patch_size=8, tuners=tuners)
     TunedVisionTransformer(arch=arch, img_size=32, patch_size=8, tuners=tuners[:1])  # alone: fine
+
+
+def test_a_pretrained_file_of_another_architecture_names_the_file_and_the_arch(tmp_path):
+    """ViT-L weights into a ViT-B used to say only 'width 1024 differs from 768'."""
+    import torch
+
+    from mmwst.models import TunedVisionTransformer
+
+    large = dict(embed_dims=96, num_layers=3, num_heads=2, feedforward_channels=192)
+    source = TunedVisionTransformer(arch=large, img_size=32, patch_size=8)
+    with source.full_state_dict():
+        torch.save({'state_dict': source.state_dict()}, tmp_path / 'other.pth')
+    small = dict(embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=128)
+    model = TunedVisionTransformer(
+        arch=small, img_size=32, patch_size=8, pretrained=str(tmp_path / 'other.pth')
+    )
+    with pytest.raises(ValueError) as err:
+        model.init_weights()
+    message = str(err.value)
+    assert f'the pretrained file {tmp_path / "other.pth"} does not fit' in message
+    assert 'holds a ViT of width 96 with 3 layers, MLP 192, patch 8' in message
+    assert 'arch=dict(embed_dims=96, num_layers=3' in message
