@@ -81,6 +81,20 @@ def find_problems(
     problems = []
     for dist, spec in SUPPORTED.items():
         found = versions.get(dist) if versions is not None else _installed_version(dist)
+        if found is None and dist == 'mmcv':
+            lite = versions.get('mmcv-lite') if versions is not None else None
+            lite = lite or (_installed_version('mmcv-lite') if versions is None else None)
+            if lite is not None:
+                problems.append(
+                    Problem(
+                        'mmcv',
+                        f'mmcv-lite {lite}, the build without compiled ops (Cascade Mask '
+                        'R-CNN needs its RoIAlign and NMS); remove it with '
+                        '`pip uninstall mmcv-lite` and install mmcv as below',
+                        spec,
+                    )
+                )
+                continue
         if found is None:
             problems.append(Problem(dist, 'nothing', spec))
             continue

@@ -56,6 +56,19 @@ def test_problems_name_installed_needed_and_fix():
     assert 'bash tools/setup_env.sh' in message
 
 
+def test_mmcv_lite_is_named_with_what_it_lacks_and_the_fix():
+    versions = {
+        name: next(s.version for s in SpecifierSet(spec) if s.operator == '>=')
+        for name, spec in deps.SUPPORTED.items()
+    }
+    versions.update({'mmcv': None, 'mmcv-lite': '2.1.0'})
+    (problem,) = deps.find_problems(versions, check_mmcv_ops=False)
+    message = deps.format_problems([problem])
+    assert 'mmcv: installed mmcv-lite 2.1.0, the build without compiled ops' in message
+    assert 'pip uninstall mmcv-lite' in message and 'MMCV_WITH_OPS=1' in message
+    assert 'installed nothing' not in message
+
+
 def _import_mmwst_with(patch: str) -> subprocess.CompletedProcess:
     code = f'{patch}\nimport mmwst\n'
     return subprocess.run(
