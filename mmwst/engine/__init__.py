@@ -1,4 +1,5 @@
 from .checkpoint import (
+    DamagedCheckpointError,
     SafeCheckpointHook,
     UnsafeCheckpointError,
     from_weights_only,
@@ -13,6 +14,7 @@ from .hooks import ParamReportHook
 from .launch import prepare_config
 from .optim import TunerOptimWrapperConstructor
 from .pyramid_check import CheckPyramidHook, PyramidMismatchError, check_pyramid
+from .resume import ResumeNoticeHook, choose_resume_checkpoint
 
 register_safe_loader()
 
@@ -20,12 +22,15 @@ __all__ = [
     'CheckClassesHook',
     'CheckPathsHook',
     'CheckPyramidHook',
+    'DamagedCheckpointError',
     'DivergedError',
     'DivergenceGuardHook',
     'PyramidMismatchError',
+    'ResumeNoticeHook',
     'check_pyramid',
     'check_classes',
     'check_required_paths',
+    'choose_resume_checkpoint',
     'ParamReportHook',
     'SafeCheckpointHook',
     'TunerOptimWrapperConstructor',

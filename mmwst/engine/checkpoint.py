@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os.path as osp
 import pickle
+import zipfile
 from collections import OrderedDict
 from typing import Any
 
@@ -41,6 +42,10 @@ _HISTORY = '__mmwst_history_buffer__'
 
 class UnsafeCheckpointError(RuntimeError):
     """A checkpoint holds pickled Python objects that ``weights_only`` refuses."""
+
+
+class DamagedCheckpointError(RuntimeError):
+    """A checkpoint file is incomplete or corrupt."""
 
 
 def to_weights_only(obj: Any, strict: bool = True) -> Any:
@@ -156,7 +161,23 @@ def load_local_checkpoint(filename: str, map_location=None) -> Any:
             f'{filename} SAFE_COPY.pth --trust-source\nand use SAFE_COPY.pth.\n'
             f'torch said: {str(err).splitlines()[0]}'
         ) from err
+    except (RuntimeError, EOFError, OSError) as err:  # a file cut short or overwritten
+        raise DamagedCheckpointError(
+            f'{filename} is damaged and cannot be read (a copy cut short, a full disk or a '
+            f'run killed while writing it?); use another checkpoint. torch said: '
+            f'{str(err).splitlines()[0] if str(err) else type(err).__name__}'
+        ) from err
     return from_weights_only(checkpoint)
+
+
+def checkpoint_is_intact(path: str) -> bool:
+    """Cheap test that a torch checkpoint is complete: a zip archive whose directory (at
+    the end of the file) reads. A file cut short fails it; nothing is unpickled."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return bool(archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
 
 
 def register_safe_loader() -> None:

@@ -21,9 +21,11 @@ import torch
 from mmengine.config import Config, ConfigDict
 
 from .data_check import check_required_paths
+from .resume import check_resume_checkpoint, choose_resume_checkpoint
 
 SAFE_HOOK = 'mmwst.SafeCheckpointHook'
 GUARD_HOOK = 'mmwst.DivergenceGuardHook'
+RESUME_HOOK = 'mmwst.ResumeNoticeHook'
 
 
 def default_work_dir(config_path: str) -> str:
@@ -79,8 +81,10 @@ def prepare_config(
         cfg: the loaded config (modified in place).
         config_path: path it was loaded from (names the default work dir).
         work_dir: overrides ``cfg.work_dir``; default ``./work_dirs/<config name>``.
-        resume: ``'auto'`` to resume from the latest checkpoint in the work dir (no-op
-            when there is none), or a checkpoint path.
+        resume: ``'auto'`` to resume from the latest intact checkpoint in the work dir
+            (damaged ones are skipped, naming them; with none, training starts from
+            scratch and says so), or a checkpoint path (refused, naming the intact
+            alternatives, when damaged).
         amp: train with automatic mixed precision (fp16 on CUDA, bf16 on CPU).
         cfg_options: ``key.path=value`` overrides, applied before everything else.
         launcher: ``none``, ``pytorch`` (torchrun), ``slurm`` or ``mpi``.
@@ -101,8 +105,9 @@ def prepare_config(
             cfg.work_dir = osp.join(cfg.work_dir, str(task))
 
     if resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
+        # the latest intact checkpoint, skipping damaged ones; none: from scratch, said so
+        cfg.load_from = choose_resume_checkpoint(cfg.work_dir)
+        cfg.resume = cfg.load_from is not None
     elif resume is not None:
         if not osp.isfile(resume):
             raise FileNotFoundError(
@@ -110,6 +115,7 @@ def prepare_config(
                 "checkpoint path, or 'auto' for the latest one in the "
                 'work dir'
             )
+        check_resume_checkpoint(resume)
         cfg.resume = True
         cfg.load_from = resume
 
@@ -128,7 +134,7 @@ def prepare_config(
 
     hooks = list(cfg.get('custom_hooks') or [])
     present = {str(h.get('type', '')).split('.')[-1] for h in hooks}
-    for hook in (SAFE_HOOK, GUARD_HOOK):
+    for hook in (SAFE_HOOK, GUARD_HOOK, RESUME_HOOK):
         if hook.split('.')[-1] not in present:
             hooks.append(dict(type=hook))
     cfg.custom_hooks = hooks

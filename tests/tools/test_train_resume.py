@@ -111,3 +111,56 @@ def test_missing_resume_file_is_a_clear_error(digits_root, tmp_path):
     proc = _train(tmp_path, digits_root, '--resume', str(tmp_path / 'absent.pth'), check=False)
     assert proc.returncode != 0
     assert 'absent.pth: no such checkpoint file' in proc.stderr
+
+
+def _copy_run(source, target):
+    """A copy of a finished run's folder whose last_checkpoint points inside it."""
+    import shutil
+
+    shutil.copytree(source, target)
+    for marker in target.glob('last_checkpoint'):
+        marker.write_text(str(target / osp.basename(marker.read_text().strip())))
+    return target
+
+
+def test_resume_auto_skips_a_damaged_latest_checkpoint(runs, digits_root, tmp_path):
+    """A checkpoint cut short (killed copy, full disk): --resume auto names it and goes
+    on from the newest intact one instead of failing inside torch."""
+    work = _copy_run(runs['straight'], tmp_path / 'run')
+    latest = work / 'epoch_2.pth'
+    latest.write_bytes(latest.read_bytes()[: latest.stat().st_size // 2])
+    proc = _train(work, digits_root, '--resume', 'auto')
+    log = proc.stdout + proc.stderr
+    assert f'{latest} is damaged (cut short?) and is skipped' in log
+    assert f'resuming from {work / "epoch_1.pth"}' in log and 'resumed epoch: 1' in log
+
+
+def test_resume_of_a_damaged_file_names_it_and_the_intact_ones(runs, digits_root, tmp_path):
+    work = _copy_run(runs['straight'], tmp_path / 'run')
+    damaged = work / 'epoch_2.pth'
+    damaged.write_bytes(damaged.read_bytes()[:1000])
+    proc = _train(tmp_path / 'other', digits_root, '--resume', str(damaged), check=False)
+    assert proc.returncode != 0
+    assert f'--resume {damaged}: the file is damaged' in proc.stderr
+    assert f'intact checkpoints in the same folder, newest first: {work / "epoch_1.pth"}' in (
+        proc.stderr
+    )
+
+
+def test_resume_auto_with_nothing_to_resume_says_it_starts_from_scratch(digits_root, tmp_path):
+    proc = _train(tmp_path / 'fresh', digits_root, '--resume', 'auto')
+    log = proc.stdout + proc.stderr
+    assert 'no intact checkpoint in' in log and 'training starts from scratch' in log
+    assert 'resumed from None' not in log and 'resumed epoch' not in log
+
+
+def test_resume_says_when_the_checkpoint_lr_wins(runs, digits_root, tmp_path):
+    work = _copy_run(runs['resumed'], tmp_path / 'run')
+    (work / 'epoch_2.pth').unlink()  # resume after epoch 1, asking for another lr
+    (work / 'last_checkpoint').write_text(str(work / 'epoch_1.pth'))
+    proc = _train(
+        work, digits_root, '--resume', 'auto', '--cfg-options', 'optim_wrapper.optimizer.lr=0.5'
+    )
+    log = proc.stdout + proc.stderr
+    assert "resuming keeps the checkpoint's learning rate schedule (base lr 0.001)" in log
+    assert "the config's lr 0.5 does not apply" in log
