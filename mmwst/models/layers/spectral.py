@@ -171,5 +171,20 @@ class SpectralFilter2d(nn.Module):
         filtered = filtered * self.gamma.to(dtype) + self.beta.to(dtype)
         return (tokens + filtered).to(x.dtype)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        """Keep a filter trained on another grid: it is resized at run time, exactly as
+        it was for inputs of other sizes during training (never dropped)."""
+        incoming = state_dict.get(prefix + 'weight')
+        if (
+            isinstance(incoming, Tensor)
+            and incoming.dim() == self.weight.dim()
+            and tuple(incoming.shape[2:]) == tuple(self.weight.shape[2:])
+            and tuple(incoming.shape[:2]) != tuple(self.weight.shape[:2])
+        ):
+            with torch.no_grad():  # same Parameter object, the trained filter's shape
+                self.weight.data = self.weight.new_empty(incoming.shape)
+            self.grid_size = (int(incoming.shape[0]), 2 * (int(incoming.shape[1]) - 1))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def extra_repr(self) -> str:
         return f'dim={self.dim}, grid_size={self.grid_size}, filter_type={self.filter_type!r}'

@@ -200,3 +200,32 @@ def test_lora_freqfit_config_counts():
 def test_freqfit_real_and_rlrr_freqfit_config_counts():
     assert _count('freqfit-real_vit-b16_vtab-1k.py') == LORA_ALL + FREQFIT_REAL == 2_465_280
     assert _count('rlrr-freqfit_vit-b16_vtab-1k.py') == RLRR + FREQFIT_COMPLEX == 2_545_152
+
+
+def test_filters_trained_at_one_size_load_into_a_host_built_for_another():
+    """tools/test.py with another img_size used to drop the trained filters with a
+    size-mismatch warning; they are kept and resized at run time, as in training."""
+    import warnings
+
+    from mmwst.models.backbones import TunedVisionTransformer
+
+    arch = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
+    tuners = [dict(type='mmwst.FreqFit')]
+    torch.manual_seed(0)
+    trained = TunedVisionTransformer(arch=arch, img_size=32, patch_size=8, tuners=tuners)
+    with torch.no_grad():
+        for p in trained.tuners.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    state = trained.state_dict()  # adapter-only: the frozen host is not in it
+    with trained.full_state_dict():
+        full = trained.state_dict()
+    other = TunedVisionTransformer(arch=arch, img_size=48, patch_size=8, tuners=tuners)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # no size-mismatch warning
+        other.load_state_dict(full)
+    for name, value in state.items():
+        torch.testing.assert_close(other.state_dict()[name], value, rtol=0, atol=0)
+    x = torch.randn(2, 3, 40, 56)  # a third size: both resize the same trained filters
+    trained.eval(), other.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(other(x)[0], trained(x)[0], rtol=0, atol=0)
