@@ -11,8 +11,11 @@ CHECKPOINT=$2
 NPROC=$3
 shift 3
 source "$(dirname "$0")/_python.sh"
+source "$(dirname "$0")/_port.sh"
+port="${PORT:-29500}"
+check_port "$port" "$0 $CONFIG $CHECKPOINT $NPROC ..."
 exec "$PYTHON" -m torch.distributed.run \
     --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" \
-    --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="${PORT:-29500}" \
+    --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="$port" \
     --nproc_per_node="$NPROC" \
     "$(dirname "$0")/test.py" "$CONFIG" "$CHECKPOINT" --launcher pytorch "$@"

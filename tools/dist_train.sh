@@ -12,8 +12,11 @@ CONFIG=$1
 NPROC=$2
 shift 2
 source "$(dirname "$0")/_python.sh"
+source "$(dirname "$0")/_port.sh"
+port="${PORT:-29500}"
+check_port "$port" "$0 $CONFIG $NPROC ..."
 exec "$PYTHON" -m torch.distributed.run \
     --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" \
-    --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="${PORT:-29500}" \
+    --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="$port" \
     --nproc_per_node="$NPROC" \
     "$(dirname "$0")/train.py" "$CONFIG" --launcher pytorch "$@"

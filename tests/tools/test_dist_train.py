@@ -101,3 +101,25 @@ def test_dist_train_dense_demo_two_cpu_processes(
     weights = state['state_dict']
     assert any(k.startswith('backbone.tuners.') for k in weights)
     assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize('script', ['dist_train.sh', 'dist_test.sh'])
+def test_a_port_in_use_is_refused_with_the_fix(script, tmp_path):
+    """torch used to fail with a bare EADDRINUSE; now: which port, and PORT= to change it."""
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(('', 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        args = ['configs/demo/digits_vit_tiny.py']
+        if script == 'dist_test.sh':
+            args.append(str(tmp_path / 'any.pth'))
+        proc = run_tool(
+            [osp.join(TOOLS, script), *args, '2'],
+            cwd=REPO,
+            env=tool_env(PORT=str(port)),
+            check=False,
+        )
+    assert proc.returncode == 2
+    assert f'port {port} is in use' in proc.stderr and f'PORT={port + 1}' in proc.stderr
