@@ -60,7 +60,12 @@ def main(argv=None):
     cfg.load_from = args.checkpoint
     if args.amp:
         cfg.setdefault('test_cfg', {})['fp16'] = True
-    runner = Runner.from_cfg(cfg)
+    if 'runner_type' in cfg:  # a custom runner class named by the config
+        from mmengine.registry import RUNNERS
+
+        runner = RUNNERS.build(cfg)
+    else:
+        runner = Runner.from_cfg(cfg)
     metrics = runner.test()
     if args.out and runner.rank == 0:
         from mmengine.fileio import dump

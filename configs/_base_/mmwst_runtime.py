@@ -5,6 +5,8 @@
 # classes as the data has (mmwst.CheckClassesHook).
 _base_ = ['mmpretrain::_base_/default_runtime.py']
 custom_imports = dict(imports=['mmwst'], allow_failed_imports=False)
+# checks the data and weight paths (mmwst.CheckPathsHook) under any entry point
+runner_type = 'mmwst.CheckedRunner'
 custom_hooks = [
     dict(type='mmwst.SafeCheckpointHook'),
     dict(type='mmwst.DivergenceGuardHook'),

@@ -15,11 +15,13 @@ from .launch import prepare_config
 from .optim import TunerOptimWrapperConstructor
 from .pyramid_check import CheckPyramidHook, PyramidMismatchError, check_pyramid
 from .resume import ResumeNoticeHook, choose_resume_checkpoint
+from .runner import CheckedRunner
 
 register_safe_loader()
 
 __all__ = [
     'CheckClassesHook',
+    'CheckedRunner',
     'CheckPathsHook',
     'CheckPyramidHook',
     'DamagedCheckpointError',

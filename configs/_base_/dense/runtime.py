@@ -5,6 +5,8 @@
 # configs set its `help`), and one that fails as early when the neck or the heads do not
 # fit the widths and strides the backbone declares (mmwst.CheckPyramidHook).
 custom_imports = dict(imports=['mmwst'], allow_failed_imports=False)
+# checks the data and weight paths (mmwst.CheckPathsHook) under any entry point
+runner_type = 'mmwst.CheckedRunner'
 custom_hooks = [
     dict(type='mmwst.CheckPathsHook'),
     dict(type='mmwst.CheckPyramidHook'),
