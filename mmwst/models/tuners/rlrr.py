@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...registry import MODELS
+from ..layers.scale_shift import SAFE_SCALE, fold_scale_shift, unfold_scale_shift
 from .base import BaseTuner
 
 #: The Linear layers of every block that RLRR rescales.
@@ -216,24 +217,23 @@ class RLRR(BaseTuner):
         for key, linear in self._linears.items():
             bias = self._linear_bias(key)
             scale = 1 + self.rescale_factor(key).to(linear.weight.dtype)
-            if (scale == 0).any():  # an exact zero would make unmerge lose the weight
+            if (scale.abs() < SAFE_SCALE).any():  # unmerge would divide by ~0: keep it
                 self._saved[key] = linear.weight.detach().clone()
             linear.weight.mul_(scale)
             bias.add_(self.shift[key].to(bias.dtype))
+        self._saved_ssf = {}
         for key in self.gamma:
             weight, bias = self._ssf_parameters(key)
-            gamma, beta = self.gamma[key].to(weight.dtype), self.beta[key].to(bias.dtype)
-            # (D, ) -> (D, 1, ...) to scale the output channels of a conv or a norm
-            weight.mul_(gamma.view(-1, *([1] * (weight.dim() - 1))))
-            bias.mul_(gamma).add_(beta)
+            saved = fold_scale_shift(weight, bias, self.gamma[key], self.beta[key])
+            if saved is not None:  # a scale near zero: unmerge restores these exactly
+                self._saved_ssf[key] = saved
 
     def unmerge(self, host) -> None:
+        saved_ssf = getattr(self, '_saved_ssf', {})
         for key in reversed(list(self.gamma)):
             weight, bias = self._ssf_parameters(key)
-            gamma, beta = self.gamma[key].to(weight.dtype), self.beta[key].to(bias.dtype)
-            bias.sub_(beta).div_(gamma)
-            # (D, ) -> (D, 1, ...) as in merge
-            weight.div_(gamma.view(-1, *([1] * (weight.dim() - 1))))
+            saved = saved_ssf.pop(key, None)
+            unfold_scale_shift(weight, bias, self.gamma[key], self.beta[key], saved)
         for key, linear in self._linears.items():
             bias = self._linear_bias(key)
             bias.sub_(self.shift[key].to(bias.dtype))

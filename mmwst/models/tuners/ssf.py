@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ...registry import MODELS
+from ..layers.scale_shift import fold_scale_shift, unfold_scale_shift
 from .base import BaseTuner
 
 
@@ -81,15 +82,15 @@ class SSF(BaseTuner):
         return module.weight, module.bias
 
     def merge(self, host) -> None:
+        self._saved = {}
         for key in self.gamma:
             weight, bias = self._merge_target(key)
-            gamma, beta = self.gamma[key], self.beta[key]
-            weight.mul_(gamma.view(-1, *([1] * (weight.dim() - 1))))
-            bias.mul_(gamma).add_(beta)
+            saved = fold_scale_shift(weight, bias, self.gamma[key], self.beta[key])
+            if saved is not None:  # a scale near zero: unmerge restores these exactly
+                self._saved[key] = saved
 
     def unmerge(self, host) -> None:
+        saved = getattr(self, '_saved', {})
         for key in self.gamma:
             weight, bias = self._merge_target(key)
-            gamma, beta = self.gamma[key], self.beta[key]
-            bias.sub_(beta).div_(gamma)
-            weight.div_(gamma.view(-1, *([1] * (weight.dim() - 1))))
+            unfold_scale_shift(weight, bias, self.gamma[key], self.beta[key], saved.pop(key, None))

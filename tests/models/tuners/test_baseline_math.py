@@ -130,3 +130,23 @@ def test_vpt_on_swin_adds_keys_to_every_window():
     handle.remove()
     assert captured['n'][1] == 16  # queries stay the 4x4 window tokens
     assert not torch.allclose(out, ref)
+
+
+def test_ssf_unmerge_restores_exactly_where_a_scale_is_near_zero():
+    model = _vit([dict(type='mmwst.SSF')])
+    ssf = model.tuners[0]
+    with torch.no_grad():
+        for gamma in ssf.gamma.values():
+            gamma[:2] = torch.tensor([0.0, 1e-7])
+    with model.full_state_dict():
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+    image = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(image)[0]
+        model.merge_tuners()
+        torch.testing.assert_close(model(image)[0], expected, rtol=1e-5, atol=1e-5)
+        model.unmerge_tuners()
+    with model.full_state_dict():
+        after = model.state_dict()
+    for name, value in before.items():  # back where they were, not blown up by ~1/0
+        torch.testing.assert_close(after[name], value, rtol=1e-6, atol=1e-6, msg=name)

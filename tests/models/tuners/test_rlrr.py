@@ -253,3 +253,26 @@ def test_swin_b_config_covers_every_block_and_the_final_norm():
     expected = sum(4 * 3 * d + (d + 4 * d + 4 * d) + (4 * d + 2 * d) + 4 * d for d in dims)
     expected += 2 * 128 + 2 * 1024  # after the patch embedding, after the final norm
     assert parameter_report(model).trainable_without_head == expected == 375_296
+
+
+def test_unmerge_restores_exactly_where_an_ssf_scale_or_a_factor_is_near_zero():
+    """Dividing by a scale near zero would blow the weights up; they are kept instead."""
+    model = _model()
+    rlrr = model.tuners[0]
+    key = next(iter(rlrr.gamma))
+    with torch.no_grad():
+        rlrr.gamma[key][:3] = torch.tensor([0.0, 1e-6, -1e-5])
+        rlrr.scale_out['0_proj'][0] = 1.0
+        rlrr.scale_in['0_proj'][0, 0] = -1.0 + 1e-6  # 1 + s_out s_in ~ 1e-6
+    with model.full_state_dict():
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+    image = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(image)[0]
+        model.merge_tuners()
+        torch.testing.assert_close(model(image)[0], expected, rtol=1e-5, atol=1e-5)
+        model.unmerge_tuners()
+    with model.full_state_dict():
+        after = model.state_dict()
+    for name, value in before.items():  # back where they were, not blown up by ~1/0
+        torch.testing.assert_close(after[name], value, rtol=1e-6, atol=1e-6, msg=name)
