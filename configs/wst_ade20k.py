@@ -1,4 +1,4 @@
-# WST + HST on ADE20K: UperNet with the dense backbone (design decision 6) - a frozen
+# WST + HST on ADE20K: UperNet with mmwst's dense backbone (docs/methods.md) - a frozen
 # ViT-B/16, the WST fine wavelet branch and the HST-style side network, emitting four maps
 # (widths 64/128/256/384, strides 4/8/16/32) to UPerHead; the FCN auxiliary head reads the
 # stride-16 map. The recipe (160k iterations of 512x512 crops, total batch 16 with the

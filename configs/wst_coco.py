@@ -1,4 +1,4 @@
-# WST + HST on COCO: Cascade Mask R-CNN with the dense backbone (design decision 6) - a
+# WST + HST on COCO: Cascade Mask R-CNN with mmwst's dense backbone (docs/methods.md) - a
 # frozen ViT-B/16, the WST fine wavelet branch and the HST-style side network that reads
 # the ViT's per-layer tokens, meta tokens and the WST branch state, emitting four maps
 # (widths 64/128/256/384, strides 4/8/16/32) to mmdet's FPN.

@@ -1,5 +1,5 @@
 # LoRA (r=8 on q and v) on ADE20K through the plain-ViT pyramid, the reference point every
-# other tuner uses on dense tasks (design decision 6): the frozen ViT-B/16's last feature
+# other tuner uses on dense tasks (so methods compare): the frozen ViT-B/16's last feature
 # map (stride 16) -> mmwst.SimpleFeaturePyramid (ViTDet: widths D/4, D/2, D, D at strides
 # 4/8/16/32, trained) -> UPerHead directly, the same UperNet, recipe and data as
 # configs/wst_ade20k.py. The simple pyramid, not mmseg's MultiLevelNeck over blocks

@@ -1,5 +1,5 @@
 # LoRA (r=8 on q and v) on COCO through the plain-ViT pyramid, the reference point every
-# other tuner uses on dense tasks (design decision 6): the frozen ViT-B/16's last feature
+# other tuner uses on dense tasks (so methods compare): the frozen ViT-B/16's last feature
 # map (stride 16) -> mmwst.SimpleFeaturePyramid (ViTDet: widths D/4, D/2, D, D at strides
 # 4/8/16/32, trained) -> mmdet's FPN -> the same Cascade Mask R-CNN, recipe and data as
 # configs/wst_coco.py. mmengine builds a list of neck configs as nn.Sequential.

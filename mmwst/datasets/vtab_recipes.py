@@ -1,4 +1,4 @@
-"""Per-task VTAB-1k hyperparameters released with the reference code (methods.md, 7).
+"""Per-task VTAB-1k hyperparameters released with the papers' reference code.
 
 Configs read them at parse time, so that choosing the task (``VTAB_TASK=dtd``) also
 applies the method's released settings for that task::

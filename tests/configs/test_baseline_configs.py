@@ -1,4 +1,4 @@
-"""Every method config builds; ViT-B/16 counts equal the formulas in methods.md."""
+"""Every method config builds; ViT-B/16 counts equal the formulas in docs/methods.md."""
 
 import glob
 import json
@@ -14,7 +14,7 @@ from tests.helpers import REPO, TOOLS, run_tool
 
 D, HIDDEN, LAYERS = 768, 3072, 12  # ViT-B/16
 QKV = 3 * D
-#: trainable backbone parameters of each method on ViT-B/16 (methods.md, section 6)
+#: trainable backbone parameters of each method on ViT-B/16 (docs/methods.md)
 VIT_B16_COUNTS = {
     'linear_probe': 0,
     'full_finetune': 85_798_656,
@@ -40,7 +40,7 @@ FILE_COUNTS = {
     'freqfit-real_vit-b16_vtab-1k.py': LORA_ALL + FREQFIT_REAL,
     'rlrr-freqfit_vit-b16_vtab-1k.py': VIT_B16_COUNTS['rlrr'] + FREQFIT_COMPLEX,
 }
-#: methods defined for one host only (methods.md): the rest have ViT-B/16 and Swin-B
+#: methods defined for one host only (docs/methods.md): the rest have ViT-B/16 and Swin-B
 ONE_HOST = {'wst': {'vit'}, 'hst': {'vit'}, 'freqfit': {'vit'}, 'swin_bapat': {'swin'}}
 SWIN_B_WIDTHS = [128] * 2 + [256] * 2 + [512] * 18 + [1024] * 2
 #: Swin-BAPAT: PATT (kv, r=128) + AdaptFormer (r=64) in each of Swin-B's 24 blocks

@@ -20,8 +20,7 @@ class WST(BaseTuner):
     Tuning for Visual Transfer Learning", AAAI 2025
     (https://doi.org/10.1609/aaai.v39i21.34387). The paper states the method in its
     Eqs. 1-9 (fine-tuning patch embedding, wavelet fine-tuning block and how its
-    output joins the backbone); the step numbers below are those of mmwst's method
-    specification, which restates them.
+    output joins the backbone); the steps below restate them (as does docs/methods.md).
 
     A trainable branch embeds the image at half the backbone's patch size ``p`` and
     with a quarter of its width ``D``, so one level of a 2-D discrete wavelet
