@@ -1,5 +1,6 @@
+from ..tuners.base import BlockSpec
 from .dense_vit import DenseTunedViT
-from .host import BlockSpec, TunableHostMixin
+from .host import TunableHostMixin
 from .swin import TunedSwinTransformer
 from .vit import TunedVisionTransformer
 

@@ -21,63 +21,16 @@ from __future__ import annotations
 import os.path as osp
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import torch
 from mmengine.logging import print_log
 from torch import Tensor, nn
 
 from ...registry import MODELS
-from ..tuners.base import BaseTuner
+from ..tuners.base import BaseTuner, BlockSpec, UnsupportedHostError
 from .weights import check_state_dict
 
 TUNERS_ATTR = 'tuners'
-
-
-@dataclass
-class BlockSpec:
-    """The layers of one transformer block, as tuners see them.
-
-    Attributes:
-        index: block index over the whole network (Swin: counted across stages).
-        stage: stage index (always 0 for a plain ViT).
-        block: the block module.
-        dim: token width inside the block.
-        num_heads: attention heads.
-        norm1: LayerNorm before attention.
-        attn: the attention layer whose ``qkv`` sees the normalised tokens (ViT:
-            ``MultiheadAttention``; Swin: ``WindowMSA``, after padding, shift and window
-            partition).
-        attn_branch: module whose output is the attention branch just before the
-            residual addition (ViT: ``attn``; Swin: ``ShiftWindowMSA``).
-        qkv: the fused query/key/value projection (rows ``[q; k; v]``).
-        proj: the attention output projection.
-        norm2: LayerNorm before the MLP.
-        ffn: the MLP sub-layer, called as ``ffn(norm2(x), identity=x)``; its output
-            already includes the residual (and the branch's drop-path).
-        mlp: module whose input is the normalised tokens and whose output is the MLP
-            branch before drop-path and the residual addition.
-        fc1, fc2: the MLP's two Linear layers.
-    """
-
-    index: int
-    stage: int
-    block: nn.Module
-    dim: int
-    num_heads: int
-    norm1: nn.Module
-    attn: nn.Module
-    attn_branch: nn.Module
-    qkv: nn.Linear
-    proj: nn.Linear
-    norm2: nn.Module
-    ffn: nn.Module
-    mlp: nn.Module
-    fc1: nn.Linear
-    fc2: nn.Linear
-
-    def linears(self) -> dict[str, nn.Linear]:
-        return {'qkv': self.qkv, 'proj': self.proj, 'fc1': self.fc1, 'fc2': self.fc2}
 
 
 class TunableHostMixin:
@@ -112,6 +65,12 @@ class TunableHostMixin:
                     f'{type(tuner).__name__} (from {cfg!r}) is not a tuner; tuners must '
                     'subclass mmwst.models.tuners.BaseTuner'
                 )
+            if self.host_kind not in tuner.supported_hosts:
+                raise UnsupportedHostError(
+                    f'{type(tuner).__name__} runs on {" or ".join(tuner.supported_hosts)} '
+                    f'hosts, but {type(self).__name__} is a {self.host_kind!r} host. '
+                    f'{tuner.host_reason}'
+                )
             tuner.build(self)
             built.append(tuner)
         _refuse_contradictions(built)
@@ -133,6 +92,11 @@ class TunableHostMixin:
     @property
     def patch_size(self) -> tuple[int, int]:
         return tuple(self.patch_embed.projection.stride)
+
+    @property
+    def in_channels(self) -> int:
+        """Image channels the patch embedding reads."""
+        return self.patch_embed.projection.in_channels
 
     def _check_input(self, x: Tensor) -> None:
         if x.dim() != 4:

@@ -11,8 +11,8 @@ from torch import Tensor, nn
 
 from ...registry import MODELS
 from ..layers.tunable import make_tunable_attention
-from ..tuners.base import TokenContext
-from .host import BlockSpec, TunableHostMixin
+from ..tuners.base import BlockSpec, TokenContext
+from .host import TunableHostMixin
 from .weights import read_checkpoint
 
 

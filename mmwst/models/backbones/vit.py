@@ -11,9 +11,9 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from ...registry import MODELS
-from ..tuners.base import TokenContext
+from ..tuners.base import BlockSpec, TokenContext
 from .convert import load_vit_weights
-from .host import BlockSpec, TunableHostMixin
+from .host import TunableHostMixin
 from .weights import adapt_pos_embed
 
 

@@ -1,5 +1,5 @@
 from .adapters import Adapter, AdaptFormer
-from .base import BaseTuner, TokenContext
+from .base import BaseTuner, BlockSpec, HostSpec, TokenContext, UnsupportedHostError
 from .freqfit import FreqFit
 from .hst import HST
 from .lora import LoRA
@@ -22,11 +22,14 @@ __all__ = [
     'Adapter',
     'BaseTuner',
     'BitFit',
+    'BlockSpec',
     'FreqFit',
     'FullFineTune',
+    'HostSpec',
     'LNTune',
     'LinearProbe',
     'LoRA',
     'PrefixTuning',
     'TokenContext',
+    'UnsupportedHostError',
 ]

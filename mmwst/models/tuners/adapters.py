@@ -9,7 +9,7 @@ from torch import nn
 
 from ...registry import MODELS
 from ..layers.bottleneck import Bottleneck
-from .base import BaseTuner
+from .base import BaseTuner, HostSpec
 
 
 @MODELS.register_module()
@@ -34,7 +34,7 @@ class Adapter(BaseTuner):
         self.bottleneck = bottleneck
         self.adapters = nn.ModuleDict()
 
-    def build(self, host) -> None:
+    def build(self, host: HostSpec) -> None:
         for spec in host.blocks:
             for name, layer in (('attn', spec.proj), ('mlp', spec.fc2)):
                 key = f'{spec.index}_{name}'
@@ -73,7 +73,7 @@ class AdaptFormer(BaseTuner):
         self.scale = scale
         self.adapters = nn.ModuleDict()
 
-    def build(self, host) -> None:
+    def build(self, host: HostSpec) -> None:
         for spec in host.blocks:
             key = str(spec.index)
             self.adapters[key] = Bottleneck(spec.dim, self.bottleneck, act='relu')

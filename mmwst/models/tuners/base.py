@@ -20,9 +20,9 @@ rebinds them to the copied tuner.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from mmengine.model import BaseModule
 from torch import Tensor, nn
@@ -30,8 +30,99 @@ from torch.utils.hooks import RemovableHandle
 
 from ..layers.tunable import add_kv_fn, add_weight_fn
 
-if TYPE_CHECKING:
-    from ..backbones.host import HostSpec
+
+@dataclass
+class BlockSpec:
+    """The layers of one transformer block, as tuners see them.
+
+    Attributes:
+        index: block index over the whole network (Swin: counted across stages).
+        stage: stage index (always 0 for a plain ViT).
+        block: the block module.
+        dim: token width inside the block.
+        num_heads: attention heads.
+        norm1: LayerNorm before attention.
+        attn: the attention layer whose ``qkv`` sees the normalised tokens (ViT:
+            ``MultiheadAttention``; Swin: ``WindowMSA``, after padding, shift and window
+            partition).
+        attn_branch: module whose output is the attention branch just before the
+            residual addition (ViT: ``attn``; Swin: ``ShiftWindowMSA``).
+        qkv: the fused query/key/value projection (rows ``[q; k; v]``).
+        proj: the attention output projection.
+        norm2: LayerNorm before the MLP.
+        ffn: the MLP sub-layer, called as ``ffn(norm2(x), identity=x)``; its output
+            already includes the residual (and the branch's drop-path).
+        mlp: module whose input is the normalised tokens and whose output is the MLP
+            branch before drop-path and the residual addition.
+        fc1, fc2: the MLP's two Linear layers.
+    """
+
+    index: int
+    stage: int
+    block: nn.Module
+    dim: int
+    num_heads: int
+    norm1: nn.Module
+    attn: nn.Module
+    attn_branch: nn.Module
+    qkv: nn.Linear
+    proj: nn.Linear
+    norm2: nn.Module
+    ffn: nn.Module
+    mlp: nn.Module
+    fc1: nn.Linear
+    fc2: nn.Linear
+
+    def linears(self) -> dict[str, nn.Linear]:
+        return {'qkv': self.qkv, 'proj': self.proj, 'fc1': self.fc1, 'fc2': self.fc2}
+
+
+class HostSpec(Protocol):
+    """What a tuner may use of its host backbone - the whole contract, nothing more.
+
+    mmwst's hosts (:class:`~mmwst.models.backbones.TunedVisionTransformer`,
+    :class:`~mmwst.models.backbones.TunedSwinTransformer`) provide it; a tuner reads these
+    members only and never reaches into the host's other attributes.
+
+    Attributes:
+        host_kind: ``'vit'`` (one token grid for all blocks) or ``'swin'`` (stages).
+        blocks: every block's layers (:class:`BlockSpec`), in order.
+        embed_dims: the token width of a ViT (Swin: of the first stage).
+        in_channels: the image channels the patch embedding reads.
+        patch_size: ``(ph, pw)`` of the patch embedding.
+        patch_resolution: the default patch grid ``(h, w)`` (for the configured
+            ``img_size``).
+        patch_embed: the patch embedding module (SSF-style tuners hook its output).
+    """
+
+    host_kind: str
+    blocks: list[BlockSpec]
+    embed_dims: int
+
+    @property
+    def in_channels(self) -> int: ...
+
+    @property
+    def patch_size(self) -> tuple[int, int]: ...
+
+    @property
+    def patch_resolution(self) -> tuple[int, int]: ...
+
+    @property
+    def patch_embed(self) -> nn.Module: ...
+
+    def final_norms(self) -> list[nn.Module]:
+        """The norms applied after the last block."""
+
+    def host_named_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        """``(name, parameter)`` of the host's own parameters (no tuner's)."""
+
+    def host_modules(self) -> Iterator[nn.Module]:
+        """Every module of the host (no tuner's)."""
+
+
+class UnsupportedHostError(ValueError):
+    """A tuner was put on a kind of host it does not support."""
 
 
 @dataclass
@@ -65,10 +156,15 @@ class BaseTuner(BaseModule):
             unchanged (tested for every tuner that claims it).
         alone: for a method that contradicts any other (full fine-tuning, the linear
             probe), the reason, which the host states when it refuses a combination.
+        supported_hosts: the host kinds the method runs on; the host refuses others with
+            :class:`UnsupportedHostError`, giving ``host_reason``.
     """
 
     mergeable: ClassVar[bool] = False
     identity_at_init: ClassVar[bool] = False
+    #: The kinds of host (``HostSpec.host_kind``) the method runs on, and why not others.
+    supported_hosts: ClassVar[tuple[str, ...]] = ('vit', 'swin')
+    host_reason: ClassVar[str] = ''
     #: Why the method cannot be combined with any other tuner (None: it can).
     alone: ClassVar[str | None] = None
 

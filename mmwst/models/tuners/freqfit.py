@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from ...registry import MODELS
 from ..layers.spectral import SpectralFilter2d
-from .base import BaseTuner, TokenContext
+from .base import BaseTuner, HostSpec, TokenContext
 
 FILTER_TYPES = ('complex', 'real')
 
@@ -74,6 +74,13 @@ class FreqFit(BaseTuner):
         torch.Size([2, 32])
     """
 
+    supported_hosts = ('vit',)
+    host_reason = (
+        "It filters the ViT's single patch grid between blocks, which a hierarchical "
+        'backbone such as Swin does not have (its grid and width change at every stage); '
+        'use FreqFit with mmwst.TunedVisionTransformer.'
+    )
+
     def __init__(self, filter_type: str = 'complex', init_cfg=None) -> None:
         super().__init__(init_cfg)
         if filter_type not in FILTER_TYPES:
@@ -83,15 +90,7 @@ class FreqFit(BaseTuner):
         self.filter_type = filter_type
         self.filters = nn.ModuleList()
 
-    def build(self, host) -> None:
-        if getattr(host, 'host_kind', None) != 'vit':
-            raise TypeError(
-                f'FreqFit needs a plain ViT host (mmwst.TunedVisionTransformer), got '
-                f'{type(host).__name__} (host_kind={getattr(host, "host_kind", None)!r}). '
-                "It filters the ViT's single patch grid between blocks, which a "
-                'hierarchical backbone such as Swin does not have (its grid and width change '
-                'at every stage); use FreqFit with a ViT backbone.'
-            )
+    def build(self, host: HostSpec) -> None:
         grid = tuple(int(s) for s in host.patch_resolution)  # the default (h0, w0)
         # one filter before each block and one after the last
         for spec in (*host.blocks, host.blocks[-1]):

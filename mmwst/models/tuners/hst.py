@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from ...registry import MODELS
 from ..layers.hst_side import HSTSide, SideState, check_stage_widths
 from ..layers.wst_branch import patch_map
-from .base import BaseTuner, TokenContext
+from .base import BaseTuner, HostSpec, TokenContext
 
 OUTPUTS = ('cls', 'pyramid')
 
@@ -89,6 +89,12 @@ class HST(BaseTuner):
         torch.Size([2, 32])
     """
 
+    supported_hosts = ('vit',)
+    host_reason = (
+        'It reads the token sequence of a plain ViT; use mmwst.TunedVisionTransformer as '
+        'the backbone.'
+    )
+
     def __init__(
         self,
         channels: Sequence[int] = (32, 48, 64, 72),
@@ -110,13 +116,7 @@ class HST(BaseTuner):
         self.drop_path_rate = drop_path_rate
         self.output = output
 
-    def build(self, host) -> None:
-        if host.host_kind != 'vit':
-            raise ValueError(
-                f'HST reads the token sequence of a plain ViT; the host is a '
-                f'{host.host_kind!r} backbone ({type(host).__name__}). Use '
-                'mmwst.TunedVisionTransformer as the backbone.'
-            )
+    def build(self, host: HostSpec) -> None:
         self.side = HSTSide(
             host.blocks[0].dim,
             len(host.blocks),
@@ -125,7 +125,7 @@ class HST(BaseTuner):
             mlp_ratio=self.mlp_ratio,
             qkv_bias=self.qkv_bias,
             drop_path_rate=self.drop_path_rate,
-            in_channels=host.patch_embed.projection.in_channels,
+            in_channels=host.in_channels,
         )
 
     @property
@@ -133,7 +133,7 @@ class HST(BaseTuner):
         """Strides of the ``'pyramid'`` maps relative to the input image."""
         return self.side.strides
 
-    def host_parameters(self, host) -> Iterator[nn.Parameter]:
+    def host_parameters(self, host: HostSpec) -> Iterator[nn.Parameter]:
         for spec in host.blocks:
             yield from spec.norm1.parameters()
             yield from spec.norm2.parameters()

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...registry import MODELS
-from .base import BaseTuner
+from .base import BaseTuner, HostSpec
 
 QKV_SLICES = ('q', 'k', 'v')
 TARGETS = (*QKV_SLICES, 'proj', 'fc1', 'fc2')
@@ -62,7 +62,7 @@ class LoRA(BaseTuner):
         self.lora_A = nn.ParameterDict()
         self.lora_B = nn.ParameterDict()
 
-    def build(self, host) -> None:
+    def build(self, host: HostSpec) -> None:
         self._layers = {}
         for spec in host.blocks:
             qkv_targets = [t for t in self.targets if t in QKV_SLICES]
@@ -123,8 +123,8 @@ class LoRA(BaseTuner):
             else:
                 linear.weight.add_(sign * self.delta_weight(f'{index}_{name}'))
 
-    def merge(self, host) -> None:
+    def merge(self, host: HostSpec) -> None:
         self._fold(1.0)
 
-    def unmerge(self, host) -> None:
+    def unmerge(self, host: HostSpec) -> None:
         self._fold(-1.0)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...registry import MODELS
-from .base import BaseTuner
+from .base import BaseTuner, HostSpec
 
 #: slots of the fused ``qkv`` output, in row order
 QKV_SLOTS = ('q', 'k', 'v')
@@ -81,7 +81,7 @@ class PATT(BaseTuner):
         self.down = nn.ModuleDict()
         self.up = nn.ModuleDict()
 
-    def build(self, host) -> None:
+    def build(self, host: HostSpec) -> None:
         slots = len(self.mode)
         for spec in host.blocks:
             key = str(spec.index)

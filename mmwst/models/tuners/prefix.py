@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from ...registry import MODELS
 from ..layers.tunable import concat_kv
-from .base import BaseTuner
+from .base import BaseTuner, HostSpec
 
 
 class PrefixEncoder(nn.Module):
@@ -101,7 +101,7 @@ class PrefixTuning(BaseTuner):
         self.hidden = hidden
         self.encoders = nn.ModuleDict()
 
-    def build(self, host) -> None:
+    def build(self, host: HostSpec) -> None:
         for spec in host.blocks:
             key = str(spec.index)
             self.encoders[key] = PrefixEncoder(self.num_tokens, spec.dim, self.hidden)

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ...registry import MODELS
 from ..layers.scale_shift import SAFE_SCALE, fold_scale_shift, unfold_scale_shift
-from .base import BaseTuner
+from .base import BaseTuner, HostSpec
 
 #: The Linear layers of every block that RLRR rescales.
 LINEARS = ('qkv', 'proj', 'fc1', 'fc2')
@@ -105,7 +105,7 @@ class RLRR(BaseTuner):
         self.beta = nn.ParameterDict()
 
     # ---- construction ------------------------------------------------------------------
-    def build(self, host) -> None:
+    def build(self, host: HostSpec) -> None:
         self._linears: dict[str, nn.Linear] = {}
         self._ssf_targets: dict[str, nn.Module] = {}
         self._saved: dict[str, Tensor] = {}
@@ -213,7 +213,7 @@ class RLRR(BaseTuner):
             )
         return bias
 
-    def merge(self, host) -> None:
+    def merge(self, host: HostSpec) -> None:
         for key, linear in self._linears.items():
             bias = self._linear_bias(key)
             scale = 1 + self.rescale_factor(key).to(linear.weight.dtype)
@@ -228,7 +228,7 @@ class RLRR(BaseTuner):
             if saved is not None:  # a scale near zero: unmerge restores these exactly
                 self._saved_ssf[key] = saved
 
-    def unmerge(self, host) -> None:
+    def unmerge(self, host: HostSpec) -> None:
         saved_ssf = getattr(self, '_saved_ssf', {})
         for key in reversed(list(self.gamma)):
             weight, bias = self._ssf_parameters(key)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from torch import nn
 
 from ...registry import MODELS
-from .base import BaseTuner
+from .base import BaseTuner, HostSpec
 
 #: Modules whose ``bias`` BitFit trains and whose affine parameters LN-tune trains.
 _BIAS_MODULES = (nn.Linear, nn.Conv2d, nn.LayerNorm)
@@ -28,7 +28,7 @@ class LinearProbe(BaseTuner):
     mergeable = True
     alone = 'the linear probe trains no backbone parameter at all'
 
-    def merge(self, host) -> None:
+    def merge(self, host: HostSpec) -> None:
         pass
 
     unmerge = merge
@@ -45,11 +45,11 @@ class FullFineTune(BaseTuner):
     mergeable = True
     alone = 'full fine-tuning already trains every backbone parameter'
 
-    def host_parameters(self, host) -> Iterator[nn.Parameter]:
+    def host_parameters(self, host: HostSpec) -> Iterator[nn.Parameter]:
         for _, param in host.host_named_parameters():
             yield param
 
-    def merge(self, host) -> None:
+    def merge(self, host: HostSpec) -> None:
         pass
 
     unmerge = merge
@@ -67,12 +67,12 @@ class BitFit(BaseTuner):
     identity_at_init = True
     mergeable = True
 
-    def host_parameters(self, host) -> Iterator[nn.Parameter]:
+    def host_parameters(self, host: HostSpec) -> Iterator[nn.Parameter]:
         for module in _of_type(host, _BIAS_MODULES):
             if module.bias is not None:
                 yield module.bias
 
-    def merge(self, host) -> None:
+    def merge(self, host: HostSpec) -> None:
         pass  # the trained biases are the host's own
 
     unmerge = merge
@@ -88,11 +88,11 @@ class LNTune(BaseTuner):
     identity_at_init = True
     mergeable = True
 
-    def host_parameters(self, host) -> Iterator[nn.Parameter]:
+    def host_parameters(self, host: HostSpec) -> Iterator[nn.Parameter]:
         for module in _of_type(host, (nn.LayerNorm,)):
             yield from (p for p in (module.weight, module.bias) if p is not None)
 
-    def merge(self, host) -> None:
+    def merge(self, host: HostSpec) -> None:
         pass
 
     unmerge = merge

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from ...registry import MODELS
 from ..layers.scale_shift import fold_scale_shift, unfold_scale_shift
-from .base import BaseTuner
+from .base import BaseTuner, HostSpec
 
 
 @MODELS.register_module()
@@ -37,7 +37,7 @@ class SSF(BaseTuner):
         self.gamma = nn.ParameterDict()
         self.beta = nn.ParameterDict()
 
-    def build(self, host) -> None:
+    def build(self, host: HostSpec) -> None:
         self._targets = {}
         embed = host.patch_embed
         self._add('patch_embed', embed, embed.projection.out_channels)
@@ -81,7 +81,7 @@ class SSF(BaseTuner):
             raise ValueError(f'cannot merge SSF into {key}: the layer has no bias')
         return module.weight, module.bias
 
-    def merge(self, host) -> None:
+    def merge(self, host: HostSpec) -> None:
         self._saved = {}
         for key in self.gamma:
             weight, bias = self._merge_target(key)
@@ -89,7 +89,7 @@ class SSF(BaseTuner):
             if saved is not None:  # a scale near zero: unmerge restores these exactly
                 self._saved[key] = saved
 
-    def unmerge(self, host) -> None:
+    def unmerge(self, host: HostSpec) -> None:
         saved = getattr(self, '_saved', {})
         for key in self.gamma:
             weight, bias = self._merge_target(key)

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ...registry import MODELS
 from ..layers.tunable import concat_kv
-from .base import BaseTuner, TokenContext
+from .base import BaseTuner, HostSpec, TokenContext
 
 
 @MODELS.register_module()
@@ -46,7 +46,7 @@ class VPT(BaseTuner):
         self.dropout = nn.Dropout(dropout)
         self.prompts = nn.ParameterList()
 
-    def build(self, host) -> None:
+    def build(self, host: HostSpec) -> None:
         self.kind = host.host_kind
         blocks = host.blocks if self.deep else host.blocks[:1]
         patch = host.patch_size

@@ -9,7 +9,7 @@ from torch import Tensor
 from ...registry import MODELS
 from ..layers.wavelet import DWT2d
 from ..layers.wst_branch import WSTBranch, add_to_patches, patch_map
-from .base import BaseTuner, TokenContext
+from .base import BaseTuner, HostSpec, TokenContext
 
 
 @MODELS.register_module()
@@ -92,6 +92,12 @@ class WST(BaseTuner):
         torch.Size([2, 32])
     """
 
+    supported_hosts = ('vit',)
+    host_reason = (
+        'Its wavelet blocks need one fixed patch grid for all layers; use '
+        'mmwst.TunedVisionTransformer as the backbone.'
+    )
+
     def __init__(
         self,
         rank: int = 2,
@@ -113,19 +119,11 @@ class WST(BaseTuner):
         self.wavelet = wavelet
 
     # ---- construction ------------------------------------------------------------------
-    def build(self, host) -> None:
-        kind = getattr(host, 'host_kind', None)
-        if kind != 'vit':
-            raise ValueError(
-                f'WST runs beside a plain ViT (host_kind "vit"), but it was given '
-                f'{type(host).__name__} (host_kind {kind!r}): its wavelet blocks need one '
-                'fixed patch grid for all layers. Use mmwst.TunedVisionTransformer as the '
-                'backbone.'
-            )
+    def build(self, host: HostSpec) -> None:
         widths = {spec.dim for spec in host.blocks}
         assert widths == {host.embed_dims}, f'a plain ViT has one width, got {sorted(widths)}'
         self.branch = WSTBranch(
-            host.patch_embed.projection.in_channels,
+            host.in_channels,
             host.embed_dims,
             host.patch_size,
             len(host.blocks),

@@ -14,6 +14,7 @@ import mmwst.models.tuners.rlrr  # noqa: F401  (registers mmwst.RLRR)
 from mmwst.models import TunedVisionTransformer
 from mmwst.models.param_report import parameter_report
 from mmwst.models.tuners import TokenContext
+from mmwst.models.tuners.base import UnsupportedHostError
 from tests.helpers import REPO
 from tests.models.tuners.table import VIT_ARCH, build_host, perturb_tuners
 
@@ -157,7 +158,7 @@ def test_the_224_to_384_grid_change_on_the_tiny_host():
 
 
 def test_swin_host_is_refused_with_the_reason():
-    with pytest.raises(TypeError, match='plain ViT host.*Swin'):
+    with pytest.raises(UnsupportedHostError, match="FreqFit runs on vit hosts.*'swin' host.*Swin"):
         build_host('swin', [dict(type='mmwst.FreqFit')])
 
 

@@ -17,7 +17,7 @@ from mmwst.models.backbones import TunedVisionTransformer
 from mmwst.models.heads import HSTClsHead
 from mmwst.models.layers.side_network import HierarchicalSideNetwork, MetaCrossAttention
 from mmwst.models.param_report import parameter_report
-from mmwst.models.tuners.base import BaseTuner
+from mmwst.models.tuners.base import BaseTuner, UnsupportedHostError
 from mmwst.models.tuners.hst import HST
 from tests.helpers import REPO
 from tests.models.tuners.table import VIT_ARCH, build_host, perturb_tuners
@@ -274,7 +274,7 @@ def test_bad_arguments_are_refused(kwargs, error, match):
 
 def test_needs_a_vit_with_a_multiple_of_four_layers():
     hst = dict(type='mmwst.HST', channels=CHANNELS, num_heads=HEADS)
-    with pytest.raises(ValueError, match="'swin' backbone"):
+    with pytest.raises(UnsupportedHostError, match="HST runs on vit hosts.*'swin' host"):
         build_host('swin', [hst])
     arch = dict(VIT_ARCH, num_layers=6)
     with pytest.raises(ValueError, match='divisible by 4; the host has 6'):

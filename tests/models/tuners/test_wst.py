@@ -13,6 +13,7 @@ from mmengine.registry import MODELS, init_default_scope
 import mmwst.models.tuners.wst  # noqa: F401  (registers mmwst.WST)
 from mmwst.models.backbones import TunedVisionTransformer
 from mmwst.models.param_report import parameter_report
+from mmwst.models.tuners.base import UnsupportedHostError
 from mmwst.models.tuners.wst import WST
 from tests.helpers import REPO
 from tests.models.tuners.table import VIT_ARCH, build_host, perturb_tuners
@@ -213,7 +214,9 @@ def test_bf16_autocast_forward_and_backward():
 
 
 def test_user_errors_are_clear():
-    with pytest.raises(ValueError, match='plain ViT'):
+    with pytest.raises(
+        UnsupportedHostError, match="WST runs on vit hosts.*'swin' host.*one fixed patch grid"
+    ):
         build_host('swin', [dict(type='mmwst.WST')])
     with pytest.raises(ValueError, match='patch size must be even'):
         TunedVisionTransformer(
