@@ -167,7 +167,8 @@ class TunableHostMixin:
                 'the frozen weights from. Set model.backbone.pretrained to the local file '
                 'the model was trained from.'
             )
-        base = self._pretrained_state()
+        # the frozen host already holds the file's weights (they never train): no re-read
+        base = self._host_state() if self._pretrained_loaded else self._pretrained_state()
         for key in missing:
             state_dict[prefix + key] = base[key]
 
@@ -239,6 +240,7 @@ class TunableHostMixin:
                 with torch.no_grad():
                     tuner.merge(self)
                 tuner.merged = True
+                self._pretrained_loaded = False  # the host now differs from the file
 
     def unmerge_tuners(self) -> None:
         for tuner in reversed(self.tuners):

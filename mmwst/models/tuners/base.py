@@ -220,7 +220,7 @@ class BaseTuner(BaseModule):
         return x
 
     # ---- helpers to attach to host layers ------------------------------------------
-    def hook_module(self, module: nn.Module, fn: Callable, with_input: bool = True) -> None:
+    def hook_module(self, module: nn.Module, fn: Callable) -> None:
         """Run ``fn(module, inputs, output) -> new output`` after ``module``.
 
         ``fn`` is skipped while the tuner is merged.

@@ -165,3 +165,39 @@ def test_a_pretrained_file_of_another_architecture_names_the_file_and_the_arch(t
     assert f'the pretrained file {tmp_path / "other.pth"} does not fit' in message
     assert 'holds a ViT of width 96 with 3 layers, MLP 192, patch 8' in message
     assert 'arch=dict(embed_dims=96, num_layers=3' in message
+
+
+def test_adapter_only_loads_read_the_pretrained_file_once(tmp_path, monkeypatch):
+    """The frozen host already holds the file's weights after init_weights; loading an
+    adapter-only checkpoint takes them from there, until a merge changes the host."""
+    import torch
+
+    from mmwst.models import TunedVisionTransformer
+
+    arch = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
+    source = TunedVisionTransformer(arch=arch, img_size=32, patch_size=8)
+    with source.full_state_dict():
+        torch.save({'state_dict': source.state_dict()}, tmp_path / 'base.pth')
+    model = TunedVisionTransformer(
+        arch=arch,
+        img_size=32,
+        patch_size=8,
+        pretrained=str(tmp_path / 'base.pth'),
+        tuners=[dict(type='mmwst.LoRA')],
+    )
+    reads = []
+    original = type(model)._read_pretrained
+    monkeypatch.setattr(
+        type(model),
+        '_read_pretrained',
+        lambda self, path: reads.append(path) or original(self, path),
+    )
+    model.init_weights()
+    adapters = model.state_dict()
+    for _ in range(3):
+        model.load_state_dict(adapters)
+    assert len(reads) == 1
+    model.merge_tuners()  # the host now differs from the file: the next load reads it
+    model.unmerge_tuners()
+    model.load_state_dict(adapters)
+    assert len(reads) == 2
