@@ -24,7 +24,7 @@ import sys
 
 
 def main(argv=None) -> int:
-    from mmwst.utils.benchmark import (
+    from benchmarking import (
         CHECKPOINTED,
         METHODS,
         machine_description,

@@ -73,7 +73,7 @@ def test_benchmark_tiny(tmp_path):
     assert any(name.startswith('WST.') for name in parts), parts
     # the dense backbone's own parts are labelled too; beside the ViT, no block runs backward
     dense = {p['part'] for p in results['dense_beside_vit']['profile']['parts']}
-    assert {'dense.wst.dwt', 'dense.side.net'} <= dense, dense
+    assert {'dense.wst.dwt', 'dense.side.net.blocks', 'dense.side.bridges'} <= dense, dense
     md = (tmp_path / 'bench.md').read_text()
     assert '| lora |' in md and 'train / full FT' in md
     assert '### Profile: wst' in md and 'aten::' in md

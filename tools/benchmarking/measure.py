@@ -1,19 +1,10 @@
-"""Measure every method side by side: parameters, FLOPs, train step, memory, inference.
-
-Each method is measured in a fresh subprocess (so that peak memory is its own), all in
-one run of ``tools/benchmark.py``, with warm-up iterations and the median of several
-repeats. Times are reported as ratios to the frozen backbone's inference forward (the
-floor any method pays) and to full fine-tuning on the same backbone. The floor is timed
-again inside every method's process, in turns with the method's own inference, so that
-the inference ratio (e.g. "merged methods within 2% of the frozen forward") does not
-depend on clock drift between processes.
-"""
+"""Timing, memory, FLOPs and profiles of one method, each in a fresh subprocess."""
 
 from __future__ import annotations
 
 import json
 import os
-import platform
+import os.path as osp
 import resource
 import statistics
 import subprocess
@@ -21,89 +12,9 @@ import sys
 import time
 from collections.abc import Sequence
 
-#: name -> backbone tuners (ViT host); 'frozen' is the reference without any tuner.
-METHODS: dict[str, list[dict]] = {
-    'frozen': [],
-    'full_finetune': [dict(type='mmwst.FullFineTune')],
-    'linear_probe': [dict(type='mmwst.LinearProbe')],
-    'bitfit': [dict(type='mmwst.BitFit')],
-    'ln_tune': [dict(type='mmwst.LNTune')],
-    'ssf': [dict(type='mmwst.SSF')],
-    'lora': [dict(type='mmwst.LoRA', rank=8)],
-    'adapter': [dict(type='mmwst.Adapter', bottleneck=8)],
-    'adaptformer': [dict(type='mmwst.AdaptFormer', bottleneck=64)],
-    'vpt_deep': [dict(type='mmwst.VPT', num_prompts=10)],
-    'wst': [dict(type='mmwst.WST')],
-    'hst': [dict(type='mmwst.HST')],
-    'freqfit_lora': [dict(type='mmwst.LoRA', rank=8), dict(type='mmwst.FreqFit')],
-    'rlrr': [dict(type='mmwst.RLRR')],
-    'patt': [dict(type='mmwst.PATT', rank=8)],
-    'prefix': [dict(type='mmwst.PrefixTuning')],
-    'dense_wst_hst': [],  # mmwst.DenseTunedViT with its defaults (through the ViT)
-    'dense_beside_vit': [],  # the same, host_grad=False: never back-propagates the ViT
-}
-#: Suffix of a method name that turns on gradient checkpointing of the frozen blocks
-#: (``with_cp=True``), e.g. ``'rlrr+cp'``.
-CP_SUFFIX = '+cp'
-#: Run by default after METHODS: the methods whose memory is closest to full fine-tuning,
-#: with checkpointing.
-CHECKPOINTED = ('ssf+cp', 'rlrr+cp', 'hst+cp', 'dense_wst_hst+cp')
-ARCHS = {
-    'b': dict(arch='b', patch_size=16),
-    'tiny': dict(
-        arch=dict(embed_dims=64, num_layers=4, num_heads=4, feedforward_channels=128), patch_size=8
-    ),
-}
+from .methods import base_method, build_classifier
 
-
-def base_method(method: str) -> str:
-    """``'rlrr+cp'`` -> ``'rlrr'``; raises on an unknown name."""
-    base = method[: -len(CP_SUFFIX)] if method.endswith(CP_SUFFIX) else method
-    if base not in METHODS:
-        raise ValueError(
-            f'unknown method {method!r}; known: {", ".join(METHODS)} (append {CP_SUFFIX!r} '
-            'for gradient checkpointing of the frozen blocks)'
-        )
-    return base
-
-
-def _build(method: str, arch: str, img_size: int, num_classes: int = 100):
-    import torch
-    from torch import nn
-
-    from mmwst.models import DenseTunedViT, TunedVisionTransformer
-
-    kwargs = dict(ARCHS[arch], img_size=img_size, with_cp=method.endswith(CP_SUFFIX))
-    method = base_method(method)
-    if method in ('dense_wst_hst', 'dense_beside_vit'):
-        if arch == 'tiny':
-            kwargs['hst'] = dict(channels=(16, 32, 48, 64), num_heads=(1, 2, 2, 4))
-        backbone = DenseTunedViT(host_grad=method == 'dense_wst_hst', **kwargs)
-    else:
-        tuners = list(METHODS[method])
-        if method == 'hst' and arch == 'tiny':
-            tuners = [dict(type='mmwst.HST', channels=(8, 12, 16, 32), num_heads=(1, 2, 2, 4))]
-        out_type = 'avg_patch' if method == 'wst' else 'cls_token'
-        backbone = TunedVisionTransformer(tuners=tuners, out_type=out_type, **kwargs)
-    backbone.init_weights()
-
-    class Classifier(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.backbone = backbone
-            with torch.no_grad():
-                feat = self._pool(backbone(torch.zeros(1, 3, img_size, img_size)))
-            self.head = nn.Linear(feat.shape[-1], num_classes)
-
-        @staticmethod
-        def _pool(outs):
-            feat = outs[-1]
-            return feat.mean(dim=(2, 3)) if feat.dim() == 4 else feat
-
-        def forward(self, x):
-            return self.head(self._pool(self.backbone(x)))
-
-    return Classifier()
+TOOLS = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def _median_time(fn, device, warmup: int, repeats: int) -> float:
@@ -166,7 +77,7 @@ def measure(
 
     torch.manual_seed(0)
     dtype = {'none': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[amp]
-    model = _build(method, arch, img_size).to(device)
+    model = build_classifier(method, arch, img_size).to(device)
     x = torch.randn(batch, 3, img_size, img_size, device=device)
     target = torch.randint(0, 100, (batch,), device=device)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -229,7 +140,7 @@ def measure(
             infer, device, warmup, 2 * repeats
         )
     else:
-        reference = _build('frozen', arch, img_size).to(device).eval()
+        reference = build_classifier('frozen', arch, img_size).to(device).eval()
 
         def infer_frozen():
             with torch.no_grad(), autocast():
@@ -360,7 +271,8 @@ def run_all(
     for method in methods:
         options = dict(kwargs, profile=method in profile)
         code = (
-            'import json, sys, mmwst\nfrom mmwst.utils.benchmark import measure\n'
+            f'import json, sys\nsys.path.insert(0, {TOOLS!r})\nimport mmwst\n'
+            'from benchmarking.measure import measure\n'
             f'print("RESULT " + json.dumps(measure({method!r}, **{options!r})))'
         )
         proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
@@ -389,127 +301,3 @@ def add_ratios(results: list[dict]) -> list[dict]:
                 r['peak_mem_mb'] / full['peak_mem_mb'] if full.get('peak_mem_mb') else None
             )
     return results
-
-
-COLUMNS = [
-    ('method', 'method', '{}'),
-    ('trainable', 'trainable', '{:,}'),
-    ('total', 'total', '{:,}'),
-    ('flops', 'GFLOPs (fwd)', '{:.2f}'),
-    ('train_step_s', 'train step (s)', '{:.3f}'),
-    ('train_vs_frozen_fwd', 'train / frozen fwd', '{:.2f}x'),
-    ('train_vs_full_ft', 'train / full FT', '{:.2f}x'),
-    ('train_img_s', 'train img/s', '{:.1f}'),
-    ('peak_mem_mb', 'peak mem (MB)', '{:.0f}'),
-    ('mem_vs_full_ft', 'mem / full FT', '{:.2f}x'),
-    ('infer_s', 'inference (s)', '{:.3f}'),
-    ('frozen_infer_s', 'frozen inference, same run (s)', '{:.3f}'),
-    ('infer_vs_frozen', 'inference / frozen', '{:.3f}x'),
-    ('infer_img_s', 'inference img/s', '{:.1f}'),
-    ('infer_tflops_s', 'inference TFLOP/s', '{:.2f}'),
-    ('infer_peak_share', 'share of peak', '{:.1%}'),
-    ('merged_inference', 'merged', '{}'),
-]
-
-
-def _cell(result: dict, key: str, fmt: str) -> str:
-    value = result.get(key)
-    if value is None:
-        return '-'
-    if key == 'flops':
-        value = value / 1e9
-    return fmt.format(value)
-
-
-def machine_description(device: str) -> str:
-    import torch
-
-    desc = (
-        f'{platform.processor() or platform.machine()}, {os.cpu_count()} CPU threads '
-        f'(torch uses {torch.get_num_threads()}), torch {torch.__version__}'
-    )
-    if device == 'cuda' and torch.cuda.is_available():
-        desc += f', {torch.cuda.get_device_name()}'
-    return desc
-
-
-def write_outputs(results: list[dict], out_prefix: str, title: str) -> list[str]:
-    import csv
-
-    os.makedirs(os.path.dirname(os.path.abspath(out_prefix)), exist_ok=True)
-    header = [label for _, label, _ in COLUMNS]
-    rows = [[_cell(r, key, fmt) for key, _, fmt in COLUMNS] for r in results]
-    paths = [f'{out_prefix}.md', f'{out_prefix}.csv', f'{out_prefix}.png', f'{out_prefix}.json']
-    with open(paths[0], 'w') as f:
-        f.write(f'{title}\n\n| ' + ' | '.join(header) + ' |\n|' + '---|' * len(header) + '\n')
-        f.writelines('| ' + ' | '.join(row) + ' |\n' for row in rows)
-        for result in results:
-            if result.get('profile'):
-                f.write('\n' + format_profile(result) + '\n')
-    with open(paths[1], 'w', newline='') as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-    with open(paths[3], 'w') as f:
-        json.dump(results, f, indent=2)
-    _chart(results, paths[2], title)
-    return paths
-
-
-def _chart(results: list[dict], path: str, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
-    trained = [r for r in results if r.get('train_vs_frozen_fwd') is not None]
-    names = [r['method'] for r in trained]
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(names)), 4.0))
-    xs = range(len(names))
-    ax.bar(
-        [x - 0.2 for x in xs],
-        [r['train_vs_frozen_fwd'] for r in trained],
-        width=0.4,
-        label='train step / frozen forward',
-    )
-    ax.bar(
-        [x + 0.2 for x in xs],
-        [r.get('infer_vs_frozen') or 0 for r in trained],
-        width=0.4,
-        label='inference / frozen forward',
-    )
-    ax.set_xticks(list(xs))
-    ax.set_xticklabels(names, rotation=45, ha='right')
-    ax.set_ylabel('ratio to the frozen forward')
-    ax.set_title(title, fontsize='small')
-    ax.legend(fontsize='small')
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def format_profile(result: dict) -> str:
-    """Markdown tables of one method's profiled training step."""
-    prof = result['profile']
-    lines = [
-        f'### Profile: {result["method"]} (one training step, {prof["clock"]} '
-        f'self time {prof["total_ms"]:.0f} ms)',
-        '',
-        '| operator | self (ms) | share | calls |',
-        '|---|---:|---:|---:|',
-    ]
-    lines += [
-        f'| `{op["op"]}` | {op["self_ms"]:.1f} | {op["share"]:.1%} | {op["calls"]} |'
-        for op in prof['ops']
-    ]
-    if prof['parts']:
-        lines += [
-            '',
-            '| part (forward, inclusive) | time (ms) | calls |',
-            '|---|---:|---:|',
-        ]
-        lines += [
-            f'| {part["part"]} | {part["forward_ms"]:.1f} | {part["calls"]} |'
-            for part in prof['parts']
-        ]
-    return '\n'.join(lines)

@@ -1,0 +1,130 @@
+"""The benchmark's outputs: a Markdown table, CSV, JSON, a chart and the profiles."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+
+COLUMNS = [
+    ('method', 'method', '{}'),
+    ('trainable', 'trainable', '{:,}'),
+    ('total', 'total', '{:,}'),
+    ('flops', 'GFLOPs (fwd)', '{:.2f}'),
+    ('train_step_s', 'train step (s)', '{:.3f}'),
+    ('train_vs_frozen_fwd', 'train / frozen fwd', '{:.2f}x'),
+    ('train_vs_full_ft', 'train / full FT', '{:.2f}x'),
+    ('train_img_s', 'train img/s', '{:.1f}'),
+    ('peak_mem_mb', 'peak mem (MB)', '{:.0f}'),
+    ('mem_vs_full_ft', 'mem / full FT', '{:.2f}x'),
+    ('infer_s', 'inference (s)', '{:.3f}'),
+    ('frozen_infer_s', 'frozen inference, same run (s)', '{:.3f}'),
+    ('infer_vs_frozen', 'inference / frozen', '{:.3f}x'),
+    ('infer_img_s', 'inference img/s', '{:.1f}'),
+    ('infer_tflops_s', 'inference TFLOP/s', '{:.2f}'),
+    ('infer_peak_share', 'share of peak', '{:.1%}'),
+    ('merged_inference', 'merged', '{}'),
+]
+
+
+def _cell(result: dict, key: str, fmt: str) -> str:
+    value = result.get(key)
+    if value is None:
+        return '-'
+    if key == 'flops':
+        value = value / 1e9
+    return fmt.format(value)
+
+
+def machine_description(device: str) -> str:
+    import torch
+
+    desc = (
+        f'{platform.processor() or platform.machine()}, {os.cpu_count()} CPU threads '
+        f'(torch uses {torch.get_num_threads()}), torch {torch.__version__}'
+    )
+    if device == 'cuda' and torch.cuda.is_available():
+        desc += f', {torch.cuda.get_device_name()}'
+    return desc
+
+
+def write_outputs(results: list[dict], out_prefix: str, title: str) -> list[str]:
+    import csv
+
+    os.makedirs(os.path.dirname(os.path.abspath(out_prefix)), exist_ok=True)
+    header = [label for _, label, _ in COLUMNS]
+    rows = [[_cell(r, key, fmt) for key, _, fmt in COLUMNS] for r in results]
+    paths = [f'{out_prefix}.md', f'{out_prefix}.csv', f'{out_prefix}.png', f'{out_prefix}.json']
+    with open(paths[0], 'w') as f:
+        f.write(f'{title}\n\n| ' + ' | '.join(header) + ' |\n|' + '---|' * len(header) + '\n')
+        f.writelines('| ' + ' | '.join(row) + ' |\n' for row in rows)
+        for result in results:
+            if result.get('profile'):
+                f.write('\n' + format_profile(result) + '\n')
+    with open(paths[1], 'w', newline='') as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    with open(paths[3], 'w') as f:
+        json.dump(results, f, indent=2)
+    _chart(results, paths[2], title)
+    return paths
+
+
+def _chart(results: list[dict], path: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    trained = [r for r in results if r.get('train_vs_frozen_fwd') is not None]
+    names = [r['method'] for r in trained]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(names)), 4.0))
+    xs = range(len(names))
+    ax.bar(
+        [x - 0.2 for x in xs],
+        [r['train_vs_frozen_fwd'] for r in trained],
+        width=0.4,
+        label='train step / frozen forward',
+    )
+    ax.bar(
+        [x + 0.2 for x in xs],
+        [r.get('infer_vs_frozen') or 0 for r in trained],
+        width=0.4,
+        label='inference / frozen forward',
+    )
+    ax.set_xticks(list(xs))
+    ax.set_xticklabels(names, rotation=45, ha='right')
+    ax.set_ylabel('ratio to the frozen forward')
+    ax.set_title(title, fontsize='small')
+    ax.legend(fontsize='small')
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def format_profile(result: dict) -> str:
+    """Markdown tables of one method's profiled training step."""
+    prof = result['profile']
+    lines = [
+        f'### Profile: {result["method"]} (one training step, {prof["clock"]} '
+        f'self time {prof["total_ms"]:.0f} ms)',
+        '',
+        '| operator | self (ms) | share | calls |',
+        '|---|---:|---:|---:|',
+    ]
+    lines += [
+        f'| `{op["op"]}` | {op["self_ms"]:.1f} | {op["share"]:.1%} | {op["calls"]} |'
+        for op in prof['ops']
+    ]
+    if prof['parts']:
+        lines += [
+            '',
+            '| part (forward, inclusive) | time (ms) | calls |',
+            '|---|---:|---:|',
+        ]
+        lines += [
+            f'| {part["part"]} | {part["forward_ms"]:.1f} | {part["calls"]} |'
+            for part in prof['parts']
+        ]
+    return '\n'.join(lines)
