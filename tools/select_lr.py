@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     parser.add_argument('--out', help='write the table as Markdown here')
     args = parser.parse_args(argv)
 
-    from mmwst.utils.vtab_report import load_results
+    from vtab_report import load_results
 
     table: dict[str, dict[float, float]] = {}
     for sweep in args.sweeps:

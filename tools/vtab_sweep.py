@@ -109,8 +109,9 @@ def main(argv=None) -> int:
     if args.jobs > 1 and args.gpus > 1:
         parser.error('--jobs and --gpus cannot be combined: use one or the other')
 
+    from vtab_report import SUITES, load_results, write_report, write_task_result
+
     from mmwst.datasets.vtab import EXTRA_TASKS, canonical_task
-    from mmwst.utils.vtab_report import SUITES, load_results, write_report, write_task_result
 
     suite_tasks = SUITES[args.suite][0]
     if args.tasks == ['all']:

@@ -119,7 +119,7 @@ def test_rerun_skips_finished_tasks_and_best_epoch_is_labelled(sweep):
 
 def test_group_means_need_every_task():
     from mmwst.datasets.vtab import VTAB_GROUPS, VTAB_TASKS
-    from mmwst.utils.vtab_report import summarise
+    from tools.vtab_report import summarise
 
     accs = {task: float(i) for i, task in enumerate(VTAB_TASKS)}
     summary = summarise(accs)
@@ -134,7 +134,7 @@ def test_group_means_need_every_task():
 
 def test_averages_are_taken_per_seed_then_summarised_over_common_seeds():
     from mmwst.datasets import MINI_VTAB_GROUPS, MINI_VTAB_TASKS
-    from mmwst.utils.vtab_report import aggregate, suite_of, table_rows
+    from tools.vtab_report import aggregate, suite_of, table_rows
 
     tasks = list(MINI_VTAB_TASKS)
     assert suite_of(tasks) == 'mini-vtab' and suite_of(['cifar', 'dtd']) == 'vtab-1k'

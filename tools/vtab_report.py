@@ -1,4 +1,5 @@
-"""Collect VTAB-style results over methods, tasks and seeds; write tables and a chart.
+"""Collect VTAB-style results over methods, tasks and seeds; write tables and a chart
+(the report of tools/vtab_sweep.py and tools/select_lr.py).
 
 A sweep trains each (method, task, seed) in its own folder,
 ``<sweep>/<method>/<task>/seed<k>/`` (a folder without seeds, ``<method>/<task>/``,
@@ -28,8 +29,8 @@ import re
 import statistics
 from collections.abc import Mapping, Sequence
 
-from ..datasets.mini_vtab import MINI_VTAB_GROUPS, MINI_VTAB_TASKS
-from ..datasets.vtab import VTAB_GROUPS, VTAB_TASKS
+from mmwst.datasets.mini_vtab import MINI_VTAB_GROUPS, MINI_VTAB_TASKS
+from mmwst.datasets.vtab import VTAB_GROUPS, VTAB_TASKS
 
 ACC_KEY = 'accuracy/top1'
 #: suite name -> (tasks in order, groups)
