@@ -22,8 +22,8 @@ from mmwst.models.backbones.convert import (
     load_vit_weights,
     read_checkpoint,
     resize_pos_embed,
-    vit_to_npz,
 )
+from tests.npz_writer import vit_to_npz
 
 EMBED, DEPTH, HEADS, PATCH, IMG = 64, 2, 4, 16, 48  # a 3x3 patch grid
 HEAD_DIMS = EMBED // HEADS

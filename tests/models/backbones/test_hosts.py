@@ -8,7 +8,8 @@ import torch
 from timm.models.vision_transformer import VisionTransformer as TimmViT
 
 from mmwst.models import TunedSwinTransformer, TunedVisionTransformer
-from mmwst.models.backbones.convert import convert_vit, vit_to_npz
+from mmwst.models.backbones.convert import convert_vit
+from tests.npz_writer import vit_to_npz
 
 ARCH = dict(embed_dims=48, num_layers=2, num_heads=3, feedforward_channels=96)
 
