@@ -47,7 +47,7 @@ def main(argv=None):
     from mmengine.runner import Runner
 
     import mmwst  # noqa: F401
-    from mmwst.engine import prepare_config
+    from mmwst.engine import finish_distributed, prepare_config
 
     cfg = Config.fromfile(args.config)
     prepare_config(
@@ -67,6 +67,7 @@ def main(argv=None):
     else:
         runner = Runner.from_cfg(cfg)
     metrics = runner.test()
+    finish_distributed()
     if args.out and runner.rank == 0:
         from mmengine.fileio import dump
 

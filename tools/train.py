@@ -57,7 +57,7 @@ def main(argv=None):
     from mmengine.runner import Runner
 
     import mmwst  # noqa: F401  (checks the installed stack, registers mmwst)
-    from mmwst.engine import DivergedError, prepare_config
+    from mmwst.engine import DivergedError, finish_distributed, prepare_config
 
     cfg = Config.fromfile(args.config)
     prepare_config(
@@ -79,6 +79,7 @@ def main(argv=None):
         runner.train()
     except DivergedError as err:
         sys.exit(f'[mmwst] {err}')
+    finish_distributed()
 
 
 if __name__ == '__main__':

@@ -11,7 +11,7 @@ from .class_check import CheckClassesHook, check_classes
 from .data_check import CheckPathsHook, check_required_paths
 from .divergence import DivergedError, DivergenceGuardHook
 from .hooks import ParamReportHook
-from .launch import prepare_config
+from .launch import finish_distributed, prepare_config
 from .optim import TunerOptimWrapperConstructor
 from .pyramid_check import CheckPyramidHook, PyramidMismatchError, check_pyramid
 from .resume import ResumeNoticeHook, choose_resume_checkpoint
@@ -37,6 +37,7 @@ __all__ = [
     'SafeCheckpointHook',
     'TunerOptimWrapperConstructor',
     'UnsafeCheckpointError',
+    'finish_distributed',
     'from_weights_only',
     'load_local_checkpoint',
     'prepare_config',

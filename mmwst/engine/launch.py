@@ -64,6 +64,19 @@ def init_cpu_distributed(launcher: str) -> None:
     torch.distributed.init_process_group(backend='gloo')
 
 
+def finish_distributed() -> None:
+    """End a distributed run cleanly: wait for every process, then tear the process
+    group down before the interpreter exits.
+
+    Without it, a process that finishes first can destroy gloo's group while its worker
+    threads still run ("terminate called without an active exception", SIGABRT) - seen
+    with more processes than cores, after training and saving had succeeded.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
 def prepare_config(
     cfg: Config,
     *,

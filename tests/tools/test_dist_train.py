@@ -42,6 +42,32 @@ def test_dist_train_two_cpu_processes(digits_root, tmp_path):
     assert all(torch.isfinite(v).all() for v in checkpoint['state_dict'].values())
 
 
+def test_more_processes_than_cores_exit_cleanly(digits_root, tmp_path):
+    """Four processes on two cores used to exit with SIGABRT about one run in three after
+    training and saving ("terminate called without an active exception": gloo's group torn
+    down while its threads ran); every process now waits and closes the group."""
+    for attempt in range(3):
+        work_dir = tmp_path / f'run{attempt}'
+        proc = run_tool(
+            [
+                osp.join(TOOLS, 'dist_train.sh'),
+                DEMO_CONFIG,
+                '4',
+                '--work-dir',
+                str(work_dir),
+                '--cfg-options',
+                *tiny_digits_options(digits_root, epochs=1, train_images=64),
+                'train_dataloader.batch_size=8',
+            ],
+            cwd=REPO,
+            env=tool_env(PORT=str(free_port())),
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert (work_dir / 'epoch_1.pth').is_file()
+        assert 'terminate called' not in proc.stderr
+
+
 @pytest.fixture(scope='module')
 def tiny_shapes(tmp_path_factory) -> str:
     from mmwst.datasets.shapes import write_shapes_dataset
