@@ -1,5 +1,6 @@
 from .adapters import Adapter, AdaptFormer
 from .base import BaseTuner, BlockSpec, HostSpec, TokenContext, UnsupportedHostError
+from .dora import DoRA
 from .freqfit import FreqFit
 from .hst import HST
 from .lora import LoRA
@@ -23,6 +24,7 @@ __all__ = [
     'BaseTuner',
     'BitFit',
     'BlockSpec',
+    'DoRA',
     'FreqFit',
     'FullFineTune',
     'HostSpec',
