@@ -41,6 +41,14 @@ class Adapter(BaseTuner):
                 self.adapters[key] = Bottleneck(spec.dim, self.bottleneck, act='gelu')
                 self.hook_module(layer, partial(self._hook, key))
 
+    def param_count(self, host: HostSpec) -> int:
+        """Two bottlenecks per block (after attention, after the MLP), each
+        ``D r + r + r D + D``."""
+        return sum(
+            2 * (2 * spec.dim * self.bottleneck + self.bottleneck + spec.dim)
+            for spec in host.blocks
+        )
+
     def reset_parameters(self) -> None:
         for adapter in self.adapters.values():
             adapter.reset_parameters()
@@ -78,6 +86,12 @@ class AdaptFormer(BaseTuner):
             key = str(spec.index)
             self.adapters[key] = Bottleneck(spec.dim, self.bottleneck, act='relu')
             self.hook_module(spec.ffn, partial(self._hook, key))
+
+    def param_count(self, host: HostSpec) -> int:
+        """One bottleneck per block beside the MLP: ``D r + r + r D + D``."""
+        return sum(
+            2 * spec.dim * self.bottleneck + self.bottleneck + spec.dim for spec in host.blocks
+        )
 
     def reset_parameters(self) -> None:
         for adapter in self.adapters.values():

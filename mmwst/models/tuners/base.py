@@ -181,6 +181,13 @@ class BaseTuner(BaseModule):
         """Host parameters this method trains (none by default)."""
         return ()
 
+    def param_count(self, host: HostSpec) -> int:
+        """How many parameters the method trains on ``host`` - its own and the host's it
+        trains - computed from the host's widths: the method's count formula, stated once,
+        here in the method's file. The shared tuner table checks it against the
+        parameters actually built, and the config tests read it."""
+        raise NotImplementedError(f'{type(self).__name__} states no count formula')
+
     def init_weights(self) -> None:
         """Initialise the tuner's own parameters (once; a second call changes nothing)."""
         if getattr(self, '_mmwst_initialised', False):

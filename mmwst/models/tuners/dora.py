@@ -83,6 +83,10 @@ class DoRA(LoRA):
                 self.hook_weight(linear, partial(self._weight, key))
         self.reset_parameters()
 
+    def param_count(self, host: HostSpec) -> int:
+        """LoRA's ``r (d_in + d_out)`` plus the magnitude ``d_out``, per target."""
+        return sum(self.rank * (i + o) + o for i, o in self._target_shapes(host))
+
     def _add(self, key: str, d_in: int, d_out: int) -> None:
         super()._add(key, d_in, d_out)
         self.magnitude[key] = nn.Parameter(torch.zeros(d_out))

@@ -96,6 +96,14 @@ class FreqFit(BaseTuner):
         for spec in (*host.blocks, host.blocks[-1]):
             self.filters.append(SpectralFilter2d(spec.dim, grid, self.filter_type))
 
+    def param_count(self, host: HostSpec) -> int:
+        """At each of the ``L + 1`` positions a filter over the default grid's rfft,
+        ``h (w // 2 + 1) D`` (times 2 when complex), and ``gamma``, ``beta`` (``2 D``)."""
+        h, w = host.patch_resolution
+        parts = 2 if self.filter_type == 'complex' else 1
+        dims = [spec.dim for spec in (*host.blocks, host.blocks[-1])]
+        return sum(h * (w // 2 + 1) * d * parts + 2 * d for d in dims)
+
     def reset_parameters(self) -> None:
         for layer in self.filters:
             layer.init_weights()

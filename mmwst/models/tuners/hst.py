@@ -128,6 +128,23 @@ class HST(BaseTuner):
             in_channels=host.in_channels,
         )
 
+    def param_count(self, host: HostSpec) -> int:
+        """The formula above: stem, patch embeddings, side blocks, stage norms, bridges
+        and their norms, meta tokens and the ViT's LayerNorms (ViT-B/16: 764,840)."""
+        dim, layers, c0 = host.embed_dims, len(host.blocks), host.in_channels
+        k, (c1, *_) = layers // 4, self.channels
+        hidden = self.mlp_ratio
+        block = [
+            (4 + 2 * hidden) * c * c + (9 + hidden) * c - (0 if self.qkv_bias else 3 * c)
+            for c in self.channels
+        ]
+        total = 9 * c0 * c1 + 4 * c1 * c1 + 5 * c1  # stem
+        total += sum(9 * a * b + 3 * b for a, b in zip(self.channels[:-1], self.channels[1:]))
+        total += sum(k * int(n) for n in block)  # side blocks
+        total += sum(2 * c for c in self.channels)  # stage norms
+        total += sum((dim + 1) * c + 2 * k * c for c in self.channels)  # bridges, their norms
+        return total + layers * dim + 4 * layers * dim  # meta tokens, ViT LayerNorms
+
     @property
     def out_strides(self) -> tuple[int, ...]:
         """Strides of the ``'pyramid'`` maps relative to the input image."""

@@ -81,6 +81,22 @@ class LoRA(BaseTuner):
                 self.hook_module(linear, partial(self._delta, f'{spec.index}_{t}'))
         self.reset_parameters()
 
+    def param_count(self, host: HostSpec) -> int:
+        """``r (d_in + d_out)`` per target of every block (q, k, v: one slice each)."""
+        return sum(self.rank * (d_in + d_out) for d_in, d_out in self._target_shapes(host))
+
+    def _target_shapes(self, host: HostSpec) -> list[tuple[int, int]]:
+        """``(d_in, d_out)`` of every adapted weight (a q/k/v slice or a whole Linear)."""
+        shapes = []
+        for spec in host.blocks:
+            for t in self.targets:
+                if t in QKV_SLICES:
+                    shapes.append((spec.qkv.in_features, spec.qkv.out_features // 3))
+                else:
+                    linear = getattr(spec, t)
+                    shapes.append((linear.in_features, linear.out_features))
+        return shapes
+
     def _add(self, key: str, d_in: int, d_out: int) -> None:
         self.lora_A[key] = nn.Parameter(torch.empty(self.rank, d_in))
         self.lora_B[key] = nn.Parameter(torch.zeros(d_out, self.rank))

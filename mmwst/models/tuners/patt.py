@@ -81,6 +81,15 @@ class PATT(BaseTuner):
         self.down = nn.ModuleDict()
         self.up = nn.ModuleDict()
 
+    def param_count(self, host: HostSpec) -> int:
+        """Per block: ``Linear(D -> r)`` and ``Linear(r -> slots x D)``, with biases
+        (ViT-B, kv: ``2305 r + 1536``)."""
+        slots = len(self.mode)
+        return sum(
+            spec.dim * self.rank + self.rank + self.rank * slots * spec.dim + slots * spec.dim
+            for spec in host.blocks
+        )
+
     def build(self, host: HostSpec) -> None:
         slots = len(self.mode)
         for spec in host.blocks:

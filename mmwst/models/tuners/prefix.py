@@ -101,6 +101,11 @@ class PrefixTuning(BaseTuner):
         self.hidden = hidden
         self.encoders = nn.ModuleDict()
 
+    def param_count(self, host: HostSpec) -> int:
+        """Per block of width D: ``P D + D h + h + h 2D + 2D``."""
+        n, h = self.num_tokens, self.hidden
+        return sum(n * d + d * h + h + h * 2 * d + 2 * d for d in (s.dim for s in host.blocks))
+
     def build(self, host: HostSpec) -> None:
         for spec in host.blocks:
             key = str(spec.index)

@@ -105,6 +105,19 @@ class RLRR(BaseTuner):
         self.beta = nn.ParameterDict()
 
     # ---- construction ------------------------------------------------------------------
+    def param_count(self, host: HostSpec) -> int:
+        """Per Linear (q/k/v fused, attention output, fc1, fc2): ``s_out`` and ``f``
+        (``d_out`` each) and ``s_in`` (``d_in``; three for q/k/v); SSF pairs (``2 D``) after
+        both norms of every block, after the patch embedding and after the final norms."""
+        total = 2 * host.patch_embed.projection.out_channels
+        for spec in host.blocks:
+            for name in LINEARS:
+                linear = getattr(spec, name)
+                groups = 3 if name == 'qkv' else 1
+                total += 2 * linear.out_features + groups * linear.in_features
+            total += 2 * 2 * spec.dim
+        return total + sum(2 * norm.normalized_shape[-1] for norm in host.final_norms())
+
     def build(self, host: HostSpec) -> None:
         self._linears: dict[str, nn.Linear] = {}
         self._ssf_targets: dict[str, nn.Module] = {}

@@ -28,6 +28,10 @@ class LinearProbe(BaseTuner):
     mergeable = True
     alone = 'the linear probe trains no backbone parameter at all'
 
+    def param_count(self, host: HostSpec) -> int:
+        """Nothing of the backbone: 0."""
+        return 0
+
     def merge(self, host: HostSpec) -> None:
         pass
 
@@ -44,6 +48,10 @@ class FullFineTune(BaseTuner):
     identity_at_init = True
     mergeable = True
     alone = 'full fine-tuning already trains every backbone parameter'
+
+    def param_count(self, host: HostSpec) -> int:
+        """Every host parameter."""
+        return sum(p.numel() for p in self.host_parameters(host))
 
     def host_parameters(self, host: HostSpec) -> Iterator[nn.Parameter]:
         for _, param in host.host_named_parameters():
@@ -67,6 +75,10 @@ class BitFit(BaseTuner):
     identity_at_init = True
     mergeable = True
 
+    def param_count(self, host: HostSpec) -> int:
+        """Every bias of the host (Linear, conv and norm layers)."""
+        return sum(p.numel() for p in self.host_parameters(host))
+
     def host_parameters(self, host: HostSpec) -> Iterator[nn.Parameter]:
         for module in _of_type(host, _BIAS_MODULES):
             if module.bias is not None:
@@ -87,6 +99,10 @@ class LNTune(BaseTuner):
 
     identity_at_init = True
     mergeable = True
+
+    def param_count(self, host: HostSpec) -> int:
+        """Weight and bias of every LayerNorm: 2 x width per norm."""
+        return sum(p.numel() for p in self.host_parameters(host))
 
     def host_parameters(self, host: HostSpec) -> Iterator[nn.Parameter]:
         for module in _of_type(host, (nn.LayerNorm,)):

@@ -52,6 +52,17 @@ class SSF(BaseTuner):
             self._add(f'final{i}', norm, norm.normalized_shape[0])
         self.reset_parameters()
 
+    def param_count(self, host: HostSpec) -> int:
+        """A scale and a shift per channel after the patch embedding, after q/k/v, the
+        attention output, fc1, fc2 and both norms of every block, and after each final
+        norm: ``2 x`` the sum of those widths."""
+        widths = host.patch_embed.projection.out_channels
+        for spec in host.blocks:
+            widths += sum(getattr(spec, n).out_features for n in ('qkv', 'proj', 'fc1', 'fc2'))
+            widths += 2 * spec.dim
+        widths += sum(norm.normalized_shape[0] for norm in host.final_norms())
+        return 2 * widths
+
     def _add(self, key: str, module: nn.Module, dim: int) -> None:
         self.gamma[key] = nn.Parameter(torch.ones(dim))
         self.beta[key] = nn.Parameter(torch.zeros(dim))

@@ -46,6 +46,12 @@ class VPT(BaseTuner):
         self.dropout = nn.Dropout(dropout)
         self.prompts = nn.ParameterList()
 
+    def param_count(self, host: HostSpec) -> int:
+        """``n`` prompt tokens of the block's width: before the first block (shallow) or
+        before every block (deep)."""
+        blocks = host.blocks if self.deep else host.blocks[:1]
+        return sum(self.num_prompts * spec.dim for spec in blocks)
+
     def build(self, host: HostSpec) -> None:
         self.kind = host.host_kind
         blocks = host.blocks if self.deep else host.blocks[:1]

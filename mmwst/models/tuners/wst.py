@@ -131,6 +131,13 @@ class WST(BaseTuner):
             wavelet=self.wavelet,
         )
 
+    def param_count(self, host: HostSpec) -> int:
+        """``C_in (D/4) (p/2)^2 + D/4`` for the fine patch embedding, ``2 r D + r + D``
+        per block for its bottleneck (ViT-B/16, r = 2: 83,160)."""
+        dim, (ph, pw) = host.embed_dims, host.patch_size
+        embed = host.in_channels * (dim // 4) * (ph // 2) * (pw // 2) + dim // 4
+        return embed + len(host.blocks) * (2 * self.rank * dim + self.rank + dim)
+
     def reset_parameters(self) -> None:
         self.branch.reset_parameters()
 

@@ -41,6 +41,8 @@ def test_exactly_the_expected_parameters_train(case, kind):
     model = _build(case, kind)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert trainable == case.count(kind)
+    # each method states its count formula in its own file; it must agree
+    assert sum(t.param_count(model) for t in model.tuners) == trainable
     for tuner in model.tuners:
         assert all(p.requires_grad for p in tuner.parameters())
     # a combination is mergeable / identity at init only if every tuner in it is

@@ -1,0 +1,4 @@
+# DoRA (Liu et al., ICML 2024): LoRA on the direction of q and v, a learned magnitude per
+# output row, on a frozen ViT-B/16, one VTAB-1k task, the shared AdamW recipe.
+_base_ = ['../_base_/vtab1k_vit-b16.py']
+model = dict(backbone=dict(tuners=[dict(type='mmwst.DoRA', rank=8, alpha=8, targets=('q', 'v'))]))
