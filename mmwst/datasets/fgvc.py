@@ -103,6 +103,12 @@ class FGVC(NamedImageErrors, BaseDataset):
         check_images (bool): Verify that every listed image exists and is not empty.
             Defaults to True.
         **kwargs: Other :class:`mmpretrain.datasets.BaseDataset` arguments.
+
+    Examples:
+        >>> from mmwst.datasets import FGVC_DATASETS
+        >>> FGVC_DATASETS['stanford_dogs'].num_classes, FGVC_DATASETS['cub'].folder
+        (120, 'CUB_200_2011')
+        >>> data = FGVC('data/fgvc', 'cub', split='test', folder='auto')  # doctest: +SKIP
     """
 
     def __init__(

@@ -130,7 +130,12 @@ class VTAB1k(NamedImageErrors, BaseDataset):
             (``pipeline``, ``test_mode``, ``indices``...).
 
     Examples:
-        >>> dataset = VTAB1k('data/vtab-1k', 'cifar100', split='test')  # doctest: +SKIP
+        >>> from mmwst.datasets import write_mini_vtab
+        >>> _ = write_mini_vtab('mini-vtab', tasks=['dsprites_loc'], num_train=40, num_test=8)
+        >>> train = VTAB1k('mini-vtab', 'dsprites_loc')  # train800val200
+        >>> len(train), train.num_classes, len(VTAB1k('mini-vtab', 'dsprites_loc', split='test'))
+        (40, 16, 8)
+        >>> VTAB1k('data/vtab-1k', 'cifar100', split='test')  # doctest: +SKIP
     """
 
     def __init__(
@@ -175,7 +180,7 @@ class VTAB1k(NamedImageErrors, BaseDataset):
             ann_file=ann_file,
             data_root=task_dir,
             pipeline=pipeline,
-            metainfo=dict(classes=classes, task=task),
+            metainfo=dict(classes=classes),
             **kwargs,
         )
 

@@ -126,6 +126,17 @@ class SafeCheckpointHook(Hook):
     Converts the checkpoint in place before it is written (see
     :func:`to_weights_only`) and back after it is read, so resuming restores the
     message hub exactly. ``tools/train.py`` adds this hook to every config.
+
+    Examples:
+        >>> import numpy as np
+        >>> import torch
+        >>> from mmwst.engine import from_weights_only, to_weights_only
+        >>> state = {'history': np.arange(3.0), 'lr': np.float64(0.5)}
+        >>> safe = to_weights_only(state)  # tensors and plain containers only
+        >>> safe['lr'], isinstance(safe['history']['__mmwst_ndarray__'], torch.Tensor)
+        (0.5, True)
+        >>> from_weights_only(safe)['history']
+        array([0., 1., 2.])
     """
 
     priority = 'LOWEST'  # after every other hook has added its part

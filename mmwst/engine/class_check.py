@@ -68,7 +68,21 @@ def check_classes(model, datasets: dict) -> None:
 
 @HOOKS.register_module()
 class CheckClassesHook(Hook):
-    """Run :func:`check_classes` before training, validation and testing start."""
+    """Run :func:`check_classes` before training, validation and testing start.
+
+    Examples:
+        In a config: ``custom_hooks = [dict(type='mmwst.CheckClassesHook')]`` (every mmwst
+        runtime lists it). What it checks:
+
+        >>> from types import SimpleNamespace
+        >>> from mmwst.engine import check_classes
+        >>> model = SimpleNamespace(head=SimpleNamespace(num_classes=7))
+        >>> data = SimpleNamespace(metainfo=dict(classes=[str(i) for i in range(10)]))
+        >>> check_classes(model, {'train': data})
+        Traceback (most recent call last):
+        ...
+        ValueError: model.head.num_classes is 7, but the train data has 10 classes ...
+    """
 
     priority = 'VERY_HIGH'
 

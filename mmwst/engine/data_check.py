@@ -201,6 +201,17 @@ class CheckPathsHook(Hook):
         paths (Sequence[str | dict]): Extra paths, as strings or
             ``dict(path=..., what=...)``. Defaults to none.
         help (str, optional): Where to get the data and weights; appended to the error.
+
+    Examples:
+        >>> from mmengine.config import Config
+        >>> from mmwst.engine import check_required_paths
+        >>> cfg = Config(dict(
+        ...     model=dict(backbone=dict(pretrained='weights/ViT-B_16.npz')),
+        ...     custom_hooks=[dict(type='mmwst.CheckPathsHook', help='Put the file there.')]))
+        >>> check_required_paths(cfg, loaders=())
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: ...weights/ViT-B_16.npz...
     """
 
     priority = 'VERY_HIGH'

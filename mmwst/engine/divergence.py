@@ -44,6 +44,20 @@ class DivergenceGuardHook(Hook):
     Args:
         check_every (int): Check the loss every this many iterations. Defaults to 1 (the
             check reads one number that the logger reads anyway).
+
+    Examples:
+        Every mmwst run has it (``prepare_config`` adds it; the runtime configs list it).
+        It refuses to write a checkpoint whose weights are not finite:
+
+        >>> import torch
+        >>> from types import SimpleNamespace
+        >>> from mmwst.engine import DivergenceGuardHook
+        >>> runner = SimpleNamespace(iter=41, epoch=2, work_dir='.', optim_wrapper=None)
+        >>> broken = {'state_dict': {'w': torch.tensor([1.0, float('nan')])}}
+        >>> DivergenceGuardHook().before_save_checkpoint(runner, broken)
+        Traceback (most recent call last):
+        ...
+        mmwst.engine.divergence.DivergedError: training diverged at iteration 42 ...
     """
 
     priority = 'ABOVE_NORMAL'  # before the checkpoint hook (NORMAL) in every stage

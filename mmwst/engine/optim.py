@@ -17,6 +17,18 @@ class TunerOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     weight decay or a future unfreeze touch weights that must stay fixed; here the
     frozen parameters never enter the optimizer. Raises ``ValueError`` when nothing is
     trainable.
+
+    Examples:
+        >>> from mmengine.optim import build_optim_wrapper
+        >>> from mmwst.models.backbones import TunedVisionTransformer
+        >>> arch = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
+        >>> model = TunedVisionTransformer(arch=arch, img_size=32, patch_size=8,
+        ...                                tuners=[dict(type='mmwst.LoRA', rank=4)])
+        >>> wrapper = build_optim_wrapper(model, dict(
+        ...     constructor='mmwst.TunerOptimWrapperConstructor',
+        ...     optimizer=dict(type='AdamW', lr=1e-3)))
+        >>> sum(p.numel() for g in wrapper.optimizer.param_groups for p in g['params'])
+        1024
     """
 
     def __call__(self, model: nn.Module) -> OptimWrapper:

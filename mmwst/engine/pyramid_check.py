@@ -93,7 +93,21 @@ def check_pyramid(model: nn.Module) -> None:
 
 @HOOKS.register_module()
 class CheckPyramidHook(Hook):
-    """Run :func:`check_pyramid` on the model before any training, validation or test."""
+    """Run :func:`check_pyramid` on the model before any training, validation or test.
+
+    Examples:
+        In a config: ``custom_hooks = [dict(type='mmwst.CheckPyramidHook')]`` (every dense
+        mmwst runtime lists it). What it checks:
+
+        >>> from types import SimpleNamespace
+        >>> from mmwst.engine import check_pyramid
+        >>> backbone = SimpleNamespace(out_channels=(32, 48, 64, 96), out_strides=(4, 8, 16, 32))
+        >>> neck = SimpleNamespace(in_channels=[32, 48, 64, 128])  # an FPN
+        >>> check_pyramid(SimpleNamespace(backbone=backbone, neck=neck))
+        Traceback (most recent call last):
+        ...
+        mmwst.engine.pyramid_check.PyramidMismatchError: the neck (SimpleNamespace) expects ...
+    """
 
     priority = 'VERY_HIGH'
 

@@ -78,7 +78,19 @@ def check_resume_checkpoint(path: str) -> None:
 
 @HOOKS.register_module()
 class ResumeNoticeHook(Hook):
-    """Log when a resumed run keeps the checkpoint's learning rate over the config's."""
+    """Log when a resumed run keeps the checkpoint's learning rate over the config's.
+
+    Examples:
+        ``tools/train.py`` adds it to every run. A damaged ``--resume`` file is refused
+        before anything starts:
+
+        >>> from mmwst.engine.resume import check_resume_checkpoint
+        >>> _ = open('epoch_1.pth', 'wb').write(b'a checkpoint cut short')
+        >>> check_resume_checkpoint('epoch_1.pth')
+        Traceback (most recent call last):
+        ...
+        mmwst.engine.checkpoint.DamagedCheckpointError: --resume epoch_1.pth: ...
+    """
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         groups = (checkpoint.get('optimizer') or {}).get('param_groups') or []

@@ -20,7 +20,16 @@ from .data_check import check_required_paths
 class CheckedRunner(Runner):
     """:class:`mmengine.runner.Runner` that runs :func:`check_required_paths` for the
     loops of ``train()``, ``val()`` and ``test()`` before building them (a config without
-    ``mmwst.CheckPathsHook`` is not checked)."""
+    ``mmwst.CheckPathsHook`` is not checked).
+
+    Examples:
+        In a config (the mmwst runtimes do this): ``runner_type = 'mmwst.CheckedRunner'``.
+
+        >>> from mmengine.registry import RUNNERS
+        >>> from mmengine.runner import Runner
+        >>> issubclass(RUNNERS.get('mmwst.CheckedRunner'), Runner)
+        True
+    """
 
     def train(self):
         loaders = ('train', 'val') if self._val_loop is not None else ('train',)

@@ -37,6 +37,15 @@ class SimpleFeaturePyramid(BaseModule):
             :func:`~mmwst.engine.check_pyramid` compares it with the backbone's
             ``out_strides`` before a run starts.
         init_cfg (dict, optional): mmengine init config.
+
+    Examples:
+        >>> import torch
+        >>> from mmwst.models.necks import SimpleFeaturePyramid
+        >>> neck = SimpleFeaturePyramid(in_channels=64, in_stride=16)
+        >>> [tuple(m.shape) for m in neck([torch.rand(1, 64, 4, 6)])]
+        [(1, 16, 16, 24), (1, 32, 8, 12), (1, 64, 4, 6), (1, 64, 2, 3)]
+        >>> neck.out_channels, neck.strides
+        ([16, 32, 64, 64], [4, 8, 16, 32])
     """
 
     def __init__(

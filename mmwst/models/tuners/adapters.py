@@ -25,6 +25,17 @@ class Adapter(BaseTuner):
 
     Args:
         bottleneck (int): r. Defaults to 8.
+
+    Examples:
+        >>> import torch
+        >>> from mmwst.models.backbones import TunedVisionTransformer
+        >>> arch = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
+        >>> model = TunedVisionTransformer(arch=arch, img_size=32, patch_size=8,
+        ...                                tuners=[dict(type='mmwst.Adapter', bottleneck=4)])
+        >>> sum(p.numel() for p in model.parameters() if p.requires_grad)
+        1168
+        >>> model(torch.rand(2, 3, 32, 48))[0].shape
+        torch.Size([2, 32])
     """
 
     identity_at_init = True
@@ -71,6 +82,17 @@ class AdaptFormer(BaseTuner):
     Args:
         bottleneck (int): r. Defaults to 64.
         scale (float): s. Defaults to 0.1.
+
+    Examples:
+        >>> import torch
+        >>> from mmwst.models.backbones import TunedVisionTransformer
+        >>> arch = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
+        >>> model = TunedVisionTransformer(arch=arch, img_size=32, patch_size=8,
+        ...                                tuners=[dict(type='mmwst.AdaptFormer', bottleneck=4)])
+        >>> sum(p.numel() for p in model.parameters() if p.requires_grad)
+        584
+        >>> model(torch.rand(2, 3, 32, 48))[0].shape
+        torch.Size([2, 32])
     """
 
     identity_at_init = True

@@ -34,6 +34,17 @@ class LoRA(BaseTuner):
         targets (Sequence[str]): Any of ``'q', 'k', 'v', 'proj', 'fc1', 'fc2'``.
             Defaults to ``('q', 'v')``.
         dropout (float): Dropout on the LoRA input. Defaults to 0.
+
+    Examples:
+        >>> import torch
+        >>> from mmwst.models.backbones import TunedVisionTransformer
+        >>> arch = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
+        >>> model = TunedVisionTransformer(arch=arch, img_size=32, patch_size=8,
+        ...                                tuners=[dict(type='mmwst.LoRA', rank=4)])
+        >>> sum(p.numel() for p in model.parameters() if p.requires_grad)  # 2 x 2 x 4 x (32 + 32)
+        1024
+        >>> model(torch.rand(2, 3, 32, 48))[0].shape
+        torch.Size([2, 32])
     """
 
     identity_at_init = True

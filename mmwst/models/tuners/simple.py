@@ -22,6 +22,17 @@ class LinearProbe(BaseTuner):
     """Linear probing: the backbone stays entirely frozen; only the head trains.
 
     Trainable parameters in the backbone: 0.
+
+    Examples:
+        >>> import torch
+        >>> from mmwst.models.backbones import TunedVisionTransformer
+        >>> arch = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
+        >>> model = TunedVisionTransformer(arch=arch, img_size=32, patch_size=8,
+        ...                                tuners=[dict(type='mmwst.LinearProbe')])
+        >>> sum(p.numel() for p in model.parameters() if p.requires_grad)
+        0
+        >>> model(torch.rand(2, 3, 32, 48))[0].shape
+        torch.Size([2, 32])
     """
 
     identity_at_init = True
@@ -43,6 +54,17 @@ class FullFineTune(BaseTuner):
     """Full fine-tuning: every host parameter trains (the usual upper-cost baseline).
 
     Trainable parameters in the backbone: all of them (ViT-B/16: 85,798,656).
+
+    Examples:
+        >>> import torch
+        >>> from mmwst.models.backbones import TunedVisionTransformer
+        >>> arch = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
+        >>> model = TunedVisionTransformer(arch=arch, img_size=32, patch_size=8,
+        ...                                tuners=[dict(type='mmwst.FullFineTune')])
+        >>> sum(p.numel() for p in model.parameters() if p.requires_grad)  # every host parameter
+        23904
+        >>> model(torch.rand(2, 3, 32, 48))[0].shape
+        torch.Size([2, 32])
     """
 
     identity_at_init = True
@@ -70,6 +92,17 @@ class BitFit(BaseTuner):
     Biases of all Linear, Conv2d and LayerNorm layers. ViT-B/16: per block
     qkv 2304 + proj 768 + fc1 3072 + fc2 768 + two LayerNorms 2 * 768 = 8,448;
     12 blocks + patch embedding 768 + final norm 768 = **102,912**.
+
+    Examples:
+        >>> import torch
+        >>> from mmwst.models.backbones import TunedVisionTransformer
+        >>> arch = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
+        >>> model = TunedVisionTransformer(arch=arch, img_size=32, patch_size=8,
+        ...                                tuners=[dict(type='mmwst.BitFit')])
+        >>> sum(p.numel() for p in model.parameters() if p.requires_grad)
+        640
+        >>> model(torch.rand(2, 3, 32, 48))[0].shape
+        torch.Size([2, 32])
     """
 
     identity_at_init = True
@@ -95,6 +128,17 @@ class LNTune(BaseTuner):
     """LN-tune: train the affine parameters of every LayerNorm of the host.
 
     ViT-B/16: 2 LayerNorms x 2 x 768 per block x 12 + final norm 1,536 = **38,400**.
+
+    Examples:
+        >>> import torch
+        >>> from mmwst.models.backbones import TunedVisionTransformer
+        >>> arch = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
+        >>> model = TunedVisionTransformer(arch=arch, img_size=32, patch_size=8,
+        ...                                tuners=[dict(type='mmwst.LNTune')])
+        >>> sum(p.numel() for p in model.parameters() if p.requires_grad)  # 5 norms x 2 x 32
+        320
+        >>> model(torch.rand(2, 3, 32, 48))[0].shape
+        torch.Size([2, 32])
     """
 
     identity_at_init = True

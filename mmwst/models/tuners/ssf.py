@@ -27,6 +27,17 @@ class SSF(BaseTuner):
 
     Args:
         std (float): Standard deviation of the initialisation. Defaults to 0.02.
+
+    Examples:
+        >>> import torch
+        >>> from mmwst.models.backbones import TunedVisionTransformer
+        >>> arch = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
+        >>> model = TunedVisionTransformer(arch=arch, img_size=32, patch_size=8,
+        ...                                tuners=[dict(type='mmwst.SSF')])
+        >>> sum(p.numel() for p in model.parameters() if p.requires_grad)
+        1280
+        >>> model(torch.rand(2, 3, 32, 48))[0].shape
+        torch.Size([2, 32])
     """
 
     mergeable = True

@@ -33,6 +33,17 @@ class VPT(BaseTuner):
         num_prompts (int): Prompt tokens per layer. Defaults to 10.
         deep (bool): VPT-deep (True) or VPT-shallow (False). Defaults to True.
         dropout (float): Dropout on the prompts. Defaults to 0.
+
+    Examples:
+        >>> import torch
+        >>> from mmwst.models.backbones import TunedVisionTransformer
+        >>> arch = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
+        >>> model = TunedVisionTransformer(arch=arch, img_size=32, patch_size=8,
+        ...                                tuners=[dict(type='mmwst.VPT', num_prompts=3)])
+        >>> sum(p.numel() for p in model.parameters() if p.requires_grad)  # deep: 2 x 3 x 32
+        192
+        >>> model(torch.rand(2, 3, 32, 48))[0].shape
+        torch.Size([2, 32])
     """
 
     def __init__(
