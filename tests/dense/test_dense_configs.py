@@ -8,10 +8,8 @@ narrow detection heads, 64-pixel inputs) so that the whole file runs in about a 
 
 from __future__ import annotations
 
-import inspect
 import os
 import os.path as osp
-import time
 
 import pytest
 import torch
@@ -43,15 +41,9 @@ VIT_B_WIDTH = 768
 TINY_WIDTH = 64
 TINY_SIDE = (16, 32, 48, 64)
 
-HAS_DENSE = MMWST_MODELS.get('DenseTunedViT') is not None
-needs_dense = pytest.mark.skipif(
-    not HAS_DENSE, reason='mmwst.DenseTunedViT (mmwst/models/backbones/dense_vit.py) is missing'
-)
-
 
 def _mark(path: str):
-    dense = 'lora_sfp' not in path
-    return pytest.param(path, id=osp.basename(path)[:-3], marks=[needs_dense] if dense else [])
+    return pytest.param(path, id=osp.basename(path)[:-3])
 
 
 def load(path: str) -> Config:
@@ -215,7 +207,6 @@ def test_head_widths_follow_the_backbone(path):
         assert cfg.model.auxiliary_head.in_channels == widths[cfg.model.auxiliary_head.in_index]
 
 
-@needs_dense
 def test_dense_backbone_matches_its_interface():
     for backbone in (load(p).model.backbone for p in DET_CONFIGS[:3]):
         backbone = shrink(Config(dict(model=dict(backbone=backbone, neck=None)))).model.backbone
@@ -372,10 +363,8 @@ def test_demo_segmentor_lowers_the_loss_and_evaluates(shapes_root, tmp_path):
 def test_missing_paths_are_named_at_once(path, expected, tmp_path, monkeypatch):
     cfg = load(path)
     monkeypatch.chdir(tmp_path)
-    start = time.perf_counter()
     with pytest.raises(FileNotFoundError) as info:
         check_required_paths(cfg)
-    assert time.perf_counter() - start < 1.0
     for text in expected:
         assert text in str(info.value)
     # once everything is in place the check passes
@@ -397,8 +386,13 @@ def test_data_root_follows_the_environment(tmp_path, monkeypatch):
 
 
 def test_configs_without_the_hook_are_not_checked(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    check_required_paths(load('configs/demo/digits_vit_tiny.py'))  # no CheckPathsHook
+    """Listing the hook is what opts a config in: the same config with it is checked."""
+    monkeypatch.chdir(tmp_path)  # no data here
+    cfg = load('configs/demo/digits_vit_tiny.py')  # no CheckPathsHook
+    check_required_paths(cfg)
+    cfg.custom_hooks = [*cfg.custom_hooks, dict(type='mmwst.CheckPathsHook')]
+    with pytest.raises(FileNotFoundError, match='data/vtab-1k'):
+        check_required_paths(cfg)
 
 
 def test_hook_stops_the_runner_before_the_weights_load(tmp_path, monkeypatch):
@@ -417,12 +411,7 @@ def test_hook_stops_the_runner_before_the_weights_load(tmp_path, monkeypatch):
 
 
 def test_train_tool_fails_fast_without_data(tmp_path):
-    from mmwst.engine import launch
-
-    if 'check_required_paths' not in inspect.getsource(launch.prepare_config):
-        pytest.skip('prepare_config does not call data_check.check_required_paths yet')
-
-    start = time.perf_counter()
+    """Before anything is built: no runner (it would log its environment first)."""
     proc = run_tool(
         [osp.join(REPO, 'tools', 'train.py'), osp.join(REPO, 'configs', 'wst_coco.py')],
         cwd=str(tmp_path),
@@ -432,7 +421,7 @@ def test_train_tool_fails_fast_without_data(tmp_path):
     assert proc.returncode != 0
     assert 'checkpoints/ViT-B_16.npz' in proc.stderr
     assert 'instances_train2017.json' in proc.stderr
-    assert time.perf_counter() - start < 60
+    assert 'Environment' not in proc.stdout + proc.stderr  # the runner never started
 
 
 def test_demo_configs_name_the_shapes_classes_and_palettes():

@@ -124,13 +124,20 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     checkpointed = copy.deepcopy(plain)
     checkpointed.with_cp = True
     x = torch.randn(2, 3, 32, 32)
-    grads = []
+    grads, calls = [], []
     for model in (plain, checkpointed):
+        runs, forward = [], model.layers[0].forward
+        model.layers[0].forward = lambda *a, forward=forward, runs=runs: (
+            runs.append(1) or forward(*a)
+        )
         model.zero_grad()
         model(x)[0].pow(2).sum().backward()
         grads.append([p.grad.clone() for p in model.tuners.parameters()])
+        calls.append(len(runs))
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    # checkpointing really ran: the block was computed again during the backward pass
+    assert calls == [1, 2]
 
 
 @pytest.mark.parametrize('alone', ['mmwst.FullFineTune', 'mmwst.LinearProbe'])

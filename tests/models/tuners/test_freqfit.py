@@ -62,13 +62,6 @@ def _resized(kernel, grid):
     return torch.complex(*out) if kernel.is_complex() else out[0]
 
 
-def test_vit_b16_figures_match_methods_md():
-    assert FREQFIT_COMPLEX == 2_256_384
-    assert FREQFIT_REAL == 1_138_176
-    assert LORA_QV == 294_912
-    assert LORA_ALL == 1_327_104
-
-
 def test_one_filter_per_block_and_one_after_the_last():
     freqfit = _model().tuners[0]
     assert len(freqfit.filters) == VIT_ARCH['num_layers'] + 1

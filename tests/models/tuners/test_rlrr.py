@@ -34,11 +34,6 @@ def _rescaled(weight, s_out, s_in, bias, f):
     return weight * (1 + s_out[:, None] * s_in[None, :]), bias + f
 
 
-def test_vit_b16_figures_match_methods_md():
-    assert RLRR_BLOCK == 23_808
-    assert RLRR_VIT_B16 == 288_768
-
-
 @pytest.mark.parametrize('name', ['proj', 'fc1', 'fc2'])
 def test_effective_weight_is_w_times_one_plus_s_out_s_in(name):
     model = _model()
