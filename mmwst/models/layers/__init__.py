@@ -1,6 +1,7 @@
 from .bottleneck import Bottleneck
 from .hst_side import HSTSide, SideState
 from .norm import LayerNorm2d
+from .scale_shift import ScaleShiftPairs
 from .spectral import SpectralFilter2d
 from .tunable import (
     TunableLinear,
@@ -21,6 +22,7 @@ __all__ = [
     'HSTSide',
     'IDWT2d',
     'LayerNorm2d',
+    'ScaleShiftPairs',
     'SideState',
     'SpectralFilter2d',
     'TunableLinear',

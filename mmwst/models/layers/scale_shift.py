@@ -11,7 +11,7 @@ zero; there the original weight and bias are kept at fold time and restored exac
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 #: |gamma| below this: keep the originals rather than divide by it later.
 SAFE_SCALE = 1e-3
@@ -53,3 +53,87 @@ def unfold_scale_shift(
         gamma, beta = gamma.to(weight.dtype), beta.to(bias.dtype)
         bias.sub_(beta).div_(gamma)
         weight.div_(gamma.view(-1, *([1] * (weight.dim() - 1))))
+
+
+class ScaleShiftPairs(nn.Module):
+    """Scale-and-shift pairs after chosen layers: ``y = gamma * o(x) + beta`` (SSF; the
+    SSF part of RLRR), one ``(gamma, beta)`` of the layer's output width per target.
+
+    The owner (a tuner) calls :meth:`add` for each target while it builds and places
+    :meth:`output_hook` on the target as a forward hook (the patch embedding's
+    ``(tokens, grid)`` output is handled). :meth:`merge` folds every pair into the weight
+    and bias of the layer that produced its input (the patch embedding: its norm when it
+    has a LayerNorm, else its projection) and :meth:`unmerge` undoes it, restoring the
+    originals exactly where a scale is near zero.
+
+    Examples:
+        >>> import torch
+        >>> pairs = ScaleShiftPairs()
+        >>> linear = nn.Linear(4, 3)
+        >>> pairs.add('fc', linear, 3)
+        >>> pairs.reset_parameters(std=0.5)
+        >>> x = torch.randn(2, 4)
+        >>> y = pairs.apply('fc', linear(x))
+        >>> with torch.no_grad():
+        ...     pairs.merge()
+        >>> torch.allclose(linear(x), y, atol=1e-6)
+        True
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gamma = nn.ParameterDict()
+        self.beta = nn.ParameterDict()
+        self._targets: dict[str, nn.Module] = {}
+        self._saved: dict[str, tuple[Tensor, Tensor]] = {}
+
+    def add(self, key: str, module: nn.Module, dim: int) -> None:
+        """A pair for the output of ``module`` (``dim`` channels)."""
+        self.gamma[key] = nn.Parameter(torch.ones(dim))
+        self.beta[key] = nn.Parameter(torch.zeros(dim))
+        self._targets[key] = module
+
+    def reset_parameters(self, std: float) -> None:
+        """``gamma ~ N(1, std^2)``, ``beta ~ N(0, std^2)``."""
+        for key in self.gamma:
+            nn.init.normal_(self.gamma[key], mean=1.0, std=std)
+            nn.init.normal_(self.beta[key], mean=0.0, std=std)
+
+    def apply(self, key: str, x: Tensor) -> Tensor:
+        """``gamma * x + beta`` over the last dimension."""
+        return x * self.gamma[key].to(x.dtype) + self.beta[key].to(x.dtype)
+
+    def output_hook(self, key: str, module: nn.Module, inputs, output):
+        """Forward hook: the pair applied to the module's output."""
+        if isinstance(output, tuple):  # patch embedding: (tokens, grid)
+            return (self.apply(key, output[0]), *output[1:])
+        return self.apply(key, output)
+
+    def _merge_target(self, key: str) -> tuple[Tensor, Tensor]:
+        module = self._targets[key]
+        if key == 'patch_embed':
+            norm = getattr(module, 'norm', None)
+            module = norm if isinstance(norm, nn.LayerNorm) else module.projection
+        weight, bias = getattr(module, 'weight', None), getattr(module, 'bias', None)
+        if weight is None or bias is None:
+            raise ValueError(
+                f'cannot merge the scale and shift of {key} into {type(module).__name__}: the '
+                'layer has no affine weight and bias to absorb them; keep the model unmerged'
+            )
+        return weight, bias
+
+    def merge(self) -> None:
+        """Fold every pair into its layer (in place)."""
+        self._saved = {}
+        for key in self.gamma:
+            weight, bias = self._merge_target(key)
+            saved = fold_scale_shift(weight, bias, self.gamma[key], self.beta[key])
+            if saved is not None:  # a scale near zero: unmerge restores these exactly
+                self._saved[key] = saved
+
+    def unmerge(self) -> None:
+        """Undo :meth:`merge` (in place)."""
+        for key in reversed(list(self.gamma)):
+            weight, bias = self._merge_target(key)
+            saved = self._saved.pop(key, None)
+            unfold_scale_shift(weight, bias, self.gamma[key], self.beta[key], saved)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...registry import MODELS
-from ..layers.scale_shift import SAFE_SCALE, fold_scale_shift, unfold_scale_shift
+from ..layers.scale_shift import SAFE_SCALE, ScaleShiftPairs
 from .base import BaseTuner, HostSpec
 
 #: The Linear layers of every block that RLRR rescales.
@@ -101,8 +101,7 @@ class RLRR(BaseTuner):
         self.scale_out = nn.ParameterDict()  # (d_out, )
         self.shift = nn.ParameterDict()  # (d_out, )
         # SSF pairs, keyed '<block>_norm1', '<block>_norm2', 'patch_embed', 'final<i>'
-        self.gamma = nn.ParameterDict()
-        self.beta = nn.ParameterDict()
+        self.pairs = ScaleShiftPairs()
 
     # ---- construction ------------------------------------------------------------------
     def param_count(self, host: HostSpec) -> int:
@@ -120,7 +119,6 @@ class RLRR(BaseTuner):
 
     def build(self, host: HostSpec) -> None:
         self._linears: dict[str, nn.Linear] = {}
-        self._ssf_targets: dict[str, nn.Module] = {}
         self._saved: dict[str, Tensor] = {}
         self._add_ssf('patch_embed', host.patch_embed, host.patch_embed.projection.out_channels)
         num_blocks = len(host.blocks)
@@ -151,10 +149,8 @@ class RLRR(BaseTuner):
         self.hook_weight(linear, partial(self._rescale, key))
 
     def _add_ssf(self, key: str, module: nn.Module, dim: int) -> None:
-        self.gamma[key] = nn.Parameter(torch.empty(dim))
-        self.beta[key] = nn.Parameter(torch.empty(dim))
-        self._ssf_targets[key] = module
-        self.hook_module(module, partial(self._scale_shift, key))
+        self.pairs.add(key, module, dim)
+        self.hook_module(module, partial(self.pairs.output_hook, key))
 
     def reset_parameters(self) -> None:
         for key, scale_in in self.scale_in.items():
@@ -162,9 +158,7 @@ class RLRR(BaseTuner):
             nn.init.uniform_(scale_in, -bound_in, bound_in)
             nn.init.uniform_(self.scale_out[key], -math.sqrt(6.0), math.sqrt(6.0))  # fan-in 1
             nn.init.zeros_(self.shift[key])
-        for key in self.gamma:
-            nn.init.normal_(self.gamma[key], mean=1.0, std=self.std)
-            nn.init.normal_(self.beta[key], mean=0.0, std=self.std)
+        self.pairs.reset_parameters(self.std)
 
     # ---- the method's math -------------------------------------------------------------
     def rescale_factor(self, key: str) -> Tensor:
@@ -190,33 +184,10 @@ class RLRR(BaseTuner):
     def _rescale(self, key: str, weight: Tensor, bias: Tensor | None):
         return self.effective_weight(key, weight, bias)
 
-    def _scale_shift(self, key: str, module: nn.Module, inputs, output):
-        if isinstance(output, tuple):  # patch embedding: (tokens, grid)
-            tokens = output[0]
-            return (self._ssf(key, tokens), *output[1:])
-        return self._ssf(key, output)
-
-    def _ssf(self, key: str, x: Tensor) -> Tensor:
-        return x * self.gamma[key].to(x.dtype) + self.beta[key].to(x.dtype)
-
     def _drop_branch(self, rate: float, module: nn.Module, inputs, output: Tensor) -> Tensor:
         return F.dropout(output, p=rate, training=self.training)
 
     # ---- merging -------------------------------------------------------------------------
-    def _ssf_parameters(self, key: str) -> tuple[nn.Parameter, nn.Parameter]:
-        """The weight and bias that absorb the SSF pair ``key``."""
-        module = self._ssf_targets[key]
-        if key == 'patch_embed':
-            norm = getattr(module, 'norm', None)
-            module = norm if isinstance(norm, nn.Module) else module.projection
-        weight, bias = getattr(module, 'weight', None), getattr(module, 'bias', None)
-        if weight is None or bias is None:
-            raise ValueError(
-                f'cannot merge RLRR into {key} ({type(module).__name__}): the layer has no '
-                'affine weight and bias to absorb the scale and shift; keep the model unmerged'
-            )
-        return weight, bias
-
     def _linear_bias(self, key: str) -> nn.Parameter:
         bias = self._linears[key].bias
         if bias is None:
@@ -234,19 +205,10 @@ class RLRR(BaseTuner):
                 self._saved[key] = linear.weight.detach().clone()
             linear.weight.mul_(scale)
             bias.add_(self.shift[key].to(bias.dtype))
-        self._saved_ssf = {}
-        for key in self.gamma:
-            weight, bias = self._ssf_parameters(key)
-            saved = fold_scale_shift(weight, bias, self.gamma[key], self.beta[key])
-            if saved is not None:  # a scale near zero: unmerge restores these exactly
-                self._saved_ssf[key] = saved
+        self.pairs.merge()
 
     def unmerge(self, host: HostSpec) -> None:
-        saved_ssf = getattr(self, '_saved_ssf', {})
-        for key in reversed(list(self.gamma)):
-            weight, bias = self._ssf_parameters(key)
-            saved = saved_ssf.pop(key, None)
-            unfold_scale_shift(weight, bias, self.gamma[key], self.beta[key], saved)
+        self.pairs.unmerge()
         for key, linear in self._linears.items():
             bias = self._linear_bias(key)
             bias.sub_(self.shift[key].to(bias.dtype))

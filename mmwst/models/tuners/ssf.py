@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from functools import partial
 
-import torch
-from torch import Tensor, nn
+from torch import nn
 
 from ...registry import MODELS
-from ..layers.scale_shift import fold_scale_shift, unfold_scale_shift
+from ..layers.scale_shift import ScaleShiftPairs
 from .base import BaseTuner, HostSpec
 
 
@@ -45,11 +44,9 @@ class SSF(BaseTuner):
     def __init__(self, std: float = 0.02, init_cfg=None) -> None:
         super().__init__(init_cfg)
         self.std = std
-        self.gamma = nn.ParameterDict()
-        self.beta = nn.ParameterDict()
+        self.pairs = ScaleShiftPairs()
 
     def build(self, host: HostSpec) -> None:
-        self._targets = {}
         embed = host.patch_embed
         self._add('patch_embed', embed, embed.projection.out_channels)
         for spec in host.blocks:
@@ -75,44 +72,15 @@ class SSF(BaseTuner):
         return 2 * widths
 
     def _add(self, key: str, module: nn.Module, dim: int) -> None:
-        self.gamma[key] = nn.Parameter(torch.ones(dim))
-        self.beta[key] = nn.Parameter(torch.zeros(dim))
-        self._targets[key] = module
-        self.hook_module(module, partial(self._hook, key))
+        self.pairs.add(key, module, dim)
+        self.hook_module(module, partial(self.pairs.output_hook, key))
 
     def reset_parameters(self) -> None:
-        for key in self.gamma:
-            nn.init.normal_(self.gamma[key], mean=1.0, std=self.std)
-            nn.init.normal_(self.beta[key], mean=0.0, std=self.std)
-
-    def _hook(self, key: str, module: nn.Module, inputs, output):
-        if isinstance(output, tuple):  # patch embedding: (tokens, grid)
-            return (self._scale(key, output[0]), *output[1:])
-        return self._scale(key, output)
-
-    def _scale(self, key: str, x: Tensor) -> Tensor:
-        return x * self.gamma[key].to(x.dtype) + self.beta[key].to(x.dtype)
+        self.pairs.reset_parameters(self.std)
 
     # ---- merging: fold (gamma, beta) into the layer that produced the output ------------
-    def _merge_target(self, key: str) -> tuple[Tensor, Tensor]:
-        module = self._targets[key]
-        if key == 'patch_embed':
-            norm = getattr(module, 'norm', None)
-            module = norm if isinstance(norm, nn.LayerNorm) else module.projection
-        if module.bias is None:
-            raise ValueError(f'cannot merge SSF into {key}: the layer has no bias')
-        return module.weight, module.bias
-
     def merge(self, host: HostSpec) -> None:
-        self._saved = {}
-        for key in self.gamma:
-            weight, bias = self._merge_target(key)
-            saved = fold_scale_shift(weight, bias, self.gamma[key], self.beta[key])
-            if saved is not None:  # a scale near zero: unmerge restores these exactly
-                self._saved[key] = saved
+        self.pairs.merge()
 
     def unmerge(self, host: HostSpec) -> None:
-        saved = getattr(self, '_saved', {})
-        for key in self.gamma:
-            weight, bias = self._merge_target(key)
-            unfold_scale_shift(weight, bias, self.gamma[key], self.beta[key], saved.pop(key, None))
+        self.pairs.unmerge()

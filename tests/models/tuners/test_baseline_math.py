@@ -45,7 +45,7 @@ def test_ssf_scales_and_shifts_the_linear_output():
     model = _vit([dict(type='mmwst.SSF')])
     ssf, fc1 = model.tuners[0], model.layers[0].ffn.layers[0][0]
     x = torch.randn(4, 32)
-    expected = F.linear(x, fc1.weight, fc1.bias) * ssf.gamma['0_fc1'] + ssf.beta['0_fc1']
+    expected = F.linear(x, fc1.weight, fc1.bias) * ssf.pairs.gamma['0_fc1'] + ssf.pairs.beta['0_fc1']
     with torch.no_grad():
         torch.testing.assert_close(fc1(x), expected)
 
@@ -136,7 +136,7 @@ def test_ssf_unmerge_restores_exactly_where_a_scale_is_near_zero():
     model = _vit([dict(type='mmwst.SSF')])
     ssf = model.tuners[0]
     with torch.no_grad():
-        for gamma in ssf.gamma.values():
+        for gamma in ssf.pairs.gamma.values():
             gamma[:2] = torch.tensor([0.0, 1e-7])
     with model.full_state_dict():
         before = {k: v.clone() for k, v in model.state_dict().items()}

@@ -101,11 +101,11 @@ def test_init_follows_methods_md():
         s_out = rlrr.scale_out[key]
         assert s_out.abs().max() <= math.sqrt(6.0) and s_out.abs().max() > 1.0, key
         assert torch.all(rlrr.shift[key] == 0), key
-    gammas = torch.cat(list(rlrr.gamma.values()))
-    betas = torch.cat(list(rlrr.beta.values()))
+    gammas = torch.cat(list(rlrr.pairs.gamma.values()))
+    betas = torch.cat(list(rlrr.pairs.beta.values()))
     assert abs(gammas.mean() - 1) < 0.01 and 0.01 < gammas.std() < 0.03
     assert abs(betas.mean()) < 0.01 and 0.01 < betas.std() < 0.03
-    assert set(rlrr.gamma) == {'patch_embed', 'final0'} | {
+    assert set(rlrr.pairs.gamma) == {'patch_embed', 'final0'} | {
         f'{i}_norm{n}' for i in range(4) for n in (1, 2)
     }
 
@@ -113,7 +113,7 @@ def test_init_follows_methods_md():
 def _by_hand(model, image):
     """The tiny ViT's forward written out, with every RLRR change applied explicitly."""
     rlrr = model.tuners[0]
-    g, b = rlrr.gamma, rlrr.beta
+    g, b = rlrr.pairs.gamma, rlrr.pairs.beta
 
     def norm(module, x, key):
         x = F.layer_norm(x, module.normalized_shape, module.weight, module.bias, module.eps)
@@ -235,7 +235,7 @@ def test_vit_b16_config_trains_288768_and_a_zero_head():
     report = parameter_report(model)
     assert report.trainable_without_head == RLRR_VIT_B16 == 288_768
     rlrr = model.backbone.tuners[0]
-    block0 = sum(p.numel() for n, p in rlrr.named_parameters() if n.split('.')[1].startswith('0_'))
+    block0 = sum(p.numel() for n, p in rlrr.named_parameters() if n.split('.')[-1].startswith('0_'))
     assert block0 == RLRR_BLOCK == 23_808
     assert model.backbone.out_type == 'cls_token'
     model.head.init_weights()
@@ -254,9 +254,9 @@ def test_unmerge_restores_exactly_where_an_ssf_scale_or_a_factor_is_near_zero():
     """Dividing by a scale near zero would blow the weights up; they are kept instead."""
     model = _model()
     rlrr = model.tuners[0]
-    key = next(iter(rlrr.gamma))
+    key = next(iter(rlrr.pairs.gamma))
     with torch.no_grad():
-        rlrr.gamma[key][:3] = torch.tensor([0.0, 1e-6, -1e-5])
+        rlrr.pairs.gamma[key][:3] = torch.tensor([0.0, 1e-6, -1e-5])
         rlrr.scale_out['0_proj'][0] = 1.0
         rlrr.scale_in['0_proj'][0, 0] = -1.0 + 1e-6  # 1 + s_out s_in ~ 1e-6
     with model.full_state_dict():
