@@ -2,7 +2,7 @@
 
     python tools/demo_dense.py [--work-dir work_dirs/demo] [--data-root data/shapes]
         [--only det|seg] [--det-config ...] [--seg-config ...]
-        [--num-train 200] [--num-val 50] [--seed 0]
+        [--num-train 200] [--num-val 50] [--image-size 128] [--seed 0]
         [--det-options k=v ...] [--seg-options k=v ...]
 
 1. Writes the procedural shapes dataset (COCO instances with masks + semantic maps,
@@ -69,6 +69,12 @@ def main(argv=None) -> int:
     parser.add_argument('--num-train', type=int, default=200, help='generated training images')
     parser.add_argument('--num-val', type=int, default=50, help='generated validation images')
     parser.add_argument(
+        '--image-size',
+        type=int,
+        default=128,
+        help='side of the generated images (the configs expect 128; pass matching options)',
+    )
+    parser.add_argument(
         '--seed', type=int, default=0, help='training seed of both models (the data is fixed)'
     )
     parser.add_argument('--det-options', nargs='+', default=[], metavar='KEY=VALUE')
@@ -81,7 +87,9 @@ def main(argv=None) -> int:
     start = time.time()
     from mmwst.datasets.shapes import write_shapes_dataset
 
-    data = write_shapes_dataset(args.data_root, num_train=args.num_train, num_val=args.num_val)
+    data = write_shapes_dataset(
+        args.data_root, num_train=args.num_train, num_val=args.num_val, image_size=args.image_size
+    )
     print(
         f'[demo] data: {args.data_root} ({data["num_train"]} training and '
         f'{data["num_val"]} validation images)',

@@ -52,7 +52,7 @@ def test_demo_dense_end_to_end_and_rerun(tmp_path):
     proc = _demo(work_dir, data_root)
     assert (data_root / 'annotations' / 'instances_train.json').is_file()
     summary = json.loads((work_dir / 'summary.json').read_text())
-    assert set(summary) == {'det', 'seg'}
+    assert set(summary) == {'seed', 'det', 'seg'} and summary['seed'] == 0
     det, seg = summary['det']['metrics'], summary['seg']['metrics']
     assert 0.0 <= det['coco/bbox_mAP'] <= 1.0 and 0.0 <= det['coco/segm_mAP'] <= 1.0
     assert 0.0 <= seg['mIoU'] <= 100.0 and 0.0 < seg['aAcc'] <= 100.0
