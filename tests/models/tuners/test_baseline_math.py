@@ -45,7 +45,9 @@ def test_ssf_scales_and_shifts_the_linear_output():
     model = _vit([dict(type='mmwst.SSF')])
     ssf, fc1 = model.tuners[0], model.layers[0].ffn.layers[0][0]
     x = torch.randn(4, 32)
-    expected = F.linear(x, fc1.weight, fc1.bias) * ssf.pairs.gamma['0_fc1'] + ssf.pairs.beta['0_fc1']
+    expected = (
+        F.linear(x, fc1.weight, fc1.bias) * ssf.pairs.gamma['0_fc1'] + ssf.pairs.beta['0_fc1']
+    )
     with torch.no_grad():
         torch.testing.assert_close(fc1(x), expected)
 
