@@ -11,25 +11,50 @@
 # (default ~/.cache/mmwst/wheels, override with MMWST_CACHE), so fresh clones on the same
 # machine reuse it within seconds.
 #
-# Usage: bash tools/setup_env.sh            (prints the venv's python path last)
+# Usage: bash tools/setup_env.sh            (prints the environment's python path last)
 #        source tools/setup_env.sh          (also activates the venv)
-# Environment: PYTHON=python3.X to choose the interpreter (3.10 - 3.12),
-#              MAX_JOBS=N parallel compile jobs for mmcv (default: all cores).
+# Environment:
+#   PYTHON=python3.X      the interpreter (3.10 - 3.12); with MMWST_TORCH=system/active,
+#                         the one whose torch is kept (default: python3)
+#   MMWST_TORCH=pinned    (default) install the tested torch from the lock into the venv
+#   MMWST_TORCH=system    keep the torch and torchvision of PYTHON: a venv with its system
+#                         site packages, the rest of the stack installed around them
+#   MMWST_TORCH=active    keep them too, and install into PYTHON's own environment (an
+#                         activated conda env or venv) instead of creating one
+#   MMWST_WHEELHOUSE=DIR  offline: install only from the wheels (and mmcv's sdist) in DIR
+#                         (pip --no-index --find-links DIR); tools/make_wheelhouse.sh fills it
+#   MAX_JOBS=N            parallel compile jobs for mmcv (default: all cores)
+#   TORCH_CUDA_ARCH_LIST  GPU architectures for mmcv's CUDA ops (default: the visible GPUs')
+#   FORCE_CUDA=0|1        build mmcv without / with CUDA ops regardless of the visible GPU
 
 _mmwst_setup() {
     set -eo pipefail
-    local repo venv cache py lock stamp want
+    local repo venv cache py lock stamp want mode helper
     repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-    venv="${MMWST_VENV:-$repo/.venv}"
     cache="${MMWST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mmwst}"
     lock="$repo/requirements/lock.txt"
+    helper="$repo/tools/_setup_stack.py"
+    mode="${MMWST_TORCH:-pinned}"
 
     _say() { printf '[mmwst setup] %s\n' "$*" >&2; }
     _die() { printf '[mmwst setup] ERROR: %s\n' "$*" >&2; return 1; }
 
+    case "$mode" in
+        pinned | system | active) ;;
+        *) _die "MMWST_TORCH=$mode: choose pinned (default: the tested torch in .venv), system (keep PYTHON's torch, venv with its site packages) or active (keep it and install into PYTHON's own environment)" ;;
+    esac
+    local pip_src=()
+    if [ -n "${MMWST_WHEELHOUSE:-}" ]; then
+        [ -d "$MMWST_WHEELHOUSE" ] ||
+            _die "MMWST_WHEELHOUSE=$MMWST_WHEELHOUSE is not a folder (make one with tools/make_wheelhouse.sh)"
+        pip_src=(--no-index --find-links "$(cd "$MMWST_WHEELHOUSE" && pwd)")
+    fi
+
     # ---- choose an interpreter -------------------------------------------------------
     py="${PYTHON:-}"
-    if [ -z "$py" ]; then
+    if [ -z "$py" ] && [ "$mode" != pinned ]; then
+        py=python3
+    elif [ -z "$py" ]; then
         for cand in python3.11 python3.12 python3.10 python3; do
             if command -v "$cand" >/dev/null 2>&1 &&
                 "$cand" -c 'import sys; sys.exit(not ((3, 10) <= sys.version_info[:2] <= (3, 12)))'; then
@@ -39,69 +64,122 @@ _mmwst_setup() {
         done
     fi
     [ -n "$py" ] || _die "no Python 3.10-3.12 found on PATH; install one or set PYTHON=/path/to/python3.X"
+    command -v "$py" >/dev/null 2>&1 || _die "PYTHON=$py is not an executable"
     "$py" -c 'import sys; sys.exit(not ((3, 10) <= sys.version_info[:2] <= (3, 12)))' ||
         _die "$py is Python $("$py" -c 'import platform; print(platform.python_version())'); mmwst needs 3.10-3.12 (set PYTHON=...)"
+    local setup_lock
+    if [ "$mode" = active ]; then
+        venv="$("$py" -c 'import sys; print(sys.prefix)')"
+        stamp="$cache/active-$(echo "$venv" | sha256sum | cut -c1-12).stamp"
+        setup_lock="${stamp%.stamp}.lock"
+    else
+        venv="${MMWST_VENV:-$repo/.venv}"
+        stamp="$venv/.mmwst-setup-stamp"
+        setup_lock="$venv.lock"
+    fi
 
     # ---- fast path: nothing changed since the last successful set-up -----------------
-    want="$( (cat "$lock" "$repo/setup.py" "${BASH_SOURCE[0]}"; echo "$repo"; "$py" -V) | sha256sum | cut -c1-16)"
-    stamp="$venv/.mmwst-setup-stamp"
-    if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-        echo "$venv/bin/python"
+    want="$( (cat "$lock" "$repo/setup.py" "${BASH_SOURCE[0]}" "$helper"; echo "$repo $mode"; "$py" -V) | sha256sum | cut -c1-16)"
+    local vpy="$venv/bin/python"
+    [ "$mode" = active ] && vpy="$("$py" -c 'import sys; print(sys.executable)')"
+    if [ -x "$vpy" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        echo "$vpy"
         return 0
     fi
 
-    mkdir -p "$cache" "$(dirname "$venv")"
+    # ---- bring-your-own torch: refuse an unsupported one before touching anything ----
+    if [ "$mode" != pinned ]; then
+        "$py" "$helper" torch-check >&2 || _die "MMWST_TORCH=$mode cannot keep the torch of $py (see above)"
+    fi
+
+    mkdir -p "$cache"
+    [ "$mode" = active ] || mkdir -p "$(dirname "$venv")"
     # one set-up at a time per environment
-    exec 9>"$venv.lock"
+    exec 9>"$setup_lock"
     flock 9
 
     local t0=$SECONDS
     if ls "$cache"/wheels/*/mmcv-*.whl >/dev/null 2>&1; then
-        _say "setting up $venv (a few minutes: a compiled mmcv is cached in $cache/wheels)"
+        _say "setting up $venv (MMWST_TORCH=$mode; a compiled mmcv is cached in $cache/wheels)"
     else
-        _say "setting up $venv (first run: ~20 min, mostly compiling mmcv's ops; later runs: seconds)"
+        _say "setting up $venv (MMWST_TORCH=$mode; first run: ~20 min on 2 cores, mostly compiling mmcv's ops; later runs: seconds)"
     fi
-    if [ ! -x "$venv/bin/python" ]; then
-        _say "creating virtual environment with $("$py" -V)"
-        "$py" -m venv "$venv"
+    if [ "$mode" != active ] && [ ! -x "$venv/bin/python" ]; then
+        if [ "$mode" = system ]; then
+            _say "creating virtual environment with $("$py" -V) and its system site packages"
+            "$py" -m venv --system-site-packages "$venv"
+        else
+            _say "creating virtual environment with $("$py" -V)"
+            "$py" -m venv "$venv"
+        fi
     fi
-    local vpy="$venv/bin/python"
+    if [ "$mode" = system ] && ! "$vpy" -c 'import torch' 2>/dev/null; then
+        _die "the venv $venv does not see the torch of $py ($py is probably itself a venv, whose packages a new venv does not inherit): use MMWST_TORCH=active to install into that environment, or remove $venv if it was made by another mode"
+    fi
     local pipq=("$vpy" -m pip --disable-pip-version-check)
+
+    # how mmcv will be compiled (CPU or CUDA ops, for which GPUs): with your own torch,
+    # checked before anything is installed; with the pinned one, once it is installed
+    local build_env="" key
+    if [ "$mode" != pinned ]; then
+        build_env="$("$vpy" "$helper" mmcv-build 2>&1)" || _die "$build_env"
+    fi
 
     # ---- 1. the pinned stack, mmcv aside (it is compiled below) ------------------------
     local mmcv_pin
     mmcv_pin="$(grep -E '^mmcv==' "$lock")" || _die "requirements/lock.txt has no mmcv== line"
-    _say "installing the pinned stack from requirements/lock.txt (torch wheels are large; a few minutes the first time)"
-    grep -vE '^mmcv==' "$lock" >"$venv/lock-without-mmcv.txt"
-    local pip_log="$venv/setup-pip.log"
-    if ! "${pipq[@]}" install --progress-bar off -r "$venv/lock-without-mmcv.txt" 2>&1 | tee "$pip_log" |
-        { grep --line-buffered -E '^(Collecting|Successfully)' || true; } | sed -u 's/^/    /' >&2; then
-        tail -n 30 "$pip_log" >&2
-        _die "installing the pinned stack failed (log above, full log in $pip_log)"
+    local pip_log="$cache/setup-pip-$mode.log"
+    if [ "$mode" = pinned ]; then
+        _say "installing the pinned stack from requirements/lock.txt (torch wheels are large; a few minutes the first time)"
+        grep -vE '^mmcv==' "$lock" >"$venv/lock-without-mmcv.txt"
+        if ! "${pipq[@]}" install --progress-bar off "${pip_src[@]}" -r "$venv/lock-without-mmcv.txt" 2>&1 |
+            tee "$pip_log" | { grep --line-buffered -E '^(Collecting|Successfully)' || true; } |
+            sed -u 's/^/    /' >&2; then
+            tail -n 30 "$pip_log" >&2
+            _die "installing the pinned stack failed (log above, full log in $pip_log)"
+        fi
+    else
+        local wanted=()
+        mapfile -t wanted < <("$vpy" "$helper" plan "$mode" "$lock")
+        if [ "${#wanted[@]}" -gt 0 ]; then
+            _say "keeping $("$vpy" -c 'import torch; print("torch", torch.__version__)') and the packages already there; installing ${#wanted[@]} locked ones: ${wanted[*]}"
+            if ! "${pipq[@]}" install --progress-bar off --no-deps "${pip_src[@]}" "${wanted[@]}" >"$pip_log" 2>&1; then
+                tail -n 30 "$pip_log" >&2
+                _die "installing the stack around your torch failed (log above, full log in $pip_log)"
+            fi
+        fi
     fi
 
-    # ---- 2. mmcv with ops, from the per-torch wheel cache or compiled ----------------
-    if ! "$vpy" - "$mmcv_pin" <<'EOF' 2>/dev/null; then
+    # ---- 2. mmcv with ops, from the wheel cache or compiled ----------------------------
+    if [ -z "$build_env" ]; then
+        build_env="$("$vpy" "$helper" mmcv-build 2>&1)" || _die "$build_env"
+    fi
+    key="$(sed -n 's/^KEY=//p' <<<"$build_env")"
+    local want_cuda=0
+    grep -q '^FORCE_CUDA=1' <<<"$build_env" && want_cuda=1
+    if ! "$vpy" - "$mmcv_pin" "$want_cuda" <<'EOF' 2>/dev/null; then
 import sys
 from importlib.metadata import version
 import torch  # noqa: F401  (mmcv's ops link against the installed torch)
-import mmcv._ext  # noqa: F401
-sys.exit(version('mmcv') != sys.argv[1].split('==')[1])
+import mmcv._ext as ext
+cuda_ops = ext.get_compiling_cuda_version() != 'not available'
+sys.exit(version('mmcv') != sys.argv[1].split('==')[1] or (sys.argv[2] == '1' and not cuda_ops))
 EOF
-        local key wheel_dir wheel
-        key="$("$vpy" -c 'import sys, torch
-flavour = "cuda" if torch.cuda.is_available() else "cpu"
-print(f"torch{torch.__version__}-cp{sys.version_info[0]}{sys.version_info[1]}-{flavour}")')"
+        local wheel_dir wheel
         wheel_dir="$cache/wheels/$key"
         wheel="$(ls "$wheel_dir"/mmcv-"${mmcv_pin#mmcv==}"-*.whl 2>/dev/null | head -n 1 || true)"
         if [ -z "$wheel" ]; then
-            local build_dir log
+            local build_dir log what="CPU ops"
             build_dir="$(mktemp -d "$cache/build.XXXXXX")"
             log="$cache/mmcv-build-$key.log"
-            _say "compiling $mmcv_pin with ops for $key (~15 min on 2 cores; full log: $log)"
-            MMCV_WITH_OPS=1 FORCE_CUDA="${FORCE_CUDA:-0}" MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
-                "${pipq[@]}" wheel -v --no-deps --no-build-isolation --no-cache-dir \
-                -w "$build_dir" "$mmcv_pin" >"$log" 2>&1 &
+            [ "$want_cuda" = 1 ] && what="CUDA ops for sm $(sed -n 's/^TORCH_CUDA_ARCH_LIST=//p' <<<"$build_env")"
+            _say "compiling $mmcv_pin with $what, $key, ${MAX_JOBS:-$(nproc)} jobs (~15 min on 2 cores; full log: $log)"
+            (
+                while IFS= read -r kv; do export "${kv?}"; done < <(grep -v '^KEY=' <<<"$build_env")
+                MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
+                    "${pipq[@]}" wheel -v --no-deps --no-build-isolation --no-cache-dir \
+                    "${pip_src[@]}" -w "$build_dir" "$mmcv_pin"
+            ) >"$log" 2>&1 &
             local pid=$! last=""
             while kill -0 "$pid" 2>/dev/null; do
                 sleep 15
@@ -130,7 +208,12 @@ print(f"torch{torch.__version__}-cp{sys.version_info[0]}{sys.version_info[1]}-{f
     # ---- 3. mmwst itself, editable ----------------------------------------------------
     _say "installing mmwst (editable) from $repo"
     "${pipq[@]}" install -q --no-deps --no-build-isolation -e "$repo" >&2
-    "${pipq[@]}" check >&2 || _die "pip check found inconsistent requirements (see above)"
+    if [ "$mode" = pinned ]; then
+        "${pipq[@]}" check >&2 || _die "pip check found inconsistent requirements (see above)"
+    elif ! "${pipq[@]}" check >"$cache/pip-check-$mode.log" 2>&1; then
+        _say "note: pip check reports requirements that your environment meets its own way (e.g. opencv-python-headless for opencv-python); mmwst's own check follows:"
+        sed 's/^/    /' "$cache/pip-check-$mode.log" >&2
+    fi
     "$vpy" -c 'import mmwst' >&2 || _die "the environment is installed but 'import mmwst' fails (see above)"
 
     echo "$want" >"$stamp"

@@ -121,12 +121,19 @@ def find_problems(
 def mmcv_ops_problem() -> str | None:
     """Why mmcv's compiled ops cannot be used, or ``None`` when they load."""
     try:
-        importlib.import_module('torch')
-        importlib.import_module('mmcv._ext')
+        torch = importlib.import_module('torch')
+        ext = importlib.import_module('mmcv._ext')
     except ModuleNotFoundError:
         return 'no compiled ops (mmcv was installed without MMCV_WITH_OPS=1, e.g. the lite build)'
     except ImportError as err:  # e.g. compiled against another torch: undefined symbols
         return f'compiled ops fail to load ({err}); mmcv was built against another torch'
+    if torch.cuda.is_available() and ext.get_compiling_cuda_version() == 'not available':
+        return (
+            'ops compiled without CUDA kernels, but torch sees a GPU (RoIAlign and NMS '
+            'would fail on it); rebuild mmcv with `bash tools/setup_env.sh`, which compiles '
+            'the CUDA ops for the visible GPU (MMWST_TORCH=system keeps your torch), or set '
+            'CUDA_VISIBLE_DEVICES= to run on the CPU'
+        )
     return None
 
 

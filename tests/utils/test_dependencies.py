@@ -101,3 +101,20 @@ def test_skip_variable_turns_the_error_into_a_warning(monkeypatch):
     monkeypatch.setenv(deps.SKIP_ENV, '1')
     with pytest.warns(UserWarning, match='mmcv: installed 9'):
         deps.check_dependencies()
+
+
+def test_ops_without_cuda_kernels_are_refused_where_a_gpu_is_present(monkeypatch):
+    import mmcv._ext
+    import torch
+
+    # a CPU build of the ops: fine without a GPU, refused with one
+    monkeypatch.setattr(mmcv._ext, 'get_compiling_cuda_version', lambda: 'not available')
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    assert deps.mmcv_ops_problem() is None
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    problem = deps.mmcv_ops_problem()
+    assert 'ops compiled without CUDA kernels, but torch sees a GPU' in problem
+    assert 'bash tools/setup_env.sh' in problem
+    # a CUDA build passes
+    monkeypatch.setattr(mmcv._ext, 'get_compiling_cuda_version', lambda: '13.0')
+    assert deps.mmcv_ops_problem() is None
