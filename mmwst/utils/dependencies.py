@@ -27,7 +27,7 @@ SUPPORTED: dict[str, str] = {
     'mmsegmentation': '>=1.0.0,<1.3.0',
     'mmpretrain': '>=1.0.0,<1.3.0',
     'PyWavelets': '>=1.4',
-    'numpy': '>=1.23,<2',
+    'numpy': '>=1.23,<3',
     # mmsegmentation imports these at load time without declaring them
     'ftfy': '>=6.0',
     'regex': '>=2022.1',
