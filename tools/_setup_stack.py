@@ -39,6 +39,9 @@ TORCH_OWNED = re.compile(r'^(torch|torchvision|torchaudio|triton|nvidia-.*|cuda-
 EXACT = {'mmengine', 'mmdet', 'mmsegmentation', 'mmpretrain', 'pywavelets'}
 #: Compiled separately (with ops, against the environment's torch).
 COMPILED = {'mmcv'}
+#: Needed to compile mmcv (its setup.py imports pkg_resources, which newer setuptools
+#: dropped): always in a wheelhouse, installed only for the build when missing.
+BUILD = {'setuptools'}
 #: Distributions that provide the ``cv2`` module: any one of them satisfies the others.
 OPENCV = {
     'opencv-python',
@@ -156,7 +159,7 @@ def wheelhouse(pins: list[tuple[str, str]], have: set[str]) -> list[str]:
         f'{name}=={version}'
         for name, version in pins
         if not TORCH_OWNED.match(canonical(name))
-        and (canonical(name) not in have or canonical(name) in EXACT | COMPILED)
+        and (canonical(name) not in have or canonical(name) in EXACT | COMPILED | BUILD)
     ]
 
 

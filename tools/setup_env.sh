@@ -174,8 +174,17 @@ EOF
             log="$cache/mmcv-build-$key.log"
             [ "$want_cuda" = 1 ] && what="CUDA ops for sm $(sed -n 's/^TORCH_CUDA_ARCH_LIST=//p' <<<"$build_env")"
             _say "compiling $mmcv_pin with $what, $key, ${MAX_JOBS:-$(nproc)} jobs (~15 min on 2 cores; full log: $log)"
+            if ! "$vpy" -c 'import pkg_resources' 2>/dev/null; then
+                # mmcv's setup.py needs pkg_resources: the locked setuptools, for the build only
+                local setuptools_pin
+                setuptools_pin="$(grep -E '^setuptools==' "$lock")"
+                _say "this setuptools has no pkg_resources; building with $setuptools_pin"
+                "${pipq[@]}" install -q --no-deps "${pip_src[@]}" --target "$build_dir/build-tools" \
+                    "$setuptools_pin" >&2 || _die "could not install $setuptools_pin for the build"
+            fi
             (
                 while IFS= read -r kv; do export "${kv?}"; done < <(grep -v '^KEY=' <<<"$build_env")
+                [ -d "$build_dir/build-tools" ] && export PYTHONPATH="$build_dir/build-tools${PYTHONPATH:+:$PYTHONPATH}"
                 MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
                     "${pipq[@]}" wheel -v --no-deps --no-build-isolation --no-cache-dir \
                     "${pip_src[@]}" -w "$build_dir" "$mmcv_pin"

@@ -167,3 +167,18 @@ def test_setup_rejects_an_unknown_mode_and_a_missing_wheelhouse(tmp_path):
         ['bash', osp.join(TOOLS, 'setup_env.sh')], env=env, capture_output=True, text=True
     )
     assert proc.returncode != 0 and 'is not a folder' in proc.stderr
+
+
+def test_wheelhouse_holds_what_the_target_lacks_plus_the_tested_and_build_packages():
+    pins = [*PINS, ('setuptools', '80.10.2')]
+    have = {'numpy', 'opencv-python-headless', 'mmengine', 'setuptools', 'torch', 'addict'}
+    assert stack.wheelhouse(pins, have) == [
+        'mmengine==0.10.7',  # tested version, whatever the target has
+        'mmcv==2.1.0',  # source, compiled there
+        'PyWavelets==1.9.0',
+        'setuptools==80.10.2',  # mmcv's build needs pkg_resources
+    ]
+    # markers are read for the target's Python, not this one
+    lock = osp.join(REPO, 'requirements', 'lock.txt')
+    assert dict(stack.read_lock(lock, '3.10'))['scipy'] == '1.15.3'
+    assert dict(stack.read_lock(lock, '3.12'))['scipy'] == '1.17.1'
