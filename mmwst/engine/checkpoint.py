@@ -103,7 +103,8 @@ def from_weights_only(obj: Any) -> Any:
     """Reverse :func:`to_weights_only`: rebuild ``HistoryBuffer`` and numpy arrays."""
     if isinstance(obj, dict):
         if len(obj) == 1 and _NDARRAY in obj:
-            return obj[_NDARRAY].numpy()
+            # loaded with map_location='cuda' (a resume on the GPU) the tensor is there
+            return obj[_NDARRAY].cpu().numpy()
         if len(obj) == 1 and _HISTORY in obj:
             state = obj[_HISTORY]
             return HistoryBuffer(
