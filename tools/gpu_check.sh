@@ -79,8 +79,7 @@ for s in "${stages[@]}"; do
             py="$(bash tools/setup_env.sh)" || break
             stage bench "$py" tools/benchmark.py --device cuda --amp bf16 --img-size 224 \
                 --batch 64 --warmup 3 --repeats 10 --peak-tflops auto --out "$results/vit-b16_224_b64" \
-                --methods frozen full_finetune linear_probe lora adapter ssf vpt_deep wst hst \
-                rlrr freqfit_lora patt
+                --methods ${BENCH_METHODS:-frozen full_finetune lora adapter ssf vpt_deep wst hst rlrr freqfit_lora patt}
             ;;
         dense)
             py="$(bash tools/setup_env.sh)" || break
@@ -95,11 +94,11 @@ for s in "${stages[@]}"; do
                 for sdpa in flash efficient cudnn math; do
                     "$0" tools/benchmark.py --device cuda --amp bf16 --img-size 224 --batch 64 \
                         --warmup 3 --repeats 10 --peak-tflops auto --sdpa $sdpa \
-                        --methods frozen full_finetune --out "$1/sdpa_$sdpa"
+                        --methods full_finetune --out "$1/sdpa_$sdpa"
                 done
                 "$0" tools/benchmark.py --device cuda --amp bf16 --img-size 224 --batch 64 \
                     --warmup 3 --repeats 10 --peak-tflops auto --compile \
-                    --methods frozen full_finetune lora --out "$1/compile"
+                    --methods full_finetune lora --out "$1/compile"
             ' "$py" "$results"
             ;;
         *) say "unknown stage $s (setup tests bench dense variants)" ;;

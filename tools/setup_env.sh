@@ -48,6 +48,8 @@ _mmwst_setup() {
         [ -d "$MMWST_WHEELHOUSE" ] ||
             _die "MMWST_WHEELHOUSE=$MMWST_WHEELHOUSE is not a folder (make one with tools/make_wheelhouse.sh)"
         pip_src=(--no-index --find-links "$(cd "$MMWST_WHEELHOUSE" && pwd)")
+        # pips that pip itself starts (build back-ends) stay offline too
+        export PIP_NO_INDEX=1 PIP_FIND_LINKS="$(cd "$MMWST_WHEELHOUSE" && pwd)"
     fi
 
     # ---- choose an interpreter -------------------------------------------------------
@@ -79,7 +81,7 @@ _mmwst_setup() {
     fi
 
     # ---- fast path: nothing changed since the last successful set-up -----------------
-    want="$( (cat "$lock" "$repo/setup.py" "${BASH_SOURCE[0]}" "$helper"; echo "$repo $mode"; "$py" -V) | sha256sum | cut -c1-16)"
+    want="$( (cat "$lock" "$repo/setup.py" "${BASH_SOURCE[0]}" "$helper" "$repo/mmwst/utils/dependencies.py"; echo "$repo $mode"; "$py" -V) | sha256sum | cut -c1-16)"
     local vpy="$venv/bin/python"
     [ "$mode" = active ] && vpy="$("$py" -c 'import sys; print(sys.executable)')"
     if [ -x "$vpy" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
@@ -157,12 +159,16 @@ _mmwst_setup() {
     key="$(sed -n 's/^KEY=//p' <<<"$build_env")"
     local want_cuda=0
     grep -q '^FORCE_CUDA=1' <<<"$build_env" && want_cuda=1
-    if ! "$vpy" - "$mmcv_pin" "$want_cuda" <<'EOF' 2>/dev/null; then
+    if ! "$vpy" - "$mmcv_pin" "$want_cuda" "$repo/mmwst/utils/dependencies.py" <<'EOF' 2>/dev/null; then
+import importlib.util
 import sys
 from importlib.metadata import version
 import torch  # noqa: F401  (mmcv's ops link against the installed torch)
 import mmcv._ext as ext
-cuda_ops = ext.get_compiling_cuda_version() != 'not available'
+spec = importlib.util.spec_from_file_location('_mmwst_dependencies', sys.argv[3])
+deps = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(deps)
+cuda_ops = deps.ops_have_cuda_kernels(ext.__file__)
 sys.exit(version('mmcv') != sys.argv[1].split('==')[1] or (sys.argv[2] == '1' and not cuda_ops))
 EOF
         local wheel_dir wheel
@@ -216,7 +222,9 @@ EOF
 
     # ---- 3. mmwst itself, editable ----------------------------------------------------
     _say "installing mmwst (editable) from $repo"
-    "${pipq[@]}" install -q --no-deps --no-build-isolation -e "$repo" >&2
+    # (the variable, not only the flag: newer setuptools run `develop` as a nested pip,
+    # which would otherwise build in isolation and download setuptools)
+    PIP_NO_BUILD_ISOLATION=0 "${pipq[@]}" install -q --no-deps --no-build-isolation -e "$repo" >&2
     if [ "$mode" = pinned ]; then
         "${pipq[@]}" check >&2 || _die "pip check found inconsistent requirements (see above)"
     elif ! "${pipq[@]}" check >"$cache/pip-check-$mode.log" 2>&1; then

@@ -10,7 +10,9 @@ in step); ``requirements/lock.txt`` pins the exact stack the test-suite runs on.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
+import sys
 from dataclasses import dataclass
 from importlib import metadata
 
@@ -127,7 +129,7 @@ def mmcv_ops_problem() -> str | None:
         return 'no compiled ops (mmcv was installed without MMCV_WITH_OPS=1, e.g. the lite build)'
     except ImportError as err:  # e.g. compiled against another torch: undefined symbols
         return f'compiled ops fail to load ({err}); mmcv was built against another torch'
-    if torch.cuda.is_available() and ext.get_compiling_cuda_version() == 'not available':
+    if torch.cuda.is_available() and not ops_have_cuda_kernels(ext.__file__):
         return (
             'ops compiled without CUDA kernels, but torch sees a GPU (RoIAlign and NMS '
             'would fail on it); rebuild mmcv with `bash tools/setup_env.sh`, which compiles '
@@ -135,6 +137,48 @@ def mmcv_ops_problem() -> str | None:
             'CUDA_VISIBLE_DEVICES= to run on the CPU'
         )
     return None
+
+
+def _needed_libraries(path: str) -> list[str]:
+    """The shared libraries an ELF64 (little-endian) file links (its DT_NEEDED entries),
+    read from the dynamic segment without loading the file."""
+    import struct
+
+    with open(path, 'rb') as f:
+        header = f.read(64)
+        if header[:4] != b'\x7fELF' or header[4] != 2 or header[5] != 1:
+            return []
+        phoff, phentsize, phnum = (
+            struct.unpack_from('<Q', header, 32)[0],
+            *struct.unpack_from('<HH', header, 54),
+        )
+        f.seek(phoff)
+        segments = [struct.unpack_from('<IIQQQQQQ', f.read(phentsize)) for _ in range(phnum)]
+        loads = [s for s in segments if s[0] == 1]  # PT_LOAD: (.., offset, vaddr, .., filesz)
+        dynamic = next((s for s in segments if s[0] == 2), None)  # PT_DYNAMIC
+        if dynamic is None:
+            return []
+        f.seek(dynamic[2])
+        raw = f.read(dynamic[5])
+        entries = [struct.unpack_from('<qQ', raw, i) for i in range(0, len(raw) - 15, 16)]
+        strtab = next((value for tag, value in entries if tag == 5), None)  # DT_STRTAB
+        if strtab is None:
+            return []
+        # the string table's address -> its offset in the file
+        base = next(s[2] + strtab - s[3] for s in loads if s[3] <= strtab < s[3] + s[6])
+        names = []
+        for tag, value in entries:
+            if tag == 1:  # DT_NEEDED
+                f.seek(base + value)
+                names.append(f.read(256).split(b'\0', 1)[0].decode())
+        return names
+
+
+def ops_have_cuda_kernels(ext_path: str) -> bool:
+    """Whether mmcv's compiled ops (the ``mmcv._ext`` library at ``ext_path``) hold CUDA
+    kernels: a CUDA build links torch's CUDA library, a CPU build does not. (mmcv's own
+    ``get_compiling_cuda_version()`` crashes in some CUDA 13 builds, so it is not asked.)"""
+    return any(name.startswith('libc10_cuda') for name in _needed_libraries(ext_path))
 
 
 def format_problems(problems: list[Problem]) -> str:
@@ -156,3 +200,22 @@ def check_dependencies() -> None:
         warnings.warn(message, stacklevel=3)
         return
     raise DependencyError(message)
+
+
+def skip_broken_mmpretrain_multimodal() -> None:
+    """mmpretrain 1.2 imports its multimodal models (BLIP, ...) whenever transformers is
+    installed, and they fail to import with transformers 5. mmwst uses none of them: with
+    transformers >= 5, tell mmpretrain that the multimodal extra is absent (it registers
+    placeholders instead) before anything imports it."""
+    found = _installed_version('transformers')
+    if found is None or Version(found) < Version('5') or 'mmpretrain' in sys.modules:
+        return
+    spec = importlib.util.find_spec('mmpretrain')
+    if spec is None or not spec.submodule_search_locations:
+        return
+    path = os.path.join(spec.submodule_search_locations[0], 'utils', 'dependency.py')
+    module_spec = importlib.util.spec_from_file_location('mmpretrain.utils.dependency', path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    module.WITH_MULTIMODAL = False
+    sys.modules['mmpretrain.utils.dependency'] = module

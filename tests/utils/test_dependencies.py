@@ -104,11 +104,21 @@ def test_skip_variable_turns_the_error_into_a_warning(monkeypatch):
 
 
 def test_ops_without_cuda_kernels_are_refused_where_a_gpu_is_present(monkeypatch):
+    import glob
+
     import mmcv._ext
     import torch
 
+    # read from the libraries each links: this machine's mmcv ops are a CPU build, and
+    # torch's CUDA library stands in for one that links libc10_cuda like a CUDA build
+    needed = deps._needed_libraries(mmcv._ext.__file__)
+    assert 'libtorch_cpu.so' in needed and 'libc10.so' in needed
+    cuda_lib = glob.glob(osp.join(osp.dirname(torch.__file__), 'lib', 'libtorch_cuda.so'))
+    if cuda_lib:  # a CUDA build of torch
+        assert deps.ops_have_cuda_kernels(cuda_lib[0])
+    assert not deps.ops_have_cuda_kernels(__file__)  # not a library at all
     # a CPU build of the ops: fine without a GPU, refused with one
-    monkeypatch.setattr(mmcv._ext, 'get_compiling_cuda_version', lambda: 'not available')
+    monkeypatch.setattr(deps, 'ops_have_cuda_kernels', lambda path: False)
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     assert deps.mmcv_ops_problem() is None
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
@@ -116,5 +126,31 @@ def test_ops_without_cuda_kernels_are_refused_where_a_gpu_is_present(monkeypatch
     assert 'ops compiled without CUDA kernels, but torch sees a GPU' in problem
     assert 'bash tools/setup_env.sh' in problem
     # a CUDA build passes
-    monkeypatch.setattr(mmcv._ext, 'get_compiling_cuda_version', lambda: '13.0')
+    monkeypatch.setattr(deps, 'ops_have_cuda_kernels', lambda path: True)
     assert deps.mmcv_ops_problem() is None
+
+
+def test_transformers_5_does_not_break_the_import(tmp_path):
+    # mmpretrain 1.2 imports its multimodal models whenever transformers >= 4.28 is there,
+    # and they fail with transformers 5; a stand-in transformers 5 that cannot be used
+    fake = tmp_path / 'site'
+    (fake / 'transformers').mkdir(parents=True)
+    (fake / 'transformers' / '__init__.py').write_text(
+        "raise ImportError('a transformers 5 stand-in')\n"
+    )
+    (fake / 'transformers-5.0.0.dist-info').mkdir()
+    (fake / 'transformers-5.0.0.dist-info' / 'METADATA').write_text(
+        'Metadata-Version: 2.1\nName: transformers\nVersion: 5.0.0\n'
+    )
+    code = (
+        f'import sys; sys.path.insert(0, {str(fake)!r})\n'
+        'import mmwst\n'
+        'from mmpretrain.utils import dependency\n'
+        'assert not dependency.WITH_MULTIMODAL\n'
+        "print('imported')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, '-c', code], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert 'imported' in proc.stdout
