@@ -2,31 +2,48 @@
 
     python tools/benchmark.py [--methods all|NAME ...] [--arch b|tiny] [--img-size 224]
         [--batch 8] [--device cpu|cuda] [--amp none|bf16|fp16] [--warmup 2] [--repeats 5]
+        [--sdpa default|flash|efficient|cudnn|math] [--compile [BACKEND]]
         [--out docs/benchmark/cpu_vit-b16] [--profile hst dense_wst_hst]
-        [--peak-tflops 989]
+        [--peak-tflops auto|989] [--timeout SECONDS]
 
 For every method (classification backbones with a linear head, and the dense WST + HST
-backbone): trainable and total backbone parameters, forward FLOPs (mmengine's
-analysis), training step time (forward, backward, AdamW step), peak memory of training
-(CUDA: allocated; CPU: resident-set growth), and inference time (mergeable methods
-merged first) - each also as a ratio to the frozen backbone's inference forward and to
-full fine-tuning, measured in one run with warm-up and the median of repeats, plus
-throughput (images/s) and the TFLOP/s inference reaches (with --peak-tflops, the share of
-the device's peak). --profile adds, for the named methods, the operators that dominate a
-training step and the forward time of each part of the model. A method name with
-'+cp' (e.g. rlrr+cp) checkpoints the frozen blocks (with_cp=True): memory for time;
-'all' includes the four methods whose memory is closest to full fine-tuning with it.
-Writes Markdown, CSV, JSON and a PNG chart.
+backbone): trainable and total backbone parameters, forward FLOPs and the FLOPs of a
+training step's forward and backward (torch.utils.flop_counter: matrix products,
+convolutions and attention, 2 per multiply-add), training step time (forward, backward,
+AdamW step), peak memory of training (CUDA: allocated; CPU: resident-set growth), and
+inference time (mergeable methods merged first) - each also as a ratio to the frozen
+backbone's inference forward and to full fine-tuning, measured in one run with warm-up
+and the median of repeats, plus throughput (images/s) and the TFLOP/s training and
+inference reach (with --peak-tflops, the share of the device's peak; 'auto' looks the
+peak up by the CUDA device's name). --sdpa pins the attention backend for everything
+measured (the kernel that ran is reported); --compile times the model under
+torch.compile (warm-up absorbs compilation, reported separately). --profile adds, for
+the named methods, the operators that dominate a training step and the forward time of
+each part of the model. A method name with '+cp' (e.g. rlrr+cp) checkpoints the frozen
+blocks (with_cp=True): memory for time; 'all' includes the four methods whose memory is
+closest to full fine-tuning with it. Each method runs in its own process; one that fails
+(an attention backend that does not support it, out of memory, --timeout) is reported
+with its error and the others go on. Writes Markdown, CSV, JSON and a PNG chart.
 """
 
 import argparse
 import sys
 
 
+def _peak(value: str):
+    if value == 'auto':
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or TFLOP/s, got {value!r}") from None
+
+
 def main(argv=None) -> int:
     from benchmarking import (
         CHECKPOINTED,
         METHODS,
+        SDPA_BACKENDS,
         machine_description,
         run_all,
         write_outputs,
@@ -46,15 +63,40 @@ def main(argv=None) -> int:
     parser.add_argument('--amp', choices=['none', 'bf16', 'fp16'], default='none')
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument(
+        '--sdpa',
+        choices=list(SDPA_BACKENDS),
+        default='default',
+        help='pin scaled-dot-product attention to one backend (torch.nn.attention.'
+        "sdpa_kernel) for everything measured; 'default' lets PyTorch choose. A method the "
+        'backend does not support is reported with its error (flash and cudnn need '
+        '--amp bf16/fp16 on CUDA)',
+    )
+    parser.add_argument(
+        '--compile',
+        nargs='?',
+        const='inductor',
+        default=None,
+        metavar='BACKEND',
+        help='time the model under torch.compile (default backend: inductor); warm-up '
+        '(at least 2 rounds) absorbs compilation, whose time is reported separately',
+    )
     parser.add_argument('--out', default='work_dirs/benchmark/results')
     parser.add_argument(
         '--profile', nargs='*', default=[], help='methods whose training step is profiled'
     )
     parser.add_argument(
         '--peak-tflops',
-        type=float,
+        type=_peak,
         help="the device's dense peak TFLOP/s at the measured precision (e.g. 989 for an "
-        'H100 SXM in bf16), to report the share of it inference reaches',
+        "H100 SXM in bf16), or 'auto' to look it up by the CUDA device's name (H100/H200 "
+        'SXM: 989 bf16/fp16, 67 fp32), to report the share of it training and inference '
+        'reach',
+    )
+    parser.add_argument(
+        '--timeout',
+        type=float,
+        help="seconds one method's process may run before it is ended and reported as failed",
     )
     args = parser.parse_args(argv)
     methods = [*METHODS, *CHECKPOINTED] if args.methods == ['all'] else args.methods
@@ -73,16 +115,26 @@ def main(argv=None) -> int:
         repeats=args.repeats,
         profile=args.profile,
         peak_tflops=args.peak_tflops,
+        timeout=args.timeout,
+        sdpa=args.sdpa,
+        compile=args.compile,
     )
+    warmup = max(args.warmup, 2) if args.compile else args.warmup  # as measure() does
+    sources = sorted({r['peak_source'] for r in results if r.get('peak_source')})
+    peak = f'; peak: {", ".join(sources)}' if sources else ''
     title = (
         f'ViT-{args.arch} {args.img_size}x{args.img_size}, batch {args.batch}, '
-        f'{args.device}, amp {args.amp}, median of {args.repeats} after {args.warmup} '
-        f'warm-up; {machine_description(args.device)}'
+        f'{args.device}, amp {args.amp}, sdpa {args.sdpa}, compile {args.compile or "off"}, '
+        f'median of {args.repeats} after {warmup} warm-up{peak}; '
+        f'{machine_description(args.device)}'
     )
     paths = write_outputs(results, args.out, title)
     print(open(paths[0]).read())
+    failed = [r['method'] for r in results if 'error' in r]
+    if failed:
+        print(f'[benchmark] {len(failed)} of {len(results)} failed: {", ".join(failed)}')
     print('[benchmark] wrote ' + ', '.join(paths))
-    return 0
+    return 0 if len(failed) < len(results) else 1
 
 
 if __name__ == '__main__':

@@ -1,15 +1,28 @@
-"""tools/benchmark.py runs on a tiny configuration and reports every figure."""
+"""tools/benchmark.py runs on a tiny configuration and reports every figure; its
+attention-backend, torch.compile, peak and failure options reach what they claim."""
 
+import importlib
+import importlib.util
 import json
 import os.path as osp
+import sys
 
 import pytest
 
 from tests.helpers import REPO, TOOLS, run_tool
 
-pytestmark = pytest.mark.slow
+if TOOLS not in sys.path:
+    sys.path.insert(0, TOOLS)  # the tool's package, tools/benchmarking
+
+import benchmarking  # noqa: E402
+
+# the module (the package's name 'measure' is the function)
+bench_measure = importlib.import_module('benchmarking.measure')
+
+TINY = dict(arch='tiny', img_size=32, batch=2, warmup=1, repeats=1)
 
 
+@pytest.mark.slow
 def test_benchmark_tiny(tmp_path):
     out = tmp_path / 'bench'
     proc = run_tool(
@@ -63,6 +76,15 @@ def test_benchmark_tiny(tmp_path):
     assert lora['flops'] and lora['flops'] > 0
     assert lora['train_img_s'] == pytest.approx(2 / lora['train_step_s'])
     assert lora['infer_peak_share'] == pytest.approx(lora['flops'] / lora['infer_s'] / 1e12)
+    # counted training FLOPs: forward + backward, i.e. about 3x the forward for full
+    # fine-tuning (weight and input gradients) and 2x for LoRA (input gradients only)
+    assert 2.7 < results['full_finetune']['train_flops_vs_fwd'] < 3.1
+    assert 1.9 < lora['train_flops_vs_fwd'] < 2.3
+    assert lora['train_peak_share'] == pytest.approx(
+        lora['train_flops'] / lora['train_step_s'] / 1e12
+    )
+    assert all(r['wall_s'] > 0 and r['sdpa'] == 'default' for r in results.values())
+    assert lora['attention_kernels'] == ['aten::_scaled_dot_product_flash_attention_for_cpu']
     # the profiled step: operators by self time, shares summing to at most 1, and the
     # forward time of the frozen blocks and of WST's own parts
     profile = results['wst']['profile']
@@ -79,3 +101,158 @@ def test_benchmark_tiny(tmp_path):
     assert '### Profile: wst' in md and 'aten::' in md
     assert (tmp_path / 'bench.png').stat().st_size > 5000
     assert 'wrote' in proc.stdout
+
+
+def test_sdpa_option_reaches_every_attention():
+    """--sdpa math pins the kernel of mmpretrain's attention (frozen), of the tunable
+    attention with extra key/values (prefix) and of HST's cross-attention: the math
+    kernel is the only one that runs. The forward FLOPs count attention alike whichever
+    kernel runs (CPU flash attention included)."""
+    import mmwst  # noqa: F401
+
+    for method in ('frozen', 'prefix', 'hst'):
+        pinned = bench_measure.measure(method, sdpa='math', **TINY)
+        default = bench_measure.measure(method, **TINY)
+        assert pinned['sdpa'] == 'math'
+        assert pinned['attention_kernels'] == ['aten::_scaled_dot_product_attention_math']
+        assert default['attention_kernels'] == ['aten::_scaled_dot_product_flash_attention_for_cpu']
+        assert pinned['flops'] == pytest.approx(default['flops']), method
+
+
+def test_compile_option_compiles_and_warms_up():
+    """--compile: the model runs compiled ('eager' backend: Dynamo without code
+    generation, seconds on a CPU) into one graph, warm-up is at least 2 rounds, nothing
+    is recompiled while timing, and the first call's extra time is reported as compile
+    time."""
+    import mmwst  # noqa: F401
+
+    report = bench_measure.measure('frozen', compile='eager', **TINY)
+    assert report['compile'] == 'eager' and report['warmup'] == 2
+    assert report['compiled_graphs'] == 1 and report['graph_breaks'] == 0
+    assert report['infer_recompiled_while_timing'] == 0
+    assert report['compile_s'] == report['infer_compile_s'] >= 0
+    assert bench_measure.measure('frozen', **TINY).get('compile_s') is None
+    # warm-up rounds (the first one timed on its own), then the timed rounds, in turns
+    calls = []
+    medians, firsts, recompiled = bench_measure._timed(
+        [lambda: calls.append('a'), lambda: calls.append('b')], 'cpu', warmup=3, repeats=2
+    )
+    assert calls == ['a', 'b'] * 5 and len(medians) == len(firsts) == 2 and recompiled == 0
+
+
+@pytest.mark.slow
+def test_failing_method_is_reported_not_fatal(tmp_path):
+    """A method whose process fails (here: an attention backend that the CPU lacks) or
+    runs past --timeout gets its error in the results and table; the run goes on."""
+    results = bench_measure.run_all(['lora'], sdpa='efficient', device='cpu', **TINY)
+    results += bench_measure.run_all(['frozen'], timeout=0.5, **TINY)
+    lora, frozen = results
+    assert lora['method'] == 'lora' and lora['sdpa'] == 'efficient'
+    assert lora['error'].startswith('RuntimeError: No viable backend'), lora['error']
+    assert 'Traceback' in lora['error_log'] and lora['wall_s'] > 0
+    assert frozen['error'] == 'timed out after 0.5 s' and frozen['wall_s'] < 30
+    paths = benchmarking.write_outputs(results, str(tmp_path / 'bench'), 'title')
+    md = open(paths[0]).read()
+    assert '| error |' in md and 'No viable backend' in md and 'timed out' in md
+
+
+def test_crashed_method_process_is_reported(tmp_path, monkeypatch):
+    """A method's process that dies without a result (a native crash, the kernel's
+    out-of-memory killer) is reported with the signal and the last line of its stderr."""
+    crash = tmp_path / 'python'
+    crash.write_text('#!/bin/sh\necho "Fatal Python error: Segmentation fault" >&2\nkill -SEGV $$')
+    crash.chmod(0o755)
+    monkeypatch.setattr(sys, 'executable', str(crash))
+    (result,) = bench_measure.run_all(['lora'], **TINY)
+    assert result['error'] == 'killed by signal 11: Fatal Python error: Segmentation fault'
+    assert result['method'] == 'lora' and result['arch'] == 'tiny' and result['wall_s'] > 0
+
+
+def test_report_of_mixed_results_and_peaks(tmp_path):
+    """Ratios and peak shares skip failed methods; 'auto' peaks follow the device's name
+    and precision; the table escapes an error's '|' and shows only the columns used."""
+    assert bench_measure.peak_tflops_for('NVIDIA H100 80GB HBM3', 'bf16')[0] == 989
+    assert bench_measure.peak_tflops_for('NVIDIA H200', 'fp16')[0] == 989
+    assert bench_measure.peak_tflops_for('NVIDIA H100 80GB HBM3', 'none')[0] == 67
+    assert bench_measure.peak_tflops_for('NVIDIA H100 PCIe', 'bf16')[0] == 756
+    assert bench_measure.peak_tflops_for('NVIDIA GH200 480GB', 'bf16')[0] == 989
+    peak, note = bench_measure.peak_tflops_for('Tesla T4', 'bf16')
+    assert peak is None and 'Tesla T4' in note and '--peak-tflops' in note
+    assert bench_measure.peak_tflops_for(None, 'none')[0] is None
+
+    def ok(method, step=None, flops=1e12):
+        result = dict(
+            method=method,
+            amp='bf16',
+            device_name='NVIDIA H100 80GB HBM3',
+            infer_s=0.5,
+            frozen_infer_s=0.5,
+            flops=flops,
+            infer_tflops_s=flops / 0.5 / 1e12,
+        )
+        if step:
+            result.update(
+                train_step_s=step,
+                peak_mem_mb=100.0,
+                train_flops=3 * flops,
+                train_tflops_s=3 * flops / step / 1e12,
+            )
+        return result
+
+    results = [
+        ok('frozen'),
+        ok('full_finetune', step=2.0),
+        dict(method='prefix', error='RuntimeError: a | b', amp='bf16'),
+    ]
+    benchmarking.add_peak_shares(results, 'auto')
+    benchmarking.add_ratios(results)
+    full, failed = results[1], results[2]
+    assert full['train_vs_full_ft'] == 1.0 and full['infer_vs_frozen'] == 1.0
+    assert full['train_peak_share'] == pytest.approx(1.5 / 989)
+    assert full['infer_peak_share'] == pytest.approx(2 / 989)
+    assert '989 TFLOP/s (bf16 dense, auto: NVIDIA H100 80GB HBM3)' == full['peak_source']
+    assert set(failed) == {'method', 'error', 'amp'}
+    md = open(benchmarking.write_outputs(results, str(tmp_path / 'b'), 't')[0]).read()
+    assert 'RuntimeError: a \\| b' in md and '| compile (s) |' not in md
+    header, prefix_row = md.splitlines()[2], md.splitlines()[6]
+    assert prefix_row.startswith('| prefix |')
+    assert prefix_row.count('|') - prefix_row.count('\\|') == header.count('|')
+
+
+def test_cli_passes_the_new_options(tmp_path, monkeypatch):
+    """--sdpa, --compile (bare: inductor), --peak-tflops auto and --timeout reach
+    run_all, and the options and the peak appear in the title and the JSON."""
+    spec = importlib.util.spec_from_file_location('benchmark_cli', osp.join(TOOLS, 'benchmark.py'))
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    seen = {}
+
+    def fake_run_all(methods, **kwargs):
+        seen.update(kwargs, methods=methods)
+        results = [
+            dict(method=m, sdpa=kwargs['sdpa'], compile=kwargs['compile'], infer_s=1.0)
+            for m in methods
+        ]
+        for r in results:
+            r['frozen_infer_s'] = 1.0
+            r['peak_source'] = '989 TFLOP/s (bf16 dense, auto: NVIDIA H100 80GB HBM3)'
+        return results
+
+    monkeypatch.setattr(benchmarking, 'run_all', fake_run_all)
+    out = tmp_path / 'bench'
+    args = ['--methods', 'lora', '--sdpa', 'math', '--compile', '--peak-tflops', 'auto']
+    assert cli.main([*args, '--timeout', '60', '--out', str(out)]) == 0
+    assert seen['sdpa'] == 'math' and seen['compile'] == 'inductor'
+    assert seen['peak_tflops'] == 'auto' and seen['timeout'] == 60
+    assert seen['methods'] == ['frozen', 'full_finetune', 'lora']
+    title = (tmp_path / 'bench.md').read_text().splitlines()[0]
+    assert 'sdpa math, compile inductor' in title and 'after 2 warm-up' in title
+    assert 'peak: 989 TFLOP/s (bf16 dense, auto: NVIDIA H100 80GB HBM3)' in title
+    saved = json.loads((tmp_path / 'bench.json').read_text())
+    assert {(r['sdpa'], r['compile']) for r in saved} == {('math', 'inductor')}
+    assert cli.main(['--methods', 'lora', '--out', str(out)]) == 0
+    assert seen['sdpa'] == 'default' and seen['compile'] is None and seen['peak_tflops'] is None
+    with pytest.raises(SystemExit):
+        cli.main(['--sdpa', 'fast'])
+    with pytest.raises(SystemExit):
+        cli.main(['--peak-tflops', 'max'])

@@ -11,11 +11,23 @@ depend on clock drift between processes.
 
 - :mod:`.methods`: the methods and how each is built;
 - :mod:`.measure`: one method's figures (:func:`measure`) and all of them
-  (:func:`run_all`);
+  (:func:`run_all`; a method that fails gets an ``error`` and the others go on), the
+  attention backend (:func:`sdpa_context`), FLOP counts (:func:`count_flops`) and the
+  devices' peaks (:func:`peak_tflops_for`);
 - :mod:`.report`: the table, CSV, JSON, chart and profiles.
 """
 
-from .measure import add_ratios, measure, run_all
+from .measure import (
+    PEAK_TFLOPS,
+    SDPA_BACKENDS,
+    add_peak_shares,
+    add_ratios,
+    count_flops,
+    measure,
+    peak_tflops_for,
+    run_all,
+    sdpa_context,
+)
 from .methods import ARCHS, CHECKPOINTED, CP_SUFFIX, METHODS, base_method, build_classifier
 from .report import format_profile, machine_description, write_outputs
 
@@ -24,12 +36,18 @@ __all__ = [
     'CHECKPOINTED',
     'CP_SUFFIX',
     'METHODS',
+    'PEAK_TFLOPS',
+    'SDPA_BACKENDS',
+    'add_peak_shares',
     'add_ratios',
     'base_method',
     'build_classifier',
+    'count_flops',
     'format_profile',
     'machine_description',
     'measure',
+    'peak_tflops_for',
     'run_all',
+    'sdpa_context',
     'write_outputs',
 ]

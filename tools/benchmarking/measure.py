@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import os.path as osp
@@ -16,23 +17,94 @@ from .methods import base_method, build_classifier
 
 TOOLS = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
+#: ``--sdpa`` choice -> the ``torch.nn.attention.SDPBackend`` pinned for the whole
+#: measurement ('default': PyTorch's own choice, no context).
+SDPA_BACKENDS = {
+    'default': None,
+    'flash': 'FLASH_ATTENTION',
+    'efficient': 'EFFICIENT_ATTENTION',
+    'cudnn': 'CUDNN_ATTENTION',
+    'math': 'MATH',
+}
 
-def _median_time(fn, device, warmup: int, repeats: int) -> float:
-    return _interleaved_median_times([fn], device, warmup, repeats)[0]
+#: Dense (no sparsity) peak TFLOP/s by a substring of ``torch.cuda.get_device_name()``,
+#: first match wins: (bf16 / fp16 tensor cores, fp32 without TF32). NVIDIA's data sheets.
+PEAK_TFLOPS = (
+    ('GH200', 989.0, 67.0),
+    ('H100 PCIe', 756.0, 51.0),
+    ('H100 NVL', 835.0, 60.0),
+    ('H200 NVL', 835.0, 60.0),
+    ('H100', 989.0, 67.0),  # SXM ('NVIDIA H100 80GB HBM3')
+    ('H200', 989.0, 67.0),  # SXM
+    ('A100', 312.0, 19.5),
+)
 
 
-def _interleaved_median_times(fns, device, warmup: int, repeats: int) -> list[float]:
-    """Median time of each function, timed in turns (a, b, a, b, ...)."""
+def peak_tflops_for(device_name: str | None, amp: str) -> tuple[float | None, str]:
+    """The device's dense peak for the measured precision, and where it comes from.
+
+    bf16 / fp16 autocast: the tensor-core peak; no autocast: the fp32 peak without TF32
+    (PyTorch's default ``float32_matmul_precision='highest'``). ``(None, why)`` when the
+    device is not in :data:`PEAK_TFLOPS`.
+    """
+    precision = 'fp32 without TF32' if amp == 'none' else f'{amp} dense'
+    for key, half, fp32 in PEAK_TFLOPS:
+        if device_name and key in device_name:
+            peak = fp32 if amp == 'none' else half
+            return peak, f'{peak:g} TFLOP/s ({precision}, auto: {device_name})'
+    device = f'the {device_name}' if device_name else 'a CPU'
+    return None, f'unknown for {device} (pass --peak-tflops N for the share of peak)'
+
+
+def sdpa_context(sdpa: str = 'default'):
+    """A context pinning scaled-dot-product attention to one backend (or nothing)."""
+    if sdpa not in SDPA_BACKENDS:
+        raise ValueError(f'unknown sdpa backend {sdpa!r}; known: {", ".join(SDPA_BACKENDS)}')
+    if SDPA_BACKENDS[sdpa] is None:
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([getattr(SDPBackend, SDPA_BACKENDS[sdpa])])
+
+
+def _compiled_graphs(counter: str = 'unique_graphs') -> int:
+    """Graphs torch.compile has compiled in this process so far (``'graph_breaks'``: the
+    graph breaks it met)."""
+    if 'torch._dynamo' not in sys.modules:  # nothing compiled: don't import Dynamo for it
+        return 0
+    try:
+        from torch._dynamo.utils import counters
+
+        if counter == 'graph_breaks':
+            return int(sum(counters['graph_break'].values()))
+        return int(counters['stats'].get(counter, 0))
+    except Exception:  # a private counter: 0 if it moves
+        return 0
+
+
+def _timed(fns, device, warmup: int, repeats: int) -> tuple[list[float], list[float], int]:
+    """Median time of each function, timed in turns (a, b, a, b, ...) after ``warmup``
+    untimed rounds (at least one); also the time of each function's first call
+    (compilation, cuDNN and allocator warm-up) and the graphs torch.compile compiled
+    during the timed rounds (0 when warm-up absorbed compilation)."""
     import torch
 
     def sync():
         if device == 'cuda':
             torch.cuda.synchronize()
 
-    for _ in range(warmup):
+    firsts = []
+    sync()
+    for fn in fns:  # the first round of warm-up, each call timed on its own
+        start = time.perf_counter()
+        fn()
+        sync()
+        firsts.append(time.perf_counter() - start)
+    for _ in range(warmup - 1):
         for fn in fns:
             fn()
     sync()
+    graphs = _compiled_graphs()
     times = [[] for _ in fns]
     for _ in range(repeats):
         for fn, bucket in zip(fns, times):
@@ -40,19 +112,59 @@ def _interleaved_median_times(fns, device, warmup: int, repeats: int) -> list[fl
             fn()
             sync()
             bucket.append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
+    return [statistics.median(t) for t in times], firsts, _compiled_graphs() - graphs
 
 
-def _flops(model, x) -> float | None:
+def _cpu_flash_attention_formulas() -> dict:
+    """FLOP formulas for the CPU flash-attention kernels, which
+    ``torch.utils.flop_counter`` does not count (its CUDA twins it does)."""
+    import torch
+    from torch.utils.flop_counter import sdpa_backward_flop_count, sdpa_flop_count
+
+    def forward(query, key, value, *args, out_shape=None, **kwargs):
+        return sdpa_flop_count(query, key, value)
+
+    def backward(grad_out, query, key, value, *args, out_shape=None, **kwargs):
+        return sdpa_backward_flop_count(grad_out, query, key, value)
+
+    aten = torch.ops.aten
+    formulas = {}
+    for name, formula in (
+        ('_scaled_dot_product_flash_attention_for_cpu', forward),
+        ('_scaled_dot_product_flash_attention_for_cpu_backward', backward),
+    ):
+        if hasattr(aten, name):
+            formulas[getattr(aten, name)] = formula
+    return formulas
+
+
+def count_flops(fn) -> float | None:
+    """FLOPs that ``fn()`` executes, counted by ``torch.utils.flop_counter``: matrix
+    products, convolutions and attention (forward and backward), 2 FLOPs per
+    multiply-add; elementwise work (norms, activations, the optimizer) is not counted."""
     try:
-        from mmengine.analysis import FlopAnalyzer
+        from torch.utils.flop_counter import FlopCounterMode
 
-        analyzer = FlopAnalyzer(model, (x,))
-        analyzer.unsupported_ops_warnings(False)
-        analyzer.uncalled_modules_warnings(False)
-        return float(analyzer.total())
-    except Exception:  # tracing fails on some ops (e.g. complex FFT): report n/a
+        with FlopCounterMode(display=False, custom_mapping=_cpu_flash_attention_formulas()) as c:
+            fn()
+        return float(c.get_total_flops())
+    except Exception:  # an op the counter cannot follow: report n/a
         return None
+
+
+_SDPA_KERNEL = 'aten::_scaled_dot_product_'
+
+
+def attention_kernels(fn) -> list[str]:
+    """The scaled-dot-product-attention kernels (aten ops) that ``fn()`` runs: which
+    backend a ``--sdpa`` choice actually reached."""
+    import torch
+
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    # the backend's own op ('aten::_scaled_dot_product_flash_attention'...), not the
+    # dispatching 'aten::scaled_dot_product_attention' nor the kernels it calls
+    return sorted({e.key for e in prof.key_averages() if e.key.startswith(_SDPA_KERNEL)})
 
 
 def measure(
@@ -65,18 +177,30 @@ def measure(
     warmup: int = 2,
     repeats: int = 5,
     profile: bool = False,
+    sdpa: str = 'default',
+    compile: str | None = None,
 ) -> dict:
     """Measure one method in this process (called by the worker subprocess).
 
     Order matters for peak memory: training is timed first (the resident-set peak of a
-    fresh process is then the training peak), inference next, FLOPs (a jit trace) last.
-    Inference takes twice the repeats: merged methods are compared to the frozen
-    forward within a few percent.
+    fresh process is then the training peak), inference next, FLOPs last. Inference
+    takes twice the repeats: merged methods are compared to the frozen forward within a
+    few percent.
+
+    ``sdpa`` pins the attention backend (:data:`SDPA_BACKENDS`) for everything measured;
+    ``compile`` (a ``torch.compile`` backend, e.g. ``'inductor'``) compiles the model for
+    training and, after merging, again for inference (and the frozen reference alike);
+    warm-up (at least 2 rounds) absorbs compilation, whose cost is reported separately
+    as the first call's excess over the median. FLOPs, the attention kernels and
+    ``profile`` use the eager model.
     """
     import torch
 
     torch.manual_seed(0)
     dtype = {'none': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[amp]
+    if compile:
+        warmup = max(warmup, 2)  # a guard that fails on the 2nd call recompiles in warm-up
+        graphs_before = _compiled_graphs(), _compiled_graphs('graph_breaks')
     model = build_classifier(method, arch, img_size).to(device)
     x = torch.randn(batch, 3, img_size, img_size, device=device)
     target = torch.randint(0, 100, (batch,), device=device)
@@ -88,72 +212,111 @@ def measure(
         batch=batch,
         device=device,
         amp=amp,
+        sdpa=sdpa,
+        compile=compile,
+        warmup=warmup,
+        repeats=repeats,
+        torch=torch.__version__,
         trainable=sum(p.numel() for p in model.backbone.parameters() if p.requires_grad),
         total=sum(p.numel() for p in model.backbone.parameters()),
     )
+    if device == 'cuda':
+        report['device_name'] = torch.cuda.get_device_name()
+        report['float32_matmul_precision'] = torch.get_float32_matmul_precision()
 
     def autocast():
         return torch.autocast(device_type=device, dtype=dtype, enabled=dtype is not None)
 
-    if method != 'frozen':
-        optimizer = torch.optim.AdamW(trainable, lr=1e-4)
-        scaler = torch.amp.GradScaler(device, enabled=amp == 'fp16')
-        model.train()
+    def compiled(module):
+        return torch.compile(module, backend=compile) if compile else module
 
-        def step():
-            with autocast():
-                loss = torch.nn.functional.cross_entropy(model(x), target)
+    with sdpa_context(sdpa):
+        if method != 'frozen':
+            optimizer = torch.optim.AdamW(trainable, lr=1e-4)
+            scaler = torch.amp.GradScaler(device, enabled=amp == 'fp16')
+            model.train()
+            net = compiled(model)
+
+            def forward_backward(module):
+                with autocast():
+                    loss = torch.nn.functional.cross_entropy(module(x), target)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+
+            def step(module=net):
+                forward_backward(module)
+                scaler.step(optimizer)
+                scaler.update()
+
+            rss_before = _rss_mb()
+            if device == 'cuda':
+                torch.cuda.reset_peak_memory_stats()
+                base = torch.cuda.memory_allocated()
+            (step_s,), (first_s,), graphs = _timed([step], device, warmup, repeats)
+            report['train_step_s'] = step_s
+            report['train_first_step_s'] = first_s
+            report['train_img_s'] = batch / step_s
+            report['peak_mem_mb'] = (
+                (torch.cuda.max_memory_allocated() - base) / 2**20
+                if device == 'cuda'
+                else max(_peak_rss_mb() - rss_before, 0.0)
+            )
+            if compile:
+                report['train_compile_s'] = max(first_s - step_s, 0.0)
+                report['train_recompiled_while_timing'] = graphs
+            # FLOPs of one forward + backward of the eager model (the step's AdamW update
+            # is elementwise and not counted); checkpointed blocks count their recompute
+            report['train_flops'] = count_flops(lambda: forward_backward(model))
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            if profile:
+                report['profile'] = profile_step(model, lambda: step(model), device)
+        model.eval()
+        if compile:
+            torch._dynamo.reset()  # merging rewrites the model: compile it afresh
+        merged = False
+        tuners = getattr(model.backbone, 'tuners', [])
+        if len(tuners) and all(t.mergeable for t in tuners):
+            model.backbone.merge_tuners()
+            merged = True
+        report['merged_inference'] = merged
+        net = compiled(model)
 
-        rss_before = _rss_mb()
-        if device == 'cuda':
-            torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated()
-        report['train_step_s'] = _median_time(step, device, warmup, repeats)
-        report['train_img_s'] = batch / report['train_step_s']
-        report['peak_mem_mb'] = (
-            (torch.cuda.max_memory_allocated() - base) / 2**20
-            if device == 'cuda'
-            else max(_peak_rss_mb() - rss_before, 0.0)
-        )
-        if profile:
-            report['profile'] = profile_step(model, step, device)
-    model.eval()
-    merged = False
-    tuners = getattr(model.backbone, 'tuners', [])
-    if len(tuners) and all(t.mergeable for t in tuners):
-        model.backbone.merge_tuners()
-        merged = True
-    report['merged_inference'] = merged
-
-    def infer():
-        with torch.no_grad(), autocast():
-            model(x)
-
-    # the floor, measured in this process and interleaved with the method's own runs, so
-    # that drifting CPU clocks or a noisy neighbour affect both alike
-    if method == 'frozen':
-        report['infer_s'] = report['frozen_infer_s'] = _median_time(
-            infer, device, warmup, 2 * repeats
-        )
-    else:
-        reference = build_classifier('frozen', arch, img_size).to(device).eval()
-
-        def infer_frozen():
+        def infer(module=net):
             with torch.no_grad(), autocast():
-                reference(x)
+                module(x)
 
-        report['infer_s'], report['frozen_infer_s'] = _interleaved_median_times(
-            (infer, infer_frozen), device, warmup, 2 * repeats
-        )
-    report['infer_img_s'] = batch / report['infer_s']
-    with torch.no_grad():
-        report['flops'] = _flops(model, x)
+        # the floor, measured in this process and interleaved with the method's own runs,
+        # so that drifting CPU clocks or a noisy neighbour affect both alike
+        if method == 'frozen':
+            (infer_s,), firsts, graphs = _timed([infer], device, warmup, 2 * repeats)
+            report['infer_s'] = report['frozen_infer_s'] = infer_s
+        else:
+            reference = compiled(build_classifier('frozen', arch, img_size).to(device).eval())
+
+            def infer_frozen():
+                with torch.no_grad(), autocast():
+                    reference(x)
+
+            medians, firsts, graphs = _timed((infer, infer_frozen), device, warmup, 2 * repeats)
+            report['infer_s'], report['frozen_infer_s'] = medians
+        if compile:
+            report['infer_compile_s'] = max(firsts[0] - report['infer_s'], 0.0)
+            report['infer_recompiled_while_timing'] = graphs
+        report['infer_img_s'] = batch / report['infer_s']
+        report['attention_kernels'] = attention_kernels(lambda: infer(model))
+        report['flops'] = count_flops(lambda: infer(model))
     if report['flops']:
         report['infer_tflops_s'] = report['flops'] / report['infer_s'] / 1e12
+    if report.get('train_flops'):
+        report['train_tflops_s'] = report['train_flops'] / report['train_step_s'] / 1e12
+        if report['flops']:
+            report['train_flops_vs_fwd'] = report['train_flops'] / report['flops']
+    if compile:
+        report['compile_s'] = report.get('train_compile_s', 0.0) + report['infer_compile_s']
+        # graphs compiled for this measurement (0: nothing was compiled) and the graph
+        # breaks met on the way (each one splits a model into more graphs)
+        report['compiled_graphs'] = _compiled_graphs() - graphs_before[0]
+        report['graph_breaks'] = _compiled_graphs('graph_breaks') - graphs_before[1]
     return report
 
 
@@ -253,43 +416,130 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _one_line(text: str, limit: int = 300) -> str:
+    line = ' '.join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + '...'
+
+
+def worker(method: str, options: dict) -> int:
+    """The body of one method's subprocess: print ``RESULT <json>``, with ``error`` (and
+    the traceback) in place of the figures if the method fails, e.g. an attention
+    backend that does not support its shapes, or running out of memory."""
+    import traceback
+
+    try:
+        import mmwst  # noqa: F401  (registers the tuners)
+
+        result = measure(method, **options)
+    except Exception as exc:
+        message = str(exc).strip().splitlines()
+        result = dict(
+            method=method,
+            error=_one_line(f'{type(exc).__name__}: {message[0] if message else ""}'),
+            error_log=traceback.format_exc()[-6000:],
+        )
+    print('RESULT ' + json.dumps(result), flush=True)
+    return 1 if 'error' in result else 0
+
+
+def _run_worker(method: str, options: dict, timeout: float | None) -> dict:
+    """Run :func:`worker` in a fresh interpreter; a crash or a timeout becomes an error."""
+    code = (
+        # faulthandler: a crash in native code still leaves a Python traceback on stderr
+        f'import faulthandler, sys\nfaulthandler.enable()\nsys.path.insert(0, {TOOLS!r})\n'
+        f'from benchmarking.measure import worker\nsys.exit(worker({method!r}, {options!r}))'
+    )
+    # in this process's group (not a session of its own), so that Ctrl-C or a kill of the
+    # whole run also ends it, and it never outlives the run on the GPU
+    proc = subprocess.Popen(
+        [sys.executable, '-c', code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        try:
+            stdout, stderr = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:  # a grandchild (a compile worker) holds the pipes
+            stdout, stderr = '', ''
+        return dict(method=method, error=f'timed out after {timeout:g} s', error_log=stderr[-6000:])
+    except BaseException:  # Ctrl-C: end the method's process before giving up
+        proc.kill()
+        raise
+    line = [ln for ln in stdout.splitlines() if ln.startswith('RESULT ')]
+    if line:
+        return json.loads(line[-1][len('RESULT ') :])
+    last = [ln for ln in stderr.splitlines() if ln.strip()]
+    rc = proc.returncode
+    how = f'killed by signal {-rc}' if rc < 0 else f'exit code {rc}'  # 9: out of host RAM?
+    return dict(
+        method=method,
+        error=_one_line(how + (f': {last[-1]}' if last else ' (no output)')),
+        error_log=stderr[-6000:],
+    )
+
+
 def run_all(
     methods: Sequence[str],
     profile: Sequence[str] = (),
-    peak_tflops: float | None = None,
+    peak_tflops: float | str | None = None,
+    timeout: float | None = None,
     **kwargs,
 ) -> list[dict]:
     """Measure every method in its own subprocess, one after another.
 
     ``profile`` names the methods whose training step is also profiled;
-    ``peak_tflops`` (the device's dense peak for the measured precision) adds the share
-    of it that inference reaches.
+    ``peak_tflops`` (the device's dense peak for the measured precision, or ``'auto'``
+    to look it up by the CUDA device's name, :func:`peak_tflops_for`) adds the share of
+    it that inference and training reach. A method that fails (or runs longer than
+    ``timeout`` seconds) gets an ``error`` instead of figures; the others go on. Every
+    result holds the method's wall time (``wall_s``: start-up, warm-up, timing, FLOPs).
     """
     results = []
     for method in [*methods, *profile]:
         base_method(method)
-    for method in methods:
+    sdpa_context(kwargs.get('sdpa', 'default'))  # an unknown backend fails here, at once
+    for index, method in enumerate(methods, 1):
         options = dict(kwargs, profile=method in profile)
-        code = (
-            f'import json, sys\nsys.path.insert(0, {TOOLS!r})\nimport mmwst\n'
-            'from benchmarking.measure import measure\n'
-            f'print("RESULT " + json.dumps(measure({method!r}, **{options!r})))'
-        )
-        proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
-        line = [ln for ln in proc.stdout.splitlines() if ln.startswith('RESULT ')]
-        if proc.returncode != 0 or not line:
-            raise RuntimeError(f'measuring {method} failed:\n{proc.stderr[-3000:]}')
-        result = json.loads(line[-1][len('RESULT ') :])
-        if peak_tflops and result.get('infer_tflops_s'):
-            result['infer_peak_share'] = result['infer_tflops_s'] / peak_tflops
+        start = time.perf_counter()
+        result = _run_worker(method, options, timeout)
+        result['wall_s'] = time.perf_counter() - start
+        for key in ('arch', 'img_size', 'batch', 'device', 'amp', 'sdpa', 'compile'):
+            result.setdefault(key, options.get(key))
         results.append(result)
-        print(f'[benchmark] {method}: done', flush=True)
+        if 'error' in result:
+            outcome = f'FAILED after {result["wall_s"]:.1f} s: {result["error"]}'
+        else:
+            outcome = f'done in {result["wall_s"]:.1f} s'
+        print(f'[benchmark] {index}/{len(methods)} {method}: {outcome}', flush=True)
+    add_peak_shares(results, peak_tflops)
     return add_ratios(results)
 
 
-def add_ratios(results: list[dict]) -> list[dict]:
-    full = {r['method']: r for r in results}.get('full_finetune', {})
+def add_peak_shares(results: list[dict], peak_tflops: float | str | None) -> list[dict]:
+    """``infer_peak_share`` / ``train_peak_share``: the TFLOP/s reached over the peak
+    (``'auto'``: :func:`peak_tflops_for` the device each result ran on)."""
     for r in results:
+        if peak_tflops is None or 'error' in r:
+            continue
+        if peak_tflops == 'auto':
+            peak, source = peak_tflops_for(r.get('device_name'), r.get('amp', 'none'))
+        else:
+            peak = float(peak_tflops)
+            source = f'{peak:g} TFLOP/s (--peak-tflops)'
+        r['peak_tflops'], r['peak_source'] = peak, source
+        if not peak:
+            continue
+        for kind in ('infer', 'train'):
+            if r.get(f'{kind}_tflops_s'):
+                r[f'{kind}_peak_share'] = r[f'{kind}_tflops_s'] / peak
+    return results
+
+
+def add_ratios(results: list[dict]) -> list[dict]:
+    ok = [r for r in results if 'error' not in r]
+    full = {r['method']: r for r in ok}.get('full_finetune', {})
+    for r in ok:
         # the frozen forward timed in the method's own process, in turns with it
         floor = r['frozen_infer_s']
         step = r.get('train_step_s')

@@ -11,10 +11,13 @@ COLUMNS = [
     ('trainable', 'trainable', '{:,}'),
     ('total', 'total', '{:,}'),
     ('flops', 'GFLOPs (fwd)', '{:.2f}'),
+    ('train_flops', 'GFLOPs (train fwd+bwd)', '{:.2f}'),
     ('train_step_s', 'train step (s)', '{:.3f}'),
     ('train_vs_frozen_fwd', 'train / frozen fwd', '{:.2f}x'),
     ('train_vs_full_ft', 'train / full FT', '{:.2f}x'),
     ('train_img_s', 'train img/s', '{:.1f}'),
+    ('train_tflops_s', 'train TFLOP/s', '{:.2f}'),
+    ('train_peak_share', 'train share of peak', '{:.1%}'),
     ('peak_mem_mb', 'peak mem (MB)', '{:.0f}'),
     ('mem_vs_full_ft', 'mem / full FT', '{:.2f}x'),
     ('infer_s', 'inference (s)', '{:.3f}'),
@@ -22,18 +25,27 @@ COLUMNS = [
     ('infer_vs_frozen', 'inference / frozen', '{:.3f}x'),
     ('infer_img_s', 'inference img/s', '{:.1f}'),
     ('infer_tflops_s', 'inference TFLOP/s', '{:.2f}'),
-    ('infer_peak_share', 'share of peak', '{:.1%}'),
+    ('infer_peak_share', 'inference share of peak', '{:.1%}'),
     ('merged_inference', 'merged', '{}'),
+    ('attention_kernels', 'attention kernel', '{}'),
+    ('compile_s', 'compile (s)', '{:.1f}'),
+    ('wall_s', 'wall (s)', '{:.1f}'),
+    ('error', 'error', '{}'),
 ]
+#: Columns left out of the Markdown table and CSV when no result has them.
+OPTIONAL = ('compile_s', 'error', 'train_peak_share', 'infer_peak_share')
 
 
-def _cell(result: dict, key: str, fmt: str) -> str:
+def _cell(result: dict, key: str, fmt: str, markdown: bool = False) -> str:
     value = result.get(key)
     if value is None:
         return '-'
-    if key == 'flops':
+    if key in ('flops', 'train_flops'):
         value = value / 1e9
-    return fmt.format(value)
+    if key == 'attention_kernels':  # 'aten::_scaled_dot_product_flash_attention' -> 'flash_...'
+        value = ', '.join(k.replace('aten::_scaled_dot_product_', '') for k in value) or 'none'
+    text = fmt.format(value)
+    return text.replace('|', '\\|') if markdown else text
 
 
 def machine_description(device: str) -> str:
@@ -52,12 +64,16 @@ def write_outputs(results: list[dict], out_prefix: str, title: str) -> list[str]
     import csv
 
     os.makedirs(os.path.dirname(os.path.abspath(out_prefix)), exist_ok=True)
-    header = [label for _, label, _ in COLUMNS]
-    rows = [[_cell(r, key, fmt) for key, _, fmt in COLUMNS] for r in results]
+    columns = [
+        c for c in COLUMNS if c[0] not in OPTIONAL or any(r.get(c[0]) is not None for r in results)
+    ]
+    header = [label for _, label, _ in columns]
+    rows = [[_cell(r, key, fmt) for key, _, fmt in columns] for r in results]
+    md_rows = [[_cell(r, key, fmt, markdown=True) for key, _, fmt in columns] for r in results]
     paths = [f'{out_prefix}.md', f'{out_prefix}.csv', f'{out_prefix}.png', f'{out_prefix}.json']
     with open(paths[0], 'w') as f:
         f.write(f'{title}\n\n| ' + ' | '.join(header) + ' |\n|' + '---|' * len(header) + '\n')
-        f.writelines('| ' + ' | '.join(row) + ' |\n' for row in rows)
+        f.writelines('| ' + ' | '.join(row) + ' |\n' for row in md_rows)
         for result in results:
             if result.get('profile'):
                 f.write('\n' + format_profile(result) + '\n')
