@@ -73,7 +73,7 @@ class ScaleShiftPairs(nn.Module):
         >>> pairs.add('fc', linear, 3)
         >>> pairs.reset_parameters(std=0.5)
         >>> x = torch.randn(2, 4)
-        >>> y = pairs.apply('fc', linear(x))
+        >>> y = pairs.scale_shift('fc', linear(x))
         >>> with torch.no_grad():
         ...     pairs.merge()
         >>> torch.allclose(linear(x), y, atol=1e-6)
@@ -99,15 +99,15 @@ class ScaleShiftPairs(nn.Module):
             nn.init.normal_(self.gamma[key], mean=1.0, std=std)
             nn.init.normal_(self.beta[key], mean=0.0, std=std)
 
-    def apply(self, key: str, x: Tensor) -> Tensor:
+    def scale_shift(self, key: str, x: Tensor) -> Tensor:
         """``gamma * x + beta`` over the last dimension."""
         return x * self.gamma[key].to(x.dtype) + self.beta[key].to(x.dtype)
 
     def output_hook(self, key: str, module: nn.Module, inputs, output):
         """Forward hook: the pair applied to the module's output."""
         if isinstance(output, tuple):  # patch embedding: (tokens, grid)
-            return (self.apply(key, output[0]), *output[1:])
-        return self.apply(key, output)
+            return (self.scale_shift(key, output[0]), *output[1:])
+        return self.scale_shift(key, output)
 
     def _merge_target(self, key: str) -> tuple[Tensor, Tensor]:
         module = self._targets[key]
