@@ -57,6 +57,14 @@ def host_config(cfg: Config) -> dict:
     )
 
 
+def _in_repo(arg: str) -> str:
+    """A path inside the repository, relative to it (the command must run anywhere)."""
+    path = osp.abspath(arg)
+    if osp.isabs(arg) and path.startswith(REPO + os.sep):
+        return osp.relpath(path, REPO)
+    return arg
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config', help='a pretraining recipe (configs/pretrain/*.py)')
@@ -125,7 +133,9 @@ def main(argv=None) -> int:
         upstream_split='held-out instances of the pretraining categories (the test split)',
         train_minutes=round(train_seconds / 60, 1),
         torch=torch.__version__,
-        command=' '.join(['python', 'tools/pretrain_backbone.py', *(argv or sys.argv[1:])]),
+        command=' '.join(
+            ['python', 'tools/pretrain_backbone.py', *map(_in_repo, argv or sys.argv[1:])]
+        ),
     )
     with open(osp.splitext(out)[0] + '.json', 'w') as f:
         json.dump(card, f, indent=2)

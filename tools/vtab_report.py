@@ -131,7 +131,7 @@ def summarise(accuracies: Mapping[str, float], suite: str = 'vtab-1k') -> dict[s
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    if not values:
+    if not values or any(math.isnan(v) for v in values):  # an average some task lacks
         return math.nan, math.nan
     mean = statistics.fmean(values)
     return mean, statistics.stdev(values) if len(values) > 1 else 0.0

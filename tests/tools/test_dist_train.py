@@ -125,7 +125,7 @@ def test_dist_train_dense_demo_two_cpu_processes(
     # 16 images, 2 processes x batch 2 -> 4 iterations
     assert state['meta']['iter'] == 4
     weights = state['state_dict']
-    assert any(k.startswith('backbone.tuners.') for k in weights)
+    assert any(k.startswith(('backbone.wst.', 'backbone.side.')) for k in weights)
     assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
 
 
