@@ -2,24 +2,11 @@
 # modes on the accuracy side (docs/dense_modes.md): the shipped frozen ViT-T/8 with WST +
 # HST (side widths 32/48/64/72), the mean of the stride-32 map -> a linear head.
 # Through the ViT (host_grad=True): WST's feedback, meta tokens and the ViT's LayerNorms
-# train. Shared mini-VTAB recipe (../../_base_/mini_vtab_vit-t.py); lr 1e-3 as HST's.
-_base_ = ['../../_base_/mini_vtab_vit-t.py']
-from mmwst.weights import shipped_vit_host
+# train. Everything else as through-vit_mini-vtab.py.
+_base_ = ['./through-vit_mini-vtab.py']
 
 board_name = 'dense, WST only'
-side_channels = (32, 48, 64, 72)
-lr = 1e-3
-optim_wrapper = dict(optimizer=dict(lr=lr))
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='mmwst.DenseTunedViT',
-        **shipped_vit_host(),
-        drop_path_rate=0.0,
-        wst=dict(rank=2, scale=1.0),
-        hst=None,
-        host_grad=True,
-    ),
-    neck=dict(_delete_=True, type='GlobalAveragePooling'),
+    backbone=dict(hst=None),
     head=dict(in_channels={{_base_.embed_dims}}),  # the pooled ViT map
 )
