@@ -435,3 +435,44 @@ def test_demo_configs_name_the_shapes_classes_and_palettes():
     assert [list(c) for c in det['palette']] == [list(c) for c in meta['det']['palette']]
     assert tuple(seg['classes']) == tuple(meta['seg']['classes'])
     assert [list(c) for c in seg['palette']] == [list(c) for c in meta['seg']['palette']]
+
+
+# ---- the demo's variants of the dense trade-off table (docs/dense_modes.md) -----------------
+DEMO_VARIANTS = {
+    'beside-vit': dict(wst=True, hst=True, host_grad=False),
+    'hst-only': dict(wst=False, hst=True, host_grad=True),
+    'wst-only': dict(wst=True, hst=False, host_grad=True),
+}
+
+
+@pytest.mark.parametrize('task', ['shapes_cascade_mask_rcnn', 'shapes_upernet'])
+@pytest.mark.parametrize('variant', sorted(DEMO_VARIANTS))
+def test_demo_variants_build_what_they_name(variant, task):
+    """Each variant is the demo with one switch changed; its heads read the maps the built
+    backbone really emits (width and count), and only the named parts train."""
+    base = load(f'configs/demo/{task}.py')
+    cfg = load(f'configs/demo/dense_modes/{variant}_{task}.py')
+    expected = DEMO_VARIANTS[variant]
+    model = build(cfg)
+    backbone = model.backbone
+    assert (backbone.wst is not None, backbone.side is not None) == (
+        expected['wst'],
+        expected['hst'],
+    )
+    assert backbone.host_grad is expected['host_grad']
+    maps = backbone(torch.rand(1, 3, 128, 128))
+    assert tuple(m.shape[1] for m in maps) == tuple(backbone.out_channels) == head_widths(cfg)
+    if 'auxiliary_head' in cfg.model:
+        aux = cfg.model.auxiliary_head
+        assert aux.in_channels == maps[aux.in_index].shape[1]
+    # the rest of the demo is untouched: same schedule, data and optimizer
+    for key in ('train_cfg', 'optim_wrapper', 'param_scheduler', 'train_dataloader'):
+        assert cfg[key] == base[key], key
+    trained = {n.split('.')[0] for n, p in backbone.named_parameters() if p.requires_grad}
+    parts = {name for name in ('wst', 'hst') if expected[name]}
+    parts = {'side' if name == 'hst' else name for name in parts}
+    if not expected['hst']:
+        parts |= {'pyramid'}  # WST alone: its pyramid makes the four maps
+    if expected['hst'] and expected['host_grad']:
+        parts |= {'layers'}  # the ViT's LayerNorms, which HST trains through the ViT
+    assert trained == parts
