@@ -96,9 +96,15 @@ def test_benchmark_tiny(tmp_path):
     # the dense backbone's own parts are labelled too; beside the ViT, no block runs backward
     dense = {p['part'] for p in results['dense_beside_vit']['profile']['parts']}
     assert {'dense.wst.dwt', 'dense.side.net.blocks', 'dense.side.bridges'} <= dense, dense
+    # what autograd keeps for the backward pass, by part: WST through the ViT keeps the
+    # frozen blocks' activations; beside the ViT, the blocks keep nothing
+    saved = {p['part']: p['saved_mb'] for p in profile['saved']}
+    assert saved['vit.layers'] > 0 and profile['saved_mb'] == pytest.approx(sum(saved.values()))
+    beside = {p['part']: p['saved_mb'] for p in results['dense_beside_vit']['profile']['saved']}
+    assert 'vit.layers' not in beside and beside['dense.side.net.blocks'] > 0, beside
     md = (tmp_path / 'bench.md').read_text()
     assert '| lora |' in md and 'train / full FT' in md
-    assert '### Profile: wst' in md and 'aten::' in md
+    assert '### Profile: wst' in md and 'aten::' in md and 'saved for backward' in md
     assert (tmp_path / 'bench.png').stat().st_size > 5000
     assert 'wrote' in proc.stdout
 

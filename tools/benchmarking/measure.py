@@ -329,6 +329,12 @@ def profile_step(model, step, device: str, top: int = 15) -> dict:
     members share one label, e.g. ``HST.side.net``, ``dense.wst.dwt``). Times are
     inclusive: a tuner part called from inside a block (a hook) counts in both the
     block and itself, a module in both itself and its parent.
+
+    ``saved``: what the step keeps for its backward pass, by part - the bytes of every
+    tensor autograd saves (``torch.autograd.graph.saved_tensors_hooks``; each storage
+    counted once, parameters and buffers excluded), charged to the innermost labelled
+    module running when it was saved (``other``: outside any). These activations are
+    what a mode that never back-propagates through the ViT avoids.
     """
     import torch
     from torch.autograd.profiler import record_function
@@ -356,25 +362,43 @@ def profile_step(model, step, device: str, top: int = 15) -> dict:
             if parts and len(parts) <= 2 and not isinstance(module, containers):
                 labels.setdefault(module, f'{kind}.{".".join(parts)}')
     labels[model.head] = 'head'
-    stack, handles = [], []
+    stack, active, handles = [], [], []
     for module, label in labels.items():
 
         def enter(_module, _args, label=label):
             range_ = record_function(f'## {label}')
             range_.__enter__()
             stack.append(range_)
+            active.append(label)
 
         def leave(_module, _args, _output):
             stack.pop().__exit__(None, None, None)
+            active.pop()
 
         handles.append(module.register_forward_pre_hook(enter))
         handles.append(module.register_forward_hook(leave))
+
+    # the storages of the model's own tensors: saved for backward, but not activations
+    owned = {t.untyped_storage().data_ptr() for t in (*model.parameters(), *model.buffers())}
+    saved, seen = {}, set()
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        key = storage.data_ptr()
+        if key and key not in owned and key not in seen:
+            seen.add(key)
+            label = active[-1] if active else 'other'
+            saved[label] = saved.get(label, 0) + storage.nbytes()
+        return tensor
 
     activities = [ProfilerActivity.CPU]
     if device == 'cuda':
         activities.append(ProfilerActivity.CUDA)
     try:
-        with torch.profiler.profile(activities=activities) as prof:
+        with (
+            torch.profiler.profile(activities=activities) as prof,
+            torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor),
+        ):
             step()
             if device == 'cuda':
                 torch.cuda.synchronize()
@@ -402,6 +426,12 @@ def profile_step(model, step, device: str, top: int = 15) -> dict:
         parts=sorted(
             (dict(part=e.key[3:], forward_ms=e.cpu_time_total / 1e3, calls=e.count) for e in parts),
             key=lambda d: d['forward_ms'],
+            reverse=True,
+        ),
+        saved_mb=sum(saved.values()) / 2**20,
+        saved=sorted(
+            (dict(part=label, saved_mb=nbytes / 2**20) for label, nbytes in saved.items()),
+            key=lambda d: d['saved_mb'],
             reverse=True,
         ),
     )

@@ -143,4 +143,15 @@ def format_profile(result: dict) -> str:
             f'| {part["part"]} | {part["forward_ms"]:.1f} | {part["calls"]} |'
             for part in prof['parts']
         ]
+    if prof.get('saved'):
+        lines += [
+            '',
+            f'| saved for backward (innermost part) | MiB | share of {prof["saved_mb"]:.0f} MiB |',
+            '|---|---:|---:|',
+        ]
+        lines += [
+            f'| {part["part"]} | {part["saved_mb"]:.1f} | '
+            f'{part["saved_mb"] / (prof["saved_mb"] or 1.0):.1%} |'
+            for part in prof['saved']
+        ]
     return '\n'.join(lines)
