@@ -86,6 +86,11 @@ class TunableHostMixin:
         """LayerNorms applied to the last blocks' output (ViT: ``ln1``)."""
         raise NotImplementedError
 
+    def merging_layers(self) -> list[nn.Linear]:
+        """The Linear layers between stages (Swin's patch-merging reductions, in stage
+        order); none on a single-stage host such as the ViT."""
+        return []
+
     def _read_pretrained(self, path: str) -> dict[str, Tensor]:
         raise NotImplementedError
 

@@ -97,6 +97,9 @@ class TunedSwinTransformer(TunableHostMixin, SwinTransformer):
     def final_norms(self) -> list[nn.Module]:
         return [getattr(self, f'norm{i}') for i in self.out_indices]
 
+    def merging_layers(self) -> list[nn.Linear]:
+        return [stage.downsample.reduction for stage in self.stages if stage.downsample is not None]
+
     def _read_pretrained(self, path: str) -> dict[str, Tensor]:
         state = dict(read_checkpoint(path))
         if 'state_dict' in state and isinstance(state['state_dict'], dict):

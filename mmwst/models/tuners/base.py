@@ -114,6 +114,10 @@ class HostSpec(Protocol):
     def final_norms(self) -> list[nn.Module]:
         """The norms applied after the last block."""
 
+    def merging_layers(self) -> list[nn.Linear]:
+        """The Linear layers between stages (Swin's patch-merging reductions); none on
+        the ViT."""
+
     def host_named_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
         """``(name, parameter)`` of the host's own parameters (no tuner's)."""
 

@@ -15,6 +15,8 @@ from .base import BaseTuner, HostSpec
 
 #: The Linear layers of every block that RLRR rescales.
 LINEARS = ('qkv', 'proj', 'fc1', 'fc2')
+#: RLRR's layouts on a Swin host: the authors' released code, and mmwst's own.
+SWIN_VARIANTS = ('release', 'mmwst')
 
 
 @MODELS.register_module()
@@ -46,17 +48,37 @@ class RLRR(BaseTuner):
 
     Mergeable: :meth:`merge` folds the rescaling into ``W`` and ``b``, and each SSF pair
     into the LayerNorm before it (the patch-embedding pair into the patch embedding's
-    norm when it has one, as on Swin, else into its convolution), so the merged host
-    runs with zero overhead. :meth:`unmerge` restores the frozen weights.
+    norm when it has one, else into its convolution), so the merged host runs with zero
+    overhead. In the released Swin layout merging gives each patch-merging reduction a
+    bias (its shift ``f``), which mmpretrain's bias-free reductions otherwise lack.
+    :meth:`unmerge` restores the frozen weights (and removes those biases).
 
-    Works on the ViT and the Swin host (on Swin every block of every stage; patch
-    merging layers are left alone). The paper's head is a zero-initialised linear
-    layer on the class token (set in the configs, not here).
+    Works on the ViT and the Swin host (on Swin every block of every stage). The
+    paper's head is a zero-initialised linear layer on the class token (set in the
+    configs, not here).
 
-    Parameters per block of width D and MLP width H: qkv 3 x 3D, proj 3D, fc1
-    D + 2H, fc2 H + 2D, SSF 4D, i.e. 23,808 for ViT-B/16 (D = 768, H = 3072); plus 2D
-    after the patch embedding and 2D per final norm. ViT-B/16:
-    12 x 23,808 + 2 x 768 + 2 x 768 = **288,768**.
+    On Swin, ``swin_variant`` chooses between two layouts:
+
+    - ``'release'`` (default; the authors' released Swin code): the fused ``qkv`` layer
+      is rescaled as one layer, ``W' = W * (1 + s_out s_in)`` with a single D-long
+      ``s_in`` shared by q, k and v (and 3D-long ``s_out``, ``f``); every patch-merging
+      reduction (``Linear(4C -> 2C)``, no bias) is rescaled too, ``W' = W * (1 + s_out
+      s_in)`` with ``f`` as its bias; there is no SSF pair after the patch embedding.
+    - ``'mmwst'`` (mmwst's own, the ViT layout carried over to Swin): three ``s_in`` in
+      ``qkv`` (exactly three separate q / k / v layers), an SSF pair after the patch
+      embedding, the patch-merging reductions left alone.
+
+    Parameters per block of width D and MLP width H: qkv ``3D + 3D + g D`` (``g`` = 3
+    slices of ``s_in`` on the ViT and in the ``'mmwst'`` Swin layout, 1 in the released
+    Swin layout), proj 3D, fc1 D + 2H, fc2 H + 2D, SSF 4D; i.e. 23,808 for ViT-B/16
+    (D = 768, H = 3072). Plus 2D after the patch embedding (not in the released Swin
+    layout), 2D per final norm and, released Swin layout, ``4C + 2C + 2C`` per
+    patch-merging reduction of input width C. ViT-B/16:
+    12 x 23,808 + 2 x 768 + 2 x 768 = **288,768**. Swin-B (stage widths 128 / 256 /
+    512 / 1024, depths 2 / 2 / 18 / 2, H = 4D): released layout 29 D per block, i.e.
+    348,928 over the 24 blocks, + 8 x (128 + 256 + 512) = 7,168 for the reductions
+    + 2 x 1024 after the final norm = **358,144**; ``'mmwst'`` layout 31 D per block
+    (372,992) + 2 x 128 + 2 x 1024 = 375,296.
 
     Args:
         std (float): Standard deviation of the SSF initialisation. Defaults to 0.02.
@@ -65,6 +87,8 @@ class RLRR(BaseTuner):
             rising linearly over the blocks from 0 (first block) to this value (last
             block). Use it with the host's ``drop_path_rate=0`` (otherwise both apply).
             Defaults to 0 (off).
+        swin_variant (str): The layout on a Swin host, ``'release'`` or ``'mmwst'``
+            (see above); Swin only. Defaults to ``'release'``.
         init_cfg (dict | list, optional): mmengine init config. Defaults to None.
 
     Examples:
@@ -81,8 +105,20 @@ class RLRR(BaseTuner):
 
     mergeable = True
 
-    def __init__(self, std: float = 0.02, branch_drop_rate: float = 0.0, init_cfg=None) -> None:
+    def __init__(
+        self,
+        std: float = 0.02,
+        branch_drop_rate: float = 0.0,
+        swin_variant: str = 'release',
+        init_cfg=None,
+    ) -> None:
         super().__init__(init_cfg)
+        if swin_variant not in SWIN_VARIANTS:
+            raise ValueError(
+                f'RLRR swin_variant must be one of {", ".join(map(repr, SWIN_VARIANTS))}, '
+                f'got {swin_variant!r}'
+            )
+        self.swin_variant = swin_variant
         if isinstance(std, bool) or not isinstance(std, (int, float)) or std < 0:
             raise ValueError(f'RLRR std must be a non-negative number, got {std!r}')
         if (
@@ -104,28 +140,55 @@ class RLRR(BaseTuner):
         self.pairs = ScaleShiftPairs()
 
     # ---- construction ------------------------------------------------------------------
+    def _released_swin(self, host: HostSpec) -> bool:
+        """Whether this host gets the released Swin layout (see the class docstring)."""
+        if host.host_kind != 'swin':
+            if self.swin_variant != 'release':
+                raise ValueError(
+                    f'RLRR swin_variant={self.swin_variant!r} chooses a layout on Swin hosts '
+                    f'only; this host is a {host.host_kind!r}: remove swin_variant'
+                )
+            return False
+        return self.swin_variant == 'release'
+
+    def _layers(self, host: HostSpec) -> list[tuple[str, nn.Linear, int]]:
+        """``(key, Linear, s_in slices)`` of every layer rescaled on this host."""
+        released_swin = self._released_swin(host)
+        layers = [
+            (f'{spec.index}_{name}', getattr(spec, name), 3 if name == 'qkv' else 1)
+            for spec in host.blocks
+            for name in LINEARS
+        ]
+        if released_swin:
+            layers = [(key, linear, 1) for key, linear, _ in layers]
+            layers += [(f'merge{i}', linear, 1) for i, linear in enumerate(host.merging_layers())]
+        return layers
+
     def param_count(self, host: HostSpec) -> int:
-        """Per Linear (q/k/v fused, attention output, fc1, fc2): ``s_out`` and ``f``
-        (``d_out`` each) and ``s_in`` (``d_in``; three for q/k/v); SSF pairs (``2 D``) after
-        both norms of every block, after the patch embedding and after the final norms."""
-        total = 2 * host.patch_embed.projection.out_channels
-        for spec in host.blocks:
-            for name in LINEARS:
-                linear = getattr(spec, name)
-                groups = 3 if name == 'qkv' else 1
-                total += 2 * linear.out_features + groups * linear.in_features
-            total += 2 * 2 * spec.dim
+        """Per rescaled Linear: ``s_out`` and ``f`` (``d_out`` each) and ``s_in`` (``d_in``,
+        once per q / k / v slice where they are separate); SSF pairs (``2 D``) after both
+        norms of every block, after the patch embedding (not in the released Swin
+        layout) and after the final norms."""
+        total = sum(
+            2 * linear.out_features + groups * linear.in_features
+            for _, linear, groups in self._layers(host)
+        )
+        total += sum(2 * 2 * spec.dim for spec in host.blocks)
+        if not self._released_swin(host):
+            total += 2 * host.patch_embed.projection.out_channels
         return total + sum(2 * norm.normalized_shape[-1] for norm in host.final_norms())
 
     def build(self, host: HostSpec) -> None:
         self._linears: dict[str, nn.Linear] = {}
         self._saved: dict[str, Tensor] = {}
-        self._add_ssf('patch_embed', host.patch_embed, host.patch_embed.projection.out_channels)
+        self._created_bias: set[str] = set()
+        if not self._released_swin(host):
+            embed = host.patch_embed
+            self._add_ssf('patch_embed', embed, embed.projection.out_channels)
+        for key, linear, groups in self._layers(host):
+            self._add_linear(key, linear, groups)
         num_blocks = len(host.blocks)
         for spec in host.blocks:
-            for name in LINEARS:
-                groups = 3 if name == 'qkv' else 1
-                self._add_linear(f'{spec.index}_{name}', getattr(spec, name), groups)
             for name in ('norm1', 'norm2'):
                 self._add_ssf(f'{spec.index}_{name}', getattr(spec, name), spec.dim)
             rate = self.branch_drop_rate * spec.index / max(num_blocks - 1, 1)
@@ -189,13 +252,22 @@ class RLRR(BaseTuner):
 
     # ---- merging -------------------------------------------------------------------------
     def _linear_bias(self, key: str) -> nn.Parameter:
-        bias = self._linears[key].bias
-        if bias is None:
-            raise ValueError(
-                f'cannot merge RLRR into {key}: the Linear has no bias to absorb the shift f '
-                '(e.g. qkv_bias=False); keep the model unmerged'
+        """The bias that absorbs the shift ``f`` when merging. A patch-merging reduction
+        (released Swin layout) has none: merging gives it one, unmerging removes it."""
+        linear = self._linears[key]
+        if linear.bias is None:
+            if not key.startswith('merge'):
+                raise ValueError(
+                    f'cannot merge RLRR into {key}: the Linear has no bias to absorb the shift '
+                    'f (e.g. qkv_bias=False); keep the model unmerged'
+                )
+            weight = linear.weight
+            linear.bias = nn.Parameter(
+                torch.zeros(linear.out_features, dtype=weight.dtype, device=weight.device),
+                requires_grad=False,
             )
-        return bias
+            self._created_bias.add(key)
+        return linear.bias
 
     def merge(self, host: HostSpec) -> None:
         for key, linear in self._linears.items():
@@ -210,8 +282,12 @@ class RLRR(BaseTuner):
     def unmerge(self, host: HostSpec) -> None:
         self.pairs.unmerge()
         for key, linear in self._linears.items():
-            bias = self._linear_bias(key)
-            bias.sub_(self.shift[key].to(bias.dtype))
+            if key in self._created_bias:
+                linear.bias = None
+                self._created_bias.discard(key)
+            else:
+                bias = self._linear_bias(key)
+                bias.sub_(self.shift[key].to(bias.dtype))
             saved = self._saved.pop(key, None)
             if saved is not None:
                 linear.weight.copy_(saved)
@@ -219,4 +295,7 @@ class RLRR(BaseTuner):
                 linear.weight.div_(1 + self.rescale_factor(key).to(linear.weight.dtype))
 
     def extra_repr(self) -> str:
-        return f'std={self.std}, branch_drop_rate={self.branch_drop_rate}'
+        return (
+            f'std={self.std}, branch_drop_rate={self.branch_drop_rate}, '
+            f'swin_variant={self.swin_variant!r}'
+        )

@@ -150,22 +150,34 @@ def test_forward_equals_the_paper_written_out():
         torch.testing.assert_close(model(image)[0], _by_hand(model, image))
 
 
-@pytest.mark.parametrize('kind', ['vit', 'swin'])
-def test_merged_weights_run_on_a_plain_host_without_hooks(kind):
-    model = _model(kind)
+@pytest.mark.parametrize(
+    ('kind', 'variant'), [('vit', 'release'), ('swin', 'release'), ('swin', 'mmwst')]
+)
+def test_merged_weights_run_on_a_plain_host_without_hooks(kind, variant):
+    model = _model(kind, swin_variant=variant)
     image = torch.randn(2, 3, 64 if kind == 'swin' else 32, 64 if kind == 'swin' else 48)
     embed = model.patch_embed  # Swin: the pair goes into its norm; ViT: into the conv
     embed_weight = embed.norm.weight if kind == 'swin' else embed.projection.weight
     before = embed_weight.detach().clone()
+    reductions = model.merging_layers()
+    released_swin = kind == 'swin' and variant == 'release'
     with torch.no_grad():
         expected = model(image)[0]
         model.merge_tuners()
+        # released Swin layout: the bias-free reductions get their shift as a bias
+        assert all((r.bias is not None) is released_swin for r in reductions)
         with model.full_state_dict():
             host = {k: v for k, v in model.state_dict().items() if not k.startswith('tuners.')}
         plain = build_host(kind, []).eval()  # the plain TunedVisionTransformer / Swin
+        if released_swin:
+            for reduction in plain.merging_layers():
+                reduction.bias = nn.Parameter(torch.zeros(reduction.out_features))
         plain.load_state_dict(host, strict=True)
         torch.testing.assert_close(plain(image)[0], expected, rtol=1e-5, atol=1e-5)
-    assert not torch.equal(embed_weight, before)
+    # the patch embedding's pair: folded in, except in the released Swin layout (none)
+    assert torch.equal(embed_weight, before) is released_swin
+    model.unmerge_tuners()
+    assert all(r.bias is None for r in reductions)
 
 
 def test_unmerge_restores_the_frozen_weights_bit_for_bit_where_a_factor_is_zero():
@@ -242,12 +254,92 @@ def test_vit_b16_config_trains_288768_and_a_zero_head():
     assert all(torch.all(p == 0) for p in model.head.parameters())
 
 
-def test_swin_b_config_covers_every_block_and_the_final_norm():
+SWIN_B_DIMS = [128] * 2 + [256] * 2 + [512] * 18 + [1024] * 2  # Swin-B blocks
+
+
+def test_swin_b_config_is_the_released_layout_358144():
+    """The released Swin code: qkv with one shared s_in (7D), proj 3D, fc1 9D, fc2 6D,
+    SSF 4D per block; the three patch-merging reductions (4C + 2C + 2C); SSF after the
+    final norm; nothing after the patch embedding."""
     model = _build_config('swin-b_vtab-1k.py', pretrained=None)
-    dims = [128] * 2 + [256] * 2 + [512] * 18 + [1024] * 2  # Swin-B blocks
-    expected = sum(4 * 3 * d + (d + 4 * d + 4 * d) + (4 * d + 2 * d) + 4 * d for d in dims)
+    per_block = sum((3 * d + d + 3 * d) + 3 * d + 9 * d + 6 * d + 4 * d for d in SWIN_B_DIMS)
+    assert per_block == 348_928
+    merging = sum(4 * c + 2 * c + 2 * c for c in (128, 256, 512))
+    expected = per_block + merging + 2 * 1024
+    rlrr = model.backbone.tuners[0]
+    assert parameter_report(model).trainable_without_head == expected == 358_144
+    assert rlrr.param_count(model.backbone) == expected
+    assert 'patch_embed' not in rlrr.pairs.gamma
+    assert [tuple(rlrr.scale_in[f'merge{i}'].shape) for i in range(3)] == [
+        (1, 4 * c) for c in (128, 256, 512)
+    ]
+    assert all(rlrr.scale_in[f'{i}_qkv'].shape[0] == 1 for i in range(24))
+
+
+def test_swin_b_mmwst_layout_375296():
+    """mmwst's own Swin layout: three s_in in qkv, SSF after the patch embedding, the
+    reductions left alone."""
+    model = _build_config(
+        'swin-b_vtab-1k.py', pretrained=None, tuners=[dict(type='mmwst.RLRR', swin_variant='mmwst')]
+    )
+    expected = sum(4 * 3 * d + (d + 4 * d + 4 * d) + (4 * d + 2 * d) + 4 * d for d in SWIN_B_DIMS)
     expected += 2 * 128 + 2 * 1024  # after the patch embedding, after the final norm
     assert parameter_report(model).trainable_without_head == expected == 375_296
+
+
+def _swin_by_hand(model):
+    """A plain Swin whose weights are rewritten with the released Swin layout's formulas
+    by hand: every block Linear and every reduction ``W (1 + s_out s_in)`` (one s_in
+    across q, k, v), biases ``b + f`` (``f`` for the bias-free reductions), and each SSF
+    pair applied after its norm (``LN(x) * gamma + beta``, i.e. weight * gamma, bias *
+    gamma + beta); the patch embedding untouched."""
+    rlrr = model.tuners[0]
+    plain = build_host('swin', []).eval()
+    with model.full_state_dict():
+        host = {k: v for k, v in model.state_dict().items() if not k.startswith('tuners.')}
+    plain.load_state_dict(host, strict=True)
+    with torch.no_grad():
+        layers = [
+            (f'{spec.index}_{name}', getattr(spec, name))
+            for spec in plain.blocks
+            for name in ('qkv', 'proj', 'fc1', 'fc2')
+        ] + [(f'merge{i}', layer) for i, layer in enumerate(plain.merging_layers())]
+        for key, layer in layers:
+            s_in, s_out, f = rlrr.scale_in[key][0], rlrr.scale_out[key], rlrr.shift[key]
+            layer.weight.mul_(1 + s_out[:, None] * s_in[None, :])
+            if layer.bias is None:
+                layer.bias = nn.Parameter(f.detach().clone())
+            else:
+                layer.bias.add_(f)
+        norms = [
+            (f'{spec.index}_{name}', getattr(spec, name))
+            for spec in plain.blocks
+            for name in ('norm1', 'norm2')
+        ] + [(f'final{i}', norm) for i, norm in enumerate(plain.final_norms())]
+        for key, norm in norms:
+            gamma, beta = rlrr.pairs.gamma[key], rlrr.pairs.beta[key]
+            norm.bias.mul_(gamma).add_(beta)
+            norm.weight.mul_(gamma)
+    return plain
+
+
+def test_swin_release_layout_equals_the_released_formulas_by_hand():
+    model = _model('swin')
+    image = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(image)[0], _swin_by_hand(model)(image)[0])
+    # each rescaled reduction really changes the features (s_in, s_out, f all reach it)
+    reduction = model.merging_layers()[0]
+    x = torch.randn(3, reduction.in_features)
+    with torch.no_grad():
+        assert not torch.allclose(reduction(x), F.linear(x, reduction.weight))
+
+
+def test_swin_variant_is_checked():
+    with pytest.raises(ValueError, match="swin_variant must be one of 'release', 'mmwst'"):
+        build_host('swin', [dict(type='mmwst.RLRR', swin_variant='paper')])
+    with pytest.raises(ValueError, match='Swin hosts only'):
+        build_host('vit', [dict(type='mmwst.RLRR', swin_variant='mmwst')])
 
 
 def test_unmerge_restores_exactly_where_an_ssf_scale_or_a_factor_is_near_zero():
@@ -271,3 +363,17 @@ def test_unmerge_restores_exactly_where_an_ssf_scale_or_a_factor_is_near_zero():
         after = model.state_dict()
     for name, value in before.items():  # back where they were, not blown up by ~1/0
         torch.testing.assert_close(after[name], value, rtol=1e-6, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize('config', ['vit-b16_vtab-1k.py', 'swin-b_vtab-1k.py'])
+def test_vtab_configs_take_the_released_per_task_settings(config, monkeypatch):
+    """ViT-B/16 and Swin-B alike: lr, warm-up start, weight decay, branch dropout and the
+    flip of the task's released row (clevr_dist: 1e-2 / 0.2 / 5e-5 / flip)."""
+    monkeypatch.setenv('VTAB_TASK', 'clevr_dist')
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'rlrr', config))
+    assert cfg.optim_wrapper.optimizer.lr == 1e-2
+    assert cfg.param_scheduler[0].start_factor == pytest.approx(1e-7 / 1e-2)
+    assert cfg.optim_wrapper.optimizer.weight_decay == 5e-5
+    assert cfg.model.backbone.tuners[0].branch_drop_rate == 0.2
+    assert any(t['type'] == 'RandomFlip' for t in cfg.train_dataloader.dataset.pipeline)
+    assert cfg.model.head.num_classes == 6
