@@ -11,6 +11,7 @@ from mmengine.registry import DATASETS as ROOT_DATASETS
 from mmengine.registry import HOOKS as ROOT_HOOKS
 from mmengine.registry import MODELS as ROOT_MODELS
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as ROOT_OPTIM_WRAPPER_CONSTRUCTORS
+from mmengine.registry import PARAM_SCHEDULERS as ROOT_PARAM_SCHEDULERS
 from mmengine.registry import RUNNERS as ROOT_RUNNERS
 from mmengine.registry import Registry
 
@@ -23,4 +24,7 @@ OPTIM_WRAPPER_CONSTRUCTORS = Registry(
     parent=ROOT_OPTIM_WRAPPER_CONSTRUCTORS,
     scope='mmwst',
     locations=['mmwst.engine'],
+)
+PARAM_SCHEDULERS = Registry(
+    'parameter scheduler', parent=ROOT_PARAM_SCHEDULERS, scope='mmwst', locations=['mmwst.engine']
 )

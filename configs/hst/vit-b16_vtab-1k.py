@@ -1,8 +1,9 @@
 # HST (hierarchical side-tuning) on a frozen AugReg ImageNet-21k ViT-B/16, one VTAB-1k task.
 # Recipe of the reference code: AdamW without weight decay on 1-D parameters, effective
 # batch 64 (the reference ran 2 GPUs x 32; here 1 GPU x 64: with N GPUs set
-# train_dataloader.batch_size = 64 // N), 10 warm-up epochs (linear from 1e-7), 100
-# cosine epochs down to 1e-8, then 10 cool-down epochs at that minimum.
+# train_dataloader.batch_size = 64 // N), a 100-epoch cosine cycle down to 1e-8 with 10
+# linear warm-up epochs from 1e-7 inside it, then 10 cool-down epochs at that minimum
+# (110 epochs in all, the rate updated once per epoch, as released).
 # Per-task lr / weight decay / drop-path are in README.md; the values below are cifar's.
 _base_ = ['../_base_/vtab1k_vit-b16.py']
 pretrained = 'checkpoints/B_16-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.0-sd_0.0.npz'
@@ -15,8 +16,8 @@ weight_decay = recipe['weight_decay']
 drop_path = recipe['drop_path']  # the frozen ViT blocks and the side network alike
 warmup_lr = 1e-7
 min_lr = 1e-8
-warmup_epochs = 10
-cosine_epochs = 100
+warmup_epochs = 10  # inside the cosine cycle
+cosine_epochs = 100  # the cosine cycle, warm-up included
 cooldown_epochs = 10
 batch_size = 64
 
@@ -51,24 +52,19 @@ optim_wrapper = dict(
     # no decay on 1-D parameters (norms, biases); the meta tokens (1, 1, D) decay
     paramwise_cfg=dict(flat_decay_mult=0.0, norm_decay_mult=0.0, bias_decay_mult=0.0),
 )
+# The released schedule (timm's cosine in the HST code): a 100-epoch cosine cycle with the
+# 10 warm-up epochs inside it, then 10 cool-down epochs at the minimum - 110 epochs, the
+# rate set once per epoch (epoch e trains at the curve's value at e).
 param_scheduler = [
     dict(
-        type='LinearLR',
-        start_factor=warmup_lr / lr,
-        by_epoch=True,
-        begin=0,
-        end=warmup_epochs,
-        convert_to_iter_based=True,
-    ),
-    dict(
-        type='CosineAnnealingLR',
-        by_epoch=True,
-        begin=warmup_epochs,
-        end=warmup_epochs + cosine_epochs,
+        type='mmwst.WarmupCosineLR',
+        cycle=cosine_epochs,
+        warmup=warmup_epochs,
+        warmup_start=warmup_lr,
         eta_min=min_lr,
-        convert_to_iter_based=True,
-    ),
-    # cool-down: no scheduler is active, the lr stays at the cosine's final value (min_lr)
+        by_epoch=True,
+        end=cosine_epochs + cooldown_epochs,
+    )
 ]
-train_cfg = dict(max_epochs=warmup_epochs + cosine_epochs + cooldown_epochs, val_interval=10)
+train_cfg = dict(max_epochs=cosine_epochs + cooldown_epochs, val_interval=10)
 auto_scale_lr = dict(base_batch_size=batch_size)

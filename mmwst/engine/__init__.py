@@ -16,6 +16,7 @@ from .optim import TunerOptimWrapperConstructor
 from .pyramid_check import CheckPyramidHook, PyramidMismatchError, check_pyramid
 from .resume import ResumeNoticeHook, choose_resume_checkpoint
 from .runner import CheckedRunner
+from .schedulers import WarmupCosineLR, WarmupCosineParamScheduler
 
 register_safe_loader()
 
@@ -37,6 +38,8 @@ __all__ = [
     'SafeCheckpointHook',
     'TunerOptimWrapperConstructor',
     'UnsafeCheckpointError',
+    'WarmupCosineLR',
+    'WarmupCosineParamScheduler',
     'finish_distributed',
     'from_weights_only',
     'load_local_checkpoint',

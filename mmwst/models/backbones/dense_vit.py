@@ -229,5 +229,6 @@ class DenseTunedViT(TunedVisionTransformer):
         else:
             out = layer(tokens)
         if self.side is not None:
-            return out[:, 1:], out[:, 0]
+            meta = self.side.num_meta
+            return out[:, meta:], out[:, :meta]
         return out, None

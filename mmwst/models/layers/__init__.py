@@ -2,7 +2,7 @@ from .bottleneck import Bottleneck
 from .hst_side import HSTSide, SideState
 from .norm import LayerNorm2d
 from .scale_shift import ScaleShiftPairs
-from .spectral import SpectralFilter2d
+from .spectral import SpectralFilter1d, SpectralFilter2d
 from .tunable import (
     TunableLinear,
     TunableMultiheadAttention,
@@ -24,6 +24,7 @@ __all__ = [
     'LayerNorm2d',
     'ScaleShiftPairs',
     'SideState',
+    'SpectralFilter1d',
     'SpectralFilter2d',
     'TunableLinear',
     'TunableMultiheadAttention',

@@ -35,32 +35,42 @@ class SideState:
 class HSTSide(nn.Module):
     """HST's side: a 4-stage side network driven by the layers of a frozen ViT.
 
-    ``L`` ViT layers feed the four stages in equal groups of ``k = L / 4``; side block
-    ``j`` of stage ``s`` reads layer ``l = k s + j`` (0-based). One :meth:`step` per
-    layer, given the layer's key token ``m_l`` (its meta-token output, or another
-    summary token of the layer) and its output patch map ``F_l``:
+    ``L`` ViT layers feed the four stages in consecutive groups: by default equal groups
+    of ``k = L / 4``; with ``block_indices = (b_0, b_1, b_2, b_3)`` (the last layer of
+    each stage, ``b_3 = L - 1``) stage ``s`` reads layers ``b_{s-1} + 1 ... b_s``, one
+    side block each. One :meth:`step` per layer, given the layer's key tokens ``m_l``
+    (its ``M`` meta tokens' output, or another summary token of the layer) and its
+    output patch map ``F_l``:
 
-    - ``g_l = LN_l(T_s(m_l))`` and ``f_l = T_s(bilinear(F_l, (H_s, W_s)))`` as tokens,
-      with one ``T_s = Linear(D -> C_s)`` per stage (``f_l`` is computed as
-      ``bilinear(T_s(F_l))``: the same values at ``C_s / D`` of the cost);
+    - ``g_l = LN_l(T_s(m_l))`` (``M`` tokens) and ``f_l = T_s(bilinear(F_l, (H_s,
+      W_s)))`` as tokens, with one ``T_s = Linear(D -> C_s)`` per stage (``f_l`` is
+      computed as ``bilinear(T_s(F_l))``: the same values at ``C_s / D`` of the cost);
     - with a fine branch: ``f_l += B_s(bilinear(S_{l+1}, (H_s, W_s)))``,
       ``B_s = Linear(D/4 -> C_s)`` (mmwst's dense design: WST's branch state after the
       layer);
-    - side block: ``kv = [g_l; mean_tokens(f_l)]``; ``x = x + DropPath(CrossAttn(LN1(x),
-      kv))``; ``x = x + f_l``; ``x = x + DropPath(MLP(LN2(x)))``;
+    - side block: ``kv = [g_l; mean_tokens(f_l)]`` (``M + 1`` tokens);
+      ``x = x + DropPath(CrossAttn(LN1(x), kv))``; ``x = x + f_l``;
+      ``x = x + DropPath(MLP(LN2(x)))``;
     - the first block of a stage embeds the image (stride-4 stem) or the previous stage's
       map (Conv3x3/s2); the last one closes the stage into a map (LayerNorm).
 
     Args:
         embed_dims (int): ViT width ``D``.
-        num_layers (int): ViT layers ``L`` (a multiple of 4).
+        num_layers (int): ViT layers ``L`` (a multiple of 4 unless ``block_indices``
+            is given).
         channels (Sequence[int]): Width of each of the 4 stages.
         num_heads (Sequence[int]): Cross-attention heads of each stage.
         mlp_ratio (float): Side-block MLP width / stage width. Defaults to 4.
         qkv_bias (bool): Bias on the side blocks' q, k, v. Defaults to True.
         drop_path_rate (float): Stochastic depth over the side blocks. Defaults to 0.
-        meta_tokens (bool): Hold one learned meta token ``M_l`` (1, 1, D) per layer for
+        meta_tokens (bool): Hold learned meta tokens ``M_l`` (1, M, D) per layer for
             the caller to insert into the ViT. Defaults to True.
+        num_meta (int): Meta tokens per layer, ``M`` (``metaG_num`` in the released
+            code). Defaults to 1.
+        block_indices (Sequence[int], optional): The last ViT layer (0-based) of each
+            of the 4 stages, increasing, ending at ``L - 1`` (the released code's
+            ``block_indices``; ViT-B default ``(2, 5, 8, 11)``). Defaults to None:
+            equal groups.
         branch_dims (int, optional): Width of a fine branch to read (WST: ``D/4``), or
             None. Defaults to None.
         in_channels (int): Image channels. Defaults to 3.
@@ -78,27 +88,37 @@ class HSTSide(nn.Module):
         meta_tokens: bool = True,
         branch_dims: int | None = None,
         in_channels: int = 3,
+        num_meta: int = 1,
+        block_indices: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         channels, num_heads = list(channels), list(num_heads)
         check_stage_widths(channels, num_heads)
-        if num_layers % NUM_STAGES:
+        if isinstance(num_meta, bool) or not isinstance(num_meta, int) or num_meta < 1:
+            raise ValueError(f'num_meta must be a positive integer, got {num_meta!r}')
+        if num_meta > 1 and not meta_tokens:
             raise ValueError(
-                f'HST maps the ViT layers onto {NUM_STAGES} stages in equal groups, so the '
-                f'number of layers must be divisible by {NUM_STAGES}; the host has '
-                f'{num_layers}. Use a ViT with 4, 8, 12, ... layers.'
+                f'num_meta={num_meta} asks for meta tokens, but this side network inserts '
+                'none (beside the ViT, host_grad=False, the key is the class token): '
+                'remove num_meta'
             )
         self.channels = tuple(channels)
-        self.layers_per_stage = num_layers // NUM_STAGES
+        self.depths = stage_depths(num_layers, block_indices)
+        self.num_meta = num_meta if meta_tokens else 0
+        self._stage_of = [
+            (stage, block) for stage, depth in enumerate(self.depths) for block in range(depth)
+        ]
         self.meta_tokens = (
-            nn.ParameterList(nn.Parameter(torch.empty(1, 1, embed_dims)) for _ in range(num_layers))
+            nn.ParameterList(
+                nn.Parameter(torch.empty(1, num_meta, embed_dims)) for _ in range(num_layers)
+            )
             if meta_tokens
             else None
         )
         self.net = HierarchicalSideNetwork(
             channels,
             num_heads,
-            [self.layers_per_stage] * NUM_STAGES,
+            list(self.depths),
             mlp_ratio=mlp_ratio,
             qkv_bias=qkv_bias,
             drop_path_rate=drop_path_rate,
@@ -122,7 +142,7 @@ class HSTSide(nn.Module):
 
     def stage_of(self, index: int) -> tuple[int, int]:
         """(stage, side block) that ViT layer ``index`` feeds."""
-        return divmod(index, self.layers_per_stage)
+        return self._stage_of[index]
 
     def reset_parameters(self) -> None:
         """Meta tokens xavier-uniform; the side network HST's way; Linear
@@ -140,7 +160,7 @@ class HSTSide(nn.Module):
             nn.init.zeros_(bridge.bias)
 
     def meta(self, index: int, like: Tensor) -> Tensor:
-        """``M_index`` for a batch of tokens ``like`` (B, N, D): ``(B, 1, D)``."""
+        """``M_index`` for a batch of tokens ``like`` (B, N, D): ``(B, M, D)``."""
         return self.meta_tokens[index].to(like.dtype).expand(like.shape[0], -1, -1)
 
     def step(
@@ -158,7 +178,8 @@ class HSTSide(nn.Module):
             state (SideState): This forward pass's state, updated in place.
             index (int): The ViT layer ``l``.
             image (Tensor): The input image ``(B, C, H, W)`` (read by the stem).
-            key (Tensor): ``m_l``, the layer's key token ``(B, D)``.
+            key (Tensor): ``m_l``, the layer's key tokens ``(B, M, D)`` (or one,
+                ``(B, D)``).
             patches (Tensor): ``F_l``, the layer's output patch map ``(B, h, w, D)``.
             branch (Tensor, optional): ``S_{l+1}`` ``(B, D/4, 2h, 2w)`` when the side
                 reads a fine branch.
@@ -168,15 +189,17 @@ class HSTSide(nn.Module):
             source = image if stage == 0 else state.fmap
             state.tokens, state.hw = self.net.embed(stage, source)
         bridge = self.bridges[stage]
-        g = self.bridge_norms[index](bridge(key)).unsqueeze(1)  # g_l: (B, 1, C_s)
+        if key.dim() == 2:
+            key = key.unsqueeze(1)  # one key token: (B, D) -> (B, 1, D)
+        g = self.bridge_norms[index](bridge(key))  # g_l: (B, M, C_s)
         fine = _resized_tokens(bridge(patches), state.hw)  # f_l: (B, H_s*W_s, C_s)
-        kv = torch.cat([g, fine.mean(dim=1, keepdim=True)], dim=1)  # [g_l; t_l]: (B, 2, C_s)
+        kv = torch.cat([g, fine.mean(dim=1, keepdim=True)], dim=1)  # [g_l; t_l]: (B, M+1, C_s)
         if self.branch_bridges is not None:
             if branch is None:
                 raise ValueError('this side network reads a fine branch: pass branch=S_{l+1}')
             fine = fine + self._branch(stage, branch, state.hw)
         state.tokens = self.net.blocks[stage][block](state.tokens, kv, fine)
-        if block == self.layers_per_stage - 1:
+        if block == self.depths[stage] - 1:
             state.fmap = self.net.finish(stage, state.tokens, state.hw)
             state.maps.append(state.fmap)
 
@@ -197,6 +220,35 @@ def _resized_tokens(fmap: Tensor, size: tuple[int, int]) -> Tensor:
         fmap.permute(0, 3, 1, 2), size=size, mode='bilinear', align_corners=False
     )  # (B, C, h, w) -> (B, C, H_s, W_s)
     return resized.flatten(2).transpose(1, 2)  # -> (B, H_s*W_s, C)
+
+
+def stage_depths(num_layers: int, block_indices: Sequence[int] | None = None) -> tuple[int, ...]:
+    """How many consecutive ViT layers feed each of the 4 stages: equal groups, or the
+    groups that ``block_indices`` (each stage's last layer) close."""
+    if block_indices is None:
+        if num_layers % NUM_STAGES:
+            raise ValueError(
+                f'HST maps the ViT layers onto {NUM_STAGES} stages in equal groups, so the '
+                f'number of layers must be divisible by {NUM_STAGES}; the host has '
+                f'{num_layers}. Use a ViT with 4, 8, 12, ... layers, or give each '
+                "stage's last layer with block_indices (e.g. (1, 3, 7, 9) for 10 layers)."
+            )
+        return (num_layers // NUM_STAGES,) * NUM_STAGES
+    indices = list(block_indices)
+    ends = [-1, *indices]
+    if (
+        len(indices) != NUM_STAGES
+        or not all(isinstance(i, int) and not isinstance(i, bool) for i in indices)
+        or any(b <= a for a, b in zip(ends, ends[1:]))
+        or indices[-1] != num_layers - 1
+    ):
+        raise ValueError(
+            f'block_indices must give the last layer (0-based) of each of the '
+            f'{NUM_STAGES} stages, strictly increasing and ending at the last layer '
+            f'({num_layers - 1}), so that every layer feeds one stage; got {indices}. '
+            f'E.g. {[num_layers * (s + 1) // NUM_STAGES - 1 for s in range(NUM_STAGES)]}.'
+        )
+    return tuple(b - a for a, b in zip(ends, ends[1:]))
 
 
 def check_stage_widths(channels: Sequence[int], num_heads: Sequence[int]) -> None:

@@ -134,9 +134,17 @@ class OverlapPatchEmbed(nn.Module):
 class MetaCrossAttention(nn.Module):
     """Multi-head cross-attention of side tokens over a few key tokens.
 
-    ``proj(softmax(q k^T / sqrt(d_head)) v)`` with ``q = W_q x``, ``k = W_k kv``,
-    ``v = W_v kv``: separate Linears (all with bias when ``qkv_bias``), computed by
-    PyTorch's fused ``scaled_dot_product_attention``.
+    ``proj(softmax(q k^T / sqrt(d_head)) v)`` with ``q = W_q x + b_q``,
+    ``k = W_k kv``, ``v = W_v kv``: separate Linears (all with bias when ``qkv_bias``).
+
+    With only ``M`` keys (HST: the meta token and the mean fine token, ``M = 2``) the
+    same function is computed without the ``N x C`` queries and attention output: for
+    head ``h`` and key ``j``, ``q_h . k_{j,h} = x . (W_{q,h}^T k_{j,h}) + b_{q,h} .
+    k_{j,h}``, so the scores are one ``(N, C) x (C, H M)`` product, and
+    ``proj(out) = sum_{h,j} a_{h,j} W_{p,h} v_{j,h} + b_p`` is one ``(N, H M) x
+    (H M, C)`` product. Per token that is ``4 C H M`` multiply-adds instead of
+    ``2 C^2 + 2 C M``, and autograd keeps the ``N x H M`` attention weights instead of
+    the ``N x C`` queries and outputs - the cost of the side network's stride-4 stage.
 
     Args:
         dim (int): Token width C (queries and keys alike).
@@ -170,19 +178,82 @@ class MetaCrossAttention(nn.Module):
 
     def forward(self, x: Tensor, kv: Tensor) -> Tensor:
         """``x`` (B, N, C) attends to ``kv`` (B, M, C); returns (B, N, C)."""
-        q, k, v = self._heads(self.q(x)), self._heads(self.k(kv)), self._heads(self.v(kv))
-        drop = self.attn_drop if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
-        # (B, heads, N, C/heads) -> (B, N, heads, C/heads) -> (B, N, C)
-        out = out.transpose(1, 2).reshape(x.shape)
-        return self.proj(out)
+        batch, _, channels = x.shape
+        keys, heads = kv.shape[1], self.num_heads
+        head_dims = channels // heads
+        scale = head_dims**-0.5
+        # (B, M, C) -> (B, M, heads, C/heads)
+        k = self.k(kv).reshape(batch, keys, heads, head_dims)
+        v = self.v(kv).reshape(batch, keys, heads, head_dims)
+        dtype = k.dtype
+        # the query weight's rows by head: (C, C) -> (heads, C/heads, C);
+        # U[b, c, h, j] = sum_e W_q[h, e, c] k[b, j, h, e] / sqrt(C/heads)
+        w_q = self.q.weight.to(dtype).reshape(heads, head_dims, channels)
+        u = torch.einsum('hec,bjhe->bchj', w_q, k) * scale
+        # scores: (B, N, C) x (B, C, heads * M) -> (B, N, heads * M)
+        scores = torch.matmul(x.to(dtype), u.reshape(batch, channels, heads * keys))
+        if self.q.bias is not None:
+            b_q = self.q.bias.to(dtype).reshape(heads, head_dims)
+            offset = torch.einsum('he,bjhe->bhj', b_q, k) * scale  # (B, heads, M)
+            scores = scores + offset.reshape(batch, 1, heads * keys)
+        # softmax over the M keys of each head: (B, N, heads, M)
+        attn = scores.reshape(batch, -1, heads, keys).softmax(dim=-1)
+        if self.training and self.attn_drop > 0:
+            attn = F.dropout(attn, p=self.attn_drop)
+        # the output projection's columns by head: (C, C) -> (C, heads, C/heads);
+        # V'[b, h, j, c] = sum_e W_p[c, h, e] v[b, j, h, e]
+        w_p = self.proj.weight.to(dtype).reshape(channels, heads, head_dims)
+        values = torch.einsum('che,bjhe->bhjc', w_p, v).reshape(batch, heads * keys, channels)
+        # (B, N, heads * M) x (B, heads * M, C) -> (B, N, C)
+        out = torch.matmul(attn.reshape(batch, -1, heads * keys), values)
+        return out + self.proj.bias.to(out.dtype)
+
+
+class _GeluLinear(torch.autograd.Function):
+    """``Linear(GELU(h))`` that keeps ``h`` (not ``GELU(h)``) for the backward pass."""
+
+    @staticmethod
+    def forward(ctx, hidden: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        ctx.save_for_backward(hidden, weight)
+        ctx.bias_dtype = None if bias is None else bias.dtype
+        bias = None if bias is None else bias.to(hidden.dtype)
+        return F.linear(F.gelu(hidden), weight.to(hidden.dtype), bias)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        hidden, weight = ctx.saved_tensors
+        dtype = grad.dtype
+        grad_hidden = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_act = torch.matmul(grad, weight.to(dtype))  # (..., out) -> (..., in)
+            grad_hidden = torch.ops.aten.gelu_backward(grad_act.to(hidden.dtype), hidden)
+        flat = grad.reshape(-1, grad.shape[-1])
+        if ctx.needs_input_grad[1]:
+            act = F.gelu(hidden).to(dtype).reshape(-1, hidden.shape[-1])  # recomputed
+            grad_weight = (flat.t() @ act).to(weight.dtype)
+        if ctx.bias_dtype is not None and ctx.needs_input_grad[2]:
+            grad_bias = flat.sum(dim=0).to(ctx.bias_dtype)
+        return grad_hidden, grad_weight, grad_bias
+
+
+def gelu_linear(hidden: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``F.linear(F.gelu(hidden), weight, bias)`` whose backward recomputes the GELU from
+    ``hidden`` instead of keeping its output: the same values and gradients, with one
+    tensor of ``hidden``'s size less kept for the backward pass."""
+    if not torch.is_grad_enabled() or not (hidden.requires_grad or weight.requires_grad):
+        bias = None if bias is None else bias.to(hidden.dtype)
+        return F.linear(F.gelu(hidden), weight.to(hidden.dtype), bias)
+    return _GeluLinear.apply(hidden, weight, bias)
 
 
 class SideBlock(nn.Module):
     """One side block: cross-attention to the ViT's key tokens, fine map, MLP.
 
     ``x = x + DropPath(CrossAttn(LN1(x), kv))``; ``x = x + fine``;
-    ``x = x + DropPath(MLP(LN2(x)))`` with ``MLP = Linear -> GELU -> Linear``.
+    ``x = x + DropPath(MLP(LN2(x)))`` with ``MLP = Linear -> GELU -> Linear``. The
+    MLP's second layer keeps only the GELU's input for the backward pass and
+    recomputes the activation there (:func:`gelu_linear`): the same gradients, one
+    hidden-width tensor less per block.
 
     Args:
         dim (int): Token width C.
@@ -216,7 +287,8 @@ class SideBlock(nn.Module):
         """``x`` (B, N, C), ``kv`` (B, M, C), ``fine`` (B, N, C) -> (B, N, C)."""
         x = x + self.drop_path(self.attn(self.norm1(x), kv))
         x = x + fine
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        fc1, _, fc2 = self.mlp
+        return x + self.drop_path(gelu_linear(fc1(self.norm2(x)), fc2.weight, fc2.bias))
 
 
 class HierarchicalSideNetwork(nn.Module):

@@ -1,9 +1,12 @@
-"""Learnable spectral filter on a grid of patch tokens (FreqFit).
+"""Learnable spectral filters on patch tokens (FreqFit).
 
 FreqFit (Ly and Nguyen, arXiv:2411.19297) inserts a frequency-domain filter
 between the blocks of a frozen Vision Transformer: the patch tokens are moved to
 the 2-D Fourier domain, multiplied by a learned filter, brought back, scaled and
-shifted per channel, and added to the input as a residual.
+shifted per channel, and added to the input as a residual
+(:class:`SpectralFilter2d`). For MoCo v3, MAE and CLIP hosts and with prompts,
+the released code filters along the 1-D token sequence instead
+(:class:`SpectralFilter1d`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ['SpectralFilter2d']
+__all__ = ['SpectralFilter1d', 'SpectralFilter2d']
 
 _FILTER_TYPES = ('complex', 'real')
 
@@ -188,3 +191,109 @@ class SpectralFilter2d(nn.Module):
 
     def extra_repr(self) -> str:
         return f'dim={self.dim}, grid_size={self.grid_size}, filter_type={self.filter_type!r}'
+
+
+class SpectralFilter1d(nn.Module):
+    """Residual learnable filter in the 1-D Fourier domain of a token sequence.
+
+    For tokens ``X`` of shape ``(B, N, D)`` (in FreqFit: every token after the class
+    token - prompts and patches in sequence order) the layer computes::
+
+        F   = rfft(X, dim=1, norm='ortho')                 # (B, N // 2 + 1, D), complex
+        out = X + irfft(F * K, n=N, dim=1, norm='ortho')
+
+    with a learned filter ``K`` of shape ``(N0 // 2 + 1, D)``, complex
+    (``filter_type='complex'``, stored as ``(N0 // 2 + 1, D, 2)``) or real. There is
+    no scale and shift, as in the released code's 1-D filter. Init: ``K ~ N(0,
+    0.02^2)`` (both parts). The FFTs run in float32 (float64 for float64 inputs); the
+    result is cast back to the input dtype.
+
+    Other lengths: the filter is resized over its ``N0 // 2 + 1`` bins to
+    ``N // 2 + 1`` by linear interpolation with aligned ends (the DC and the last
+    bin map onto each other; real and imaginary parts separately), differentiably,
+    and loaded filters of another length are kept, as in :class:`SpectralFilter2d`.
+
+    Args:
+        dim (int): Token channels ``D``.
+        length (int): Sequence length ``N0`` the filter is built for, e.g. 196 (the
+            14 x 14 patches of ViT-B/16 at 224), or 206 with 10 prompts.
+        filter_type (str): ``'complex'`` (the released default) or ``'real'``.
+            Defaults to ``'complex'``.
+
+    Examples:
+        >>> import torch
+        >>> from mmwst.models.layers import SpectralFilter1d
+        >>> layer = SpectralFilter1d(768, 196)
+        >>> sum(p.numel() for p in layer.parameters())  # 99 bins x 768 x 2
+        152064
+        >>> layer(torch.randn(2, 196, 768)).shape
+        torch.Size([2, 196, 768])
+    """
+
+    def __init__(self, dim: int, length: int, filter_type: str = 'complex') -> None:
+        super().__init__()
+        self.dim = _check_positive_int('dim', dim)
+        self.length = _check_positive_int('length', length)
+        if filter_type not in _FILTER_TYPES:
+            raise ValueError(f'filter_type must be one of {_FILTER_TYPES}, got {filter_type!r}')
+        self.filter_type = filter_type
+        shape = (length // 2 + 1, dim) + ((2,) if filter_type == 'complex' else ())
+        self.weight = nn.Parameter(torch.empty(shape))
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """Reset ``K ~ N(0, 0.02^2)``."""
+        nn.init.normal_(self.weight, mean=0.0, std=0.02)
+
+    def frequency_filter(
+        self, length: int | None = None, dtype: torch.dtype | None = None
+    ) -> Tensor:
+        """The filter ``K`` for a sequence of ``length`` tokens, ``(length // 2 + 1, D)``,
+        resized if needed; complex for ``filter_type='complex'``."""
+        bins = (self.length if length is None else length) // 2 + 1
+        weight = self.weight if dtype is None else self.weight.to(dtype)
+        if weight.shape[0] != bins:
+            parts = weight.shape[2:]  # (2, ) for complex, () for real
+            # (bins0, D[, 2]) -> (1, D * parts, bins0) -> (1, D * parts, bins)
+            line = weight.reshape(weight.shape[0], -1).t().unsqueeze(0)
+            line = F.interpolate(line, size=bins, mode='linear', align_corners=True)
+            # (1, D * parts, bins) -> (bins, D[, 2])
+            weight = line[0].t().reshape(bins, self.dim, *parts)
+        if self.filter_type == 'complex':
+            weight = torch.view_as_complex(weight.contiguous())
+        return weight
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Filter tokens ``x`` of shape ``(B, N, D)``; returns the same shape."""
+        if x.dim() != 3 or x.shape[-1] != self.dim:
+            raise ValueError(
+                f'SpectralFilter1d expects tokens of shape (B, N, D) with D={self.dim}, '
+                f'got shape {tuple(x.shape)}'
+            )
+        if not x.is_floating_point():
+            raise TypeError(f'SpectralFilter1d expects a floating point input, got {x.dtype}')
+        length = x.shape[1]
+        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        tokens = x.to(dtype)
+        spectrum = torch.fft.rfft(tokens, dim=1, norm='ortho')  # (B, N // 2 + 1, D)
+        kernel = self.frequency_filter(length, dtype=dtype)  # (N // 2 + 1, D)
+        filtered = torch.fft.irfft(spectrum * kernel, n=length, dim=1, norm='ortho')
+        return (tokens + filtered).to(x.dtype)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        """Keep a filter trained for another length (resized at run time, never
+        dropped)."""
+        incoming = state_dict.get(prefix + 'weight')
+        if (
+            isinstance(incoming, Tensor)
+            and incoming.dim() == self.weight.dim()
+            and tuple(incoming.shape[1:]) == tuple(self.weight.shape[1:])
+            and incoming.shape[0] != self.weight.shape[0]
+        ):
+            with torch.no_grad():
+                self.weight.data = self.weight.new_empty(incoming.shape)
+            self.length = 2 * (int(incoming.shape[0]) - 1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def extra_repr(self) -> str:
+        return f'dim={self.dim}, length={self.length}, filter_type={self.filter_type!r}'

@@ -230,8 +230,36 @@ def _periodic_fold(z: Tensor, height: int, width: int, pad: int) -> Tensor:
     return z.sum(dim=(2, 4))
 
 
+def _two_tap(bank: Tensor) -> list[list[float]] | None:
+    """The 16 coefficients ``[band][2 i + j]`` of a 2-tap bank (Haar), else None."""
+    if bank.shape[-1] != 2:
+        return None
+    return bank.reshape(4, 4).tolist()
+
+
+def _weighted(parts: list[Tensor], coefficients: list[float]) -> Tensor:
+    """``sum_k c_k p_k`` with Python-float coefficients (autograd keeps nothing)."""
+    out = parts[0] * coefficients[0]
+    for part, c in zip(parts[1:], coefficients[1:]):
+        out = out + part * c
+    return out
+
+
 def _dwt2d(x: Tensor, bank: Tensor) -> Tensor:
-    """Forward transform of a validated input with a ``(4, 1, L, L)`` bank."""
+    """Forward transform of a validated input with a ``(4, 1, L, L)`` bank.
+
+    A 2-tap bank (Haar) needs no padding and no convolution: each band is a weighted
+    sum of the four pixels of every 2x2 block, computed with elementwise operations
+    that keep nothing for the backward pass (a convolution would keep its input).
+    """
+    taps = _two_tap(bank)
+    if taps is not None:
+        batch, channels, height, width = x.shape
+        # (B, C, H, W) -> (B, C, H/2, 2, W/2, 2): the pixels a, b, c, d of each block
+        blocks = x.reshape(batch, channels, height // 2, 2, width // 2, 2)
+        pixels = [blocks[:, :, :, i, :, j] for i in (0, 1) for j in (0, 1)]
+        # four (B, C, h, w) bands -> (B, 4 * C, h, w), band-major
+        return torch.cat([_weighted(pixels, taps[band]) for band in range(4)], dim=1)
     batch, channels, height, width = x.shape
     pad = bank.shape[-1] // 2 - 1
     # One group per input channel, four output channels per group:
@@ -246,9 +274,19 @@ def _dwt2d(x: Tensor, bank: Tensor) -> Tensor:
 
 
 def _idwt2d(y: Tensor, bank: Tensor) -> Tensor:
-    """Inverse transform of a validated input with a ``(4, 1, L, L)`` bank."""
+    """Inverse transform of a validated input with a ``(4, 1, L, L)`` bank (2-tap banks:
+    the transpose of the weighted sums of :func:`_dwt2d`, elementwise)."""
     batch, bands, height, width = y.shape
     channels = bands // 4
+    taps = _two_tap(bank)
+    if taps is not None:
+        subbands = list(y.reshape(batch, 4, channels, height, width).unbind(1))
+        # pixel (i, j) of every block gathers coefficient [band][2 i + j] of each band
+        pixels = [_weighted(subbands, [taps[band][k] for band in range(4)]) for k in range(4)]
+        # (B, C, h, w) x 4 -> (B, C, h, 2, w, 2) -> (B, C, 2h, 2w)
+        top = torch.stack(pixels[:2], dim=-1)
+        bottom = torch.stack(pixels[2:], dim=-1)
+        return torch.stack([top, bottom], dim=3).reshape(batch, channels, 2 * height, 2 * width)
     weight = bank.repeat(channels, 1, 1, 1)
     # Channel order (band, c) -> (c, band):
     # (B, 4 * C, h, w) -> (B, 4, C, h, w) -> (B, C, 4, h, w) -> (B, 4 * C, h, w)

@@ -93,11 +93,14 @@ class HostSpec(Protocol):
         patch_resolution: the default patch grid ``(h, w)`` (for the configured
             ``img_size``).
         patch_embed: the patch embedding module (SSF-style tuners hook its output).
+        num_extra_tokens: the host's own tokens in front of the patches (the ViT's
+            class token: 1; Swin: 0), before any tuner inserts its own.
     """
 
     host_kind: str
     blocks: list[BlockSpec]
     embed_dims: int
+    num_extra_tokens: int
 
     @property
     def in_channels(self) -> int: ...

@@ -6,10 +6,13 @@ import torch
 from torch import Tensor, nn
 
 from ...registry import MODELS
-from ..layers.spectral import SpectralFilter2d
+from ..layers.spectral import SpectralFilter1d, SpectralFilter2d
 from .base import BaseTuner, HostSpec, TokenContext
 
 FILTER_TYPES = ('complex', 'real')
+#: Where FreqFit filters: the 2-D patch grid, or the 1-D token sequence after the class
+#: token (the released code's form for MoCo v3, MAE and CLIP hosts and with prompts).
+MODES = ('2d', '1d')
 
 
 @MODELS.register_module()
@@ -50,14 +53,36 @@ class FreqFit(BaseTuner):
     the ViT's single, fixed token grid; a Swin host (its grid and width change at every
     stage) raises ``TypeError``.
 
-    Parameters: (L + 1) x (h0 x (w0 // 2 + 1) x D x c + 2D), c = 2 (complex) or 1
+    The 1-D form (``mode='1d'``; the released code's for MoCo v3, MAE and CLIP hosts
+    and with VPT prompts): at the same L + 1 positions every token after the host's
+    class token - prompts and patches, in sequence order - goes through a
+    :class:`~mmwst.models.layers.SpectralFilter1d`::
+
+        X'  = X + irfft(rfft(X, dim=tokens, norm='ortho') * K_i, n=N, norm='ortho')
+
+    with ``K_i`` over the ``N0 // 2 + 1`` bins of the default sequence (``N0 = h0 w0 +
+    extra_tokens``; e.g. 196 // 2 + 1 = 99 for ViT-B/16, (196 + 10) // 2 + 1 = 104
+    with 10 prompts) and no scale or shift. The last position filters right after the
+    last block, before any tuner removes its tokens (VPT's prompts are filtered with the
+    patches, as released; list FreqFit after VPT). At the default image size a sequence
+    of any other length is refused (it means ``extra_tokens`` does not match the
+    inserted tokens); at other sizes the filter is resized over its bins.
+
+    Parameters: 2-D (L + 1) x (h0 x (w0 // 2 + 1) x D x c + 2D), c = 2 (complex) or 1
     (real). ViT-B/16 (L = 12, 14 x 14 grid, D = 768): complex
-    13 x (14 x 8 x 768 x 2 + 2 x 768) = **2,256,384**; real **1,138,176**; on top of
-    the host method's own parameters.
+    13 x (14 x 8 x 768 x 2 + 2 x 768) = **2,256,384**; real **1,138,176**. 1-D:
+    (L + 1) x (N0 // 2 + 1) x D x c; ViT-B/16 complex 13 x 99 x 768 x 2 =
+    **1,976,832**, with 10 prompts 13 x 104 x 768 x 2 = 2,076,672. On top of the host
+    method's own parameters.
 
     Args:
         filter_type (str): ``'complex'`` (the paper's default) or ``'real'``.
             Defaults to ``'complex'``.
+        mode (str): ``'2d'`` (the patch grid) or ``'1d'`` (the token sequence after the
+            class token). Defaults to ``'2d'``.
+        extra_tokens (int): ``'1d'`` only: tokens other tuners insert after the class
+            token (e.g. VPT's ``num_prompts``), part of the filtered sequence.
+            Defaults to 0.
         init_cfg (dict | list, optional): mmengine init config. Defaults to None.
 
     Examples:
@@ -81,27 +106,56 @@ class FreqFit(BaseTuner):
         'use FreqFit with mmwst.TunedVisionTransformer.'
     )
 
-    def __init__(self, filter_type: str = 'complex', init_cfg=None) -> None:
+    def __init__(
+        self, filter_type: str = 'complex', mode: str = '2d', extra_tokens: int = 0, init_cfg=None
+    ) -> None:
         super().__init__(init_cfg)
         if filter_type not in FILTER_TYPES:
             raise ValueError(
                 f'FreqFit filter_type must be one of {FILTER_TYPES}, got {filter_type!r}'
             )
+        if mode not in MODES:
+            raise ValueError(f'FreqFit mode must be one of {MODES}, got {mode!r}')
+        if isinstance(extra_tokens, bool) or not isinstance(extra_tokens, int) or extra_tokens < 0:
+            raise ValueError(
+                f'FreqFit extra_tokens must be a non-negative integer, got {extra_tokens!r}'
+            )
+        if extra_tokens and mode != '1d':
+            raise ValueError(
+                "FreqFit extra_tokens sizes the 1-D filter (mode='1d'); the 2-D filter reads "
+                'the patch grid only: remove extra_tokens or set mode="1d"'
+            )
         self.filter_type = filter_type
+        self.mode = mode
+        self.extra_tokens = extra_tokens
         self.filters = nn.ModuleList()
+
+    def _length(self, host: HostSpec) -> int:
+        """The 1-D filter's default sequence: patches and the inserted tokens."""
+        h, w = host.patch_resolution
+        return int(h) * int(w) + self.extra_tokens
 
     def build(self, host: HostSpec) -> None:
         grid = tuple(int(s) for s in host.patch_resolution)  # the default (h0, w0)
+        self._grid = grid
+        self._class_tokens = int(host.num_extra_tokens)
         # one filter before each block and one after the last
         for spec in (*host.blocks, host.blocks[-1]):
-            self.filters.append(SpectralFilter2d(spec.dim, grid, self.filter_type))
+            if self.mode == '1d':
+                layer = SpectralFilter1d(spec.dim, self._length(host), self.filter_type)
+            else:
+                layer = SpectralFilter2d(spec.dim, grid, self.filter_type)
+            self.filters.append(layer)
 
     def param_count(self, host: HostSpec) -> int:
         """At each of the ``L + 1`` positions a filter over the default grid's rfft,
-        ``h (w // 2 + 1) D`` (times 2 when complex), and ``gamma``, ``beta`` (``2 D``)."""
+        ``h (w // 2 + 1) D`` (times 2 when complex), and ``gamma``, ``beta`` (``2 D``);
+        1-D: ``(N0 // 2 + 1) D`` (times 2 when complex), no scale or shift."""
         h, w = host.patch_resolution
         parts = 2 if self.filter_type == 'complex' else 1
         dims = [spec.dim for spec in (*host.blocks, host.blocks[-1])]
+        if self.mode == '1d':
+            return sum((self._length(host) // 2 + 1) * d * parts for d in dims)
         return sum(h * (w // 2 + 1) * d * parts + 2 * d for d in dims)
 
     def reset_parameters(self) -> None:
@@ -122,11 +176,38 @@ class FreqFit(BaseTuner):
         patches = patches.reshape(B, h * w, D)
         return torch.cat([x[:, :start], patches], dim=1)
 
+    def _filter_sequence(self, position: int, x: Tensor, ctx: TokenContext) -> Tensor:
+        """1-D: every token after the class token (prompts and patches) as one sequence."""
+        start = self._class_tokens
+        length = x.shape[1] - start
+        expected = self._grid[0] * self._grid[1] + self.extra_tokens
+        if tuple(ctx.patch_resolution) == self._grid and length != expected:
+            raise ValueError(
+                f'FreqFit (mode="1d") was built for {expected} tokens after the class token '
+                f'({self._grid[0]}x{self._grid[1]} patches + extra_tokens={self.extra_tokens}) '
+                f'but gets {length}; set extra_tokens={length - expected + self.extra_tokens} '
+                '(the tokens other tuners insert, e.g. VPT num_prompts) and list FreqFit after '
+                'the tuner that inserts them'
+            )
+        return torch.cat([x[:, :start], self.filters[position](x[:, start:])], dim=1)
+
     def before_block(self, index: int, x: Tensor, ctx: TokenContext) -> Tensor:
+        if self.mode == '1d':
+            return self._filter_sequence(index, x, ctx)
         return self._filter(index, x, ctx)
 
+    def after_block(self, index: int, x: Tensor, ctx: TokenContext) -> Tensor:
+        if self.mode == '1d' and index == len(self.filters) - 2:  # right after the last block
+            return self._filter_sequence(len(self.filters) - 1, x, ctx)
+        return x
+
     def after_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
+        if self.mode == '1d':
+            return x
         return self._filter(len(self.filters) - 1, x, ctx)
 
     def extra_repr(self) -> str:
-        return f'filter_type={self.filter_type!r}, positions={len(self.filters)}'
+        return (
+            f'filter_type={self.filter_type!r}, mode={self.mode!r}, '
+            f'extra_tokens={self.extra_tokens}, positions={len(self.filters)}'
+        )

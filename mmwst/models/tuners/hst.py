@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ...registry import MODELS
-from ..layers.hst_side import HSTSide, SideState, check_stage_widths
+from ..layers.hst_side import HSTSide, SideState, check_stage_widths, stage_depths
 from ..layers.wst_branch import patch_map
 from .base import BaseTuner, HostSpec, TokenContext
 
@@ -21,19 +21,21 @@ class HST(BaseTuner):
 
     Lin et al., "Hierarchical Side-Tuning for Vision Transformers", arXiv 2310.05393
     (Sec. 3: Meta-Register, Transformation Bridge, side blocks). With ``L`` ViT
-    layers, ``k = L / 4`` consecutive layers feed each stage ``s`` (ViT-B: 3); side
-    block ``j`` of stage ``s`` reads layer ``l = k (s - 1) + j``:
+    layers, ``k_s`` consecutive layers feed stage ``s``, one side block each: by default
+    ``k_s = L / 4`` (ViT-B: 3); ``block_indices`` (the released code's option) gives the
+    last layer of each stage instead, e.g. ``(1, 5, 9, 11)`` for ``k = (2, 4, 4, 2)``:
 
-    1. Meta-Register: block ``l`` runs on ``[M_l; prefix; patches]`` with one learned
-       meta token ``M_l`` (1, 1, D) in front (after the position embedding); from its
-       output ``m_l = out[:, 0]`` and ``F_l`` = the patch tokens as ``(B, D, h, w)``;
-       the meta token is dropped again, so the next block sees ``[prefix; patches]``.
+    1. Meta-Register: block ``l`` runs on ``[M_l; prefix; patches]`` with ``M`` learned
+       meta tokens ``M_l`` (1, M, D) in front (after the position embedding; ``M = 1``
+       by default, the released code's ``metaG_num``); from its output
+       ``m_l = out[:, :M]`` and ``F_l`` = the patch tokens as ``(B, D, h, w)``; the meta
+       tokens are dropped again, so the next block sees ``[prefix; patches]``.
     2. Transformation Bridge: one ``T_s = Linear(D -> C_s)`` per stage, shared by its
        ``k`` layers; ``g_l = LN_l(T_s(m_l))`` (one LayerNorm per layer) and
        ``f_l = T_s(bilinear(F_l, (H_s, W_s)))`` as tokens. ``f_l`` is computed as
        ``bilinear(T_s(F_l))``: the same values (bilinear weights sum to one), at
        ``C_s / D`` of the cost.
-    3. Side block: ``t_l = mean_tokens(f_l)``, ``kv = [g_l; t_l]`` (B, 2, C_s);
+    3. Side block: ``t_l = mean_tokens(f_l)``, ``kv = [g_l; t_l]`` (B, M + 1, C_s);
        ``x = x + DropPath(CrossAttn(LN1(x), kv))``; ``x = x + f_l``;
        ``x = x + DropPath(MLP(LN2(x)))``.
     4. Stages: a stride-4 conv stem on the image, then Conv3x3/s2 patch embeddings;
@@ -57,10 +59,11 @@ class HST(BaseTuner):
 
     Parameters (MLP ratio 4, ``C_0 = 3`` image channels), summed over stages ``s``:
     stem ``9 C_0 C_1 + 4 C_1^2 + 5 C_1``; patch embeddings ``9 C_{s-1} C_s + 3 C_s``
-    (s > 1); side blocks ``k (12 C_s^2 + 13 C_s)``; stage norms ``2 C_s``; bridges
-    ``(D + 1) C_s``; bridge norms ``2 k C_s``; meta tokens ``L D``; ViT LayerNorms
+    (s > 1); side blocks ``k_s (12 C_s^2 + 13 C_s)``; stage norms ``2 C_s``; bridges
+    ``(D + 1) C_s``; bridge norms ``2 k_s C_s``; meta tokens ``M L D``; ViT LayerNorms
     ``4 L D``. ViT-B/16, C = [32, 48, 64, 72]: 5,120 + 83,496 + 462,312 + 432 +
-    166,104 + 1,296 + 9,216 + 36,864 = **764,840** (paper: 0.78M).
+    166,104 + 1,296 + 9,216 + 36,864 = **764,840** (paper: 0.78M); with ``M = 2``
+    774,056; with ``block_indices=(1, 5, 9, 11)`` (k = 2, 4, 4, 2) 767,264.
 
     Combining with tuners that insert tokens (VPT): list HST last, so its meta token
     is prepended after the others have placed theirs; every tuner that reads
@@ -76,6 +79,9 @@ class HST(BaseTuner):
         drop_path_rate (float): Side-network stochastic depth, rising linearly from 0
             over all side blocks. Defaults to 0.
         output (str): ``'cls'`` or ``'pyramid'`` (see above). Defaults to 'cls'.
+        num_meta_tokens (int): Meta tokens per layer, ``M``. Defaults to 1.
+        block_indices (Sequence[int], optional): The last ViT layer (0-based) of each
+            stage, increasing and ending at ``L - 1``. Defaults to None (equal groups).
         init_cfg (dict, optional): Unused; initialisation is the method's own.
 
     Examples:
@@ -103,6 +109,8 @@ class HST(BaseTuner):
         qkv_bias: bool = True,
         drop_path_rate: float = 0.0,
         output: str = 'cls',
+        num_meta_tokens: int = 1,
+        block_indices: Sequence[int] | None = None,
         init_cfg=None,
     ) -> None:
         super().__init__(init_cfg)
@@ -115,6 +123,8 @@ class HST(BaseTuner):
         self.qkv_bias = qkv_bias
         self.drop_path_rate = drop_path_rate
         self.output = output
+        self.num_meta_tokens = num_meta_tokens
+        self.block_indices = None if block_indices is None else tuple(block_indices)
 
     def build(self, host: HostSpec) -> None:
         self.side = HSTSide(
@@ -126,13 +136,15 @@ class HST(BaseTuner):
             qkv_bias=self.qkv_bias,
             drop_path_rate=self.drop_path_rate,
             in_channels=host.in_channels,
+            num_meta=self.num_meta_tokens,
+            block_indices=self.block_indices,
         )
 
     def param_count(self, host: HostSpec) -> int:
         """The formula above: stem, patch embeddings, side blocks, stage norms, bridges
         and their norms, meta tokens and the ViT's LayerNorms (ViT-B/16: 764,840)."""
         dim, layers, c0 = host.embed_dims, len(host.blocks), host.in_channels
-        k, (c1, *_) = layers // 4, self.channels
+        depths, (c1, *_) = stage_depths(layers, self.block_indices), self.channels
         hidden = self.mlp_ratio
         block = [
             (4 + 2 * hidden) * c * c + (9 + hidden) * c - (0 if self.qkv_bias else 3 * c)
@@ -140,10 +152,11 @@ class HST(BaseTuner):
         ]
         total = 9 * c0 * c1 + 4 * c1 * c1 + 5 * c1  # stem
         total += sum(9 * a * b + 3 * b for a, b in zip(self.channels[:-1], self.channels[1:]))
-        total += sum(k * int(n) for n in block)  # side blocks
+        total += sum(k * int(n) for k, n in zip(depths, block))  # side blocks
         total += sum(2 * c for c in self.channels)  # stage norms
-        total += sum((dim + 1) * c + 2 * k * c for c in self.channels)  # bridges, their norms
-        return total + layers * dim + 4 * layers * dim  # meta tokens, ViT LayerNorms
+        total += sum((dim + 1) * c + 2 * k * c for k, c in zip(depths, self.channels))
+        meta = self.num_meta_tokens * layers * dim
+        return total + meta + 4 * layers * dim  # + meta tokens, ViT LayerNorms
 
     @property
     def out_strides(self) -> tuple[int, ...]:
@@ -164,15 +177,15 @@ class HST(BaseTuner):
         return x
 
     def before_block(self, index: int, x: Tensor, ctx: TokenContext) -> Tensor:
-        ctx.num_prefix += 1
-        return torch.cat([self.side.meta(index, x), x], dim=1)  # (B, 1 + N, D)
+        ctx.num_prefix += self.num_meta_tokens
+        return torch.cat([self.side.meta(index, x), x], dim=1)  # (B, M + N, D)
 
     def after_block(self, index: int, x: Tensor, ctx: TokenContext) -> Tensor:
-        meta = x[:, 0]  # m_l: (B, D)
+        meta = x[:, : self.num_meta_tokens]  # m_l: (B, M, D)
         patches = patch_map(x, ctx.num_prefix, ctx.patch_resolution)  # F_l: (B, h, w, D)
-        ctx.num_prefix -= 1
+        ctx.num_prefix -= self.num_meta_tokens
         self.side.step(ctx.state[self], index, ctx.image, meta, patches)
-        return x[:, 1:]  # [prefix; patches]: (B, N, D)
+        return x[:, self.num_meta_tokens :]  # [prefix; patches]: (B, N, D)
 
     def after_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
         state: SideState = ctx.state.pop(self)

@@ -19,6 +19,14 @@ def freqfit_count(kind: str, parts: int = 2) -> int:
     return sum(h * (w // 2 + 1) * d * parts + 2 * d for d in dims)
 
 
+def freqfit_1d_count(kind: str, extra_tokens: int = 0) -> int:
+    """L + 1 filters of ((h w + extra) // 2 + 1, D, 2), no scale or shift."""
+    h, w = GRID
+    dims = [d for d, _ in blocks(kind)]
+    dims.append(dims[-1])
+    return sum(((h * w + extra_tokens) // 2 + 1) * d * 2 for d in dims)
+
+
 def lora_all_count(kind: str, rank: int = 2) -> int:
     return sum(rank * (4 * (d + d) + (d + h) + (h + d)) for d, h in blocks(kind))
 
@@ -50,6 +58,25 @@ CASES = [
         False,
         False,
         lambda k: rlrr_count(k) + freqfit_count(k),
+        ('vit',),
+    ),
+    Case(
+        'freqfit_1d',
+        [dict(type='mmwst.FreqFit', mode='1d')],
+        False,
+        False,
+        freqfit_1d_count,
+        ('vit',),
+    ),
+    Case(
+        'freqfit_1d_vpt_deep',
+        [
+            dict(type='mmwst.VPT', num_prompts=3, deep=True),
+            dict(type='mmwst.FreqFit', mode='1d', extra_tokens=3),
+        ],
+        False,
+        False,
+        lambda k: 4 * 3 * 32 + freqfit_1d_count(k, extra_tokens=3),
         ('vit',),
     ),
 ]

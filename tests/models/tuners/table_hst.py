@@ -12,9 +12,18 @@ HEADS = [1, 2, 2, 4]
 IMAGE_CHANNELS = 3
 
 
-def hst_parts(dim: int, num_layers: int, channels: list[int], mlp_ratio: int = 4) -> dict:
-    """Trainable parameters of HST, part by part, from the widths alone."""
-    per_stage = num_layers // 4
+def hst_parts(
+    dim: int,
+    num_layers: int,
+    channels: list[int],
+    mlp_ratio: int = 4,
+    depths: tuple[int, ...] | None = None,
+    num_meta: int = 1,
+) -> dict:
+    """Trainable parameters of HST, part by part, from the widths alone: ``depths`` ViT
+    layers (= side blocks) per stage (default: equal groups), ``num_meta`` meta tokens
+    per layer."""
+    depths = depths or (num_layers // 4,) * 4
     c1 = channels[0]
     stem = 9 * IMAGE_CHANNELS * c1 + 2 * c1 + (4 * c1 * c1 + c1) + 2 * c1
     embeds = sum(9 * a * b + b + 2 * b for a, b in zip(channels[:-1], channels[1:]))
@@ -29,17 +38,18 @@ def hst_parts(dim: int, num_layers: int, channels: list[int], mlp_ratio: int = 4
     return {
         'stem': stem,
         'embeds': embeds,
-        'side_blocks': per_stage * sum(side_block(c) for c in channels),
+        'side_blocks': sum(k * side_block(c) for k, c in zip(depths, channels)),
         'stage_norms': sum(2 * c for c in channels),
         'bridges': sum(dim * c + c for c in channels),
-        'bridge_norms': per_stage * sum(2 * c for c in channels),
-        'meta_tokens': num_layers * dim,
+        'bridge_norms': sum(k * 2 * c for k, c in zip(depths, channels)),
+        'meta_tokens': num_meta * num_layers * dim,
         'vit_norms': num_layers * 2 * (2 * dim),
     }
 
 
-def _count(kind: str) -> int:
-    return sum(hst_parts(VIT_ARCH['embed_dims'], VIT_ARCH['num_layers'], CHANNELS).values())
+def _count(kind: str, num_meta: int = 1) -> int:
+    parts = hst_parts(VIT_ARCH['embed_dims'], VIT_ARCH['num_layers'], CHANNELS, num_meta=num_meta)
+    return sum(parts.values())
 
 
 CASES = [
@@ -49,6 +59,14 @@ CASES = [
         False,
         False,
         _count,
+        hosts=('vit',),
+    ),
+    Case(
+        'hst_3_meta_tokens',
+        [dict(type='mmwst.HST', channels=CHANNELS, num_heads=HEADS, num_meta_tokens=3)],
+        False,
+        False,
+        lambda kind: _count(kind, num_meta=3),
         hosts=('vit',),
     ),
 ]

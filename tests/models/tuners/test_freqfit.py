@@ -223,3 +223,135 @@ def test_filters_trained_at_one_size_load_into_a_host_built_for_another():
     trained.eval(), other.eval()
     with torch.no_grad():
         torch.testing.assert_close(other(x)[0], trained(x)[0], rtol=0, atol=0)
+
+
+# ---- the 1-D form (released for MoCo v3, MAE and CLIP hosts and with prompts) -------------
+def _dft_filter_1d(tokens, kernel):
+    """``X + irfft(rfft(X) K)`` along the tokens, written with explicit DFT sums (cosines
+    and sines, no FFT): the spectrum's bins ``k = 0 .. N // 2``, their Hermitian mirror
+    ``N - k`` for the inverse, the imaginary parts of DC and (even N) Nyquist ignored."""
+    x = tokens.double()
+    B, N, C = x.shape
+    n = torch.arange(N, dtype=torch.float64)
+    k = torch.arange(N // 2 + 1, dtype=torch.float64)
+    angle = 2 * torch.pi * k[:, None] * n[None, :] / N  # (bins, N)
+    re = torch.einsum('kn,bnc->bkc', torch.cos(angle), x) / N**0.5
+    im = -torch.einsum('kn,bnc->bkc', torch.sin(angle), x) / N**0.5
+    kernel = kernel.to(torch.complex128)
+    fre = re * kernel.real - im * kernel.imag  # (re + i im) (Kr + i Ki)
+    fim = re * kernel.imag + im * kernel.real
+    weight = torch.full((N // 2 + 1,), 2.0, dtype=torch.float64)
+    weight[0] = 1.0
+    if N % 2 == 0:
+        weight[-1] = 1.0
+    fim = fim.clone()
+    fim[:, 0] = 0
+    if N % 2 == 0:
+        fim[:, -1] = 0
+    back = torch.einsum('k,kn,bkc->bnc', weight, torch.cos(angle), fre)
+    back -= torch.einsum('k,kn,bkc->bnc', weight, torch.sin(angle), fim)
+    return (x + back / N**0.5).to(tokens.dtype)
+
+
+@pytest.mark.parametrize('length', [16, 15])
+def test_1d_filter_is_the_dft_written_out(length):
+    from mmwst.models.layers import SpectralFilter1d
+
+    torch.manual_seed(0)
+    layer = SpectralFilter1d(6, length)
+    assert tuple(layer.weight.shape) == (length // 2 + 1, 6, 2)
+    x = torch.randn(2, length, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), _dft_filter_1d(x, _kernel(layer)))
+
+
+def _by_hand_1d(model, image, num_prompts=0):
+    """The tiny ViT with FreqFit 1-D after VPT-deep, written out: before block i the
+    tokens after the class token ([prompts; patches]) are filtered by K_i, the prompts
+    having been replaced first; K_L right after the last block, prompts included; then
+    the prompts go, and the patch mean goes through the final norm."""
+    vpt = model.tuners[0] if num_prompts else None
+    freqfit = model.tuners[-1]
+    captured = {}
+    hook = model.layers[0].register_forward_pre_hook(lambda m, a: captured.update(x=a[0]))
+    model(image)
+    hook.remove()
+    x = captured['x']  # the input of block 0, to check the rebuilt one against
+    B = image.shape[0]
+    tokens = model.patch_embed(image)[0]
+    tokens = torch.cat([model.cls_token.expand(B, -1, -1), tokens], dim=1) + model.pos_embed
+    for i, layer in enumerate(model.layers):
+        if num_prompts:
+            prompts = vpt._prompt(i, tokens)
+            tokens = torch.cat(
+                [tokens[:, :1], prompts, tokens[:, 1 + (num_prompts if i else 0) :]], 1
+            )
+        rest = _dft_filter_1d(tokens[:, 1:], _kernel(freqfit.filters[i]))
+        tokens = torch.cat([tokens[:, :1], rest], dim=1)
+        if i == 0:
+            torch.testing.assert_close(tokens, x)
+        tokens = layer(tokens)
+    rest = _dft_filter_1d(tokens[:, 1:], _kernel(freqfit.filters[-1]))
+    patches = rest[:, num_prompts:]
+    return model.ln1(patches.mean(dim=1))
+
+
+@pytest.mark.parametrize('num_prompts', [0, 3])
+def test_1d_form_equals_the_released_forward_written_out(num_prompts):
+    tuners = [dict(type='mmwst.FreqFit', mode='1d', extra_tokens=num_prompts)]
+    if num_prompts:
+        tuners.insert(0, dict(type='mmwst.VPT', num_prompts=num_prompts, deep=True))
+    model = _model(tuners, out_type='avg_patch')
+    assert [f.length for f in model.tuners[-1].filters] == [16 + num_prompts] * 5
+    image = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(image)[0], _by_hand_1d(model, image, num_prompts))
+
+
+def test_1d_form_refuses_a_sequence_it_was_not_built_for():
+    tuners = [
+        dict(type='mmwst.VPT', num_prompts=3, deep=True),
+        dict(type='mmwst.FreqFit', mode='1d'),
+    ]
+    model = _model(tuners)
+    with pytest.raises(ValueError, match='built for 16 tokens .* gets 19; set extra_tokens=3'):
+        model(torch.randn(1, 3, 32, 32))
+    model = _model([dict(type='mmwst.FreqFit', mode='1d')])
+    assert model(torch.randn(1, 3, 40, 56))[0].shape == (1, 32)  # other sizes: resized
+
+
+@pytest.mark.parametrize(
+    ('kwargs', 'match'),
+    [
+        (dict(mode='3d'), 'mode must be one of'),
+        (dict(extra_tokens=10), 'sizes the 1-D filter'),
+        (dict(mode='1d', extra_tokens=-1), 'non-negative integer'),
+    ],
+)
+def test_1d_arguments_are_checked(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        _model([dict(type='mmwst.FreqFit', **kwargs)])
+
+
+def test_1d_filters_of_another_length_load_and_are_kept():
+    from mmwst.models.layers import SpectralFilter1d
+
+    trained, other = SpectralFilter1d(4, 20), SpectralFilter1d(4, 12)
+    other.load_state_dict(trained.state_dict())
+    assert torch.equal(other.weight, trained.weight) and other.length == 20
+    x = torch.randn(1, 12, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(other(x), trained(x))
+
+
+def test_1d_configs_count_as_released():
+    """MAE host: LoRA + 13 x 99 x 768 x 2; VPT-deep (10 prompts): 12 x 10 x 768 prompts
+    + 13 x 104 x 768 x 2; SSF + the 2-D filters."""
+    filters_1d = (LAYERS + 1) * (196 // 2 + 1) * D * 2
+    assert filters_1d == 1_976_832
+    assert _count('lora-freqfit-1d_vit-b16-mae_vtab-1k.py') == LORA_ALL + filters_1d == 3_303_936
+    prompts = LAYERS * 10 * D
+    with_prompts = (LAYERS + 1) * (206 // 2 + 1) * D * 2
+    assert _count('vpt-deep-freqfit-1d_vit-b16_vtab-1k.py') == prompts + with_prompts == 2_168_832
+    ssf = LAYERS * 2 * (3 * D + D + HIDDEN + D + 2 * D) + 2 * D + 2 * D
+    assert _count('ssf-freqfit_vit-b16_vtab-1k.py') == ssf + FREQFIT_COMPLEX == 2_462_208

@@ -139,38 +139,43 @@ def test_blocks_see_the_meta_token_and_the_sequence_continues_unchanged():
 
 
 # ---- the whole method against a literal, store-everything implementation ---------------
-def _literal_hst(model: TunedVisionTransformer, image: torch.Tensor) -> torch.Tensor:
-    """Methods.md section 2 written out directly: all layers first, then the side network."""
+def _literal_hst(
+    model: TunedVisionTransformer, image: torch.Tensor, num_meta: int = 1, block_indices=None
+) -> torch.Tensor:
+    """The method written out directly: all layers first, then the side network; ``M``
+    meta tokens per layer, stage ``s`` reading layers ``b_{s-1} + 1 ... b_s``."""
     tuner = model.tuners[0]
     captured = {}
     hook = model.layers[0].register_forward_pre_hook(
-        lambda m, a: captured.update(x=a[0][:, 1:])  # [cls; patches] after pos-embed
+        lambda m, a: captured.update(x=a[0][:, num_meta:])  # [cls; patches] after pos-embed
     )
     model(image)
     hook.remove()
     x = captured['x']
     B, h, w = image.shape[0], image.shape[2] // PATCH, image.shape[3] // PATCH
+    L = len(model.layers)
+    ends = list(block_indices or [L * (s + 1) // 4 - 1 for s in range(4)])
     metas, maps = [], []
     for i, layer in enumerate(model.layers):
         out = layer(torch.cat([tuner.side.meta_tokens[i].expand(B, -1, -1), x], dim=1))
-        metas.append(out[:, 0])
-        maps.append(out[:, 2:].transpose(1, 2).reshape(B, -1, h, w))  # F_l: (B, D, h, w)
-        x = out[:, 1:]
-    side, k = tuner.side.net, len(model.layers) // 4
-    feature = image
+        metas.append(out[:, :num_meta])  # the M meta tokens' outputs
+        maps.append(out[:, num_meta + 1 :].transpose(1, 2).reshape(B, -1, h, w))  # F_l
+        x = out[:, num_meta:]
+    side = tuner.side.net
+    feature, first = image, 0
     for s in range(4):
         tokens, hw = side.stem(image) if s == 0 else side.embeds[s - 1](feature)
         bridge = tuner.side.bridges[s]
-        for j in range(k):
-            layer = k * s + j
-            g = tuner.side.bridge_norms[layer](bridge(metas[layer]))[:, None]
+        for j, layer in enumerate(range(first, ends[s] + 1)):
+            g = tuner.side.bridge_norms[layer](bridge(metas[layer]))  # (B, M, C_s)
             resized = F.interpolate(maps[layer], size=hw, mode='bilinear', align_corners=False)
             fine = bridge(resized.flatten(2).transpose(1, 2))
-            kv = torch.cat([g, fine.mean(dim=1, keepdim=True)], dim=1)
+            kv = torch.cat([g, fine.mean(dim=1, keepdim=True)], dim=1)  # M + 1 keys
             block = side.blocks[s][j]
             tokens = tokens + block.attn(block.norm1(tokens), kv)
             tokens = tokens + fine
             tokens = tokens + block.mlp(block.norm2(tokens))
+        first = ends[s] + 1
         tokens = side.norms[s](tokens)
         feature = tokens.transpose(1, 2).reshape(B, -1, *hw)
     return feature.mean(dim=(2, 3))
@@ -182,6 +187,57 @@ def test_matches_a_literal_implementation(size):
     image = _image(*size)
     with torch.no_grad():
         torch.testing.assert_close(model(image)[0], _literal_hst(model, image))
+
+
+@pytest.mark.parametrize(
+    ('num_meta', 'block_indices', 'depths'),
+    [(3, None, (2, 2, 2, 2)), (1, (0, 3, 4, 7), (1, 3, 1, 3)), (2, (2, 3, 5, 7), (3, 1, 2, 2))],
+)
+def test_released_options_match_the_literal_implementation(num_meta, block_indices, depths):
+    """Several meta tokens per layer (the release's metaG_num) and a custom layer-to-stage
+    mapping (its block_indices) on an 8-layer host: the same output as the method written
+    out, and the count part by part."""
+    torch.manual_seed(0)
+    hst = dict(
+        type='mmwst.HST',
+        channels=CHANNELS,
+        num_heads=HEADS,
+        num_meta_tokens=num_meta,
+        block_indices=block_indices,
+    )
+    arch = dict(VIT_ARCH, num_layers=8)
+    model = TunedVisionTransformer(arch=arch, img_size=32, patch_size=PATCH, tuners=[hst])
+    perturb_tuners(model, seed=0)
+    model.eval()
+    tuner = model.tuners[0]
+    assert tuner.side.depths == depths
+    assert [len(stage) for stage in tuner.side.net.blocks] == list(depths)
+    assert tuple(tuner.side.meta_tokens[0].shape) == (1, num_meta, VIT_ARCH['embed_dims'])
+    image = _image(32, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model(image)[0], _literal_hst(model, image, num_meta, block_indices)
+        )
+    parts = hst_parts(VIT_ARCH['embed_dims'], 8, CHANNELS, depths=depths, num_meta=num_meta)
+    trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert trained == sum(parts.values()) == tuner.param_count(model)
+
+
+@pytest.mark.parametrize(
+    ('kwargs', 'expected'),
+    [(dict(num_meta_tokens=2), 774_056), (dict(block_indices=(1, 5, 9, 11)), 767_264)],
+)
+def test_vit_b16_counts_with_the_released_options(kwargs, expected):
+    init_default_scope('mmpretrain')
+    cfg = Config.fromfile(CONFIG)
+    cfg.model.backbone.pretrained = None
+    cfg.model.backbone.tuners[0].update(kwargs)
+    model = MODELS.build(cfg.model)
+    depths = (2, 4, 4, 2) if 'block_indices' in kwargs else None
+    parts = hst_parts(
+        768, 12, [32, 48, 64, 72], depths=depths, num_meta=kwargs.get('num_meta_tokens', 1)
+    )
+    assert parameter_report(model).trainable_without_head == sum(parts.values()) == expected
 
 
 def test_fine_map_projects_then_resizes_exactly():
@@ -272,6 +328,30 @@ def test_bad_arguments_are_refused(kwargs, error, match):
         HST(**args)
 
 
+@pytest.mark.parametrize(
+    ('kwargs', 'match'),
+    [
+        (dict(num_meta_tokens=0), 'num_meta must be a positive integer'),
+        (dict(block_indices=(0, 1, 2)), 'last layer .* of each of the 4 stages'),
+        (dict(block_indices=(0, 2, 1, 3)), 'strictly increasing'),
+        (dict(block_indices=(0, 1, 2, 2)), 'strictly increasing'),
+        (dict(block_indices=(0, 1, 2, 5)), r'ending at the last layer \(3\)'),
+    ],
+)
+def test_bad_released_options_are_refused_when_built(kwargs, match):
+    hst = dict(type='mmwst.HST', channels=CHANNELS, num_heads=HEADS, **kwargs)
+    with pytest.raises(ValueError, match=match):
+        build_host('vit', [hst])
+
+
+def test_block_indices_map_a_vit_whose_depth_is_not_a_multiple_of_four():
+    arch = dict(VIT_ARCH, num_layers=6)
+    hst = dict(type='mmwst.HST', channels=CHANNELS, num_heads=HEADS, block_indices=(0, 2, 3, 5))
+    model = TunedVisionTransformer(arch=arch, img_size=32, patch_size=PATCH, tuners=[hst])
+    assert model.tuners[0].side.depths == (1, 2, 1, 2)
+    assert model(_image(32, 32))[0].shape == (2, CHANNELS[-1])
+
+
 def test_needs_a_vit_with_a_multiple_of_four_layers():
     hst = dict(type='mmwst.HST', channels=CHANNELS, num_heads=HEADS)
     with pytest.raises(UnsupportedHostError, match="HST runs on vit hosts.*'swin' host"):
@@ -310,8 +390,10 @@ def test_config_states_the_recipe():
     assert cfg.train_dataloader.batch_size == 64 == cfg.auto_scale_lr.base_batch_size
     assert cfg.optim_wrapper.optimizer.type == 'AdamW'
     assert cfg.optim_wrapper.paramwise_cfg.flat_decay_mult == 0.0
-    warmup, cosine = cfg.param_scheduler
-    assert (warmup.begin, warmup.end, cosine.begin, cosine.end) == (0, 10, 10, 110)
-    assert cosine.eta_min == 1e-8
-    assert warmup.start_factor * cfg.optim_wrapper.optimizer.lr == pytest.approx(1e-7)
-    assert cfg.train_cfg.max_epochs == 120  # 10 warm-up + 100 cosine + 10 cool-down
+    # the released curve: a 100-epoch cosine cycle with the 10 warm-up epochs inside it,
+    # then 10 epochs at the floor, per epoch (tests/engine/test_schedulers.py checks it)
+    (schedule,) = cfg.param_scheduler
+    assert schedule.type == 'mmwst.WarmupCosineLR' and schedule.by_epoch
+    assert (schedule.cycle, schedule.warmup, schedule.end) == (100, 10, 110)
+    assert (schedule.warmup_start, schedule.eta_min) == (1e-7, 1e-8)
+    assert cfg.train_cfg.max_epochs == 110

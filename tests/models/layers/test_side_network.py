@@ -1,0 +1,108 @@
+"""The side network's memory-lean forms compute what the plain formulas compute: the
+cross-attention over a few keys, the MLP that recomputes its GELU, the Haar transform
+without a convolution - same values, same gradients, less kept for the backward pass."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmwst.models.layers import DWT2d, IDWT2d
+from mmwst.models.layers.side_network import MetaCrossAttention, SideBlock, gelu_linear
+
+
+def _saved(fn, *args):
+    """Shapes of the tensors autograd keeps while running ``fn(*args)``."""
+    shapes = []
+
+    def pack(tensor):
+        shapes.append(tuple(tensor.shape))
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        out = fn(*args)
+    return out, shapes
+
+
+def _plain_attention(attn, x, kv):
+    """The textbook form: full queries, fused attention, output projection."""
+    B, N, C = x.shape
+    heads = attn.num_heads
+
+    def split(t):  # (B, n, C) -> (B, heads, n, C / heads)
+        return t.reshape(B, t.shape[1], heads, C // heads).transpose(1, 2)
+
+    out = F.scaled_dot_product_attention(split(attn.q(x)), split(attn.k(kv)), split(attn.v(kv)))
+    return attn.proj(out.transpose(1, 2).reshape(B, N, C))
+
+
+@pytest.mark.parametrize(('dim', 'heads', 'keys'), [(64, 2, 2), (48, 4, 3), (16, 1, 2)])
+@pytest.mark.parametrize('qkv_bias', [True, False])
+def test_cross_attention_equals_the_plain_form_with_gradients(dim, heads, keys, qkv_bias):
+    torch.manual_seed(0)
+    attn = MetaCrossAttention(dim, heads, qkv_bias=qkv_bias).double()
+    for p in attn.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    x = torch.randn(3, 40, dim, dtype=torch.float64, requires_grad=True)
+    kv = torch.randn(3, keys, dim, dtype=torch.float64, requires_grad=True)
+    ours, plain = attn(x, kv), _plain_attention(attn, x, kv)
+    torch.testing.assert_close(ours, plain)
+    grad = torch.randn_like(ours)
+    inputs = [x, kv, *attn.parameters()]
+    for a, b in zip(
+        torch.autograd.grad(ours, inputs, grad), torch.autograd.grad(plain, inputs, grad)
+    ):
+        torch.testing.assert_close(a, b)
+
+
+def test_cross_attention_keeps_no_token_wide_query_or_output():
+    attn = MetaCrossAttention(64, 2)
+    x = torch.randn(2, 100, 64, requires_grad=True)
+    kv = torch.randn(2, 2, 64, requires_grad=True)
+    _, shapes = _saved(attn, x, kv)
+    token_wide = [s for s in shapes if s[:2] == (2, 100) and s[-1] == 64]
+    assert len(token_wide) <= 1, shapes  # only its input, for the query weight's gradient
+    _, plain = _saved(_plain_attention, attn, x, kv)
+    assert (
+        sum(torch.Size(s).numel() for s in shapes) < sum(torch.Size(s).numel() for s in plain) / 2
+    )
+
+
+def test_gelu_linear_equals_linear_of_gelu_and_keeps_only_its_input():
+    torch.manual_seed(0)
+    hidden = torch.randn(4, 10, 32, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(8, 32, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(8, dtype=torch.float64, requires_grad=True)
+    ours, shapes = _saved(gelu_linear, hidden, weight, bias)
+    plain = F.linear(F.gelu(hidden), weight, bias)
+    torch.testing.assert_close(ours, plain, rtol=0, atol=0)
+    grad = torch.randn_like(ours)
+    for a, b in zip(
+        torch.autograd.grad(ours, [hidden, weight, bias], grad),
+        torch.autograd.grad(plain, [hidden, weight, bias], grad),
+    ):
+        torch.testing.assert_close(a, b)
+    # the GELU's input, not also its output (the plain form keeps both)
+    assert [torch.Size(s).numel() for s in shapes].count(4 * 10 * 32) == 1
+    assert torch.autograd.gradcheck(
+        gelu_linear, (hidden[:1, :2, :5].detach().requires_grad_(), weight[:3, :5], bias[:3])
+    )
+
+
+def test_side_block_in_bfloat16_autocast_trains_float32_weights():
+    block = SideBlock(32, 2)
+    x, kv, fine = torch.randn(2, 30, 32), torch.randn(2, 2, 32), torch.randn(2, 30, 32)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = block(x, kv, fine)
+    out.float().sum().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in block.parameters())
+
+
+def test_haar_transforms_keep_nothing_for_the_backward_pass():
+    x = torch.randn(2, 3, 8, 6, requires_grad=True)
+    bands = torch.randn(2, 12, 4, 3, requires_grad=True)
+    (_, forward), (_, inverse) = _saved(DWT2d('haar'), x), _saved(IDWT2d('haar'), bands)
+    assert forward == [] and inverse == []
+    _, longer = _saved(DWT2d('db2'), x)  # a convolution keeps its input
+    assert longer
