@@ -221,7 +221,9 @@ class DenseTunedViT(TunedVisionTransformer):
         if not self.host_grad:
             with torch.no_grad():
                 out = layer(tokens)
-            return out, out[:, 0]
+            # a copy: the side network keeps its key for backward, and a view would keep
+            # the whole (B, N, D) output of the layer alive with it
+            return out, out[:, 0].clone()
         if self.side is not None:  # [M_l; prefix; patches]
             tokens = torch.cat([self.side.meta(index, tokens), tokens], dim=1)
         if self.with_cp and self.training and torch.is_grad_enabled():
@@ -230,5 +232,5 @@ class DenseTunedViT(TunedVisionTransformer):
             out = layer(tokens)
         if self.side is not None:
             meta = self.side.num_meta
-            return out[:, meta:], out[:, :meta]
+            return out[:, meta:], out[:, :meta].contiguous()  # not a view of all of out
         return out, None

@@ -204,10 +204,14 @@ class HSTSide(nn.Module):
             state.maps.append(state.fmap)
 
     def _branch(self, stage: int, branch: Tensor, size: tuple[int, int]) -> Tensor:
-        """``B_s(bilinear(S_{l+1}, size))`` as tokens ``(B, H_s*W_s, C_s)``."""
-        branch = F.interpolate(branch, size=size, mode='bilinear', align_corners=False)
-        tokens = branch.flatten(2).transpose(1, 2)  # (B, D/4, H_s, W_s) -> (B, H_s*W_s, D/4)
-        return self.branch_bridges[stage](tokens)
+        """``B_s(bilinear(S_{l+1}, size))`` as tokens ``(B, H_s*W_s, C_s)``, computed as
+        ``bilinear(B_s(S_{l+1}))``: the same values (the bilinear weights of each output
+        pixel sum to one, so the resize commutes with the affine ``B_s``), with the
+        Linear on the branch's own grid - 4x fewer pixels on the stride-4 stage, and
+        only that smaller map kept for its backward pass."""
+        # (B, D/4, 2h, 2w) -> (B, 2h, 2w, D/4) -> (B, 2h, 2w, C_s)
+        projected = self.branch_bridges[stage](branch.permute(0, 2, 3, 1))
+        return _resized_tokens(projected, size)
 
 
 def _resized_tokens(fmap: Tensor, size: tuple[int, int]) -> Tensor:
