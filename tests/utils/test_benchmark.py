@@ -262,3 +262,26 @@ def test_cli_passes_the_new_options(tmp_path, monkeypatch):
         cli.main(['--sdpa', 'fast'])
     with pytest.raises(SystemExit):
         cli.main(['--peak-tflops', 'max'])
+
+
+def test_peak_tensor_memory_counts_what_a_step_holds_at_once():
+    """Two 40 MiB tensors alive together, then freed: an 80 MiB peak, whatever the CPU
+    allocator keeps; plus the optimizer's state (AdamW: two moments per parameter)."""
+    import torch
+
+    from benchmarking.measure import peak_tensor_mb
+
+    weight = torch.nn.Parameter(torch.zeros(1024, 256))  # 1 MiB
+    optimizer = torch.optim.AdamW([weight])
+
+    def step():
+        a = torch.ones(1024, 1024, 10)  # 40 MiB
+        b = a * 2  # 40 MiB more, while a lives
+        del a, b
+        weight.grad = torch.ones_like(weight)
+        optimizer.step()
+
+    step()  # creates the moments (2 MiB)
+    peak = peak_tensor_mb(step, optimizer)
+    assert 80 + 2 < peak < 80 + 2 + 1.5, peak  # + the 1 MiB gradient, at most
+    assert weight.grad is not None

@@ -115,6 +115,37 @@ def _timed(fns, device, warmup: int, repeats: int) -> tuple[list[float], list[fl
     return [statistics.median(t) for t in times], firsts, _compiled_graphs() - graphs
 
 
+def peak_tensor_mb(step, optimizer) -> float:
+    """The most tensor memory one training step holds at once (MiB), counted from the
+    allocations and frees that ``torch.profiler`` records (``profile_memory``), plus the
+    optimizer's state: what CUDA's ``max_memory_allocated`` measures over the step,
+    without the CPU allocator's retained or fragmented pages that the resident-set peak
+    (``peak_mem_mb``) also holds. The gradients are released first, so that every byte
+    the step allocates and frees is seen."""
+    import torch
+    from torch.profiler import ProfilerActivity
+
+    optimizer.zero_grad(set_to_none=True)
+    with torch.profiler.profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    changes = sorted(
+        (e.time_range.start, e.self_cpu_memory_usage)
+        for e in prof.events()
+        if e.self_cpu_memory_usage
+    )
+    live = peak = 0
+    for _, change in changes:
+        live += change
+        peak = max(peak, live)
+    state = sum(
+        t.numel() * t.element_size()
+        for values in optimizer.state.values()
+        for t in values.values()
+        if isinstance(t, torch.Tensor)
+    )
+    return (peak + state) / 2**20
+
+
 def _cpu_flash_attention_formulas() -> dict:
     """FLOP formulas for the CPU flash-attention kernels, which
     ``torch.utils.flop_counter`` does not count (its CUDA twins it does)."""
@@ -264,6 +295,12 @@ def measure(
             if compile:
                 report['train_compile_s'] = max(first_s - step_s, 0.0)
                 report['train_recompiled_while_timing'] = graphs
+            # the peak of live tensors, allocator aside (on CUDA the same as peak_mem_mb)
+            report['peak_tensor_mb'] = (
+                report['peak_mem_mb']
+                if device == 'cuda'
+                else peak_tensor_mb(lambda: step(model), optimizer)
+            )
             # FLOPs of one forward + backward of the eager model (the step's AdamW update
             # is elementwise and not counted); checkpointed blocks count their recompute
             report['train_flops'] = count_flops(lambda: forward_backward(model))
@@ -579,5 +616,10 @@ def add_ratios(results: list[dict]) -> list[dict]:
             r['train_vs_full_ft'] = r['train_step_s'] / full['train_step_s']
             r['mem_vs_full_ft'] = (
                 r['peak_mem_mb'] / full['peak_mem_mb'] if full.get('peak_mem_mb') else None
+            )
+            r['tensor_mem_vs_full_ft'] = (
+                r['peak_tensor_mb'] / full['peak_tensor_mb']
+                if full.get('peak_tensor_mb') and r.get('peak_tensor_mb') is not None
+                else None
             )
     return results

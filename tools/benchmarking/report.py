@@ -20,6 +20,8 @@ COLUMNS = [
     ('train_peak_share', 'train share of peak', '{:.1%}'),
     ('peak_mem_mb', 'peak mem (MB)', '{:.0f}'),
     ('mem_vs_full_ft', 'mem / full FT', '{:.2f}x'),
+    ('peak_tensor_mb', 'peak tensor mem (MB)', '{:.0f}'),
+    ('tensor_mem_vs_full_ft', 'tensor mem / full FT', '{:.2f}x'),
     ('infer_s', 'inference (s)', '{:.3f}'),
     ('frozen_infer_s', 'frozen inference, same run (s)', '{:.3f}'),
     ('infer_vs_frozen', 'inference / frozen', '{:.3f}x'),

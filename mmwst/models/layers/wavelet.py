@@ -230,36 +230,53 @@ def _periodic_fold(z: Tensor, height: int, width: int, pad: int) -> Tensor:
     return z.sum(dim=(2, 4))
 
 
-def _two_tap(bank: Tensor) -> list[list[float]] | None:
-    """The 16 coefficients ``[band][2 i + j]`` of a 2-tap bank (Haar), else None."""
+#: The sign pattern of the Haar bank, ``[band][2 i + j]`` for pixel ``(i, j)`` of a block.
+_HAAR_SIGNS = ((1, 1, 1, 1), (1, 1, -1, -1), (1, -1, 1, -1), (1, -1, -1, 1))
+
+
+def _haar_scale(bank: Tensor) -> float | None:
+    """``k`` when the ``(4, 1, L, L)`` bank is ``k`` times the 2x2 Haar sign pattern
+    (``'haar'``, ``'db1'``), else None."""
     if bank.shape[-1] != 2:
         return None
-    return bank.reshape(4, 4).tolist()
+    taps = bank.reshape(4, 4).tolist()
+    scale = taps[0][0]
+    for row, signs in zip(taps, _HAAR_SIGNS):
+        if any(t != scale * sign for t, sign in zip(row, signs)):
+            return None
+    return scale
 
 
-def _weighted(parts: list[Tensor], coefficients: list[float]) -> Tensor:
-    """``sum_k c_k p_k`` with Python-float coefficients (autograd keeps nothing)."""
-    out = parts[0] * coefficients[0]
-    for part, c in zip(parts[1:], coefficients[1:]):
-        out = out + part * c
-    return out
+def _butterfly(p: Tensor, q: Tensor, r: Tensor, t: Tensor, scale: float) -> list[Tensor]:
+    """``scale`` times the Haar sign pattern applied to ``(p, q, r, t)`` with 8 additions:
+    ``[p+q+r+t, p+q-r-t, p-q+r-t, p-q-r+t]``. The pattern is its own transpose, so the
+    same butterfly maps pixels to bands and bands to pixels. Additions and products by
+    a Python number keep nothing for the backward pass."""
+    plus, minus = p + q, p - q
+    plus2, minus2 = r + t, r - t
+    return [
+        (plus + plus2) * scale,
+        (plus - plus2) * scale,
+        (minus + minus2) * scale,
+        (minus - minus2) * scale,
+    ]
 
 
 def _dwt2d(x: Tensor, bank: Tensor) -> Tensor:
     """Forward transform of a validated input with a ``(4, 1, L, L)`` bank.
 
-    A 2-tap bank (Haar) needs no padding and no convolution: each band is a weighted
-    sum of the four pixels of every 2x2 block, computed with elementwise operations
-    that keep nothing for the backward pass (a convolution would keep its input).
+    The Haar bank needs no padding and no convolution: each band is a signed sum of
+    the four pixels of every 2x2 block (:func:`_butterfly`), which keeps nothing for
+    the backward pass (a convolution would keep its input) and runs faster.
     """
-    taps = _two_tap(bank)
-    if taps is not None:
+    scale = _haar_scale(bank)
+    if scale is not None:
         batch, channels, height, width = x.shape
         # (B, C, H, W) -> (B, C, H/2, 2, W/2, 2): the pixels a, b, c, d of each block
         blocks = x.reshape(batch, channels, height // 2, 2, width // 2, 2)
         pixels = [blocks[:, :, :, i, :, j] for i in (0, 1) for j in (0, 1)]
         # four (B, C, h, w) bands -> (B, 4 * C, h, w), band-major
-        return torch.cat([_weighted(pixels, taps[band]) for band in range(4)], dim=1)
+        return torch.cat(_butterfly(*pixels, scale), dim=1)
     batch, channels, height, width = x.shape
     pad = bank.shape[-1] // 2 - 1
     # One group per input channel, four output channels per group:
@@ -274,15 +291,14 @@ def _dwt2d(x: Tensor, bank: Tensor) -> Tensor:
 
 
 def _idwt2d(y: Tensor, bank: Tensor) -> Tensor:
-    """Inverse transform of a validated input with a ``(4, 1, L, L)`` bank (2-tap banks:
-    the transpose of the weighted sums of :func:`_dwt2d`, elementwise)."""
+    """Inverse transform of a validated input with a ``(4, 1, L, L)`` bank (Haar: the
+    transposed butterfly of :func:`_dwt2d`, elementwise)."""
     batch, bands, height, width = y.shape
     channels = bands // 4
-    taps = _two_tap(bank)
-    if taps is not None:
-        subbands = list(y.reshape(batch, 4, channels, height, width).unbind(1))
-        # pixel (i, j) of every block gathers coefficient [band][2 i + j] of each band
-        pixels = [_weighted(subbands, [taps[band][k] for band in range(4)]) for k in range(4)]
+    scale = _haar_scale(bank)
+    if scale is not None:
+        subbands = y.reshape(batch, 4, channels, height, width).unbind(1)
+        pixels = _butterfly(*subbands, scale)  # pixel (i, j) of every block: a, b, c, d
         # (B, C, h, w) x 4 -> (B, C, h, 2, w, 2) -> (B, C, 2h, 2w)
         top = torch.stack(pixels[:2], dim=-1)
         bottom = torch.stack(pixels[2:], dim=-1)
@@ -382,7 +398,8 @@ class DWT2d(_WaveletBase):
     (height filter x width filter) ``lo x lo``, ``hi x lo``, ``lo x hi`` and
     ``hi x hi`` built from the PyWavelets filter bank ``pywt.Wavelet(wavelet)``
     (``rec_lo`` / ``rec_hi`` used as correlation kernels), implemented as one
-    grouped, stride-2 :func:`torch.nn.functional.conv2d`. The output channels are
+    grouped, stride-2 :func:`torch.nn.functional.conv2d` (Haar: as signed sums of each
+    2x2 block's pixels, which keep nothing for the backward pass). The output channels are
     grouped by band, ``[LL | LH | HL | HH]``, each block ``C`` channels wide. For
     Haar and a 2x2 patch ``[[a, b], [c, d]]`` this gives ``LL = (a + b + c + d) / 2``,
     ``LH = (a + b - c - d) / 2``, ``HL = (a - b + c - d) / 2`` and
