@@ -268,7 +268,6 @@ def test_peak_tensor_memory_counts_what_a_step_holds_at_once():
     """Two 40 MiB tensors alive together, then freed: an 80 MiB peak, whatever the CPU
     allocator keeps; plus the optimizer's state (AdamW: two moments per parameter)."""
     import torch
-
     from benchmarking.measure import peak_tensor_mb
 
     weight = torch.nn.Parameter(torch.zeros(1024, 256))  # 1 MiB

@@ -176,8 +176,10 @@ class MetaCrossAttention(nn.Module):
         # (B, N, C) -> (B, N, heads, C/heads) -> (B, heads, N, C/heads)
         return x.reshape(B, N, self.num_heads, C // self.num_heads).transpose(1, 2)
 
-    def forward(self, x: Tensor, kv: Tensor) -> Tensor:
-        """``x`` (B, N, C) attends to ``kv`` (B, M, C); returns (B, N, C)."""
+    def forward(self, x: Tensor, kv: Tensor, norm: nn.LayerNorm | None = None) -> Tensor:
+        """``x`` (B, N, C) attends to ``kv`` (B, M, C); returns (B, N, C). With ``norm``
+        the queries come from ``norm(x)``, which is then recomputed for the backward
+        pass instead of kept (:func:`norm_then_matmul`)."""
         batch, _, channels = x.shape
         keys, heads = kv.shape[1], self.num_heads
         head_dims = channels // heads
@@ -191,7 +193,11 @@ class MetaCrossAttention(nn.Module):
         w_q = self.q.weight.to(dtype).reshape(heads, head_dims, channels)
         u = torch.einsum('hec,bjhe->bchj', w_q, k) * scale
         # scores: (B, N, C) x (B, C, heads * M) -> (B, N, heads * M)
-        scores = torch.matmul(x.to(dtype), u.reshape(batch, channels, heads * keys))
+        u = u.reshape(batch, channels, heads * keys)
+        if norm is None:
+            scores = torch.matmul(x.to(dtype), u)
+        else:
+            scores = norm_then_matmul(x, norm, u, linear=False)
         if self.q.bias is not None:
             b_q = self.q.bias.to(dtype).reshape(heads, head_dims)
             offset = torch.einsum('he,bjhe->bhj', b_q, k) * scale  # (B, heads, M)
@@ -207,6 +213,64 @@ class MetaCrossAttention(nn.Module):
         # (B, N, heads * M) x (B, heads * M, C) -> (B, N, C)
         out = torch.matmul(attn.reshape(batch, -1, heads * keys), values)
         return out + self.proj.bias.to(out.dtype)
+
+
+def _native_norm(x: Tensor, norm: nn.LayerNorm) -> tuple[Tensor, Tensor, Tensor]:
+    """``norm(x)`` with its per-token mean and reciprocal standard deviation."""
+    return torch.ops.aten.native_layer_norm(
+        x, list(norm.normalized_shape), norm.weight, norm.bias, norm.eps
+    )
+
+
+class _NormThenMatmul(torch.autograd.Function):
+    """``LN(x) @ rhs`` that keeps ``x`` and the norm's statistics for the backward pass,
+    not ``LN(x)``, which it recomputes there. ``rhs``: a Linear's weight (``LN(x)
+    W^T + b``) or a per-sample ``(B, C, K)`` matrix (``linear=False``, no bias)."""
+
+    @staticmethod
+    def forward(ctx, x, norm_weight, norm_bias, eps, rhs, bias, linear):
+        shape = [x.shape[-1]]
+        normed, mean, rstd = torch.ops.aten.native_layer_norm(x, shape, norm_weight, norm_bias, eps)
+        ctx.save_for_backward(x, mean, rstd, norm_weight, norm_bias, rhs)
+        ctx.eps, ctx.linear = eps, linear
+        ctx.bias_dtype = None if bias is None else bias.dtype
+        if linear:
+            return F.linear(normed, rhs, bias)
+        return torch.matmul(normed.to(rhs.dtype), rhs)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, mean, rstd, norm_weight, norm_bias, rhs = ctx.saved_tensors
+        shape = [x.shape[-1]]
+        normed = torch.ops.aten.native_layer_norm(x, shape, norm_weight, norm_bias, ctx.eps)[0]
+        normed = normed.to(grad.dtype)
+        grad_rhs = grad_bias = None
+        if ctx.linear:
+            grad_normed = torch.matmul(grad, rhs.to(grad.dtype))
+            flat = grad.reshape(-1, grad.shape[-1])
+            if ctx.needs_input_grad[4]:
+                grad_rhs = (flat.t() @ normed.reshape(-1, normed.shape[-1])).to(rhs.dtype)
+            if ctx.bias_dtype is not None and ctx.needs_input_grad[5]:
+                grad_bias = flat.sum(dim=0).to(ctx.bias_dtype)
+        else:
+            grad_normed = torch.matmul(grad, rhs.to(grad.dtype).transpose(-1, -2))
+            if ctx.needs_input_grad[4]:
+                grad_rhs = torch.matmul(normed.transpose(-1, -2), grad).to(rhs.dtype)
+        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]]
+        grad_x, grad_weight, grad_norm_bias = torch.ops.aten.native_layer_norm_backward(
+            grad_normed.to(x.dtype), x, shape, mean, rstd, norm_weight, norm_bias, mask
+        )
+        return grad_x, grad_weight, grad_norm_bias, None, grad_rhs, grad_bias, None
+
+
+def norm_then_matmul(x: Tensor, norm: nn.LayerNorm, rhs: Tensor, bias=None, linear=True):
+    """``F.linear(norm(x), rhs, bias)`` (``linear=True``) or ``norm(x) @ rhs``, keeping
+    ``x`` instead of ``norm(x)`` for the backward pass: the same values and gradients,
+    one token-wide tensor less per norm."""
+    if not torch.is_grad_enabled():
+        normed = norm(x)
+        return F.linear(normed, rhs, bias) if linear else torch.matmul(normed.to(rhs.dtype), rhs)
+    return _NormThenMatmul.apply(x, norm.weight, norm.bias, norm.eps, rhs, bias, linear)
 
 
 class _GeluLinear(torch.autograd.Function):
@@ -252,8 +316,9 @@ class SideBlock(nn.Module):
     ``x = x + DropPath(CrossAttn(LN1(x), kv))``; ``x = x + fine``;
     ``x = x + DropPath(MLP(LN2(x)))`` with ``MLP = Linear -> GELU -> Linear``. The
     MLP's second layer keeps only the GELU's input for the backward pass and
-    recomputes the activation there (:func:`gelu_linear`): the same gradients, one
-    hidden-width tensor less per block.
+    recomputes the activation there (:func:`gelu_linear`), and both norms are
+    recomputed from their inputs (:func:`norm_then_matmul`): the same gradients, one
+    hidden-width and two token-wide tensors less per block.
 
     Args:
         dim (int): Token width C.
@@ -285,10 +350,11 @@ class SideBlock(nn.Module):
 
     def forward(self, x: Tensor, kv: Tensor, fine: Tensor) -> Tensor:
         """``x`` (B, N, C), ``kv`` (B, M, C), ``fine`` (B, N, C) -> (B, N, C)."""
-        x = x + self.drop_path(self.attn(self.norm1(x), kv))
+        x = x + self.drop_path(self.attn(x, kv, norm=self.norm1))
         x = x + fine
         fc1, _, fc2 = self.mlp
-        return x + self.drop_path(gelu_linear(fc1(self.norm2(x)), fc2.weight, fc2.bias))
+        hidden = norm_then_matmul(x, self.norm2, fc1.weight, fc1.bias)
+        return x + self.drop_path(gelu_linear(hidden, fc2.weight, fc2.bias))
 
 
 class HierarchicalSideNetwork(nn.Module):

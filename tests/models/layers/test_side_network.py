@@ -106,3 +106,55 @@ def test_haar_transforms_keep_nothing_for_the_backward_pass():
     assert forward == [] and inverse == []
     _, longer = _saved(DWT2d('db2'), x)  # a convolution keeps its input
     assert longer
+
+
+@pytest.mark.parametrize('linear', [True, False])
+def test_norm_then_matmul_equals_the_plain_form_and_keeps_the_norms_input(linear):
+    from mmwst.models.layers.side_network import norm_then_matmul
+
+    torch.manual_seed(0)
+    norm = torch.nn.LayerNorm(16).double()
+    torch.nn.init.normal_(norm.weight, 1.0, 0.2), torch.nn.init.normal_(norm.bias, 0.0, 0.2)
+    x = torch.randn(3, 20, 16, dtype=torch.float64, requires_grad=True)
+    if linear:
+        rhs = torch.randn(24, 16, dtype=torch.float64, requires_grad=True)
+        bias = torch.randn(24, dtype=torch.float64, requires_grad=True)
+        inputs = [x, rhs, bias, norm.weight, norm.bias]
+        plain = F.linear(norm(x), rhs, bias)
+    else:
+        rhs = torch.randn(3, 16, 4, dtype=torch.float64, requires_grad=True)
+        bias = None
+        inputs = [x, rhs, norm.weight, norm.bias]
+        plain = norm(x) @ rhs
+    ours, shapes = _saved(norm_then_matmul, x, norm, rhs, bias, linear)
+    torch.testing.assert_close(ours, plain)
+    grad = torch.randn_like(ours)
+    for a, b in zip(
+        torch.autograd.grad(ours, inputs, grad), torch.autograd.grad(plain, inputs, grad)
+    ):
+        torch.testing.assert_close(a, b)
+    assert [torch.Size(s).numel() for s in shapes].count(3 * 20 * 16) == 1  # x, not LN(x)
+
+
+def test_side_block_equals_its_formula_with_gradients():
+    """``x + CrossAttn(LN1(x), kv)``, ``+ fine``, ``+ MLP(LN2(x))``, written plainly."""
+    torch.manual_seed(0)
+    block = SideBlock(32, 2).double()
+    for p in block.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    x = torch.randn(2, 30, 32, dtype=torch.float64, requires_grad=True)
+    kv = torch.randn(2, 2, 32, dtype=torch.float64, requires_grad=True)
+    fine = torch.randn(2, 30, 32, dtype=torch.float64, requires_grad=True)
+
+    def plain(x, kv, fine):
+        y = x + _plain_attention(block.attn, block.norm1(x), kv) + fine
+        return y + block.mlp(block.norm2(y))
+
+    ours, expected = block(x, kv, fine), plain(x, kv, fine)
+    torch.testing.assert_close(ours, expected)
+    grad = torch.randn_like(ours)
+    inputs = [x, kv, fine, *block.parameters()]
+    for a, b in zip(
+        torch.autograd.grad(ours, inputs, grad), torch.autograd.grad(expected, inputs, grad)
+    ):
+        torch.testing.assert_close(a, b)
