@@ -7,9 +7,10 @@
 
 1. Writes the procedural shapes dataset (COCO instances with masks + semantic maps,
    deterministic from a seed) if it is missing.
-2. Trains Cascade Mask R-CNN and UperNet on the dense backbone (a frozen tiny ViT with
-   the WST branch and the HST side network), each with tools/train.py (an interrupted
-   run resumes from its last checkpoint; a finished one is not trained again).
+2. Trains Cascade Mask R-CNN and UperNet on the dense backbone (the shipped frozen tiny
+   ViT with the WST branch: its pyramid feeds the detector, HST's side network the
+   segmentor), each with tools/train.py (an interrupted run resumes from its last
+   checkpoint; a finished one is not trained again).
 3. Evaluates with the real COCO metric (bbox / segm mAP) and mIoU (tools/test.py).
 4. Saves a picture of predictions on validation images for each and prints a summary
    (also written to <work-dir>/summary.json).

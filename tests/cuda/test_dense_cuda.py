@@ -2,7 +2,8 @@
 
 ``configs/demo/shapes_cascade_mask_rcnn.py`` (Cascade Mask R-CNN, mmdet) and
 ``configs/demo/shapes_upernet.py`` (UperNet, mmseg), both on the dense backbone (the
-shipped frozen ViT-T/8, WST's branch and HST's side network), train through the
+shipped frozen ViT-T/8 with WST's branch and its pyramid; the segmentor also with HST's
+side network), train through the
 config's runner - as ``tools/train.py`` builds it - on 64x64 shapes images generated
 into the test's folder: batch 2, 4 iterations, no validation, no scheduler. Every loss is
 finite and the whole model sits on the device. Without weight decay (so that only a

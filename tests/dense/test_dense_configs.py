@@ -301,7 +301,7 @@ def test_demo_detector_lowers_the_loss_and_evaluates(shapes_root, tmp_path):
         shapes_root,
         str(tmp_path),
         {
-            'train_cfg.max_epochs': 4,
+            'train_cfg.max_epochs': 8,
             'train_cfg.val_interval': 100,
             'param_scheduler': [],
             # fewer RoIs: RoIAlign's backward dominates a CPU step
@@ -309,8 +309,9 @@ def test_demo_detector_lowers_the_loss_and_evaluates(shapes_root, tmp_path):
             **{f'model.train_cfg.rcnn.{i}.sampler.num': 32 for i in range(3)},
         },
     )
-    assert len(losses) == 16
-    assert sum(losses[-4:]) < 0.8 * sum(losses[:4]), losses
+    assert len(losses) == 32
+    # the mean loss of the last 8 iterations well below that of the first 4
+    assert sum(losses[-8:]) / 8 < 0.85 * sum(losses[:4]) / 4, losses
     assert_frozen(runner.model.backbone)
     metrics = runner.val()  # mmdet's CocoMetric on boxes and masks
     assert {'coco/bbox_mAP', 'coco/segm_mAP'} <= set(metrics)
@@ -439,6 +440,7 @@ def test_demo_configs_name_the_shapes_classes_and_palettes():
 
 # ---- the demo's variants of the dense trade-off table (docs/dense_modes.md) -----------------
 DEMO_VARIANTS = {
+    'through-vit': dict(wst=True, hst=True, host_grad=True),
     'beside-vit': dict(wst=True, hst=True, host_grad=False),
     'hst-only': dict(wst=False, hst=True, host_grad=True),
     'wst-only': dict(wst=True, hst=False, host_grad=True),
