@@ -37,6 +37,9 @@ FILE_COUNTS = {
     'lora-freqfit_vit-b16_vtab-1k.py': 1_327_104 + 2_256_384,
     'freqfit-real_vit-b16_vtab-1k.py': 1_327_104 + 1_138_176,
     'rlrr-freqfit_vit-b16_vtab-1k.py': 288_768 + 2_256_384,
+    'ssf-freqfit_vit-b16_vtab-1k.py': 205_824 + 2_256_384,
+    'lora-freqfit-1d_vit-b16-mae_vtab-1k.py': 1_327_104 + 1_976_832,
+    'vpt-deep-freqfit-1d_vit-b16_vtab-1k.py': 92_160 + 2_076_672,
 }
 #: methods defined for one host only (docs/methods.md): the rest have ViT-B/16 and Swin-B
 ONE_HOST = {'wst': {'vit'}, 'hst': {'vit'}, 'freqfit': {'vit'}, 'swin_bapat': {'swin'}}
@@ -47,8 +50,8 @@ CONFIGS = sorted(
 
 
 def _method(path: str) -> str:
-    name = osp.basename(path)
-    return name.split('_')[0] if name.startswith('vpt-') else osp.basename(osp.dirname(path))
+    folder = osp.basename(osp.dirname(path))
+    return osp.basename(path).split('_')[0] if folder == 'vpt' else folder
 
 
 def _build(path: str):
