@@ -215,13 +215,6 @@ class MetaCrossAttention(nn.Module):
         return out + self.proj.bias.to(out.dtype)
 
 
-def _native_norm(x: Tensor, norm: nn.LayerNorm) -> tuple[Tensor, Tensor, Tensor]:
-    """``norm(x)`` with its per-token mean and reciprocal standard deviation."""
-    return torch.ops.aten.native_layer_norm(
-        x, list(norm.normalized_shape), norm.weight, norm.bias, norm.eps
-    )
-
-
 class _NormThenMatmul(torch.autograd.Function):
     """``LN(x) @ rhs`` that keeps ``x`` and the norm's statistics for the backward pass,
     not ``LN(x)``, which it recomputes there. ``rhs``: a Linear's weight (``LN(x)

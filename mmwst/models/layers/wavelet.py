@@ -234,9 +234,12 @@ def _periodic_fold(z: Tensor, height: int, width: int, pad: int) -> Tensor:
 _HAAR_SIGNS = ((1, 1, 1, 1), (1, 1, -1, -1), (1, -1, 1, -1), (1, -1, -1, 1))
 
 
-def _haar_scale(bank: Tensor) -> float | None:
-    """``k`` when the ``(4, 1, L, L)`` bank is ``k`` times the 2x2 Haar sign pattern
-    (``'haar'``, ``'db1'``), else None."""
+@cache
+def _haar_scale(wavelet: str) -> float | None:
+    """``k`` when the wavelet's ``(4, 1, L, L)`` bank is ``k`` times the 2x2 Haar sign
+    pattern (``'haar'``, ``'db1'``), else None. Read once per name from the exact CPU
+    bank, so a forward pass never reads coefficients back from the device."""
+    bank = _exact_bank(wavelet)
     if bank.shape[-1] != 2:
         return None
     taps = bank.reshape(4, 4).tolist()
@@ -262,21 +265,21 @@ def _butterfly(p: Tensor, q: Tensor, r: Tensor, t: Tensor, scale: float) -> list
     ]
 
 
-def _dwt2d(x: Tensor, bank: Tensor) -> Tensor:
-    """Forward transform of a validated input with a ``(4, 1, L, L)`` bank.
+def _dwt2d(x: Tensor, bank: Tensor, haar: float | None = None) -> Tensor:
+    """Forward transform of a validated input with a ``(4, 1, L, L)`` bank (``haar``: the
+    bank's :func:`_haar_scale`).
 
     The Haar bank needs no padding and no convolution: each band is a signed sum of
     the four pixels of every 2x2 block (:func:`_butterfly`), which keeps nothing for
     the backward pass (a convolution would keep its input) and runs faster.
     """
-    scale = _haar_scale(bank)
-    if scale is not None:
+    if haar is not None:
         batch, channels, height, width = x.shape
         # (B, C, H, W) -> (B, C, H/2, 2, W/2, 2): the pixels a, b, c, d of each block
         blocks = x.reshape(batch, channels, height // 2, 2, width // 2, 2)
         pixels = [blocks[:, :, :, i, :, j] for i in (0, 1) for j in (0, 1)]
         # four (B, C, h, w) bands -> (B, 4 * C, h, w), band-major
-        return torch.cat(_butterfly(*pixels, scale), dim=1)
+        return torch.cat(_butterfly(*pixels, haar), dim=1)
     batch, channels, height, width = x.shape
     pad = bank.shape[-1] // 2 - 1
     # One group per input channel, four output channels per group:
@@ -290,15 +293,14 @@ def _dwt2d(x: Tensor, bank: Tensor) -> Tensor:
     return y.reshape(batch, 4 * channels, height // 2, width // 2)
 
 
-def _idwt2d(y: Tensor, bank: Tensor) -> Tensor:
+def _idwt2d(y: Tensor, bank: Tensor, haar: float | None = None) -> Tensor:
     """Inverse transform of a validated input with a ``(4, 1, L, L)`` bank (Haar: the
     transposed butterfly of :func:`_dwt2d`, elementwise)."""
     batch, bands, height, width = y.shape
     channels = bands // 4
-    scale = _haar_scale(bank)
-    if scale is not None:
+    if haar is not None:
         subbands = y.reshape(batch, 4, channels, height, width).unbind(1)
-        pixels = _butterfly(*subbands, scale)  # pixel (i, j) of every block: a, b, c, d
+        pixels = _butterfly(*subbands, haar)  # pixel (i, j) of every block: a, b, c, d
         # (B, C, h, w) x 4 -> (B, C, h, 2, w, 2) -> (B, C, 2h, 2w)
         top = torch.stack(pixels[:2], dim=-1)
         bottom = torch.stack(pixels[2:], dim=-1)
@@ -334,7 +336,7 @@ def dwt2d(x: Tensor, wavelet: str = 'haar') -> Tensor:
     _check_wavelet_input(x)
     dtype = _compute_dtype(x)
     bank = _cached_bank(wavelet, dtype, x.device)
-    return _dwt2d(x.to(dtype), bank).to(x.dtype)
+    return _dwt2d(x.to(dtype), bank, _haar_scale(wavelet)).to(x.dtype)
 
 
 def idwt2d(y: Tensor, wavelet: str = 'haar') -> Tensor:
@@ -356,7 +358,7 @@ def idwt2d(y: Tensor, wavelet: str = 'haar') -> Tensor:
     _check_inverse_input(y)
     dtype = _compute_dtype(y)
     bank = _cached_bank(wavelet, dtype, y.device)
-    return _idwt2d(y.to(dtype), bank).to(y.dtype)
+    return _idwt2d(y.to(dtype), bank, _haar_scale(wavelet)).to(y.dtype)
 
 
 class _WaveletBase(nn.Module):
@@ -451,7 +453,7 @@ class DWT2d(_WaveletBase):
         """Decompose ``x`` of shape ``(B, C, H, W)`` into ``(B, 4 * C, H // 2, W // 2)``."""
         _check_wavelet_input(x)
         bank, dtype = self._bank_for(x)
-        return _dwt2d(x.to(dtype), bank).to(x.dtype)
+        return _dwt2d(x.to(dtype), bank, _haar_scale(self.wavelet)).to(x.dtype)
 
 
 class IDWT2d(_WaveletBase):
@@ -489,4 +491,4 @@ class IDWT2d(_WaveletBase):
         """Rebuild ``(B, C, 2 * h, 2 * w)`` from sub-bands ``(B, 4 * C, h, w)``."""
         _check_inverse_input(y)
         bank, dtype = self._bank_for(y)
-        return _idwt2d(y.to(dtype), bank).to(y.dtype)
+        return _idwt2d(y.to(dtype), bank, _haar_scale(self.wavelet)).to(y.dtype)
