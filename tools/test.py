@@ -67,8 +67,10 @@ def main(argv=None):
     else:
         runner = Runner.from_cfg(cfg)
     metrics = runner.test()
+    rank = runner.rank
+    del runner  # freed by finish_distributed's collection, before the group goes
     finish_distributed()
-    if args.out and runner.rank == 0:
+    if args.out and rank == 0:
         from mmengine.fileio import dump
 
         dump({k: float(v) if hasattr(v, '__float__') else v for k, v in metrics.items()}, args.out)

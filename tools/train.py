@@ -79,6 +79,7 @@ def main(argv=None):
         runner.train()
     except DivergedError as err:
         sys.exit(f'[mmwst] {err}')
+    del runner  # freed by finish_distributed's collection, before the group goes
     finish_distributed()
 
 

@@ -14,6 +14,7 @@ points (and any user script) behave the same way:
 
 from __future__ import annotations
 
+import gc
 import os
 import os.path as osp
 
@@ -65,16 +66,26 @@ def init_cpu_distributed(launcher: str) -> None:
 
 
 def finish_distributed() -> None:
-    """End a distributed run cleanly: wait for every process, then tear the process
-    group down before the interpreter exits.
+    """End a distributed run cleanly, while the interpreter is fully alive.
 
-    Without it, a process that finishes first can destroy gloo's group while its worker
-    threads still run ("terminate called without an active exception", SIGABRT) - seen
-    with more processes than cores, after training and saving had succeeded.
+    Waits for every process, frees what still holds the process group, then destroys
+    the group. Call it after the last reference to the runner is gone.
+
+    An mmengine runner sits in reference cycles (its hooks, loops and message hub point
+    back at it), so dropping the last name for it frees nothing: the DDP wrapper, whose
+    reducer holds the gloo group, and the data loaders live on until the cyclic garbage
+    collector runs - at the latest during interpreter shutdown. Freeing gloo's work
+    objects there, after the group was destroyed and while the interpreter tears down,
+    aborted the process ("terminate called without an active exception", SIGABRT) -
+    seen after training and saving had succeeded, with more processes than cores. The
+    collection below frees them here instead.
     """
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    torch.distributed.barrier()
+    gc.collect()  # the runner's cycles: DDP, its reducer, the loaders' iterators
+    torch.distributed.destroy_process_group()
+    gc.collect()
 
 
 def prepare_config(
