@@ -38,7 +38,7 @@ def main(argv=None):
     from mmengine.runner import Runner
 
     import mmwst  # noqa: F401
-    from mmwst.datasets.digits import write_digits_vtab
+    from mmwst.datasets.generation.digits import write_digits_vtab
     from mmwst.engine import prepare_config
 
     start = time.time()

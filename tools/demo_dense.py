@@ -86,7 +86,7 @@ def main(argv=None) -> int:
             parser.error(f'config overrides are KEY=VALUE, got {option!r}')
 
     start = time.time()
-    from mmwst.datasets.shapes import write_shapes_dataset
+    from mmwst.datasets.generation.shapes import write_shapes_dataset
 
     data = write_shapes_dataset(
         args.data_root, num_train=args.num_train, num_val=args.num_val, image_size=args.image_size

@@ -29,7 +29,7 @@ import re
 import statistics
 from collections.abc import Mapping, Sequence
 
-from mmwst.datasets.mini_vtab import MINI_VTAB_GROUPS, MINI_VTAB_TASKS
+from mmwst.datasets.generation.mini_vtab import MINI_VTAB_GROUPS, MINI_VTAB_TASKS
 from mmwst.datasets.vtab import VTAB_GROUPS, VTAB_TASKS
 
 ACC_KEY = 'accuracy/top1'

@@ -23,7 +23,7 @@ from mmwst.weights import shipped_vit_host
 
 data_root = '{{$SHAPES_ROOT:data/shapes}}/'
 classes = ('circle', 'square', 'triangle')
-palette = [(220, 20, 60), (0, 160, 255), (255, 200, 0)]  # mmwst.datasets.shapes.PALETTE
+palette = [(220, 20, 60), (0, 160, 255), (255, 200, 0)]  # mmwst.datasets.generation.shapes.PALETTE
 num_classes = len(classes)
 image_size = 128
 vit = shipped_vit_host(img_size=image_size)

@@ -1,7 +1,7 @@
 # Semantic segmentation that needs no download and runs on a laptop CPU: UperNet (mmseg)
 # with the dense WST + HST backbone on a tiny frozen ViT, trained on procedurally generated
 # shapes (128x128 images; background, circle, square, triangle; label PNGs written by
-# mmwst.datasets.shapes.write_shapes_dataset) and evaluated with mmseg's IoUMetric (mIoU).
+# mmwst.datasets.generation.shapes.write_shapes_dataset) and evaluated with mmseg's IoUMetric (mIoU).
 #
 # The frozen ViT keeps its random initial weights unless model.backbone.pretrained names a
 # file: what learns is the WST branch, the side network and the heads. CPU settings: one
@@ -17,7 +17,7 @@ from mmwst.weights import shipped_vit_host
 
 data_root = '{{$SHAPES_ROOT:data/shapes}}/'
 classes = ('background', 'circle', 'square', 'triangle')
-# mmwst.datasets.shapes.SEG_PALETTE: black background, one colour per shape
+# mmwst.datasets.generation.shapes.SEG_PALETTE: black background, one colour per shape
 palette = [[0, 0, 0], [220, 20, 60], [0, 160, 255], [255, 200, 0]]
 image_size = 128
 vit = shipped_vit_host(img_size=image_size)

@@ -7,10 +7,17 @@
 # Per-task lr / weight decay / drop-path are in README.md; the values below are cifar's.
 _base_ = ['../_base_/vtab1k_vit-b16.py']
 pretrained = 'checkpoints/B_16-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.0-sd_0.0.npz'
-from mmwst.datasets.vtab_recipes import vtab_recipe
+from mmwst.datasets.vtab import released_settings
 
-# the released per-task settings follow VTAB_TASK (defaults: cifar's)
-recipe = vtab_recipe('hst', '{{$VTAB_TASK:cifar}}', lr=1e-2, weight_decay=5e-4, drop_path=0.0)
+# the released per-task settings (released_vtab-1k.json beside this file) follow VTAB_TASK
+# (defaults: cifar's)
+recipe = released_settings(
+    '{{ fileDirname }}/released_vtab-1k.json',
+    '{{$VTAB_TASK:cifar}}',
+    lr=1e-2,
+    weight_decay=5e-4,
+    drop_path=0.0,
+)
 lr = recipe['lr']
 weight_decay = recipe['weight_decay']
 drop_path = recipe['drop_path']  # the frozen ViT blocks and the side network alike

@@ -7,10 +7,16 @@
 # VTAB_TASK as in the ViT-B/16 config. swin_variant='mmwst' gives mmwst's own layout
 # (the ViT's carried over to Swin, 375,296).
 _base_ = ['../_base_/vtab1k_swin-b.py']
-from mmwst.datasets.vtab_recipes import vtab_recipe
+from mmwst.datasets.vtab import released_settings
 
-recipe = vtab_recipe(
-    'rlrr', '{{$VTAB_TASK:cifar}}', lr=3e-3, drop_path=0.1, weight_decay=5e-5, hflip=False
+# the released per-task settings (released_vtab-1k.json beside this file) follow VTAB_TASK
+recipe = released_settings(
+    '{{ fileDirname }}/released_vtab-1k.json',
+    '{{$VTAB_TASK:cifar}}',
+    lr=3e-3,
+    drop_path=0.1,
+    weight_decay=5e-5,
+    hflip=False,
 )
 # The reference's "drop path" is elementwise dropout on the residual branches (RLRR's
 # branch_drop_rate), not the host's stochastic depth, which is switched off.

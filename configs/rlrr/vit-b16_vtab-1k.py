@@ -1,10 +1,16 @@
 # RLRR on a frozen ViT-B/16, one VTAB-1k task. The released per-task settings (lr,
 # drop, weight decay, horizontal flip; README.md) follow VTAB_TASK automatically.
 _base_ = ['../_base_/vtab1k_vit-b16.py']
-from mmwst.datasets.vtab_recipes import vtab_recipe
+from mmwst.datasets.vtab import released_settings
 
-recipe = vtab_recipe(
-    'rlrr', '{{$VTAB_TASK:cifar}}', lr=3e-3, drop_path=0.1, weight_decay=5e-5, hflip=False
+# the released per-task settings (released_vtab-1k.json beside this file) follow VTAB_TASK
+recipe = released_settings(
+    '{{ fileDirname }}/released_vtab-1k.json',
+    '{{$VTAB_TASK:cifar}}',
+    lr=3e-3,
+    drop_path=0.1,
+    weight_decay=5e-5,
+    hflip=False,
 )
 # The reference's "drop path" is elementwise dropout on the residual branches (RLRR's
 # branch_drop_rate), not the host's stochastic depth, which is switched off.

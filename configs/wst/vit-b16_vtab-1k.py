@@ -5,12 +5,19 @@
 #   --cfg-options optim_wrapper.optimizer.lr=5e-4 model.backbone.drop_path_rate=0.1 \
 #       model.backbone.tuners.0.scale=1.0
 _base_ = ['../_base_/vtab1k_vit-b16.py']
-from mmwst.datasets.vtab_recipes import vtab_recipe
+from mmwst.datasets.vtab import released_settings
 
 # The schedule base holds WST's optimizer: AdamW, weight decay 0.05 (none on biases and
 # other 1-D parameters); the dataset base resizes to 224 (bicubic), normalises 0.5/0.5.
 # The learning-rate curve is the released one (below).
-recipe = vtab_recipe('wst', '{{$VTAB_TASK:cifar}}', lr=1e-3, drop_path=0.0, scale=10.0)
+# the released settings (released_vtab-1k.json beside this file) follow VTAB_TASK
+recipe = released_settings(
+    '{{ fileDirname }}/released_vtab-1k.json',
+    '{{$VTAB_TASK:cifar}}',
+    lr=1e-3,
+    drop_path=0.0,
+    scale=10.0,
+)
 lr = recipe['lr']
 optim_wrapper = dict(optimizer=dict(lr=lr))
 model = dict(

@@ -25,8 +25,8 @@ from mmengine.logging import print_log
 from mmpretrain.datasets import BaseDataset
 
 from ..registry import DATASETS
-from .fractals import FRACTALS_VERSION, perturb, render_fractals, sample_systems
-from .procedural_scenes import SCENES_VERSION, render_scenes, sample_programs
+from .generation.fractals import FRACTALS_VERSION, perturb, render_fractals, sample_systems
+from .generation.procedural_scenes import SCENES_VERSION, render_scenes, sample_programs
 
 SPLITS = ('train', 'val')
 
@@ -203,7 +203,7 @@ class FractalDB(GeneratedClsDataset):
 class ProceduralScenes(GeneratedClsDataset):
     """Scenes of procedural object categories (a contour and a surface program each).
 
-    See :mod:`mmwst.datasets.procedural_scenes`: the label is the category of the one
+    See :mod:`mmwst.datasets.generation.procedural_scenes`: the label is the category of the one
     to three textured objects in the scene; distractor blobs and the background carry
     no label information.
 

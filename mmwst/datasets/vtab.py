@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os.path as osp
 from collections.abc import Sequence
 
 from mmpretrain.datasets import BaseDataset
 
 from ..registry import DATASETS
+from .generation.mini_vtab import MINI_VTAB_TASKS
 from .image_list import NamedImageErrors, check_image_file
-from .mini_vtab import MINI_VTAB_TASKS
 
 #: The 19 tasks in the conventional order, with their class counts.
 VTAB_TASKS: dict[str, int] = {
@@ -73,6 +74,46 @@ def vtab_num_classes(task: str) -> int:
     if task in EXTRA_TASKS:
         return EXTRA_TASKS[task]
     return VTAB_TASKS[canonical_task(task)]
+
+
+def released_settings(table: str, task: str, **defaults) -> dict:
+    """``defaults`` updated with the row of ``task`` in a released-settings table.
+
+    Method configs keep the per-task VTAB-1k hyperparameters their paper's code released
+    in a JSON file beside them (``configs/rlrr/released_vtab-1k.json``: task -> settings)
+    and read it at parse time, so that choosing the task (``VTAB_TASK=dtd``) also applies
+    that task's released settings::
+
+        recipe = released_settings('{{ fileDirname }}/released_vtab-1k.json',
+                                   '{{$VTAB_TASK:cifar}}', lr=3e-3, drop_path=0.1)
+
+    A task without a row (a generated task, a task the paper did not tune) keeps the
+    defaults. The result also holds ``task`` (the canonical name) and ``released``
+    (whether the table has a row for it).
+
+    Args:
+        table: path of the JSON table.
+        task: a VTAB-1k task or alias, or a generated task (:data:`EXTRA_TASKS`).
+        **defaults: every setting the config reads, with its value for tasks without a
+            row; a row may only set these.
+    """
+    if not osp.isfile(table):
+        raise FileNotFoundError(f'released-settings table {table!r} does not exist')
+    with open(table, encoding='utf-8') as f:
+        rows = json.load(f)
+    for name, row in rows.items():
+        if name not in VTAB_TASKS:
+            raise ValueError(f'{table}: {name!r} is not a canonical VTAB-1k task name')
+        unknown = sorted(set(row) - set(defaults))
+        if unknown:
+            raise ValueError(
+                f'{table}: the row of {name!r} sets {unknown}, which the config gives no '
+                f'default for (it reads {sorted(defaults)})'
+            )
+    name = task if task in EXTRA_TASKS else canonical_task(task)
+    recipe = dict(defaults, task=name, released=name in rows)
+    recipe.update(rows.get(name, {}))
+    return recipe
 
 
 def read_label_list(

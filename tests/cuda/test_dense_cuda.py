@@ -38,7 +38,7 @@ ITERATIONS = NUM_TRAIN // BATCH
 
 @pytest.fixture(scope='module')
 def shapes_root(tmp_path_factory) -> str:
-    from mmwst.datasets.shapes import write_shapes_dataset
+    from mmwst.datasets.generation.shapes import write_shapes_dataset
 
     root = str(tmp_path_factory.mktemp('shapes'))
     write_shapes_dataset(root, num_train=NUM_TRAIN, num_val=2, image_size=IMAGE_SIZE, seed=0)

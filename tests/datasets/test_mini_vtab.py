@@ -20,7 +20,7 @@ from mmwst.datasets import (
     VTAB1k,
     write_mini_vtab,
 )
-from mmwst.datasets.mini_vtab import (
+from mmwst.datasets.generation.mini_vtab import (
     RENDERERS,
     SPLITS,
     render_task_image,

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from mmwst.datasets import FractalDB, ProceduralScenes
-from mmwst.datasets.fractals import chaos_game, coverage, sample_systems
-from mmwst.datasets.procedural_scenes import _HARMONICS, _inside, sample_programs
+from mmwst.datasets.generation.fractals import chaos_game, coverage, sample_systems
+from mmwst.datasets.generation.procedural_scenes import _HARMONICS, _inside, sample_programs
 
 DATASETS = [FractalDB, ProceduralScenes]
 

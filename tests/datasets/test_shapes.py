@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmwst.datasets.shapes import shapes_metainfo, write_shapes_dataset
+from mmwst.datasets.generation.shapes import shapes_metainfo, write_shapes_dataset
 
 SMALL = dict(num_train=8, num_val=4, image_size=64, seed=0)
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import os.path as osp
 import re
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 from PIL import Image
 
 from mmwst.datasets import FGVC, VTAB_GROUPS, VTAB_TASKS, VTAB1k, canonical_task
+from tests.helpers import REPO
 
 
 def _image(path):
@@ -85,22 +87,36 @@ def test_vtab_custom_task_needs_num_classes(tmp_path):
     assert VTAB1k(str(tmp_path), 'digits').num_classes == 10  # the generated task
 
 
-def test_recipes_follow_the_task_and_keep_defaults():
-    from mmwst.datasets.vtab_recipes import vtab_recipe
+def _table(name: str) -> str:
+    return osp.join(REPO, 'configs', name, 'released_vtab-1k.json')
 
-    dtd = vtab_recipe('rlrr', 'dtd', lr=1.0, hflip=False)
+
+def test_released_settings_follow_the_task_and_keep_defaults(tmp_path):
+    from mmwst.datasets.vtab import released_settings
+
+    dtd = released_settings(_table('rlrr'), 'dtd', lr=1.0, drop_path=0, weight_decay=0, hflip=0)
     assert (dtd['lr'], dtd['drop_path'], dtd['weight_decay'], dtd['hflip']) == (
         2e-3,
         0.1,
         5e-5,
         True,
     )
-    assert vtab_recipe('hst', 'cifar100')['lr'] == 1e-2  # alias resolved
-    wst = vtab_recipe('wst', 'svhn', lr=5e-4, scale=1.0)
+    hst = released_settings(_table('hst'), 'cifar100', lr=0, weight_decay=0, drop_path=0)
+    assert hst['task'] == 'cifar' and hst['lr'] == 1e-2  # alias resolved
+    wst = released_settings(_table('wst'), 'svhn', lr=5e-4, drop_path=0.0, scale=1.0)
     assert not wst['released'] and (wst['lr'], wst['scale']) == (5e-4, 1.0)
-    assert vtab_recipe('wst', 'dtd', scale=1.0)['scale'] == 0.1
-    with pytest.raises(ValueError, match='no released VTAB-1k settings'):
-        vtab_recipe('lora', 'dtd')
+    assert released_settings(_table('wst'), 'dtd', lr=0, drop_path=0, scale=1.0)['scale'] == 0.1
+    digits = released_settings(_table('hst'), 'digits', lr=0.5, weight_decay=0, drop_path=0)
+    assert not digits['released'] and digits['lr'] == 0.5  # a generated task: the defaults
+    # a row may only set what the config reads; a row must name a real task
+    with pytest.raises(ValueError, match=r"sets \['hflip'\], which the config gives no default"):
+        released_settings(_table('rlrr'), 'dtd', lr=1.0, drop_path=0, weight_decay=0)
+    bad = tmp_path / 'bad.json'
+    bad.write_text('{"cifar10": {"lr": 1}}')
+    with pytest.raises(ValueError, match="'cifar10' is not a canonical VTAB-1k task"):
+        released_settings(str(bad), 'dtd', lr=1.0)
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        released_settings(str(tmp_path / 'none.json'), 'dtd', lr=1.0)
 
 
 def _fgvc(root, labels=None):

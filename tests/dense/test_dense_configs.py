@@ -263,7 +263,7 @@ def test_optimizer_holds_no_frozen_weight():
 # ---- a real (short) run on generated data -------------------------------------------------------
 @pytest.fixture(scope='module')
 def shapes_root(tmp_path_factory) -> str:
-    shapes = pytest.importorskip('mmwst.datasets.shapes')
+    shapes = pytest.importorskip('mmwst.datasets.generation.shapes')
     root = str(tmp_path_factory.mktemp('shapes'))
     shapes.write_shapes_dataset(root, num_train=16, num_val=4, image_size=128, seed=0)
     return root
@@ -427,7 +427,7 @@ def test_train_tool_fails_fast_without_data(tmp_path):
 
 def test_demo_configs_name_the_shapes_classes_and_palettes():
     """The pictures and the metrics name the classes the generator draws, in its order."""
-    from mmwst.datasets.shapes import shapes_metainfo
+    from mmwst.datasets.generation.shapes import shapes_metainfo
 
     meta = shapes_metainfo()
     det = load(DEMO_DET).train_dataloader.dataset.metainfo

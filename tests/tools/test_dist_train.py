@@ -70,7 +70,7 @@ def test_more_processes_than_cores_exit_cleanly(digits_root, tmp_path):
 
 @pytest.fixture(scope='module')
 def tiny_shapes(tmp_path_factory) -> str:
-    from mmwst.datasets.shapes import write_shapes_dataset
+    from mmwst.datasets.generation.shapes import write_shapes_dataset
 
     root = str(tmp_path_factory.mktemp('shapes'))
     write_shapes_dataset(root, num_train=16, num_val=4, image_size=128, seed=0)

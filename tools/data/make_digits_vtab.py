@@ -7,7 +7,7 @@ Produces <root>/digits/{images/, train800.txt, val200.txt, train800val200.txt, t
 """
 import argparse
 
-from mmwst.datasets.digits import write_digits_vtab
+from mmwst.datasets.generation.digits import write_digits_vtab
 
 
 def main(argv=None):

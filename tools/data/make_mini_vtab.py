@@ -14,7 +14,7 @@ import json
 import os.path as osp
 import time
 
-from mmwst.datasets.mini_vtab import MINI_VTAB_GROUPS, MINI_VTAB_TASKS, SPLITS, write_mini_vtab
+from mmwst.datasets.generation.mini_vtab import MINI_VTAB_GROUPS, MINI_VTAB_TASKS, SPLITS, write_mini_vtab
 
 
 def main(argv=None):

@@ -10,7 +10,7 @@ triangle) and uint8 label maps (0 background, 1-3 the shapes) of the same scenes
 
 import argparse
 
-from mmwst.datasets.shapes import write_shapes_dataset
+from mmwst.datasets.generation.shapes import write_shapes_dataset
 
 
 def image_size(text: str):

@@ -2,7 +2,7 @@
 
 Seven tasks mirror the three VTAB-1k groups:
 
-* natural: ``digits`` (scikit-learn's handwritten digits, :mod:`mmwst.datasets.digits`);
+* natural: ``digits`` (scikit-learn's handwritten digits, :mod:`mmwst.datasets.generation.digits`);
 * specialized: ``land_cover`` (EuroSAT-like aerial tiles) and ``cell_patches`` (H&E-like
   tissue patches);
 * structured: ``dsprites_loc`` / ``dsprites_ori`` (a sprite's x-position / orientation in
@@ -269,7 +269,7 @@ def write_mini_vtab(
         )
         folders.append(task_dir)
     meta = dict(
-        generator='mmwst.datasets.mini_vtab',
+        generator='mmwst.datasets.generation.mini_vtab',
         version=MINI_VTAB_VERSION,
         size=size,
         seed=seed,
