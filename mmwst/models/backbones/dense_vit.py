@@ -10,9 +10,9 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from ...registry import MODELS
-from ..layers.hst_side import HSTSide, SideState
-from ..layers.wst_branch import WSTBranch, add_to_patches, patch_map
-from ..layers.wst_pyramid import WSTPyramid
+from ..layers.hst_side import HSTSide, SideState, hst_side_count
+from ..layers.wst_branch import WSTBranch, add_to_patches, patch_map, wst_branch_count
+from ..layers.wst_pyramid import WSTPyramid, wst_pyramid_count
 from .vit import TunedVisionTransformer
 
 DEFAULT_WST = dict(rank=2, scale=1.0)
@@ -120,6 +120,7 @@ class DenseTunedViT(TunedVisionTransformer):
         dim, layers = self.embed_dims, len(self.layers)
         in_channels = self.patch_embed.projection.in_channels
         wst = dict(wst) if wst is not None else None
+        self._wst_cfg, self._hst_cfg = dict(wst or {}), dict(hst or {})
         self.wst_scale = float(wst.pop('scale', 1.0)) if wst is not None else 0.0
         self.wst = (
             WSTBranch(in_channels, dim, self.patch_size, layers, **wst) if wst is not None else None
@@ -152,6 +153,33 @@ class DenseTunedViT(TunedVisionTransformer):
         if self.side is not None:
             return tuple(self.side.strides)
         return tuple(self.pyramid.out_strides)
+
+    def dense_param_count(self) -> int:
+        """Trainable parameters of the dense parts, from the widths alone (the tuners in
+        ``tuners`` count their own): WST's branch
+        (:func:`~mmwst.models.layers.wst_branch.wst_branch_count`), then the side network
+        with its bridges (:func:`~mmwst.models.layers.hst_side.hst_side_count`; through
+        the ViT with one meta token per layer and the ViT's LayerNorms, ``4 L D``) or
+        the WST pyramid (:func:`~mmwst.models.layers.wst_pyramid.wst_pyramid_count`)."""
+        dim, layers, channels = self.embed_dims, len(self.layers), self.in_channels
+        total = 0
+        if self.wst is not None:
+            rank = self._wst_cfg.get('rank', 2)
+            total += wst_branch_count(channels, dim, self.patch_size, layers, rank)
+        if self.side is None:
+            return total + wst_pyramid_count(dim)
+        hst = self._hst_cfg
+        total += hst_side_count(
+            dim,
+            layers,
+            hst['channels'],
+            in_channels=channels,
+            mlp_ratio=hst.get('mlp_ratio', 4.0),
+            qkv_bias=hst.get('qkv_bias', True),
+            num_meta=1 if self.host_grad else 0,
+            branch_dims=dim // 4 if self.wst is not None else None,
+        )
+        return total + (4 * layers * dim if self.host_grad else 0)
 
     def trained_host_parameters(self) -> list[nn.Parameter]:
         """The tuners' host parameters and, through the ViT with HST, the ViT's

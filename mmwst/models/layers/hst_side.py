@@ -255,6 +255,44 @@ def stage_depths(num_layers: int, block_indices: Sequence[int] | None = None) ->
     return tuple(b - a for a, b in zip(ends, ends[1:]))
 
 
+def hst_side_count(
+    embed_dims: int,
+    num_layers: int,
+    channels: Sequence[int],
+    *,
+    in_channels: int = 3,
+    mlp_ratio: float = 4.0,
+    qkv_bias: bool = True,
+    num_meta: int = 1,
+    block_indices: Sequence[int] | None = None,
+    branch_dims: int | None = None,
+) -> int:
+    """Trainable parameters of :class:`HSTSide`, from the widths alone.
+
+    With ``D`` the ViT width, ``C_s`` the stage widths, ``k_s`` the side blocks of stage
+    ``s`` and ``a`` the MLP ratio: the stem ``9 C_in C_1 + 4 C_1^2 + 5 C_1``; the patch
+    embedding between stages ``9 C_s C_{s+1} + 3 C_{s+1}``; per side block
+    ``(4 + 2a) C^2 + (9 + a) C`` (``3 C`` less without q/k/v biases); the stage norms
+    ``2 C_s``; the bridges from the ViT ``(D + 1) C_s`` and their norms ``2 k_s C_s``;
+    ``num_meta L D`` meta tokens (``num_meta=0``: none, the key is the class token);
+    with a fine branch of width ``B`` (WST), ``(B + 1) C_s`` for its bridges.
+    """
+    depths = stage_depths(num_layers, block_indices)
+    c1 = channels[0]
+    total = 9 * in_channels * c1 + 4 * c1 * c1 + 5 * c1  # stem
+    total += sum(9 * a * b + 3 * b for a, b in zip(channels[:-1], channels[1:]))
+    block = [
+        (4 + 2 * mlp_ratio) * c * c + (9 + mlp_ratio) * c - (0 if qkv_bias else 3 * c)
+        for c in channels
+    ]
+    total += sum(k * int(n) for k, n in zip(depths, block))  # side blocks
+    total += sum(2 * c for c in channels)  # stage norms
+    total += sum((embed_dims + 1) * c + 2 * k * c for k, c in zip(depths, channels))
+    if branch_dims is not None:
+        total += sum((branch_dims + 1) * c for c in channels)
+    return total + num_meta * num_layers * embed_dims
+
+
 def check_stage_widths(channels: Sequence[int], num_heads: Sequence[int]) -> None:
     """Four integer stage widths, each a positive multiple of its heads."""
     channels, num_heads = list(channels), list(num_heads)

@@ -21,6 +21,17 @@ from torch import Tensor, nn
 from .wavelet import DWT2d, IDWT2d
 
 
+def wst_branch_count(
+    in_channels: int, embed_dims: int, patch_size: tuple[int, int], num_layers: int, rank: int
+) -> int:
+    """Trainable parameters of :class:`WSTBranch`, from the widths alone:
+    ``C_in (D/4) (p/2)^2 + D/4`` for the fine patch embedding and ``2 r D + r + D`` per
+    layer for its bottleneck (ViT-B/16, r = 2: 83,160)."""
+    (ph, pw), quarter = patch_size, embed_dims // 4
+    embed = in_channels * quarter * (ph // 2) * (pw // 2) + quarter
+    return embed + num_layers * (2 * rank * embed_dims + rank + embed_dims)
+
+
 class WSTBranch(nn.Module):
     """The fine patch embedding and the per-layer wavelet bottlenecks of WST.
 

@@ -10,6 +10,13 @@ from .norm import LayerNorm2d
 OUT_STRIDES = (4, 8, 16, 32)
 
 
+def wst_pyramid_count(embed_dims: int) -> int:
+    """Trainable parameters of :class:`WSTPyramid`: ``(D/4)^2 * 4 + D/4`` (transposed
+    conv) ``+ 2 D`` (LayerNorm); ViT-B/16: 149,232."""
+    quarter = embed_dims // 4
+    return 4 * quarter * quarter + quarter + 2 * embed_dims
+
+
 class WSTPyramid(nn.Module):
     """The pyramid of the dense backbone without a side network.
 

@@ -8,7 +8,12 @@ import torch
 from torch import Tensor, nn
 
 from ...registry import MODELS
-from ..layers.hst_side import HSTSide, SideState, check_stage_widths, stage_depths
+from ..layers.hst_side import (
+    HSTSide,
+    SideState,
+    check_stage_widths,
+    hst_side_count,
+)
 from ..layers.wst_branch import patch_map
 from .base import BaseTuner, HostSpec, TokenContext
 
@@ -141,22 +146,22 @@ class HST(BaseTuner):
         )
 
     def param_count(self, host: HostSpec) -> int:
-        """The formula above: stem, patch embeddings, side blocks, stage norms, bridges
-        and their norms, meta tokens and the ViT's LayerNorms (ViT-B/16: 764,840)."""
-        dim, layers, c0 = host.embed_dims, len(host.blocks), host.in_channels
-        depths, (c1, *_) = stage_depths(layers, self.block_indices), self.channels
-        hidden = self.mlp_ratio
-        block = [
-            (4 + 2 * hidden) * c * c + (9 + hidden) * c - (0 if self.qkv_bias else 3 * c)
-            for c in self.channels
-        ]
-        total = 9 * c0 * c1 + 4 * c1 * c1 + 5 * c1  # stem
-        total += sum(9 * a * b + 3 * b for a, b in zip(self.channels[:-1], self.channels[1:]))
-        total += sum(k * int(n) for k, n in zip(depths, block))  # side blocks
-        total += sum(2 * c for c in self.channels)  # stage norms
-        total += sum((dim + 1) * c + 2 * k * c for k, c in zip(depths, self.channels))
-        meta = self.num_meta_tokens * layers * dim
-        return total + meta + 4 * layers * dim  # + meta tokens, ViT LayerNorms
+        """The side network's count
+        (:func:`~mmwst.models.layers.hst_side.hst_side_count`: stem, patch embeddings,
+        side blocks, stage norms, bridges and their norms, meta tokens) plus the ViT's
+        LayerNorms, ``4 L D`` (ViT-B/16: 764,840)."""
+        layers, dim = len(host.blocks), host.embed_dims
+        side = hst_side_count(
+            dim,
+            layers,
+            self.channels,
+            in_channels=host.in_channels,
+            mlp_ratio=self.mlp_ratio,
+            qkv_bias=self.qkv_bias,
+            num_meta=self.num_meta_tokens,
+            block_indices=self.block_indices,
+        )
+        return side + 4 * layers * dim
 
     @property
     def out_strides(self) -> tuple[int, ...]:

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from ...registry import MODELS
 from ..layers.wavelet import DWT2d
-from ..layers.wst_branch import WSTBranch, add_to_patches, patch_map
+from ..layers.wst_branch import WSTBranch, add_to_patches, patch_map, wst_branch_count
 from .base import BaseTuner, HostSpec, TokenContext
 
 
@@ -132,11 +132,12 @@ class WST(BaseTuner):
         )
 
     def param_count(self, host: HostSpec) -> int:
-        """``C_in (D/4) (p/2)^2 + D/4`` for the fine patch embedding, ``2 r D + r + D``
-        per block for its bottleneck (ViT-B/16, r = 2: 83,160)."""
-        dim, (ph, pw) = host.embed_dims, host.patch_size
-        embed = host.in_channels * (dim // 4) * (ph // 2) * (pw // 2) + dim // 4
-        return embed + len(host.blocks) * (2 * self.rank * dim + self.rank + dim)
+        """The branch's count (:func:`~mmwst.models.layers.wst_branch.wst_branch_count`):
+        ``C_in (D/4) (p/2)^2 + D/4`` for the fine patch embedding, ``2 r D + r + D`` per
+        block for its bottleneck (ViT-B/16, r = 2: 83,160)."""
+        return wst_branch_count(
+            host.in_channels, host.embed_dims, host.patch_size, len(host.blocks), self.rank
+        )
 
     def reset_parameters(self) -> None:
         self.branch.reset_parameters()

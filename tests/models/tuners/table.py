@@ -17,13 +17,34 @@ import torch
 from torch import nn
 
 from mmwst.models import TunedSwinTransformer, TunedVisionTransformer
+from mmwst.models.backbones import DenseTunedViT
 
 VIT_ARCH = dict(embed_dims=32, num_layers=4, num_heads=2, feedforward_channels=64)
 SWIN_ARCH = dict(embed_dims=16, depths=[2, 2], num_heads=[2, 4])
-SIZES = {'vit': [(32, 32), (32, 48)], 'swin': [(64, 64), (64, 96)]}
+SIZES = {
+    'vit': [(32, 32), (32, 48)],
+    'swin': [(64, 64), (64, 96)],
+    'dense': [(64, 64), (64, 96)],
+    'dense_beside': [(64, 64), (64, 96)],
+}
+#: the dense backbone's side network on the tiny host (small widths, heads dividing them)
+DENSE_HST = dict(channels=[8, 12, 16, 32], num_heads=[1, 2, 2, 4])
 
 
 def build_host(kind: str, tuners, **kwargs) -> nn.Module:
+    """The tiny host of ``kind`` with ``tuners``: ``'vit'``, ``'swin'``, or the dense
+    backbone on the tiny ViT through it (``'dense'``) or beside it (``'dense_beside'``;
+    ``kwargs`` may set ``wst`` / ``hst``)."""
+    if kind in ('dense', 'dense_beside'):
+        kwargs.setdefault('hst', DENSE_HST)
+        return DenseTunedViT(
+            arch=VIT_ARCH,
+            img_size=64,
+            patch_size=8,
+            tuners=tuners,
+            host_grad=kind == 'dense',
+            **kwargs,
+        )
     if kind == 'vit':
         return TunedVisionTransformer(
             arch=VIT_ARCH, img_size=32, patch_size=8, tuners=tuners, **kwargs
@@ -41,13 +62,13 @@ def build_host(kind: str, tuners, **kwargs) -> nn.Module:
 
 def blocks(kind: str) -> list[tuple[int, int]]:
     """(width, MLP hidden width) of every block of the tiny host."""
-    if kind == 'vit':
+    if kind != 'swin':
         return [(32, 64)] * 4
     return [(16, 64)] * 2 + [(32, 128)] * 2
 
 
 def patch_dim(kind: str) -> int:
-    return 32 if kind == 'vit' else 16
+    return 16 if kind == 'swin' else 32
 
 
 def final_dims(kind: str) -> list[int]:
@@ -164,15 +185,15 @@ def perturb_tuners(model: nn.Module, seed: int = 0) -> None:
 
 
 class WithHead(nn.Module):
-    """The backbone plus a trainable linear head, as in a classifier."""
+    """The backbone plus a trainable linear head, as in a classifier; the head reads
+    every output map, pooled (one for a plain host, four for the dense backbone)."""
 
     def __init__(self, backbone: nn.Module, num_classes: int = 5) -> None:
         super().__init__()
         self.backbone = backbone
-        self.head = nn.Linear(32, num_classes)
+        widths = getattr(backbone, 'out_channels', (32,))  # the tiny hosts' width: 32
+        self.head = nn.Linear(sum(widths), num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feat = self.backbone(x)[0]
-        if feat.dim() == 4:  # (B, C, H, W) -> (B, C)
-            feat = feat.mean(dim=(2, 3))
-        return self.head(feat)
+        feats = [f.mean(dim=(2, 3)) if f.dim() == 4 else f for f in self.backbone(x)]
+        return self.head(torch.cat(feats, dim=1))

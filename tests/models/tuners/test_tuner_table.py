@@ -9,7 +9,11 @@ import torch
 from mmengine.optim import build_optim_wrapper
 
 from mmwst.engine import TunerOptimWrapperConstructor  # noqa: F401  (registers it)
+from mmwst.models.backbones import DenseTunedViT
 from tests.models.tuners.table import SIZES, WithHead, all_cases, build_host, perturb_tuners
+
+#: state-dict prefixes of the dense backbone's own trained parts
+DENSE_PARTS = ('wst.', 'side.', 'pyramid.')
 
 PARAMS = [
     pytest.param(case, kind, id=f'{case.id}-{kind}') for case in all_cases() for kind in case.hosts
@@ -23,9 +27,22 @@ def _image(kind: str, size_index: int = 0, batch: int = 2, seed: int = 0) -> tor
 
 def _build(case, kind, seed=0, **kwargs):
     torch.manual_seed(seed)
-    model = build_host(kind, copy.deepcopy(case.tuners), **kwargs)
+    model = build_host(kind, copy.deepcopy(case.tuners), **case.extra, **kwargs)
     model.init_weights()
     return model.eval()
+
+
+def _host_state(model) -> dict:
+    """The host's weights: neither the tuners' nor the dense backbone's own parts."""
+    with model.full_state_dict():
+        state = model.state_dict()
+    return {k: v for k, v in state.items() if not k.startswith(('tuners.', *DENSE_PARTS))}
+
+
+def _own_count(model) -> int:
+    """What the model trains besides its tuners (the dense backbone's parts), from its
+    formula."""
+    return model.dense_param_count() if isinstance(model, DenseTunedViT) else 0
 
 
 def _frozen_state(model):
@@ -33,7 +50,8 @@ def _frozen_state(model):
 
 
 def _output(model, x):
-    return model(x)[0]
+    """Every output map (one for a plain host, four for the dense backbone), flattened."""
+    return torch.cat([out.flatten(1) for out in model(x)], dim=1)
 
 
 @pytest.mark.parametrize('case, kind', PARAMS)
@@ -42,7 +60,7 @@ def test_exactly_the_expected_parameters_train(case, kind):
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert trainable == case.count(kind)
     # each method states its count formula in its own file; it must agree
-    assert sum(t.param_count(model) for t in model.tuners) == trainable
+    assert sum(t.param_count(model) for t in model.tuners) + _own_count(model) == trainable
     for tuner in model.tuners:
         assert all(p.requires_grad for p in tuner.parameters())
     # a combination is mergeable / identity at init only if every tuner in it is
@@ -55,10 +73,10 @@ def test_exactly_the_expected_parameters_train(case, kind):
 @pytest.mark.parametrize('case, kind', PARAMS)
 def test_identity_at_init_reproduces_the_frozen_model(case, kind):
     model = _build(case, kind)
-    plain = build_host(kind, []).eval()
+    plain = build_host(kind, [], **case.extra).eval()
     with model.full_state_dict():
         host_state = {k: v for k, v in model.state_dict().items() if not k.startswith('tuners.')}
-    plain.load_state_dict(host_state, strict=True)
+    plain.load_state_dict(host_state, strict=True)  # the dense parts too: tuners differ only
     x = _image(kind)
     with torch.no_grad():
         same = torch.equal(_output(model, x), _output(plain, x))
@@ -107,10 +125,8 @@ def test_optimizer_holds_trainables_only_and_frozen_stays_bit_identical(case, ki
 @pytest.mark.parametrize('case, kind', PARAMS)
 def test_adapter_only_checkpoint_round_trips_with_pretrained_base(case, kind, tmp_path):
     source = _build(case, kind, seed=1)
-    with source.full_state_dict():
-        host = {k: v for k, v in source.state_dict().items() if not k.startswith('tuners.')}
     pretrained = tmp_path / 'base.pth'
-    torch.save({'state_dict': host}, pretrained)
+    torch.save({'state_dict': _host_state(source)}, pretrained)
 
     model = _build(case, kind, seed=2, pretrained=str(pretrained))  # loads the base
     perturb_tuners(model, seed=3)
@@ -122,7 +138,9 @@ def test_adapter_only_checkpoint_round_trips_with_pretrained_base(case, kind, tm
         expected = _output(model, x)
 
     torch.manual_seed(4)
-    fresh = build_host(kind, copy.deepcopy(case.tuners), pretrained=str(pretrained)).eval()
+    fresh = build_host(
+        kind, copy.deepcopy(case.tuners), **case.extra, pretrained=str(pretrained)
+    ).eval()
     fresh.load_state_dict(state, strict=True)  # frozen part filled from `pretrained`
     with torch.no_grad():
         torch.testing.assert_close(_output(fresh, x), expected, rtol=0, atol=0)
@@ -177,10 +195,11 @@ def test_deepcopy_keeps_hooks_bound_to_the_copy(case, kind):
     x = _image(kind)
     with torch.no_grad():
         torch.testing.assert_close(_output(twin, x), _output(model, x), rtol=0, atol=0)
-        for p in twin.tuners.parameters():
-            p.zero_()
+        for p in twin.parameters():
+            if p.requires_grad:
+                p.zero_()
         changed = not torch.equal(_output(twin, x), _output(model, x))
-    assert changed or case.id in ('linear_probe', 'full_finetune', 'bitfit', 'ln_tune')
+    assert changed or case.id == 'linear_probe'  # the only one that trains nothing here
 
 
 @pytest.mark.parametrize('case, kind', PARAMS)
