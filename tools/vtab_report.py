@@ -104,8 +104,10 @@ def load_results(method_dir: str) -> dict[str, dict[str, dict]]:
 
 
 def suite_of(tasks: Sequence[str]) -> str | None:
-    """The suite whose tasks include all of ``tasks`` (None: no known suite)."""
-    for name, (suite_tasks, _) in SUITES.items():
+    """The suite whose tasks include all of ``tasks`` (None: no known suite); of several
+    (mini-VTAB shares task names with VTAB-1k), the smallest. A caller that knows the
+    suite passes it instead."""
+    for name, (suite_tasks, _) in sorted(SUITES.items(), key=lambda item: len(item[1][0])):
         if tasks and set(tasks) <= set(suite_tasks):
             return name
     return None
@@ -181,9 +183,15 @@ def _fmt(value: tuple[float, float] | float | None, std: bool = True) -> str:
     return f'{mean:.1f} ± {spread:.1f}' if std and spread > 0 else f'{mean:.1f}'
 
 
-def _task_order(methods: Mapping[str, Results]) -> tuple[list[str], str | None]:
+def _task_order(
+    methods: Mapping[str, Results], suite: str | None = None
+) -> tuple[list[str], str | None]:
+    """The tasks run, in the suite's order, and the suite (``suite``, or the one
+    :func:`suite_of` finds)."""
     seen = {t for results in methods.values() for t in results}
-    suite = suite_of(sorted(seen))
+    if suite is not None and not seen <= set(SUITES[suite][0]):
+        raise ValueError(f'tasks {sorted(seen - set(SUITES[suite][0]))} are not in {suite}')
+    suite = suite or suite_of(sorted(seen))
     if suite:
         return [t for t in SUITES[suite][0] if t in seen], suite
     return sorted(seen), None
@@ -194,12 +202,14 @@ def table_rows(
     which: str = 'final',
     tasks: Sequence[str] | None = None,
     names: Mapping[str, str] | None = None,
+    suite: str | None = None,
 ) -> tuple[list[str], list[list[str]]]:
     """Header and rows: one row per method, one column per task, then the averages,
-    the number of seeds, the trainable parameters (without head) and minutes per run."""
+    the number of seeds, the trainable parameters (without head) and minutes per run.
+    ``suite`` names the suite the tasks belong to (default: found from the tasks)."""
     if which not in ('final', 'best'):
         raise ValueError(f"which must be 'final' or 'best', got {which!r}")
-    order, suite = _task_order(methods)
+    order, suite = _task_order(methods, suite)
     tasks = list(tasks) if tasks is not None else order
     keys = [*GROUPS, 'mean', 'group_mean'] if suite else ['mean']
     count = len(SUITES[suite][0]) if suite else len(tasks)
@@ -234,10 +244,11 @@ def write_report(
     out_prefix: str,
     which: str = 'final',
     names: Mapping[str, str] | None = None,
+    suite: str | None = None,
 ) -> list[str]:
     """Write ``<out_prefix>.md``, ``.csv`` (means and standard deviations in separate
-    columns) and ``.png``; return the paths."""
-    header, rows = table_rows(methods, which, names=names)
+    columns) and ``.png``; return the paths. ``suite``: as in :func:`table_rows`."""
+    header, rows = table_rows(methods, which, names=names, suite=suite)
     os.makedirs(osp.dirname(osp.abspath(out_prefix)), exist_ok=True)
     label = (
         'final-epoch top-1 accuracy (%)'
@@ -254,15 +265,19 @@ def write_report(
     paths = [f'{out_prefix}.md', f'{out_prefix}.csv', f'{out_prefix}.png']
     with open(paths[0], 'w') as f:
         f.write('\n'.join(md) + '\n')
-    _write_csv(methods, which, paths[1], names)
-    _bar_chart(methods, which, label, paths[2], names)
+    _write_csv(methods, which, paths[1], names, suite)
+    _bar_chart(methods, which, label, paths[2], names, suite)
     return paths
 
 
 def _write_csv(
-    methods: Mapping[str, Results], which: str, path: str, names: Mapping[str, str] | None
+    methods: Mapping[str, Results],
+    which: str,
+    path: str,
+    names: Mapping[str, str] | None,
+    suite: str | None = None,
 ) -> None:
-    tasks, suite = _task_order(methods)
+    tasks, suite = _task_order(methods, suite)
     keys = [*GROUPS, 'mean', 'group_mean'] if suite else ['mean']
     header = ['method']
     for col in [*tasks, *keys]:
@@ -288,13 +303,14 @@ def _bar_chart(
     label: str,
     path: str,
     names: Mapping[str, str] | None,
+    suite: str | None = None,
 ) -> None:
     import matplotlib
 
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    tasks, suite = _task_order(methods)
+    tasks, suite = _task_order(methods, suite)
     columns = tasks + (['mean'] if len(tasks) > 1 else [])
     width = 0.8 / max(len(methods), 1)
     fig, ax = plt.subplots(figsize=(max(7.0, 0.35 * len(columns) * max(len(methods), 1)), 4.5))

@@ -176,7 +176,11 @@ def main(argv=None) -> int:
     which = 'best' if args.best_epoch else 'final'
     suffix = '_best_epoch_optimistic' if args.best_epoch else ''
     paths = write_report(
-        methods, osp.join(args.work_dir, f'vtab_results{suffix}'), which, names=labels
+        methods,
+        osp.join(args.work_dir, f'vtab_results{suffix}'),
+        which,
+        names=labels,
+        suite=args.suite,
     )
     print('[sweep] report: ' + ', '.join(paths))
     if failed:

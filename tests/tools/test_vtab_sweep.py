@@ -157,3 +157,22 @@ def test_averages_are_taken_per_seed_then_summarised_over_common_seeds():
     header, rows = table_rows({'m': results})
     assert header[1 : 1 + len(tasks)] == tasks and 'mean (7)' in header
     assert rows[0][header.index('params')] == '5'
+
+
+def test_tasks_shared_by_both_suites_are_reported_in_the_named_suite(tmp_path):
+    """dsprites_loc and clevr_count are mini-VTAB tasks and VTAB-1k tasks alike: a
+    mini-VTAB sweep of just those two is summarised as mini-VTAB (the sweep names its
+    suite), and VTAB-1k only when asked."""
+    from tools.vtab_report import suite_of, table_rows, write_report
+
+    shared = ['dsprites_loc', 'clevr_count']
+    results = {t: {'0': dict(final=40.0 + i)} for i, t in enumerate(shared)}
+    assert suite_of(shared) == 'mini-vtab'  # the smaller suite holding both
+    header, _ = table_rows({'m': results}, suite='mini-vtab')
+    assert 'mean (7)' in header  # mini-VTAB's 7 tasks
+    header, _ = table_rows({'m': results}, suite='vtab-1k')
+    assert 'mean (19)' in header
+    with pytest.raises(ValueError, match=r"\['cifar'\] are not in mini-vtab"):
+        table_rows({'m': {**results, 'cifar': {'0': dict(final=1.0)}}}, suite='mini-vtab')
+    md = write_report({'m': results}, str(tmp_path / 'r'), suite='mini-vtab')[0]
+    assert 'mean (7)' in open(md).read()
