@@ -97,6 +97,8 @@ _TIMM_TOP = {
     'norm_pre.bias': 'pre_norm.bias',
     'norm.weight': 'ln1.weight',
     'norm.bias': 'ln1.bias',
+    'reg_token': 'reg_token',  # register tokens (timm)
+    'register_tokens': 'reg_token',  # register tokens (the DINOv2 release)
 }
 _TIMM_BLOCK = {
     'norm1.weight': 'ln1.weight',
@@ -113,6 +115,12 @@ _TIMM_BLOCK = {
     'mlp.fc2.weight': 'ffn.layers.1.weight',
     'mlp.fc2.bias': 'ffn.layers.1.bias',
     'ls2.gamma': 'ffn.gamma2.weight',
+    # SwiGLU MLP of the DINOv2 release (ViT-g); timm's packed SwiGLU keeps fc1 / fc2,
+    # which the host renames when it is built with a SwiGLU FFN
+    'mlp.w12.weight': 'ffn.w12.weight',
+    'mlp.w12.bias': 'ffn.w12.bias',
+    'mlp.w3.weight': 'ffn.w3.weight',
+    'mlp.w3.bias': 'ffn.w3.bias',
 }
 _TIMM_BLOCK_RE = re.compile(r'^blocks\.(\d+)\.(.+)$')
 # classification heads and the MAE decoder: not part of the backbone
@@ -309,7 +317,26 @@ def _convert_timm(flat: dict[str, Any], fc_norm_to: str) -> ConversionResult:
             )
     if any(k.startswith(('decoder', 'mask_token')) for k in ignored):
         notes.append('dropped the MAE decoder (decoder_* and mask_token)')
+    _give_class_token_a_position(out, notes)
     return ConversionResult(out, 'timm', ignored, notes)
+
+
+def _give_class_token_a_position(out: dict[str, Tensor], notes: list[str]) -> None:
+    """timm's ``no_embed_class`` layout (DeiT-III, DINOv2 with registers) keeps
+    position embeddings for the patches only; mmpretrain's ``pos_embed`` starts with the
+    class token's. A zero row in front gives the same sums (the class token gets no
+    position, as in the source)."""
+    pos = out.get('pos_embed')
+    if pos is None or 'cls_token' not in out or pos.dim() != 3:
+        return
+    side = round(pos.shape[1] ** 0.5)
+    if side * side != pos.shape[1]:
+        return  # 1 + h*w rows: the class token has its position already
+    out['pos_embed'] = torch.cat([pos.new_zeros(1, 1, pos.shape[2]), pos], dim=1)
+    notes.append(
+        'the position embedding covered the patches only (no_embed_class): a zero '
+        'position was put in front for the class token'
+    )
 
 
 def _dense(

@@ -5,7 +5,7 @@ layouts live in :mod:`.convert`):
 
 * :func:`read_checkpoint` reads ``.npz``, ``.pth``/``.pt``/``.bin``/``.ckpt`` and
   ``.safetensors`` files without unpickling anything but tensors, and never downloads.
-* :func:`check_state_dict` makes sure loaded weights cover a model exactly, so that a
+* :func:`check_state_dict` makes sure loaded weights fit a model exactly (both ways), so that a
   "frozen pretrained" backbone can never keep a random parameter, and explains any
   mismatch (every name, both shapes, a prefix that would fix it).
 * :func:`resize_pos_embed` / :func:`adapt_pos_embed` resample a position embedding
@@ -18,7 +18,7 @@ import math
 import os
 import os.path as osp
 import pickle
-import warnings
+import re
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -108,25 +108,83 @@ def _prefix_advice(missing: list[str], unexpected: list[str]) -> str | None:
     return f'{advice} the checkpoint names ({count} names would then match)'
 
 
+#: (name pattern, what it means when the file has it and the model lacks it, and when
+#: the model has it and the file lacks it) - the host arguments that would fit
+_LAYOUT_HINTS: tuple[tuple[str, str, str], ...] = (
+    (
+        r'\.(attn\.gamma1|ffn\.gamma2)\.weight$',
+        'the file has layer scale (DINOv2, DeiT-III): build the host with '
+        "layer_scale_init_value=1e-5 (arch='dinov2-*' sets it), or leave it unset to "
+        'take it from the file',
+        'the file has no layer scale: build the host with layer_scale_init_value=0',
+    ),
+    (
+        r'^reg_token$',
+        'the file has register tokens: build the host with num_register_tokens=<their '
+        'number> (or leave it unset to take it from the file)',
+        'the file has no register tokens: build the host with num_register_tokens=0',
+    ),
+    (
+        r'^pre_norm\.',
+        'the file normalises the tokens before the first block (CLIP): build the host '
+        'with pre_norm=True',
+        'the file has no norm before the first block: build the host with pre_norm=False',
+    ),
+    (
+        r'^patch_embed\.projection\.bias$',
+        'the file has a patch-embedding bias: build the host with patch_cfg=dict(bias=True)',
+        'the file has no patch-embedding bias (CLIP): build the host with '
+        'patch_cfg=dict(bias=False)',
+    ),
+    (
+        r'\.ffn\.w(12|3)\.',
+        "the file has SwiGLU MLPs (DINOv2-g): build the host with arch='dinov2-g' or "
+        "layer_cfgs=dict(ffn_type='swiglu_fused')",
+        "the file has plain MLPs (fc1, fc2): build the host without ffn_type='swiglu_fused'",
+    ),
+    (
+        r'^ln1\.',
+        'the file has a final norm: build the host with final_norm=True',
+        'the file has no final norm: build the host with final_norm=False',
+    ),
+)
+
+
+def _layout_advice(missing: list[str], unexpected: list[str]) -> list[str]:
+    """Host arguments that would make the file fit (layer scale, registers, ...)."""
+    advice = []
+    for pattern, file_has, model_has in _LAYOUT_HINTS:
+        regex = re.compile(pattern)
+        if any(regex.search(k) for k in unexpected):
+            advice.append(file_has)
+        elif any(regex.search(k) for k in missing):
+            advice.append(model_has)
+    return advice
+
+
 def check_state_dict(
     expected: Mapping[str, Tensor], loaded: Mapping[str, Tensor], prefix_hint: str = ''
 ) -> None:
-    """Make sure loaded weights cover a model exactly, or explain why not.
+    """Make sure loaded weights fit a model exactly, in both directions, or explain why not.
 
     Call it with ``model.state_dict()`` before ``model.load_state_dict(loaded)``: a
-    pretrained load must never silently keep randomly initialised parameters.
+    pretrained load must never silently keep randomly initialised parameters, nor leave
+    out weights the file holds (a file with layer scale loaded into a host without it
+    computes other features).
 
     Args:
         expected (Mapping[str, Tensor]): The model's state dict (names and shapes).
-        loaded (Mapping[str, Tensor]): The converted checkpoint.
+        loaded (Mapping[str, Tensor]): The converted checkpoint (converters drop what is
+            not the backbone: heads, decoders).
         prefix_hint (str): Where these names live in the full model, e.g.
             ``'backbone.'``; prepended to every name in the message so that it
             matches the names in configs and logs. Defaults to ''.
 
     Raises:
-        ValueError: Some expected names are missing or have another shape. The message
-            names every missing name, every mis-shaped name with both shapes and, for
-            information, every unexpected name. Unexpected names alone only warn.
+        ValueError: Some expected names are missing, have another shape, or the file
+            holds names the model does not use. The message names every one of them,
+            with both shapes for the mis-shaped, and the host arguments that would fit
+            (layer scale, register tokens, pre-norm, patch bias, SwiGLU, final norm).
     """
     missing = [k for k in expected if k not in loaded]
     unexpected = [k for k in loaded if k not in expected]
@@ -135,17 +193,11 @@ def check_state_dict(
         for k in expected
         if k in loaded and tuple(expected[k].shape) != tuple(loaded[k].shape)
     ]
-    if not missing and not mis_shaped:
-        if unexpected:
-            warnings.warn(
-                f'the checkpoint has {len(unexpected)} names the model does not '
-                f'use (not loaded): {", ".join(prefix_hint + k for k in unexpected)}',
-                stacklevel=2,
-            )
+    if not missing and not mis_shaped and not unexpected:
         return
     lines = [
         f'pretrained weights do not match the model: {len(missing)} missing, '
-        f'{len(mis_shaped)} mis-shaped, {len(unexpected)} unexpected'
+        f'{len(mis_shaped)} mis-shaped, {len(unexpected)} unused'
     ]
     if missing:
         lines.append('missing (the model would keep its random initial values):')
@@ -156,8 +208,9 @@ def check_state_dict(
             f'  {prefix_hint}{k}: model {list(m)} vs checkpoint {list(c)}' for k, m, c in mis_shaped
         ]
     if unexpected:
-        lines.append('unexpected (in the checkpoint but not in the model; for information):')
+        lines.append('unused (in the checkpoint but not in the model):')
         lines += [f'  {prefix_hint}{k}' for k in unexpected]
+    lines += [f'hint: {advice}' for advice in _layout_advice(missing, unexpected)]
     advice = _prefix_advice(missing, unexpected)
     if advice:
         lines.append(f'hint: {advice}')

@@ -357,14 +357,14 @@ def test_check_state_dict_names_every_problem(converted):
     assert 'backbone.layers.1.ln2.bias' in message
     assert 'backbone.pos_embed: model [1, 10, 64] vs checkpoint [1, 17, 64]' in message
     assert 'backbone.extra.weight' in message
-    assert '1 missing, 1 mis-shaped, 1 unexpected' in message
+    assert '1 missing, 1 mis-shaped, 1 unused' in message
 
 
-def test_check_state_dict_spots_a_prefix_and_warns_on_extras(converted):
+def test_check_state_dict_spots_a_prefix_and_refuses_unused_weights(converted):
     expected = build_mm().state_dict()
     with pytest.raises(ValueError, match="remove the prefix 'backbone.'"):
         check_state_dict(expected, {f'backbone.{k}': v for k, v in converted.items()})
-    with pytest.warns(UserWarning, match='head.weight'):
+    with pytest.raises(ValueError, match=r'0 missing, 0 mis-shaped, 1 unused(.|\n)*head.weight'):
         check_state_dict(expected, {**converted, 'head.weight': torch.zeros(2)})
 
 
