@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os.path as osp
 from collections.abc import Sequence
 
 import torch
@@ -15,6 +16,61 @@ from ..tuners.base import BlockSpec, TokenContext
 from .convert import load_vit_weights
 from .host import TunableHostMixin
 from .weights import adapt_pos_embed
+
+#: DINOv2 hosts by name: mmpretrain's widths, with the release's patch size (14), image
+#: size (518), layer scale and, for ViT-g, SwiGLU MLPs. Arguments given explicitly win.
+DINOV2_ARCHS: dict[str, str] = {
+    'dinov2-s': 'dinov2-s',
+    'dinov2-small': 'dinov2-s',
+    'dinov2-b': 'b',
+    'dinov2-base': 'b',
+    'dinov2-l': 'l',
+    'dinov2-large': 'l',
+    'dinov2-g': 'dinov2-g',
+    'dinov2-giant': 'dinov2-g',
+}
+
+
+def _dinov2_defaults(kwargs: dict) -> None:
+    """Turn a DINOv2 arch name into mmpretrain's arch plus the release's settings."""
+    arch = kwargs.get('arch')
+    if not isinstance(arch, str) or arch.lower() not in DINOV2_ARCHS:
+        return
+    kwargs['arch'] = DINOV2_ARCHS[arch.lower()]
+    kwargs.setdefault('patch_size', 14)
+    kwargs.setdefault('img_size', 518)
+    kwargs.setdefault('layer_scale_init_value', 1e-5)
+    if kwargs['arch'] == 'dinov2-g':
+        kwargs.setdefault('layer_cfgs', dict(ffn_type='swiglu_fused'))
+
+
+def file_layout(state: dict[str, Tensor]) -> dict:
+    """What a converted ViT state dict says about the host it needs: layer scale,
+    register tokens, a norm before the first block (CLIP), a patch-embedding bias and
+    SwiGLU MLPs."""
+    return dict(
+        layer_scale=any(k.endswith(('attn.gamma1.weight', 'ffn.gamma2.weight')) for k in state),
+        registers=int(state['reg_token'].shape[1]) if 'reg_token' in state else 0,
+        pre_norm=any(k.startswith('pre_norm.') for k in state),
+        patch_bias='patch_embed.projection.bias' in state,
+        swiglu=any('.ffn.w12.' in k for k in state),
+    )
+
+
+def _fill_from_file(kwargs: dict, layout: dict, num_register_tokens: int | None) -> int:
+    """Set the host options the caller left unset from the file's layout; return the
+    number of register tokens."""
+    if layout['layer_scale'] and 'layer_scale_init_value' not in kwargs:
+        kwargs['layer_scale_init_value'] = 1e-5  # any positive value: the file sets it
+    if layout['pre_norm'] and 'pre_norm' not in kwargs:
+        kwargs['pre_norm'] = True
+    patch_cfg = dict(kwargs.get('patch_cfg') or {})
+    if 'bias' not in patch_cfg:
+        patch_cfg['bias'] = layout['patch_bias']
+        kwargs['patch_cfg'] = patch_cfg
+    if layout['swiglu'] and 'layer_cfgs' not in kwargs:
+        kwargs['layer_cfgs'] = dict(ffn_type='swiglu_fused')
+    return layout['registers'] if num_register_tokens is None else num_register_tokens
 
 
 @MODELS.register_module()
@@ -78,6 +134,7 @@ class TunedVisionTransformer(TunableHostMixin, VisionTransformer):
         save_frozen: bool = False,
         out_type: str = 'cls_token',
         with_cp: bool = False,
+        num_register_tokens: int | None = None,
         **kwargs,
     ) -> None:
         if kwargs.get('frozen_stages', -1) != -1:
@@ -85,13 +142,40 @@ class TunedVisionTransformer(TunableHostMixin, VisionTransformer):
                 'frozen_stages is not used: the whole host is frozen and tuners '
                 'choose what trains; remove frozen_stages from the config'
             )
+        if args:  # mmpretrain's positional arch
+            kwargs['arch'], args = args[0], args[1:]
+        _dinov2_defaults(kwargs)
+        cached = None
+        if isinstance(pretrained, str) and osp.isfile(pretrained):
+            # the file decides what the caller left unset; read once, loaded later
+            cached = load_vit_weights(pretrained)
+            num_register_tokens = _fill_from_file(kwargs, file_layout(cached), num_register_tokens)
+        registers = 0 if num_register_tokens is None else num_register_tokens
+        if isinstance(registers, bool) or not isinstance(registers, int) or registers < 0:
+            raise ValueError(
+                f'num_register_tokens must be a non-negative integer, got {registers!r}'
+            )
         super().__init__(*args, out_type=out_type, **kwargs)
         if self.out_type == 'avg_patch' and not self.final_norm:
             raise ValueError(
                 "out_type='avg_patch' normalises with the final norm; it needs final_norm=True"
             )
+        self.num_register_tokens = registers
+        self.reg_token = (
+            nn.Parameter(torch.empty(1, registers, self.embed_dims).normal_(std=1e-6))
+            if registers
+            else None
+        )
+        self._cached_pretrained = cached
         self.with_cp = with_cp
         self._setup_tuners(tuners, pretrained, save_frozen)
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        """Tokens in front of the patch tokens: the class token, then the register
+        tokens (``num_extra_tokens`` counts the class token only, as the position
+        embedding does)."""
+        return self.num_extra_tokens + self.num_register_tokens
 
     # ---- host description ------------------------------------------------------------
     def _make_block_specs(self) -> list[BlockSpec]:
@@ -111,9 +195,7 @@ class TunedVisionTransformer(TunableHostMixin, VisionTransformer):
                     proj=layer.attn.proj,
                     norm2=layer.ln2,
                     ffn=layer.ffn,
-                    mlp=layer.ffn.layers,
-                    fc1=layer.ffn.layers[0][0],
-                    fc2=layer.ffn.layers[1],
+                    **_mlp_layers(layer.ffn),
                 )
             )
         return specs
@@ -132,8 +214,11 @@ class TunedVisionTransformer(TunableHostMixin, VisionTransformer):
         return [self.ln1] if self.final_norm else []
 
     def _read_pretrained(self, path: str) -> dict[str, Tensor]:
-        loaded = load_vit_weights(path)
+        cached, self._cached_pretrained = self._cached_pretrained, None
+        loaded = cached if cached is not None else load_vit_weights(path)
         expected = self._host_state()
+        if any('.ffn.w12.' in k for k in expected):  # timm packs SwiGLU as fc1 / fc2
+            loaded = {_swiglu_name(k): v for k, v in loaded.items()}
         grid = self.patch_resolution
         return adapt_pos_embed(
             loaded, expected, num_extra_tokens=self.num_extra_tokens, dst_grid=tuple(grid)
@@ -187,7 +272,7 @@ class TunedVisionTransformer(TunableHostMixin, VisionTransformer):
             if i == last:
                 for tuner in self.tuners:
                     x = tuner.after_blocks(x, ctx)
-                if ctx.num_prefix != self.num_extra_tokens:
+                if ctx.num_prefix != self.num_prefix_tokens:
                     raise RuntimeError(
                         'a tuner left extra tokens in the sequence '
                         f'({ctx.num_prefix} prefix tokens at the end)'
@@ -215,15 +300,39 @@ class TunedVisionTransformer(TunableHostMixin, VisionTransformer):
             mode=self.interpolate_mode,
             num_extra_tokens=self.num_extra_tokens,
         )
+        if self.reg_token is not None:  # after the class token, without a position
+            cls = self.num_extra_tokens
+            registers = self.reg_token.expand(batch, -1, -1)
+            x = torch.cat((x[:, :cls], registers, x[:, cls:]), dim=1)
         x = self.pre_norm(self.drop_after_pos(x))
         ctx = TokenContext(
-            image=image, patch_resolution=tuple(grid), num_prefix=self.num_extra_tokens
+            image=image, patch_resolution=tuple(grid), num_prefix=self.num_prefix_tokens
         )
         for tuner in self.tuners:
             x = tuner.before_blocks(x, ctx)
         return x, ctx
 
     def _format_output(self, x: Tensor, hw) -> Tensor:
+        if self.out_type == 'raw':
+            return x
+        if self.out_type == 'cls_token':
+            return x[:, 0]
+        patches = x[:, self.num_prefix_tokens :]  # registers are not patches
         if self.out_type == 'avg_patch':
-            return self.ln1(x[:, self.num_extra_tokens :].mean(dim=1))
-        return super()._format_output(x, hw)
+            return self.ln1(patches.mean(dim=1))
+        if self.out_type == 'avg_featmap':
+            return self.ln2(patches.mean(dim=1))
+        return patches.reshape(x.shape[0], *hw, -1).permute(0, 3, 1, 2)  # featmap
+
+
+def _mlp_layers(ffn: nn.Module) -> dict[str, nn.Module]:
+    """The MLP's layers for :class:`BlockSpec`: mmpretrain's ``FFN`` (fc1, GELU, fc2) or
+    the SwiGLU MLP of DINOv2-g (``w12`` holds the gate and the value, ``w3`` projects
+    back; its branch ends at ``w3``)."""
+    if hasattr(ffn, 'w12'):
+        return dict(mlp=ffn.w3, fc1=ffn.w12, fc2=ffn.w3)
+    return dict(mlp=ffn.layers, fc1=ffn.layers[0][0], fc2=ffn.layers[1])
+
+
+def _swiglu_name(key: str) -> str:
+    return key.replace('.ffn.layers.0.0.', '.ffn.w12.').replace('.ffn.layers.1.', '.ffn.w3.')

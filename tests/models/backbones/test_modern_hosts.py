@@ -1,0 +1,161 @@
+"""DINOv2 (with and without registers) and CLIP ViTs as frozen hosts: with the same
+random weights, their features equal timm's, plain and tuned; files that do not fit are
+refused naming the argument that would fit; DINOv2-B/L counts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mmwst.models.backbones import TunedVisionTransformer
+
+timm = pytest.importorskip('timm')
+
+#: timm model -> the mmwst host arguments that build it (the rest comes from the file)
+HOSTS = {
+    'vit_small_patch14_dinov2': dict(arch='dinov2-s'),
+    'vit_small_patch14_reg4_dinov2': dict(arch='dinov2-s'),
+    'vit_base_patch16_clip_224': dict(arch='b', patch_size=16, norm_cfg=dict(type='LN', eps=1e-5)),
+}
+SIZE = 224  # both sides built at this size: no position-embedding resampling
+
+
+def _randomise(model: torch.nn.Module, seed: int) -> None:
+    """Every weight away from its init: layer scales near 1 (not 1e-5), biases and norm
+    shifts non-zero, so that every part changes the features."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=gen)
+            if name.endswith('gamma'):
+                p.copy_(1 + 0.1 * noise)
+            elif p.dim() > 1:
+                p.copy_(0.05 * noise)
+            else:
+                base = 1.0 if 'norm' in name and name.endswith('weight') else 0.0
+                p.copy_(base + 0.1 * noise)
+
+
+@pytest.fixture(scope='module', params=list(HOSTS))
+def timm_file(request, tmp_path_factory):
+    name = request.param
+    model = timm.create_model(name, pretrained=False, img_size=SIZE, num_classes=0).eval()
+    _randomise(model, seed=len(name))
+    path = tmp_path_factory.mktemp('timm') / f'{name}.pth'
+    torch.save(model.state_dict(), path)
+    return name, model, str(path)
+
+
+def _host(name: str, path: str, **kwargs) -> TunedVisionTransformer:
+    host = TunedVisionTransformer(
+        img_size=SIZE, pretrained=path, out_type='raw', **HOSTS[name], **kwargs
+    )
+    host.init_weights()
+    return host.eval()
+
+
+@pytest.mark.parametrize('tuned', [False, True], ids=['plain', 'lora'])
+def test_features_equal_timm(timm_file, tuned):
+    name, reference, path = timm_file
+    tuners = [dict(type='mmwst.LoRA', rank=4)] if tuned else []
+    host = _host(name, path, tuners=tuners)
+    x = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = reference.forward_features(x)  # every token, after the final norm
+        got = host(x)[0]
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+
+
+def test_the_layout_comes_from_the_file(timm_file):
+    name, reference, path = timm_file
+    host = _host(name, path)
+    assert host.num_register_tokens == getattr(reference, 'num_reg_tokens', 0)
+    has_scale = 'ls1.gamma' in dict(reference.blocks[0].named_parameters(prefix='')).keys() or (
+        hasattr(reference.blocks[0].ls1, 'gamma')
+    )
+    assert hasattr(host.layers[0].attn, 'gamma1') and (
+        isinstance(host.layers[0].attn.gamma1, torch.nn.Identity) is not has_scale
+    )
+    assert (not isinstance(host.pre_norm, torch.nn.Identity)) is ('clip' in name)
+    assert (host.patch_embed.projection.bias is None) is ('clip' in name)
+    # outputs that drop the prefix skip the registers too
+    featmap = TunedVisionTransformer(
+        img_size=SIZE, pretrained=path, out_type='featmap', **HOSTS[name]
+    )
+    featmap.init_weights()
+    patch = HOSTS[name].get('patch_size', 14)
+    with torch.no_grad():
+        out = featmap.eval()(torch.randn(1, 3, SIZE, SIZE))[0]
+        raw = host(torch.randn(1, 3, SIZE, SIZE))[0]
+    assert out.shape == (1, host.embed_dims, SIZE // patch, SIZE // patch)
+    assert raw.shape[1] == 1 + host.num_register_tokens + (SIZE // patch) ** 2
+
+
+def test_a_file_the_host_would_not_fully_use_is_refused(tmp_path):
+    reference = timm.create_model(
+        'vit_small_patch14_reg4_dinov2', pretrained=False, img_size=SIZE, num_classes=0
+    )
+    path = tmp_path / 'dinov2_reg4.pth'
+    torch.save(reference.state_dict(), path)
+    # layer scale switched off on purpose: 24 layer-scale weights would go unused
+    host = TunedVisionTransformer(
+        arch='dinov2-s', img_size=SIZE, pretrained=str(path), layer_scale_init_value=0.0
+    )
+    with pytest.raises(ValueError) as info:
+        host.init_weights()
+    message = str(info.value)
+    assert '24 unused' in message and 'backbone.layers.0.attn.gamma1.weight' in message
+    assert 'layer_scale_init_value=1e-5' in message and str(path) in message
+    # registers switched off on purpose
+    host = TunedVisionTransformer(
+        arch='dinov2-s', img_size=SIZE, pretrained=str(path), num_register_tokens=0
+    )
+    with pytest.raises(ValueError, match=r'(?s)backbone\.reg_token.*num_register_tokens='):
+        host.init_weights()
+    # a CLIP-style host (patch bias off) for a file that has the bias
+    host = TunedVisionTransformer(
+        arch='dinov2-s', img_size=SIZE, pretrained=str(path), patch_cfg=dict(bias=False)
+    )
+    with pytest.raises(ValueError, match=r'patch_cfg=dict\(bias=True\)'):
+        host.init_weights()
+
+
+def test_registers_sit_after_the_class_token_without_a_position():
+    arch = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
+    host = TunedVisionTransformer(
+        arch=arch, img_size=28, patch_size=14, num_register_tokens=3, out_type='raw'
+    )
+    host.init_weights()
+    with torch.no_grad():
+        host.reg_token.copy_(torch.arange(3 * 32, dtype=torch.float).reshape(1, 3, 32))
+    tokens, ctx = host._embed_tokens(torch.randn(2, 3, 28, 28))
+    assert ctx.num_prefix == 4 and tokens.shape == (2, 1 + 3 + 4, 32)
+    assert torch.equal(tokens[:, 1:4], host.reg_token.expand(2, -1, -1))  # no position
+    with pytest.raises(ValueError, match='non-negative integer'):
+        TunedVisionTransformer(arch=arch, img_size=28, patch_size=14, num_register_tokens=-1)
+
+
+@pytest.mark.parametrize(
+    ('arch', 'layers', 'dim', 'lora', 'hst'),
+    [('dinov2-b', 12, 768, 294_912, 764_840), ('dinov2-l', 24, 1024, 786_432, None)],
+)
+def test_dinov2_counts(arch, layers, dim, lora, hst):
+    """LoRA r=8 on q and v: 2 r (D + D) per layer. RLRR per layer: qkv 2 (3D) + 3 D
+    (one input scale per slice), proj 2 D + D, fc1 2 (4D) + D, fc2 2 D + 4D, SSF after both
+    norms 4 D - 31 D; plus SSF after the patch embedding and the final norm, 4 D. WST r=2:
+    C (D/4) 7^2 + D/4 (its 7-pixel fine branch) + L (2 r D + r + D). HST (ViT-B widths)
+    as on ViT-B/16."""
+
+    def count(tuners):
+        host = TunedVisionTransformer(arch=arch, img_size=224, tuners=tuners)
+        assert host.patch_size == (14, 14)
+        return sum(p.numel() for p in host.parameters() if p.requires_grad)
+
+    assert count([dict(type='mmwst.LoRA', rank=8)]) == lora == 2 * 8 * 2 * dim * layers
+    assert count([dict(type='mmwst.RLRR')]) == layers * 31 * dim + 4 * dim
+    quarter = dim // 4
+    wst = 3 * quarter * 7 * 7 + quarter + layers * (2 * 2 * dim + 2 + dim)
+    assert count([dict(type='mmwst.WST')]) == wst
+    if hst is not None:
+        assert count([dict(type='mmwst.HST')]) == hst
