@@ -109,31 +109,40 @@ class ScaleShiftPairs(nn.Module):
             return (self.scale_shift(key, output[0]), *output[1:])
         return self.scale_shift(key, output)
 
-    def _merge_target(self, key: str) -> tuple[Tensor, Tensor]:
+    def _merge_module(self, key: str) -> nn.Module:
         module = self._targets[key]
         if key == 'patch_embed':
             norm = getattr(module, 'norm', None)
             module = norm if isinstance(norm, nn.LayerNorm) else module.projection
-        weight, bias = getattr(module, 'weight', None), getattr(module, 'bias', None)
-        if weight is None or bias is None:
+        if getattr(module, 'weight', None) is None:
             raise ValueError(
                 f'cannot merge the scale and shift of {key} into {type(module).__name__}: the '
-                'layer has no affine weight and bias to absorb them; keep the model unmerged'
+                'layer has no affine weight to absorb them; keep the model unmerged'
             )
-        return weight, bias
+        return module
 
     def merge(self) -> None:
-        """Fold every pair into its layer (in place)."""
+        """Fold every pair into its layer (in place). A layer without a bias (CLIP's
+        patch embedding) gets one for the shift, removed again by :meth:`unmerge`."""
         self._saved = {}
+        self._created_bias = []
         for key in self.gamma:
-            weight, bias = self._merge_target(key)
-            saved = fold_scale_shift(weight, bias, self.gamma[key], self.beta[key])
+            module = self._merge_module(key)
+            if module.bias is None:
+                weight = module.weight
+                module.bias = nn.Parameter(weight.new_zeros(weight.shape[0]), requires_grad=False)
+                self._created_bias.append(key)
+            saved = fold_scale_shift(module.weight, module.bias, self.gamma[key], self.beta[key])
             if saved is not None:  # a scale near zero: unmerge restores these exactly
                 self._saved[key] = saved
 
     def unmerge(self) -> None:
         """Undo :meth:`merge` (in place)."""
+        created = getattr(self, '_created_bias', [])
         for key in reversed(list(self.gamma)):
-            weight, bias = self._merge_target(key)
+            module = self._merge_module(key)
             saved = self._saved.pop(key, None)
-            unfold_scale_shift(weight, bias, self.gamma[key], self.beta[key], saved)
+            unfold_scale_shift(module.weight, module.bias, self.gamma[key], self.beta[key], saved)
+            if key in created:
+                module.bias = None
+        self._created_bias = []

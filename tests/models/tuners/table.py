@@ -24,9 +24,16 @@ SWIN_ARCH = dict(embed_dims=16, depths=[2, 2], num_heads=[2, 4])
 SIZES = {
     'vit': [(32, 32), (32, 48)],
     'swin': [(64, 64), (64, 96)],
+    'dinov2': [(56, 56), (56, 84)],
+    'clip': [(32, 32), (32, 48)],
     'dense': [(64, 64), (64, 96)],
     'dense_beside': [(64, 64), (64, 96)],
 }
+#: the plain hosts every method runs on, and those that are ViTs: the classic one, a
+#: DINOv2-style one (patch 14, layer scale, 2 register tokens) and a CLIP-style one
+#: (a norm before the first block, no patch-embedding bias, LayerNorm eps 1e-5)
+HOSTS = ('vit', 'dinov2', 'clip', 'swin')
+VIT_HOSTS = ('vit', 'dinov2', 'clip')
 #: the dense backbone's side network on the tiny host (small widths, heads dividing them)
 DENSE_HST = dict(channels=[8, 12, 16, 32], num_heads=[1, 2, 2, 4])
 
@@ -49,6 +56,27 @@ def build_host(kind: str, tuners, **kwargs) -> nn.Module:
         return TunedVisionTransformer(
             arch=VIT_ARCH, img_size=32, patch_size=8, tuners=tuners, **kwargs
         )
+    if kind == 'dinov2':
+        return TunedVisionTransformer(
+            arch=VIT_ARCH,
+            img_size=56,
+            patch_size=14,
+            layer_scale_init_value=0.5,
+            num_register_tokens=2,
+            tuners=tuners,
+            **kwargs,
+        )
+    if kind == 'clip':
+        return TunedVisionTransformer(
+            arch=VIT_ARCH,
+            img_size=32,
+            patch_size=8,
+            pre_norm=True,
+            patch_cfg=dict(bias=False),
+            norm_cfg=dict(type='LN', eps=1e-5),
+            tuners=tuners,
+            **kwargs,
+        )
     return TunedSwinTransformer(
         arch=SWIN_ARCH,
         img_size=64,
@@ -65,6 +93,11 @@ def blocks(kind: str) -> list[tuple[int, int]]:
     if kind != 'swin':
         return [(32, 64)] * 4
     return [(16, 64)] * 2 + [(32, 128)] * 2
+
+
+def patch_size(kind: str) -> int:
+    """Patch side of the tiny host (Swin: its patch embedding's)."""
+    return {'dinov2': 14, 'swin': 4}.get(kind, 8)
 
 
 def patch_dim(kind: str) -> int:
@@ -90,7 +123,7 @@ def _is_bias(name: str) -> bool:
 
 def _is_norm(name: str) -> bool:
     parts = name.split('.')
-    return len(parts) > 1 and parts[-2].startswith(('ln', 'norm'))
+    return len(parts) > 1 and parts[-2].startswith(('ln', 'norm', 'pre_norm'))
 
 
 @dataclass
@@ -100,7 +133,7 @@ class Case:
     identity: bool
     mergeable: bool
     count: Callable[[str], int]
-    hosts: tuple[str, ...] = ('vit', 'swin')
+    hosts: tuple[str, ...] = HOSTS
     extra: dict = field(default_factory=dict)
 
 

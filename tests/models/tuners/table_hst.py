@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import mmwst.models.tuners.hst  # noqa: F401  (registers mmwst.HST)
-from tests.models.tuners.table import VIT_ARCH, Case
+from tests.models.tuners.table import VIT_ARCH, VIT_HOSTS, Case
 
 #: side-network widths and heads for the tiny host; the last width equals the host
 #: width so that the table's shared linear head (in_features 32) fits the output
@@ -59,7 +59,7 @@ CASES = [
         False,
         False,
         _count,
-        hosts=('vit',),
+        hosts=VIT_HOSTS,
     ),
     Case(
         'hst_3_meta_tokens',
@@ -67,6 +67,6 @@ CASES = [
         False,
         False,
         lambda kind: _count(kind, num_meta=3),
-        hosts=('vit',),
+        hosts=VIT_HOSTS,
     ),
 ]

@@ -10,7 +10,14 @@ from mmengine.optim import build_optim_wrapper
 
 from mmwst.engine import TunerOptimWrapperConstructor  # noqa: F401  (registers it)
 from mmwst.models.backbones import DenseTunedViT
-from tests.models.tuners.table import SIZES, WithHead, all_cases, build_host, perturb_tuners
+from tests.models.tuners.table import (
+    SIZES,
+    WithHead,
+    all_cases,
+    build_host,
+    patch_size,
+    perturb_tuners,
+)
 
 #: state-dict prefixes of the dense backbone's own trained parts
 DENSE_PARTS = ('wst.', 'side.', 'pyramid.')
@@ -217,8 +224,9 @@ def test_moves_between_dtypes_with_the_module(case, kind):
 
 @pytest.mark.parametrize('case, kind', PARAMS)
 def test_trains_at_384x384(case, kind):
+    side = -(-384 // patch_size(kind)) * patch_size(kind)  # 392 at patch 14
     model = WithHead(_build(case, kind)).train()
-    out = model(torch.randn(1, 3, 384, 384))
+    out = model(torch.randn(1, 3, side, side))
     out.sum().backward()
     assert out.shape == (1, 5)
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
