@@ -53,8 +53,18 @@ def file_layout(state: dict[str, Tensor]) -> dict:
         registers=int(state['reg_token'].shape[1]) if 'reg_token' in state else 0,
         pre_norm=any(k.startswith('pre_norm.') for k in state),
         patch_bias='patch_embed.projection.bias' in state,
-        swiglu=any('.ffn.w12.' in k for k in state),
+        swiglu=any('.ffn.w12.' in k for k in state) or _packed_swiglu(state),
     )
+
+
+def _packed_swiglu(state: dict[str, Tensor]) -> bool:
+    """timm keeps a SwiGLU MLP's names (fc1 holds gate and value, fc2 reads half of
+    it): fc1 is then twice as wide as fc2's input."""
+    fc1, fc2 = (
+        state.get('layers.0.ffn.layers.0.0.weight'),
+        state.get('layers.0.ffn.layers.1.weight'),
+    )
+    return fc1 is not None and fc2 is not None and fc1.shape[0] == 2 * fc2.shape[1]
 
 
 def _fill_from_file(kwargs: dict, layout: dict, num_register_tokens: int | None) -> int:

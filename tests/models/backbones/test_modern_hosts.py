@@ -159,3 +159,70 @@ def test_dinov2_counts(arch, layers, dim, lora, hst):
     assert count([dict(type='mmwst.WST')]) == wst
     if hst is not None:
         assert count([dict(type='mmwst.HST')]) == hst
+
+
+def test_the_dinov2_release_layout_loads(tmp_path):
+    """The DINOv2 release's own files: ``register_tokens``, a position embedding with
+    the class token's row, a ``mask_token`` (training only, dropped)."""
+    reference = timm.create_model(
+        'vit_small_patch14_reg4_dinov2', pretrained=False, img_size=SIZE, num_classes=0
+    ).eval()
+    _randomise(reference, seed=3)
+    state = reference.state_dict()
+    release = {k: v for k, v in state.items() if k not in ('reg_token', 'pos_embed')}
+    release['register_tokens'] = state['reg_token']
+    # the release adds the class row to the class token; timm's file has none: zero
+    release['pos_embed'] = torch.cat([torch.zeros(1, 1, 384), state['pos_embed']], dim=1)
+    release['mask_token'] = torch.zeros(1, 384)
+    path = tmp_path / 'dinov2_vits14_reg4_pretrain.pth'
+    torch.save(release, path)
+    host = TunedVisionTransformer(arch='dinov2-s', img_size=SIZE, pretrained=str(path))
+    host.init_weights()
+    assert host.num_register_tokens == 4
+    x = torch.randn(1, 3, SIZE, SIZE)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            host.eval()(x)[0], reference.forward_features(x)[:, 0], rtol=0, atol=1e-5
+        )
+
+
+def test_swiglu_mlps_as_in_dinov2_giant(tmp_path):
+    """ViT-g's SwiGLU MLPs (timm packs gate and value into fc1): a two-layer model of the
+    same kind equals timm's, plain and with LoRA on every layer incl. the MLP."""
+    from timm.layers import SwiGLUPacked
+    from timm.models.vision_transformer import VisionTransformer
+
+    width, hidden = 48, 128  # mmpretrain: feedforward 192 -> (192 * 2/3 + 7) // 8 * 8
+    reference = VisionTransformer(
+        img_size=56,
+        patch_size=14,
+        embed_dim=width,
+        depth=2,
+        num_heads=2,
+        init_values=1e-5,
+        mlp_ratio=2 * hidden / width,
+        mlp_layer=SwiGLUPacked,
+        act_layer=torch.nn.SiLU,
+        num_classes=0,
+    ).eval()
+    _randomise(reference, seed=5)
+    path = tmp_path / 'swiglu.pth'
+    torch.save(reference.state_dict(), path)
+    arch = dict(embed_dims=width, num_layers=2, num_heads=2, feedforward_channels=192)
+    x = torch.randn(2, 3, 56, 56)
+    targets = ('q', 'k', 'v', 'proj', 'fc1', 'fc2')
+    for tuners in ([], [dict(type='mmwst.LoRA', rank=2, targets=targets)]):
+        host = TunedVisionTransformer(
+            arch=arch,
+            img_size=56,
+            patch_size=14,
+            pretrained=str(path),
+            out_type='raw',
+            tuners=tuners,
+        )
+        host.init_weights()
+        assert type(host.layers[0].ffn).__name__ == 'SwiGLUFFNFused'  # from the file
+        assert host.blocks[0].fc1 is host.layers[0].ffn.w12
+        with torch.no_grad():
+            got, expected = host.eval()(x)[0], reference.forward_features(x)
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
