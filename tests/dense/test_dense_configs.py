@@ -8,6 +8,7 @@ narrow detection heads, 64-pixel inputs) so that the whole file runs in about a 
 
 from __future__ import annotations
 
+import math
 import os
 import os.path as osp
 
@@ -27,6 +28,8 @@ DET_CONFIGS = (
     'configs/dense/wst-only_coco.py',
     'configs/dense/lora_sfp_coco.py',
     'configs/dense/beside-vit_coco.py',
+    'configs/dense/dinov2/dense_dinov2-l-reg4_coco.py',
+    'configs/dense/dinov2/lora_sfp_dinov2-l-reg4_coco.py',
 )
 SEG_CONFIGS = (
     'configs/wst_ade20k.py',
@@ -34,6 +37,8 @@ SEG_CONFIGS = (
     'configs/dense/wst-only_ade20k.py',
     'configs/dense/lora_sfp_ade20k.py',
     'configs/dense/beside-vit_ade20k.py',
+    'configs/dense/dinov2/dense_dinov2-l-reg4_ade20k.py',
+    'configs/dense/dinov2/lora_sfp_dinov2-l-reg4_ade20k.py',
 )
 DEMO_DET = 'configs/demo/shapes_cascade_mask_rcnn.py'
 DEMO_SEG = 'configs/demo/shapes_upernet.py'
@@ -81,8 +86,10 @@ def shrink(cfg: Config) -> Config:
         backbone.hst = dict(channels=TINY_SIDE, num_heads=(1, 2, 2, 4))
     widths = list(pyramid_widths(backbone, TINY_WIDTH))
     if 'decode_head' in cfg.model:
-        # no padding to the 512x512 crop: the inputs keep their own (small) sizes
-        cfg.model.data_preprocessor.update(size=None, size_divisor=32)
+        # no padding to the 512x512 crop: the inputs keep their own (small) sizes, padded
+        # to what both the patch and the coarsest map divide
+        divisor = math.lcm(32, backbone.get('patch_size', 16))
+        cfg.model.data_preprocessor.update(size=None, size_divisor=divisor)
         if cfg.model.get('neck') is not None:
             cfg.model.neck.in_channels = TINY_WIDTH
         cfg.model.decode_head.update(in_channels=widths, channels=32)
@@ -200,8 +207,15 @@ def test_ade20k_recipe():
 
 @pytest.mark.parametrize('path', DET_CONFIGS + SEG_CONFIGS)
 def test_head_widths_follow_the_backbone(path):
+    from mmpretrain.models.backbones import VisionTransformer
+
+    from mmwst.models.backbones.vit import DINOV2_ARCHS
+
     cfg = load(path)
-    widths = pyramid_widths(cfg.model.backbone, VIT_B_WIDTH)
+    arch = cfg.model.backbone.arch
+    width = VisionTransformer.arch_zoo[DINOV2_ARCHS.get(arch, arch)]['embed_dims']
+    assert width == (1024 if 'dinov2-l' in path else VIT_B_WIDTH)
+    widths = pyramid_widths(cfg.model.backbone, width)
     assert head_widths(cfg) == widths
     if 'auxiliary_head' in cfg.model:
         assert cfg.model.auxiliary_head.in_channels == widths[cfg.model.auxiliary_head.in_index]

@@ -33,7 +33,10 @@ class SimpleFeaturePyramid(BaseModule):
         scales (Sequence[float]): Which maps to emit, relative to the input map.
             Defaults to ``(4.0, 2.0, 1.0, 0.5)``.
         in_stride (int): Stride of the input map (the ViT's patch size): the maps come
-            out at ``in_stride / scale``. Defaults to 16. mmwst's
+            out at ``in_stride / scale``. A stride that is not a multiple of 4 (patch 14:
+            DINOv2, EVA-02) is first resampled (bilinear) to the stride-16 grid of the
+            image, ``ceil(H / 16) x ceil(W / 16)``, so that the maps keep the strides
+            4 / 8 / 16 / 32 detectors and segmentors assume. Defaults to 16. mmwst's
             :func:`~mmwst.engine.check_pyramid` compares it with the backbone's
             ``out_strides`` before a run starts.
         init_cfg (dict, optional): mmengine init config.
@@ -63,10 +66,12 @@ class SimpleFeaturePyramid(BaseModule):
         if in_channels % 4:
             raise ValueError(f'in_channels must be divisible by 4, got {in_channels}')
         self.in_channels = in_channels
-        if in_stride < 4 or in_stride % 4:
-            raise ValueError(f'in_stride must be a multiple of 4, got {in_stride}')
+        if isinstance(in_stride, bool) or not isinstance(in_stride, int) or in_stride < 2:
+            raise ValueError(f'in_stride must be an integer >= 2, got {in_stride!r}')
         self.in_index = in_index
         self.in_stride = in_stride
+        # the stride the pyramid is built from: the input's, or 16 after resampling
+        self.base_stride = in_stride if in_stride % 4 == 0 else 16
         self.scales = tuple(scales)
         half, quarter = in_channels // 2, in_channels // 4
         self.up4 = (
@@ -82,7 +87,7 @@ class SimpleFeaturePyramid(BaseModule):
         self.up2 = nn.ConvTranspose2d(in_channels, half, 2, stride=2) if 2.0 in scales else None
         widths = {4.0: quarter, 2.0: half, 1.0: in_channels, 0.5: in_channels}
         self.out_channels = [widths[s] for s in self.scales]
-        self.strides = [int(in_stride / s) for s in self.scales]
+        self.strides = [int(self.base_stride / s) for s in self.scales]
 
     def forward(self, inputs: Sequence[Tensor]) -> tuple[Tensor, ...]:
         x = inputs[self.in_index]
@@ -91,6 +96,10 @@ class SimpleFeaturePyramid(BaseModule):
                 f'expected a (B, {self.in_channels}, h, w) map (backbone '
                 f"out_type='featmap'), got {tuple(x.shape)}"
             )
+        if self.base_stride != self.in_stride:  # e.g. patch 14 -> the stride-16 grid
+            h, w = x.shape[-2:]
+            size = (-(-h * self.in_stride // 16), -(-w * self.in_stride // 16))
+            x = F.interpolate(x, size=size, mode='bilinear', align_corners=False)
         outs = []
         for scale in self.scales:
             if scale == 4.0:

@@ -1,0 +1,44 @@
+# WST + HST on ADE20K (UperNet) with a frozen DINOv2-L/14 with 4 register tokens: the same
+# dense backbone, segmentor, 160k recipe and data as configs/wst_ade20k.py. The host and
+# the file it reads: configs/dense/dinov2/dense_dinov2-l-reg4_coco.py.
+#
+# Crops of 518 x 518 (the release's grid, 37 x 37 patches) instead of 512 (mmseg's resizing
+# is kept), sliding-window inference over the same crops; whole images are padded to a
+# multiple of the patch (14).
+_base_ = ['../../wst_ade20k.py']
+
+pretrained = 'checkpoints/dinov2_vitl14_reg4_pretrain.pth'
+crop_size = (518, 518)
+model = dict(
+    data_preprocessor=dict(size=crop_size, test_cfg=dict(size_divisor=14)),
+    backbone=dict(
+        arch='dinov2-l',
+        img_size=crop_size,
+        patch_size=14,
+        num_register_tokens=4,
+        drop_path_rate=0.3,
+        pretrained=pretrained,
+    ),
+    test_cfg=dict(mode='slide', crop_size=crop_size, stride=(341, 341)),
+)
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='RandomResize', scale=(2048, 512), ratio_range=(0.5, 2.0), keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='PackSegInputs'),
+]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+custom_hooks = [
+    dict(
+        type='mmwst.CheckPathsHook',
+        help='ADE20K into data/ade/ (or ADE20K_ROOT=DIR), as configs/wst_ade20k.py says. '
+        'The frozen DINOv2-L/14 with registers: the released '
+        'dinov2_vitl14_reg4_pretrain.pth (or timm vit_large_patch14_reg4_dinov2 weights) '
+        'at checkpoints/dinov2_vitl14_reg4_pretrain.pth (or set model.backbone.pretrained).',
+    ),
+    dict(type='mmwst.SafeCheckpointHook'),
+    dict(type='mmwst.ParamReportHook'),
+]
