@@ -4,10 +4,13 @@ refused naming the argument that would fit; DINOv2-B/L counts."""
 
 from __future__ import annotations
 
+import os.path as osp
+
 import pytest
 import torch
 
 from mmwst.models.backbones import TunedVisionTransformer
+from tests.helpers import REPO
 
 timm = pytest.importorskip('timm')
 
@@ -226,3 +229,28 @@ def test_swiglu_mlps_as_in_dinov2_giant(tmp_path):
         with torch.no_grad():
             got, expected = host.eval()(x)[0], reference.forward_features(x)
         torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ('method', 'counts'),
+    [
+        ('lora', (294_912, 786_432)),
+        ('rlrr', (288_768, 765_952)),
+        ('wst', (74_520, 160_816)),
+        ('hst', (764_840, 1_360_544)),
+    ],
+)
+def test_count_params_prints_the_dinov2_counts(method, counts, capsys):
+    """tools/count_params.py on each method's VTAB-1k config with the DINOv2-B/14 and
+    -L/14 hosts swapped in (docs/hosts.md)."""
+    import json
+
+    from tools.count_params import main
+
+    for arch, expected in zip(('dinov2-b', 'dinov2-l'), counts):
+        options = [f'model.backbone.arch={arch}', 'model.backbone.patch_size=14']
+        options.append('model.backbone.img_size=224')
+        config = osp.join(REPO, 'configs', method, 'vit-b16_vtab-1k.py')
+        assert main([config, '--json', '--cfg-options', *options]) == 0
+        printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert printed['trainable_without_head'] == expected, (method, arch)
