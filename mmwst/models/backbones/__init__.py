@@ -1,5 +1,6 @@
 from ..tuners.base import BlockSpec
 from .dense_vit import DenseTunedViT
+from .eva02 import TunedEVA02
 from .host import TunableHostMixin
 from .swin import TunedSwinTransformer
 from .vit import TunedVisionTransformer
@@ -8,6 +9,7 @@ __all__ = [
     'DenseTunedViT',
     'BlockSpec',
     'TunableHostMixin',
+    'TunedEVA02',
     'TunedSwinTransformer',
     'TunedVisionTransformer',
 ]

@@ -120,8 +120,16 @@ class TunedVisionTransformer(TunableHostMixin, VisionTransformer):
             ``'avg_featmap'``, ``'raw'``, or ``'avg_patch'``: the mean of the last
             block's patch tokens passed through the frozen final norm (WST, RLRR).
             Defaults to 'cls_token'.
+        num_register_tokens (int, optional): Register tokens after the class token
+            (DINOv2 with registers). Defaults to None: as many as the ``pretrained``
+            file holds, else none.
         **kwargs: every other mmpretrain ``VisionTransformer`` argument (``arch``,
-            ``img_size``, ``patch_size``, ``drop_path_rate``, ``out_indices``...).
+            ``img_size``, ``patch_size``, ``drop_path_rate``, ``out_indices``,
+            ``layer_scale_init_value``, ``pre_norm``, ``patch_cfg``, ``layer_cfgs``...).
+            ``arch`` also takes the DINOv2 names of :data:`DINOV2_ARCHS`. Layer scale,
+            pre-norm, the patch bias and SwiGLU MLPs left unset are taken from the
+            ``pretrained`` file (docs/hosts.md). Subclasses whose blocks differ pass
+            ``block_factory``: ``index -> block``, called once per layer.
 
     Examples:
         >>> import torch
@@ -155,10 +163,12 @@ class TunedVisionTransformer(TunableHostMixin, VisionTransformer):
         if args:  # mmpretrain's positional arch
             kwargs['arch'], args = args[0], args[1:]
         _dinov2_defaults(kwargs)
-        cached = None
-        if isinstance(pretrained, str) and osp.isfile(pretrained):
+        block_factory = kwargs.pop('block_factory', None)
+        cached = kwargs.pop('converted', None)  # a subclass that has read the file already
+        if cached is None and isinstance(pretrained, str) and osp.isfile(pretrained):
             # the file decides what the caller left unset; read once, loaded later
-            cached = load_vit_weights(pretrained)
+            cached = self._convert_file(pretrained)
+        if cached is not None:
             num_register_tokens = _fill_from_file(kwargs, file_layout(cached), num_register_tokens)
         registers = 0 if num_register_tokens is None else num_register_tokens
         if isinstance(registers, bool) or not isinstance(registers, int) or registers < 0:
@@ -176,9 +186,16 @@ class TunedVisionTransformer(TunableHostMixin, VisionTransformer):
             if registers
             else None
         )
+        if block_factory is not None:  # a host whose blocks differ (EVA-02)
+            self.layers = nn.ModuleList(block_factory(i) for i in range(self.num_layers))
         self._cached_pretrained = cached
         self.with_cp = with_cp
         self._setup_tuners(tuners, pretrained, save_frozen)
+
+    @staticmethod
+    def _convert_file(path: str) -> dict[str, Tensor]:
+        """The file's weights under this host's names (subclasses read other layouts)."""
+        return load_vit_weights(path)
 
     @property
     def num_prefix_tokens(self) -> int:
@@ -225,7 +242,7 @@ class TunedVisionTransformer(TunableHostMixin, VisionTransformer):
 
     def _read_pretrained(self, path: str) -> dict[str, Tensor]:
         cached, self._cached_pretrained = self._cached_pretrained, None
-        loaded = cached if cached is not None else load_vit_weights(path)
+        loaded = cached if cached is not None else self._convert_file(path)
         expected = self._host_state()
         if any('.ffn.w12.' in k for k in expected):  # timm packs SwiGLU as fc1 / fc2
             loaded = {_swiglu_name(k): v for k, v in loaded.items()}

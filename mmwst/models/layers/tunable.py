@@ -135,8 +135,8 @@ _ATTENTION_SWAPS = {MultiheadAttention: TunableMultiheadAttention, WindowMSA: Tu
 
 def make_tunable_attention(attn: nn.Module) -> nn.Module:
     """Swap ``attn``'s class for its tunable twin (same parameters, same output)."""
-    if isinstance(attn, tuple(_ATTENTION_SWAPS.values())):
-        return attn
+    if isinstance(attn, tuple(_ATTENTION_SWAPS.values())) or hasattr(attn, 'kv_fns'):
+        return attn  # tunable already (or built with kv_fns, as EVA-02's attention)
     target = _ATTENTION_SWAPS.get(type(attn))
     if target is None:
         raise TypeError(

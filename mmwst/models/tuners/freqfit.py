@@ -81,8 +81,8 @@ class FreqFit(BaseTuner):
         mode (str): ``'2d'`` (the patch grid) or ``'1d'`` (the token sequence after the
             class token). Defaults to ``'2d'``.
         extra_tokens (int): ``'1d'`` only: tokens other tuners insert after the class
-            token (e.g. VPT's ``num_prompts``), part of the filtered sequence.
-            Defaults to 0.
+            token (e.g. VPT's ``num_prompts``), part of the filtered sequence; the host's
+            own register tokens are counted without it. Defaults to 0.
         init_cfg (dict | list, optional): mmengine init config. Defaults to None.
 
     Examples:
@@ -131,14 +131,17 @@ class FreqFit(BaseTuner):
         self.filters = nn.ModuleList()
 
     def _length(self, host: HostSpec) -> int:
-        """The 1-D filter's default sequence: patches and the inserted tokens."""
+        """The 1-D filter's default sequence: the host's register tokens (if any), the
+        patches and the tokens other tuners insert."""
         h, w = host.patch_resolution
-        return int(h) * int(w) + self.extra_tokens
+        registers = int(getattr(host, 'num_register_tokens', 0))
+        return registers + int(h) * int(w) + self.extra_tokens
 
     def build(self, host: HostSpec) -> None:
         grid = tuple(int(s) for s in host.patch_resolution)  # the default (h0, w0)
         self._grid = grid
         self._class_tokens = int(host.num_extra_tokens)
+        self._registers = int(getattr(host, 'num_register_tokens', 0))
         # one filter before each block and one after the last
         for spec in (*host.blocks, host.blocks[-1]):
             if self.mode == '1d':
@@ -180,11 +183,13 @@ class FreqFit(BaseTuner):
         """1-D: every token after the class token (prompts and patches) as one sequence."""
         start = self._class_tokens
         length = x.shape[1] - start
-        expected = self._grid[0] * self._grid[1] + self.extra_tokens
+        expected = self._registers + self._grid[0] * self._grid[1] + self.extra_tokens
         if tuple(ctx.patch_resolution) == self._grid and length != expected:
+            registers = f'{self._registers} registers + ' if self._registers else ''
             raise ValueError(
                 f'FreqFit (mode="1d") was built for {expected} tokens after the class token '
-                f'({self._grid[0]}x{self._grid[1]} patches + extra_tokens={self.extra_tokens}) '
+                f'({registers}{self._grid[0]}x{self._grid[1]} patches + '
+                f'extra_tokens={self.extra_tokens}) '
                 f'but gets {length}; set extra_tokens={length - expected + self.extra_tokens} '
                 '(the tokens other tuners insert, e.g. VPT num_prompts) and list FreqFit after '
                 'the tuner that inserts them'

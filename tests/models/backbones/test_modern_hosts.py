@@ -254,3 +254,98 @@ def test_count_params_prints_the_dinov2_counts(method, counts, capsys):
         assert main([config, '--json', '--cfg-options', *options]) == 0
         printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert printed['trainable_without_head'] == expected, (method, arch)
+
+
+# --- EVA-02 ----------------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def eva02_file(tmp_path_factory):
+    reference = timm.create_model('eva02_tiny_patch14_224', pretrained=False, num_classes=0)
+    _randomise(reference.eval(), seed=11)
+    folder = tmp_path_factory.mktemp('eva02')
+    state = reference.state_dict()
+    torch.save(state, folder / 'eva02_tiny.pth')
+    # the same without fc_norm: every token is compared, not only the pooled feature
+    torch.save({k: v for k, v in state.items() if not k.startswith('fc_norm')}, folder / 'raw.pth')
+    return reference, folder
+
+
+@pytest.mark.parametrize('tuned', [False, True], ids=['plain', 'lora'])
+def test_eva02_features_equal_timm(eva02_file, tuned):
+    from mmwst.models.backbones import TunedEVA02
+
+    reference, folder = eva02_file
+    tuners = [dict(type='mmwst.LoRA', rank=4, targets=('q', 'k', 'v'))] if tuned else []
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    # the MIM file ends with fc_norm: pooled patches -> fc_norm is the host's output
+    pooled = TunedEVA02(arch='eva02-t', pretrained=str(folder / 'eva02_tiny.pth'), tuners=tuners)
+    pooled.init_weights()
+    assert pooled.out_type == 'avg_featmap' and not pooled.final_norm
+    raw = TunedEVA02(
+        arch='eva02-t', pretrained=str(folder / 'raw.pth'), out_type='raw', tuners=tuners
+    )
+    raw.init_weights()
+    with torch.no_grad():
+        tokens = reference.forward_features(x)
+        torch.testing.assert_close(raw.eval()(x)[0], tokens, rtol=1e-5, atol=1e-5)
+        expected = reference.forward_head(tokens, pre_logits=True)
+        torch.testing.assert_close(pooled.eval()(x)[0], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_eva02_separate_qkv_and_sub_ln_equal_timm(tmp_path):
+    """The layout of the larger EVA-02 files: separate q / k / v projections (no key
+    bias), SwiGLU with separate gate and value and a norm inside (sub-LN), a norm inside
+    attention, a final norm; prefix tuning's extra keys are not rotated."""
+    from timm.models.eva import Eva
+
+    from mmwst.models.backbones import TunedEVA02
+
+    reference = Eva(
+        img_size=56,
+        patch_size=14,
+        embed_dim=64,
+        depth=2,
+        num_heads=2,
+        qkv_fused=False,
+        mlp_ratio=4 * 2 / 3,
+        swiglu_mlp=True,
+        scale_mlp=True,
+        scale_attn_inner=True,
+        use_rot_pos_emb=True,
+        ref_feat_shape=(4, 4),
+        global_pool='token',
+        num_classes=0,
+    ).eval()
+    _randomise(reference, seed=13)
+    path = tmp_path / 'eva02_separate.pth'
+    torch.save(reference.state_dict(), path)
+    arch = dict(embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=170)
+    host = TunedEVA02(arch=arch, img_size=56, pretrained=str(path), out_type='raw')
+    host.init_weights()
+    assert host.sub_ln and host.final_norm
+    x = torch.randn(2, 3, 56, 56)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            host.eval()(x)[0], reference.forward_features(x), rtol=1e-5, atol=1e-5
+        )
+    # a file with what the host cannot hold is refused, naming the key
+    state = reference.state_dict()
+    state['blocks.0.attn.k_proj.bias'] = torch.zeros(64)
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=r'blocks\.0\.attn\.k_proj\.bias'):
+        TunedEVA02(arch=arch, img_size=56, pretrained=str(path))
+
+
+def test_eva02_rope_leaves_the_prefix_alone():
+    """Rotary embeddings rotate the last h*w tokens only: tokens in front (class token,
+    prompts, meta tokens) pass unchanged, and a rotation keeps every pair's length."""
+    from mmwst.models.backbones.eva02 import GridRoPE
+
+    rope = GridRoPE(head_dims=8, ref_grid=(2, 3))
+    rope.set_grid((2, 3))
+    x = torch.randn(1, 2, 4 + 6, 8)  # 4 prefix tokens, 6 patches
+    y = rope.rotate(x)
+    assert torch.equal(y[:, :, :4], x[:, :, :4])
+    assert torch.equal(y[:, :, 4], x[:, :, 4])  # position (0, 0): angle zero
+    pairs = lambda t: t.reshape(*t.shape[:-1], 4, 2).norm(dim=-1)  # noqa: E731
+    torch.testing.assert_close(pairs(y), pairs(x))
+    assert not torch.allclose(y[:, :, 5:], x[:, :, 5:])

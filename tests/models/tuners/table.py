@@ -17,23 +17,27 @@ import torch
 from torch import nn
 
 from mmwst.models import TunedSwinTransformer, TunedVisionTransformer
-from mmwst.models.backbones import DenseTunedViT
+from mmwst.models.backbones import DenseTunedViT, TunedEVA02
 
 VIT_ARCH = dict(embed_dims=32, num_layers=4, num_heads=2, feedforward_channels=64)
 SWIN_ARCH = dict(embed_dims=16, depths=[2, 2], num_heads=[2, 4])
+#: the SwiGLU hidden width of the tiny EVA-02 host
+EVA_HIDDEN = 24
 SIZES = {
     'vit': [(32, 32), (32, 48)],
     'swin': [(64, 64), (64, 96)],
     'dinov2': [(56, 56), (56, 84)],
     'clip': [(32, 32), (32, 48)],
+    'eva02': [(56, 56), (56, 84)],
     'dense': [(64, 64), (64, 96)],
     'dense_beside': [(64, 64), (64, 96)],
 }
 #: the plain hosts every method runs on, and those that are ViTs: the classic one, a
-#: DINOv2-style one (patch 14, layer scale, 2 register tokens) and a CLIP-style one
-#: (a norm before the first block, no patch-embedding bias, LayerNorm eps 1e-5)
-HOSTS = ('vit', 'dinov2', 'clip', 'swin')
-VIT_HOSTS = ('vit', 'dinov2', 'clip')
+#: DINOv2-style one (patch 14, layer scale, 2 register tokens), a CLIP-style one (a norm
+#: before the first block, no patch-embedding bias, LayerNorm eps 1e-5) and an EVA-02
+#: one (rotary positions, SwiGLU MLPs with sub-LN, patch 14)
+HOSTS = ('vit', 'dinov2', 'clip', 'eva02', 'swin')
+VIT_HOSTS = ('vit', 'dinov2', 'clip', 'eva02')
 #: the dense backbone's side network on the tiny host (small widths, heads dividing them)
 DENSE_HST = dict(channels=[8, 12, 16, 32], num_heads=[1, 2, 2, 4])
 
@@ -66,6 +70,15 @@ def build_host(kind: str, tuners, **kwargs) -> nn.Module:
             tuners=tuners,
             **kwargs,
         )
+    if kind == 'eva02':
+        return TunedEVA02(
+            arch=dict(VIT_ARCH, feedforward_channels=EVA_HIDDEN),
+            img_size=56,
+            patch_size=14,
+            sub_ln=True,
+            tuners=tuners,
+            **kwargs,
+        )
     if kind == 'clip':
         return TunedVisionTransformer(
             arch=VIT_ARCH,
@@ -90,14 +103,29 @@ def build_host(kind: str, tuners, **kwargs) -> nn.Module:
 
 def blocks(kind: str) -> list[tuple[int, int]]:
     """(width, MLP hidden width) of every block of the tiny host."""
+    if kind == 'eva02':
+        return [(32, EVA_HIDDEN)] * 4
     if kind != 'swin':
         return [(32, 64)] * 4
     return [(16, 64)] * 2 + [(32, 128)] * 2
 
 
+def mlp_widths(kind: str) -> list[tuple[int, int, int]]:
+    """(width, fc1's output, fc2's input) of every block: the hidden width twice, or
+    for SwiGLU (EVA-02) gate and value from fc1 (2 H) and H into fc2."""
+    if kind == 'eva02':
+        return [(d, 2 * h, h) for d, h in blocks(kind)]
+    return [(d, h, h) for d, h in blocks(kind)]
+
+
+def registers(kind: str) -> int:
+    """Register tokens of the tiny host."""
+    return 2 if kind == 'dinov2' else 0
+
+
 def patch_size(kind: str) -> int:
     """Patch side of the tiny host (Swin: its patch embedding's)."""
-    return {'dinov2': 14, 'swin': 4}.get(kind, 8)
+    return {'dinov2': 14, 'eva02': 14, 'swin': 4}.get(kind, 8)
 
 
 def patch_dim(kind: str) -> int:
@@ -138,7 +166,7 @@ class Case:
 
 
 def _ssf(kind: str) -> int:
-    per_block = sum(2 * (3 * d + d + h + d + d + d) for d, h in blocks(kind))
+    per_block = sum(2 * (3 * d + d + f1 + d + d + d) for d, f1, _ in mlp_widths(kind))
     return per_block + 2 * patch_dim(kind) + sum(2 * d for d in final_dims(kind))
 
 
@@ -160,7 +188,7 @@ CASES = [
         [dict(type='mmwst.LoRA', rank=2, targets=('q', 'k', 'v', 'proj', 'fc1', 'fc2'))],
         True,
         True,
-        lambda k: sum(2 * (4 * (d + d) + (d + h) + (h + d)) for d, h in blocks(k)),
+        lambda k: sum(2 * (4 * (d + d) + (d + f1) + (f2 + d)) for d, f1, f2 in mlp_widths(k)),
     ),
     Case(
         'adapter',

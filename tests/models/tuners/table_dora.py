@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import mmwst.models.tuners.dora  # noqa: F401  (registers DoRA)
-from tests.models.tuners.table import Case, blocks
+from tests.models.tuners.table import Case, mlp_widths
 
 RANK = 4
 
@@ -11,10 +11,10 @@ RANK = 4
 def _dora(kind: str, all_layers: bool) -> int:
     """Per target: A (r x d_in) + B (d_out x r) + the magnitude (d_out)."""
     total = 0
-    for d, h in blocks(kind):
+    for d, f1, f2 in mlp_widths(kind):
         shapes = [(d, d), (d, d)]  # q, v
         if all_layers:
-            shapes += [(d, d), (d, d), (d, h), (h, d)]  # k, proj, fc1, fc2
+            shapes += [(d, d), (d, d), (d, f1), (f2, d)]  # k, proj, fc1, fc2
         total += sum(RANK * (d_in + d_out) + d_out for d_in, d_out in shapes)
     return total
 

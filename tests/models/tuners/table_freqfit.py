@@ -5,7 +5,7 @@ FreqFit alone (complex and real filters) and combined with LoRA and with RLRR.
 
 import mmwst.models.tuners.freqfit  # noqa: F401  (registers mmwst.FreqFit)
 import mmwst.models.tuners.rlrr  # noqa: F401  (registers mmwst.RLRR)
-from tests.models.tuners.table import Case, blocks
+from tests.models.tuners.table import VIT_HOSTS, Case, blocks, mlp_widths, registers
 from tests.models.tuners.table_rlrr import rlrr_count
 
 GRID = (4, 4)  # the tiny ViT's default patch grid: 32 / 8
@@ -20,26 +20,27 @@ def freqfit_count(kind: str, parts: int = 2) -> int:
 
 
 def freqfit_1d_count(kind: str, extra_tokens: int = 0) -> int:
-    """L + 1 filters of ((h w + extra) // 2 + 1, D, 2), no scale or shift."""
+    """L + 1 filters of ((registers + h w + extra) // 2 + 1, D, 2), no scale or shift."""
     h, w = GRID
     dims = [d for d, _ in blocks(kind)]
     dims.append(dims[-1])
-    return sum(((h * w + extra_tokens) // 2 + 1) * d * 2 for d in dims)
+    length = registers(kind) + h * w + extra_tokens
+    return sum((length // 2 + 1) * d * 2 for d in dims)
 
 
 def lora_all_count(kind: str, rank: int = 2) -> int:
-    return sum(rank * (4 * (d + d) + (d + h) + (h + d)) for d, h in blocks(kind))
+    return sum(rank * (4 * (d + d) + (d + f1) + (f2 + d)) for d, f1, f2 in mlp_widths(kind))
 
 
 CASES = [
-    Case('freqfit_complex', [dict(type='mmwst.FreqFit')], False, False, freqfit_count, ('vit',)),
+    Case('freqfit_complex', [dict(type='mmwst.FreqFit')], False, False, freqfit_count, VIT_HOSTS),
     Case(
         'freqfit_real',
         [dict(type='mmwst.FreqFit', filter_type='real')],
         False,
         False,
         lambda k: freqfit_count(k, parts=1),
-        ('vit',),
+        VIT_HOSTS,
     ),
     Case(
         'freqfit_lora',
@@ -50,7 +51,7 @@ CASES = [
         False,
         False,
         lambda k: lora_all_count(k) + freqfit_count(k),
-        ('vit',),
+        VIT_HOSTS,
     ),
     Case(
         'freqfit_rlrr',
@@ -58,7 +59,7 @@ CASES = [
         False,
         False,
         lambda k: rlrr_count(k) + freqfit_count(k),
-        ('vit',),
+        VIT_HOSTS,
     ),
     Case(
         'freqfit_1d',
@@ -66,7 +67,7 @@ CASES = [
         False,
         False,
         freqfit_1d_count,
-        ('vit',),
+        VIT_HOSTS,
     ),
     Case(
         'freqfit_1d_vpt_deep',
@@ -77,6 +78,6 @@ CASES = [
         False,
         False,
         lambda k: 4 * 3 * 32 + freqfit_1d_count(k, extra_tokens=3),
-        ('vit',),
+        VIT_HOSTS,
     ),
 ]

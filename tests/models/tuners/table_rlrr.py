@@ -1,7 +1,7 @@
 """RLRR's rows of the shared tuner table (see table.py)."""
 
 import mmwst.models.tuners.rlrr  # noqa: F401  (registers mmwst.RLRR)
-from tests.models.tuners.table import Case, blocks, final_dims, patch_dim
+from tests.models.tuners.table import Case, final_dims, mlp_widths, patch_dim
 
 
 def rlrr_count(kind: str, swin_variant: str = 'release') -> int:
@@ -14,11 +14,11 @@ def rlrr_count(kind: str, swin_variant: str = 'release') -> int:
     released_swin = kind == 'swin' and swin_variant == 'release'
     slices = 1 if released_swin else 3
     total = 0
-    for d, h in blocks(kind):
+    for d, f1, f2 in mlp_widths(kind):
         qkv = 3 * d + slices * d + 3 * d  # s_out (3D) + s_in (D per slice) + f (3D)
         proj = d + d + d
-        fc1 = d + h + h
-        fc2 = h + d + d
+        fc1 = d + f1 + f1
+        fc2 = f2 + d + d
         ssf = 2 * (d + d)  # after norm1 and norm2
         total += qkv + proj + fc1 + fc2 + ssf
     if released_swin:
