@@ -139,6 +139,7 @@ class DenseTunedViT(TunedVisionTransformer):
             self.side = None
             self.pyramid = WSTPyramid(dim)
         self._freeze_host()  # again, now that the side network decides about the norms
+        self._store_frozen()
 
     @property
     def out_channels(self) -> tuple[int, ...]:
@@ -211,7 +212,7 @@ class DenseTunedViT(TunedVisionTransformer):
         super().init_weights()
 
     # ---- forward -------------------------------------------------------------------------
-    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+    def forward_host(self, x: Tensor) -> tuple[Tensor, ...]:
         self._check_input(x)
         image = x
         with nullcontext() if self.host_grad else torch.no_grad():

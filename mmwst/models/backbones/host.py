@@ -43,11 +43,14 @@ class TunableHostMixin:
     host_kind: str = ''  # 'vit' or 'swin'
 
     # ---- construction ----------------------------------------------------------------
-    def _setup_tuners(self, tuners, pretrained: str | None, save_frozen: bool) -> None:
+    def _setup_tuners(
+        self, tuners, pretrained: str | None, save_frozen: bool, frozen_dtype=None
+    ) -> None:
         if pretrained is not None and not isinstance(pretrained, str):
             raise TypeError(f'pretrained must be a local file path or None, got {pretrained!r}')
         self.pretrained = pretrained
         self.save_frozen = save_frozen
+        self.frozen_dtype = _frozen_dtype(frozen_dtype)
         self._pretrained_loaded = False
         self._full_state = False
         self.blocks = self._make_block_specs()
@@ -76,6 +79,7 @@ class TunableHostMixin:
         _refuse_contradictions(built)
         setattr(self, TUNERS_ATTR, built)
         self._freeze_host()
+        self._store_frozen()
         self._register_state_dict_hook(_drop_frozen_from_state_dict)
         self._register_load_state_dict_pre_hook(self._fill_frozen_before_load)
 
@@ -137,6 +141,29 @@ class TunableHostMixin:
             param.requires_grad_(id(param) in trained)
         for param in self.tuners.parameters():
             param.requires_grad_(True)
+
+    def _store_frozen(self) -> None:
+        """Hold the frozen host parameters in ``frozen_dtype`` (half their memory in
+        bf16); what trains stays in float32."""
+        if self.frozen_dtype is None:
+            return
+        for _, param in self.host_named_parameters():
+            dtype = torch.float32 if param.requires_grad else self.frozen_dtype
+            if param.dtype != dtype:
+                param.data = param.data.to(dtype)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        """The host's forward pass (:meth:`forward_host`). With ``frozen_dtype``, it runs
+        under autocast to that type - the frozen weights are read as they are stored,
+        the trainable ones cast per operation - and returns the input's float type."""
+        if self.frozen_dtype is None:
+            return self.forward_host(x)
+        with torch.autocast(x.device.type, dtype=self.frozen_dtype):
+            outs = self.forward_host(x)
+        return tuple(o.to(x.dtype) if o.is_floating_point() else o for o in outs)
+
+    def forward_host(self, x: Tensor) -> tuple[Tensor, ...]:
+        raise NotImplementedError
 
     def frozen_host_keys(self) -> list[str]:
         """State-dict keys of the frozen host (left out of checkpoints)."""
@@ -253,6 +280,24 @@ class TunableHostMixin:
                 with torch.no_grad():
                     tuner.unmerge(self)
                 tuner.merged = False
+
+
+_FROZEN_DTYPES = {'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16, 'fp16': torch.float16,
+                  'float16': torch.float16}  # yapf: disable
+
+
+def _frozen_dtype(value) -> torch.dtype | None:
+    """``frozen_dtype`` as a torch dtype: None (float32), 'bf16' or 'fp16'."""
+    if value is None or value in ('fp32', 'float32', torch.float32):
+        return None
+    if isinstance(value, torch.dtype) and value in _FROZEN_DTYPES.values():
+        return value
+    if isinstance(value, str) and value.lower() in _FROZEN_DTYPES:
+        return _FROZEN_DTYPES[value.lower()]
+    raise ValueError(
+        f"frozen_dtype must be None (float32), 'bf16' or 'fp16', got {value!r}; bf16 halves "
+        'the frozen weights and keeps float32 range (fp16 only where the hardware lacks bf16)'
+    )
 
 
 def _refuse_contradictions(tuners: Sequence[BaseTuner]) -> None:

@@ -29,9 +29,9 @@ class TunedSwinTransformer(TunableHostMixin, SwinTransformer):
 
     The same lifecycle and arguments as
     :class:`~mmwst.models.backbones.TunedVisionTransformer` (``tuners``, ``pretrained``,
-    ``save_frozen``); every other argument is mmpretrain's. Blocks are numbered across
-    stages (Swin-B: 2 + 2 + 18 + 2 = 24 blocks) and each block's width and head count
-    come from its stage. Token hooks see ``(B, H*W, C)`` tokens of the current stage;
+    ``save_frozen``, ``frozen_dtype``); every other argument is mmpretrain's. Blocks are
+    numbered across stages (Swin-B: 2 + 2 + 18 + 2 = 24 blocks) and each block's width
+    and head count come from its stage. Token hooks see ``(B, H*W, C)`` tokens of the current stage;
     attention-level methods (PATT, prefix tuning, VPT) act inside every window.
 
     ``pretrained`` takes an mmpretrain Swin checkpoint (a local file; a ``state_dict``
@@ -55,6 +55,7 @@ class TunedSwinTransformer(TunableHostMixin, SwinTransformer):
         tuners: Sequence[dict] = (),
         pretrained: str | None = None,
         save_frozen: bool = False,
+        frozen_dtype: str | None = None,
         **kwargs,
     ) -> None:
         if kwargs.get('frozen_stages', -1) != -1:
@@ -66,7 +67,7 @@ class TunedSwinTransformer(TunableHostMixin, SwinTransformer):
         for block in self.stages.modules():
             if isinstance(block, WindowMSA):  # one fused attention call per window batch
                 make_tunable_attention(block)
-        self._setup_tuners(tuners, pretrained, save_frozen)
+        self._setup_tuners(tuners, pretrained, save_frozen, frozen_dtype)
 
     def _make_block_specs(self) -> list[BlockSpec]:
         specs = []
@@ -107,7 +108,7 @@ class TunedSwinTransformer(TunableHostMixin, SwinTransformer):
         state = {k: v for k, v in state.items() if not k.startswith(('head.', 'neck.'))}
         return _strip_prefixes(state, ('module.', 'backbone.'))
 
-    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+    def forward_host(self, x: Tensor) -> tuple[Tensor, ...]:
         self._check_input(x)
         image = x
         x, hw_shape = self.patch_embed(x)  # (B, h*w, C)

@@ -113,6 +113,10 @@ class TunedVisionTransformer(TunableHostMixin, VisionTransformer):
             Defaults to None (random weights; for tests).
         save_frozen (bool): Keep the frozen weights in ``state_dict()`` (and so in
             checkpoints). Defaults to False: checkpoints hold what was trained only.
+        frozen_dtype (str, optional): ``'bf16'`` (or ``'fp16'``) holds the frozen weights
+            in that type - half their memory - and runs the forward pass under autocast
+            to it; what trains stays float32 and the outputs come back as float32.
+            Defaults to None: everything in float32.
         with_cp (bool): Gradient checkpointing of the blocks during training: their
             activations are recomputed in the backward pass instead of stored, trading
             compute for memory. Defaults to False.
@@ -150,6 +154,7 @@ class TunedVisionTransformer(TunableHostMixin, VisionTransformer):
         tuners: Sequence[dict] = (),
         pretrained: str | None = None,
         save_frozen: bool = False,
+        frozen_dtype: str | None = None,
         out_type: str = 'cls_token',
         with_cp: bool = False,
         num_register_tokens: int | None = None,
@@ -190,7 +195,7 @@ class TunedVisionTransformer(TunableHostMixin, VisionTransformer):
             self.layers = nn.ModuleList(block_factory(i) for i in range(self.num_layers))
         self._cached_pretrained = cached
         self.with_cp = with_cp
-        self._setup_tuners(tuners, pretrained, save_frozen)
+        self._setup_tuners(tuners, pretrained, save_frozen, frozen_dtype)
 
     @staticmethod
     def _convert_file(path: str) -> dict[str, Tensor]:
@@ -280,7 +285,7 @@ class TunedVisionTransformer(TunableHostMixin, VisionTransformer):
         return ' '.join(lines)
 
     # ---- forward -----------------------------------------------------------------------
-    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+    def forward_host(self, x: Tensor) -> tuple[Tensor, ...]:
         self._check_input(x)
         x, ctx = self._embed_tokens(x)
         patch_resolution = ctx.patch_resolution

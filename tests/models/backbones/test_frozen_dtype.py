@@ -1,0 +1,117 @@
+"""frozen_dtype='bf16': the frozen host held in bfloat16 (half its memory), what trains in
+float32, outputs in float32 and close to the float32 model's."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mmwst.models.backbones import DenseTunedViT, TunedSwinTransformer, TunedVisionTransformer
+
+ARCH = dict(embed_dims=64, num_layers=4, num_heads=4, feedforward_channels=128)
+
+
+def _pair(cls, tuners, **kwargs):
+    """The same weights twice: float32 and with the frozen part in bf16."""
+    torch.manual_seed(0)
+    full = cls(tuners=tuners, **kwargs)
+    full.init_weights()
+    with torch.no_grad():
+        for p in full.tuners.parameters():
+            p.add_(0.05 * torch.randn_like(p))  # away from an identity init
+    half = cls(tuners=tuners, frozen_dtype='bf16', **kwargs)
+    with full.full_state_dict():
+        state = full.state_dict()
+    with half.full_state_dict():
+        half.load_state_dict(state)
+    return full.eval(), half.eval()
+
+
+def _bytes(model, trainable: bool) -> int:
+    return sum(
+        p.numel() * p.element_size() for p in model.parameters() if p.requires_grad is trainable
+    )
+
+
+HOSTS = {
+    'vit': (TunedVisionTransformer, dict(arch=ARCH, img_size=32, patch_size=8), (2, 3, 32, 32)),
+    'swin': (
+        TunedSwinTransformer,
+        dict(
+            arch=dict(embed_dims=32, depths=[2, 2], num_heads=[2, 4]),
+            img_size=64,
+            window_size=4,
+            out_indices=(1,),
+        ),
+        (2, 3, 64, 64),
+    ),  # yapf: disable
+}
+
+
+@pytest.mark.parametrize('kind', list(HOSTS))
+def test_frozen_weights_in_bf16_trainables_and_outputs_in_float32(kind):
+    cls, kwargs, shape = HOSTS[kind]
+    full, half = _pair(cls, [dict(type='mmwst.LoRA', rank=4)], **kwargs)
+    frozen = {p.dtype for p in half.parameters() if not p.requires_grad}
+    trained = {p.dtype for p in half.parameters() if p.requires_grad}
+    assert frozen == {torch.bfloat16} and trained == {torch.float32}
+    assert _bytes(half, False) * 2 == _bytes(full, False)  # half the frozen memory
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected, got = full(x)[0], half(x)[0]
+    assert got.dtype == torch.float32
+    # bf16 keeps 8 bits of mantissa: the features agree to about 1% (stated in
+    # docs/hosts.md), far closer than two different weight sets would
+    relative = ((got - expected).norm() / expected.norm()).item()
+    assert relative < 2e-2, relative
+
+
+def test_training_step_updates_the_tuners_and_never_the_frozen_weights():
+    cls, kwargs, shape = HOSTS['vit']
+    _, model = _pair(cls, [dict(type='mmwst.LoRA', rank=4)], **kwargs)
+    model.train()
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    trained = [p for p in model.parameters() if p.requires_grad]
+    before = [p.detach().clone() for p in trained]
+    optimizer = torch.optim.AdamW(trained, lr=1e-2)
+    out = model(torch.randn(*shape))[0]
+    (out * torch.linspace(-1, 1, out.shape[-1])).sum().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in trained)
+    optimizer.step()
+    assert any(not torch.equal(p, b) for p, b in zip(trained, before))
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            assert p.dtype == torch.bfloat16 and torch.equal(p, frozen[name]), name
+
+
+def test_dense_backbone_keeps_its_trained_vit_norms_in_float32():
+    side = dict(channels=(8, 16, 16, 32), num_heads=(1, 2, 2, 4))
+    model = DenseTunedViT(arch=ARCH, img_size=64, patch_size=8, hst=side, frozen_dtype='bf16')
+    norms = [p for spec in model.blocks for p in spec.norm1.parameters()]
+    assert all(p.requires_grad and p.dtype == torch.float32 for p in norms)
+    assert {p.dtype for p in model.parameters() if not p.requires_grad} == {torch.bfloat16}
+    maps = model(torch.randn(1, 3, 64, 64))
+    assert [m.dtype for m in maps] == [torch.float32] * 4
+    sum(m.mean() for m in maps).backward()
+    assert all(p.grad is not None for p in norms)
+
+
+def test_adapter_only_checkpoint_round_trip_in_bf16(tmp_path):
+    cls, kwargs, shape = HOSTS['vit']
+    full, _ = _pair(cls, [dict(type='mmwst.LoRA', rank=4)], **kwargs)
+    with full.full_state_dict():
+        host = {k: v for k, v in full.state_dict().items() if not k.startswith('tuners.')}
+    torch.save(host, tmp_path / 'base.pth')
+    model = cls(tuners=[dict(type='mmwst.LoRA', rank=4)], pretrained=str(tmp_path / 'base.pth'),
+                frozen_dtype='bf16', **kwargs)  # yapf: disable
+    model.init_weights()
+    model.load_state_dict(full.state_dict())  # the tuners only
+    x = torch.randn(*shape)
+    with torch.no_grad():
+        assert ((model.eval()(x)[0] - full(x)[0]).norm() / full(x)[0].norm()) < 2e-2
+    assert not set(model.state_dict()) & set(model.frozen_host_keys())
+
+
+def test_an_unknown_dtype_is_refused():
+    with pytest.raises(ValueError, match="frozen_dtype must be None .* 'bf16' or 'fp16'"):
+        TunedVisionTransformer(arch=ARCH, img_size=32, patch_size=8, frozen_dtype='int8')
