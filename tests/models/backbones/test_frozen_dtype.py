@@ -115,3 +115,18 @@ def test_adapter_only_checkpoint_round_trip_in_bf16(tmp_path):
 def test_an_unknown_dtype_is_refused():
     with pytest.raises(ValueError, match="frozen_dtype must be None .* 'bf16' or 'fp16'"):
         TunedVisionTransformer(arch=ARCH, img_size=32, patch_size=8, frozen_dtype='int8')
+
+
+def test_host_memory_tool_measures_half_the_frozen_weights():
+    """tools/host_memory.py (the README's DINOv2-L / -g figures) on DINOv2-S at 56 x 56:
+    bf16 halves the frozen weights; the peak is weights plus the step's peak."""
+    from tools.host_memory import worker
+
+    fp32 = worker('dinov2-s', 'lora', 'fp32', 56)
+    bf16 = worker('dinov2-s', 'lora', 'bf16', 56)
+    assert fp32['frozen_params'] == bf16['frozen_params'] > 20_000_000
+    frozen_mb = fp32['frozen_params'] * 4 / 2**20
+    assert bf16['weights_mb'] == pytest.approx(fp32['weights_mb'] - frozen_mb / 2, abs=0.2)
+    for row in (fp32, bf16):
+        assert row['peak_mb'] == pytest.approx(row['weights_mb'] + row['step_peak_mb'], abs=0.2)
+        assert row['step_peak_mb'] > 0

@@ -349,3 +349,18 @@ def test_eva02_rope_leaves_the_prefix_alone():
     pairs = lambda t: t.reshape(*t.shape[:-1], 4, 2).norm(dim=-1)  # noqa: E731
     torch.testing.assert_close(pairs(y), pairs(x))
     assert not torch.allclose(y[:, :, 5:], x[:, :, 5:])
+
+
+@pytest.mark.parametrize('layers', [24, 40])
+def test_hst_stage_mapping_on_deep_hosts(layers):
+    """HST on DINOv2-L (24 layers) and -g (40): four stages of L/4 layers each, every
+    layer feeding one side block; the count follows (tiny widths here)."""
+    arch = dict(embed_dims=32, num_layers=layers, num_heads=2, feedforward_channels=64)
+    tuner = dict(type='mmwst.HST', channels=[8, 12, 16, 32], num_heads=[1, 2, 2, 4])
+    host = TunedVisionTransformer(arch=arch, img_size=28, patch_size=14, tuners=[tuner])
+    hst = host.tuners[0]
+    assert hst.side.depths == (layers // 4,) * 4
+    trainable = sum(p.numel() for p in host.parameters() if p.requires_grad)
+    assert trainable == hst.param_count(host)
+    out = host(torch.randn(1, 3, 28, 42))[0]
+    assert torch.isfinite(out).all()
