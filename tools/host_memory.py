@@ -1,7 +1,7 @@
 """Peak training memory of large frozen hosts, float32 against frozen weights in bf16.
 
     python tools/host_memory.py [--arch dinov2-l dinov2-g] [--method lora dense]
-        [--dtype fp32 bf16] [--size 224] [--out docs/benchmark/host_memory.json]
+        [--dtype fp32 bf16] [--size 224] [--out docs/benchmark/host_memory_cpu.json]
 
 Each (host, method, dtype) runs in a fresh process: the model is built with random
 weights (memory does not depend on their values), one training step at batch 1 warms
