@@ -180,7 +180,8 @@ def main(argv=None) -> int:
         osp.join(args.work_dir, f'vtab_results{suffix}'),
         which,
         names=labels,
-        suite=args.suite,
+        # the suite's averages when every task run is one of its tasks (not for digits)
+        suite=args.suite if set(tasks) <= set(suite_tasks) else None,
     )
     print('[sweep] report: ' + ', '.join(paths))
     if failed:

@@ -15,7 +15,6 @@ from mmpretrain.models.utils import SwiGLUFFN
 from torch import Tensor, nn
 
 from ...registry import MODELS
-from ..tuners.base import BlockSpec
 from .vit import TunedVisionTransformer
 from .weights import read_checkpoint
 
@@ -251,30 +250,6 @@ class TunedEVA02(TunedVisionTransformer):
     @staticmethod
     def _convert_file(path: str) -> dict[str, Tensor]:
         return convert_eva02(read_checkpoint(path))
-
-    def _make_block_specs(self) -> list[BlockSpec]:
-        specs = []
-        for i, layer in enumerate(self.layers):
-            specs.append(
-                BlockSpec(
-                    index=i,
-                    stage=0,
-                    block=layer,
-                    dim=self.embed_dims,
-                    num_heads=layer.attn.num_heads,
-                    norm1=layer.norm1,
-                    attn=layer.attn,
-                    attn_branch=layer.attn,
-                    qkv=layer.attn.qkv,
-                    proj=layer.attn.proj,
-                    norm2=layer.norm2,
-                    ffn=layer.ffn,
-                    mlp=layer.ffn.w3,
-                    fc1=layer.ffn.w12,
-                    fc2=layer.ffn.w3,
-                )
-            )
-        return specs
 
     def _embed_tokens(self, x: Tensor):
         ph, pw = self.patch_size

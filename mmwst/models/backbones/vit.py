@@ -220,12 +220,12 @@ class TunedVisionTransformer(TunableHostMixin, VisionTransformer):
                     block=layer,
                     dim=self.embed_dims,
                     num_heads=layer.attn.num_heads,
-                    norm1=layer.ln1,
+                    norm1=layer.norm1,  # mmpretrain's ln1; EVA-02's norm1
                     attn=layer.attn,
                     attn_branch=layer.attn,
                     qkv=layer.attn.qkv,
                     proj=layer.attn.proj,
-                    norm2=layer.ln2,
+                    norm2=layer.norm2,
                     ffn=layer.ffn,
                     **_mlp_layers(layer.ffn),
                 )

@@ -139,29 +139,29 @@ def test_registers_sit_after_the_class_token_without_a_position():
         TunedVisionTransformer(arch=arch, img_size=28, patch_size=14, num_register_tokens=-1)
 
 
-@pytest.mark.parametrize(
-    ('arch', 'layers', 'dim', 'lora', 'hst'),
-    [('dinov2-b', 12, 768, 294_912, 764_840), ('dinov2-l', 24, 1024, 786_432, None)],
-)
-def test_dinov2_counts(arch, layers, dim, lora, hst):
-    """LoRA r=8 on q and v: 2 r (D + D) per layer. RLRR per layer: qkv 2 (3D) + 3 D
-    (one input scale per slice), proj 2 D + D, fc1 2 (4D) + D, fc2 2 D + 4D, SSF after both
-    norms 4 D - 31 D; plus SSF after the patch embedding and the final norm, 4 D. WST r=2:
-    C (D/4) 7^2 + D/4 (its 7-pixel fine branch) + L (2 r D + r + D). HST (ViT-B widths)
-    as on ViT-B/16."""
+#: the counts from the widths alone (D width, L layers): LoRA r=8 on q and v: 2 r (D + D)
+#: per layer. RLRR per layer: qkv 2 (3D) + 3 D (one input scale per slice), proj 2 D + D,
+#: fc1 2 (4D) + D, fc2 2 D + 4D, SSF after both norms 4 D - 31 D; plus SSF after the patch
+#: embedding and the final norm, 4 D. WST r=2: C (D/4) 7^2 + D/4 (its 7-pixel fine branch)
+#: + L (2 r D + r + D).
+FORMULAS = {
+    'lora': lambda L, D: 2 * 8 * 2 * D * L,
+    'rlrr': lambda L, D: L * 31 * D + 4 * D,
+    'wst': lambda L, D: 3 * (D // 4) * 7 * 7 + D // 4 + L * (2 * 2 * D + 2 + D),
+}
+
+
+def test_dinov2_counts_follow_the_formulas():
+    """DINOv2-B/14 built directly (its -L counts: the count_params test below)."""
 
     def count(tuners):
-        host = TunedVisionTransformer(arch=arch, img_size=224, tuners=tuners)
+        host = TunedVisionTransformer(arch='dinov2-b', img_size=224, tuners=tuners)
         assert host.patch_size == (14, 14)
         return sum(p.numel() for p in host.parameters() if p.requires_grad)
 
-    assert count([dict(type='mmwst.LoRA', rank=8)]) == lora == 2 * 8 * 2 * dim * layers
-    assert count([dict(type='mmwst.RLRR')]) == layers * 31 * dim + 4 * dim
-    quarter = dim // 4
-    wst = 3 * quarter * 7 * 7 + quarter + layers * (2 * 2 * dim + 2 + dim)
-    assert count([dict(type='mmwst.WST')]) == wst
-    if hst is not None:
-        assert count([dict(type='mmwst.HST')]) == hst
+    assert count([dict(type='mmwst.LoRA', rank=8)]) == FORMULAS['lora'](12, 768)
+    assert count([dict(type='mmwst.RLRR')]) == FORMULAS['rlrr'](12, 768)
+    assert count([dict(type='mmwst.WST')]) == FORMULAS['wst'](12, 768)
 
 
 def test_the_dinov2_release_layout_loads(tmp_path):
@@ -254,6 +254,9 @@ def test_count_params_prints_the_dinov2_counts(method, counts, capsys):
         assert main([config, '--json', '--cfg-options', *options]) == 0
         printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert printed['trainable_without_head'] == expected, (method, arch)
+        if method in FORMULAS:
+            layers, width = (12, 768) if arch == 'dinov2-b' else (24, 1024)
+            assert expected == FORMULAS[method](layers, width)
 
 
 # --- EVA-02 ----------------------------------------------------------------------------
