@@ -2,6 +2,7 @@ from ..tuners.base import BlockSpec
 from .dense_vit import DenseTunedViT
 from .eva02 import TunedEVA02
 from .host import TunableHostMixin
+from .sam import TunedSAMViT
 from .swin import TunedSwinTransformer
 from .vit import TunedVisionTransformer
 
@@ -10,6 +11,7 @@ __all__ = [
     'BlockSpec',
     'TunableHostMixin',
     'TunedEVA02',
+    'TunedSAMViT',
     'TunedSwinTransformer',
     'TunedVisionTransformer',
 ]

@@ -170,7 +170,7 @@ class BaseTuner(BaseModule):
     mergeable: ClassVar[bool] = False
     identity_at_init: ClassVar[bool] = False
     #: The kinds of host (``HostSpec.host_kind``) the method runs on, and why not others.
-    supported_hosts: ClassVar[tuple[str, ...]] = ('vit', 'swin')
+    supported_hosts: ClassVar[tuple[str, ...]] = ('vit', 'swin', 'sam')
     host_reason: ClassVar[str] = ''
     #: Why the method cannot be combined with any other tuner (None: it can).
     alone: ClassVar[str | None] = None

@@ -99,7 +99,7 @@ class FreqFit(BaseTuner):
         torch.Size([2, 32])
     """
 
-    supported_hosts = ('vit',)
+    supported_hosts = ('vit', 'sam')  # one patch grid throughout
     host_reason = (
         "It filters the ViT's single patch grid between blocks, which a hierarchical "
         'backbone such as Swin does not have (its grid and width change at every stage); '

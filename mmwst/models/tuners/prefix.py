@@ -88,6 +88,12 @@ class PrefixTuning(BaseTuner):
         torch.Size([2, 32])
     """
 
+    supported_hosts = ('vit', 'swin')
+    host_reason = (
+        "It adds key/value tokens to every attention, which SAM's windowed attention has no "
+        'place for (every token there sits on the patch grid); use a ViT or a Swin host.'
+    )
+
     def __init__(self, num_tokens: int = 10, hidden: int = 512, init_cfg=None) -> None:
         super().__init__(init_cfg)
         for name, value in (('num_tokens', num_tokens), ('hidden', hidden)):

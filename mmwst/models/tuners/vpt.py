@@ -46,6 +46,12 @@ class VPT(BaseTuner):
         torch.Size([2, 32])
     """
 
+    supported_hosts = ('vit', 'swin')
+    host_reason = (
+        "It adds prompt tokens to the sequence, which SAM's windowed attention has no "
+        'place for (every token there sits on the patch grid); use a ViT or a Swin host.'
+    )
+
     def __init__(
         self, num_prompts: int = 10, deep: bool = True, dropout: float = 0.0, init_cfg=None
     ) -> None:

@@ -92,7 +92,7 @@ class WST(BaseTuner):
         torch.Size([2, 32])
     """
 
-    supported_hosts = ('vit',)
+    supported_hosts = ('vit', 'sam')  # one patch grid throughout
     host_reason = (
         'Its wavelet blocks need one fixed patch grid for all layers; use '
         'mmwst.TunedVisionTransformer as the backbone.'

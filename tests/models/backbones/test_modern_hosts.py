@@ -367,3 +367,66 @@ def test_hst_stage_mapping_on_deep_hosts(layers):
     assert trainable == hst.param_count(host)
     out = host(torch.randn(1, 3, 28, 42))[0]
     assert torch.isfinite(out).all()
+
+
+# --- SAM's image encoder -----------------------------------------------------------------
+@pytest.fixture(scope='module')
+def sam_file(tmp_path_factory):
+    """timm's samvit_base_patch16 at 256 x 256: a 16 x 16 grid, windows of 14 (padded)
+    in 8 blocks, global attention in 4, the convolutional neck."""
+    reference = timm.create_model(
+        'samvit_base_patch16', pretrained=False, img_size=256, num_classes=0
+    ).eval()
+    _randomise(reference, seed=17)
+    with torch.no_grad():  # the neck's LayerNorm2d scales near 1, as the blocks' norms
+        for name in ('neck.1.weight', 'neck.3.weight'):
+            reference.get_parameter(name).add_(1.0)
+    path = tmp_path_factory.mktemp('sam') / 'samvit_base.pth'
+    torch.save(reference.state_dict(), path)
+    return reference, path
+
+
+@pytest.mark.parametrize('tuned', [False, True], ids=['plain', 'lora'])
+def test_sam_image_encoder_equals_timm(sam_file, tuned):
+    """The neck's output; timm runs its windowed attention as one fused call with the
+    relative-position bias, mmpretrain as explicit products: equal within 5e-5 on
+    outputs of magnitude about 5 (1e-5 relative)."""
+    from mmwst.models.backbones import TunedSAMViT
+
+    reference, path = sam_file
+    tuners = [dict(type='mmwst.LoRA', rank=4)] if tuned else []
+    host = TunedSAMViT(arch='base', img_size=256, pretrained=str(path), tuners=tuners)
+    host.init_weights()
+    x = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(
+            host.eval()(x)[0], reference.forward_features(x), rtol=1e-5, atol=5e-5
+        )
+
+
+def test_sam_release_layout_and_methods_that_add_tokens_are_refused(sam_file, tmp_path):
+    from mmwst.models.backbones import TunedSAMViT
+    from mmwst.models.tuners.base import UnsupportedHostError
+
+    reference, path = sam_file
+    state = torch.load(path, weights_only=True)
+    # the release: everything under image_encoder., MLPs named lin1 / lin2, and the
+    # prompt encoder and mask decoder beside it
+    renamed = {k.replace('.mlp.fc1.', '.mlp.lin1.').replace('.mlp.fc2.', '.mlp.lin2.'): v
+               for k, v in state.items()}  # yapf: disable
+    release = {'image_encoder.' + k: v for k, v in renamed.items()}
+    release['prompt_encoder.pe_layer.positional_encoding_gaussian_matrix'] = torch.zeros(2, 128)
+    release['mask_decoder.iou_token.weight'] = torch.zeros(1, 256)
+    torch.save(release, tmp_path / 'sam_vit_b.pth')
+    host = TunedSAMViT(arch='base', img_size=256, pretrained=str(tmp_path / 'sam_vit_b.pth'))
+    host.init_weights()
+    x = torch.randn(1, 3, 256, 256)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            host.eval()(x)[0], reference.forward_features(x), rtol=1e-5, atol=5e-5
+        )
+    arch = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64,
+                global_attn_indexes=[1])  # yapf: disable
+    for tuner in (dict(type='mmwst.VPT'), dict(type='mmwst.PrefixTuning'), dict(type='mmwst.HST')):
+        with pytest.raises(UnsupportedHostError, match="'sam' host"):
+            TunedSAMViT(arch=arch, img_size=32, patch_size=8, window_size=2, tuners=[tuner])

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from mmwst.models import TunedSwinTransformer, TunedVisionTransformer
-from mmwst.models.backbones import DenseTunedViT, TunedEVA02
+from mmwst.models.backbones import DenseTunedViT, TunedEVA02, TunedSAMViT
 
 VIT_ARCH = dict(embed_dims=32, num_layers=4, num_heads=2, feedforward_channels=64)
 SWIN_ARCH = dict(embed_dims=16, depths=[2, 2], num_heads=[2, 4])
@@ -29,15 +29,22 @@ SIZES = {
     'dinov2': [(56, 56), (56, 84)],
     'clip': [(32, 32), (32, 48)],
     'eva02': [(56, 56), (56, 84)],
+    'sam': [(32, 32), (32, 48)],
     'dense': [(64, 64), (64, 96)],
     'dense_beside': [(64, 64), (64, 96)],
 }
 #: the plain hosts every method runs on, and those that are ViTs: the classic one, a
 #: DINOv2-style one (patch 14, layer scale, 2 register tokens), a CLIP-style one (a norm
 #: before the first block, no patch-embedding bias, LayerNorm eps 1e-5) and an EVA-02
-#: one (rotary positions, SwiGLU MLPs with sub-LN, patch 14)
-HOSTS = ('vit', 'dinov2', 'clip', 'eva02', 'swin')
+#: one (rotary positions, SwiGLU MLPs with sub-LN, patch 14); SAM's image encoder
+#: (windows of 2 x 2 patches, two global blocks, the convolutional neck) runs every method
+#: that adds no token
+HOSTS = ('vit', 'dinov2', 'clip', 'eva02', 'swin', 'sam')
 VIT_HOSTS = ('vit', 'dinov2', 'clip', 'eva02')
+#: the hosts with one patch grid throughout (the ViTs and SAM's encoder)
+GRID_HOSTS = ('vit', 'dinov2', 'clip', 'eva02', 'sam')
+#: the hosts for methods that add tokens (not SAM: its windowed attention has no place)
+TOKEN_HOSTS = ('vit', 'dinov2', 'clip', 'eva02', 'swin')
 #: the dense backbone's side network on the tiny host (small widths, heads dividing them)
 DENSE_HST = dict(channels=[8, 12, 16, 32], num_heads=[1, 2, 2, 4])
 
@@ -76,6 +83,16 @@ def build_host(kind: str, tuners, **kwargs) -> nn.Module:
             img_size=56,
             patch_size=14,
             sub_ln=True,
+            tuners=tuners,
+            **kwargs,
+        )
+    if kind == 'sam':
+        return TunedSAMViT(
+            arch=dict(VIT_ARCH, global_attn_indexes=[1, 3]),
+            img_size=32,
+            patch_size=8,
+            window_size=2,
+            out_channels=32,
             tuners=tuners,
             **kwargs,
         )
@@ -133,7 +150,8 @@ def patch_dim(kind: str) -> int:
 
 
 def final_dims(kind: str) -> list[int]:
-    return [32] if kind == 'vit' else [32]
+    """Widths of the norms after the last block (SAM's blocks end without one)."""
+    return [] if kind == 'sam' else [32]
 
 
 def host_total(kind: str) -> int:
@@ -151,6 +169,8 @@ def _is_bias(name: str) -> bool:
 
 def _is_norm(name: str) -> bool:
     parts = name.split('.')
+    if name.startswith('channel_reduction.') and parts[1] in ('1', '3'):
+        return True  # SAM's neck: conv, LayerNorm2d, conv, LayerNorm2d
     return len(parts) > 1 and parts[-2].startswith(('ln', 'norm', 'pre_norm'))
 
 
@@ -210,6 +230,7 @@ CASES = [
         False,
         False,
         lambda k: 3 * blocks(k)[0][0],
+        hosts=TOKEN_HOSTS,
     ),
     Case(
         'vpt_deep',
@@ -217,6 +238,7 @@ CASES = [
         False,
         False,
         lambda k: sum(3 * d for d, _ in blocks(k)),
+        hosts=TOKEN_HOSTS,
     ),
 ]
 
@@ -253,6 +275,7 @@ class WithHead(nn.Module):
         super().__init__()
         self.backbone = backbone
         widths = getattr(backbone, 'out_channels', (32,))  # the tiny hosts' width: 32
+        widths = (widths,) if isinstance(widths, int) else widths  # SAM: its neck's
         self.head = nn.Linear(sum(widths), num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

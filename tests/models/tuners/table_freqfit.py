@@ -5,7 +5,7 @@ FreqFit alone (complex and real filters) and combined with LoRA and with RLRR.
 
 import mmwst.models.tuners.freqfit  # noqa: F401  (registers mmwst.FreqFit)
 import mmwst.models.tuners.rlrr  # noqa: F401  (registers mmwst.RLRR)
-from tests.models.tuners.table import VIT_HOSTS, Case, blocks, mlp_widths, registers
+from tests.models.tuners.table import GRID_HOSTS, VIT_HOSTS, Case, blocks, mlp_widths, registers
 from tests.models.tuners.table_rlrr import rlrr_count
 
 GRID = (4, 4)  # the tiny ViT's default patch grid: 32 / 8
@@ -33,14 +33,14 @@ def lora_all_count(kind: str, rank: int = 2) -> int:
 
 
 CASES = [
-    Case('freqfit_complex', [dict(type='mmwst.FreqFit')], False, False, freqfit_count, VIT_HOSTS),
+    Case('freqfit_complex', [dict(type='mmwst.FreqFit')], False, False, freqfit_count, GRID_HOSTS),
     Case(
         'freqfit_real',
         [dict(type='mmwst.FreqFit', filter_type='real')],
         False,
         False,
         lambda k: freqfit_count(k, parts=1),
-        VIT_HOSTS,
+        GRID_HOSTS,
     ),
     Case(
         'freqfit_lora',
@@ -51,7 +51,7 @@ CASES = [
         False,
         False,
         lambda k: lora_all_count(k) + freqfit_count(k),
-        VIT_HOSTS,
+        GRID_HOSTS,
     ),
     Case(
         'freqfit_rlrr',
@@ -59,7 +59,7 @@ CASES = [
         False,
         False,
         lambda k: rlrr_count(k) + freqfit_count(k),
-        VIT_HOSTS,
+        GRID_HOSTS,
     ),
     Case(
         'freqfit_1d',
@@ -67,7 +67,7 @@ CASES = [
         False,
         False,
         freqfit_1d_count,
-        VIT_HOSTS,
+        GRID_HOSTS,
     ),
     Case(
         'freqfit_1d_vpt_deep',
@@ -78,6 +78,6 @@ CASES = [
         False,
         False,
         lambda k: 4 * 3 * 32 + freqfit_1d_count(k, extra_tokens=3),
-        VIT_HOSTS,
+        VIT_HOSTS,  # VPT adds tokens: not on SAM
     ),
 ]

@@ -6,7 +6,7 @@ from functools import partial
 
 import mmwst.models.tuners.patt  # noqa: F401  (registers PATT)
 import mmwst.models.tuners.prefix  # noqa: F401  (registers PrefixTuning)
-from tests.models.tuners.table import Case, blocks
+from tests.models.tuners.table import TOKEN_HOSTS, Case, blocks
 
 RANK, TOKENS, HIDDEN, BOTTLENECK = 4, 3, 8, 8
 
@@ -43,6 +43,7 @@ CASES = [
         False,
         False,
         _prefix,
+        hosts=TOKEN_HOSTS,
     ),
 ]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import mmwst.models.tuners.wst  # noqa: F401  (registers mmwst.WST)
-from tests.models.tuners.table import VIT_HOSTS, Case, blocks, patch_dim, patch_size
+from tests.models.tuners.table import GRID_HOSTS, Case, blocks, patch_dim, patch_size
 
 #: image channels of the tiny hosts in table.py
 IN_CHANNELS = 3
@@ -18,13 +18,13 @@ def _wst_count(kind: str, rank: int = 2) -> int:
 
 
 CASES = [
-    Case('wst', [dict(type='mmwst.WST')], False, False, _wst_count, hosts=VIT_HOSTS),
+    Case('wst', [dict(type='mmwst.WST')], False, False, _wst_count, hosts=GRID_HOSTS),
     Case(
         'wst_db2',
         [dict(type='mmwst.WST', wavelet='db2', scale=0.5)],
         False,
         False,
         _wst_count,
-        hosts=VIT_HOSTS,
+        hosts=GRID_HOSTS,
     ),
 ]
