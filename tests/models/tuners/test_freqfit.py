@@ -151,7 +151,9 @@ def test_the_224_to_384_grid_change_on_the_tiny_host():
 
 
 def test_swin_host_is_refused_with_the_reason():
-    with pytest.raises(UnsupportedHostError, match="FreqFit runs on vit hosts.*'swin' host.*Swin"):
+    with pytest.raises(
+        UnsupportedHostError, match="FreqFit runs on vit or sam hosts.*'swin' host.*Swin"
+    ):
         build_host('swin', [dict(type='mmwst.FreqFit')])
 
 

@@ -215,7 +215,8 @@ def test_bf16_autocast_forward_and_backward():
 
 def test_user_errors_are_clear():
     with pytest.raises(
-        UnsupportedHostError, match="WST runs on vit hosts.*'swin' host.*one fixed patch grid"
+        UnsupportedHostError,
+        match="WST runs on vit or sam hosts.*'swin' host.*one fixed patch grid",
     ):
         build_host('swin', [dict(type='mmwst.WST')])
     with pytest.raises(ValueError, match='patch size must be even'):
