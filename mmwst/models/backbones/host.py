@@ -33,6 +33,15 @@ from .weights import check_state_dict
 TUNERS_ATTR = 'tuners'
 
 
+def refuse_frozen_stages(kwargs: Mapping) -> None:
+    """mmpretrain's ``frozen_stages`` has no meaning for a tuned host: refuse it."""
+    if kwargs.get('frozen_stages', -1) != -1:
+        raise ValueError(
+            'frozen_stages is not used: the whole host is frozen and tuners '
+            'choose what trains; remove frozen_stages from the config'
+        )
+
+
 class TunableHostMixin:
     """Lifecycle of a frozen host with tuners. See the module docstring.
 

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from ...registry import MODELS
 from ..tuners.base import BlockSpec, TokenContext
-from .host import TunableHostMixin
+from .host import TunableHostMixin, refuse_frozen_stages
 from .weights import read_checkpoint
 
 
@@ -69,11 +69,7 @@ class TunedSAMViT(TunableHostMixin, ViTSAM):
         frozen_dtype: str | None = None,
         **kwargs,
     ) -> None:
-        if kwargs.get('frozen_stages', -1) != -1:
-            raise ValueError(
-                'frozen_stages is not used: the whole host is frozen and tuners '
-                'choose what trains; remove frozen_stages from the config'
-            )
+        refuse_frozen_stages(kwargs)
         kwargs.setdefault('out_type', 'featmap')
         super().__init__(*args, **kwargs)
         self._setup_tuners(tuners, pretrained, save_frozen, frozen_dtype)

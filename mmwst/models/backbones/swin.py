@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from ...registry import MODELS
 from ..layers.tunable import make_tunable_attention
 from ..tuners.base import BlockSpec, TokenContext
-from .host import TunableHostMixin
+from .host import TunableHostMixin, refuse_frozen_stages
 from .weights import read_checkpoint
 
 
@@ -58,11 +58,7 @@ class TunedSwinTransformer(TunableHostMixin, SwinTransformer):
         frozen_dtype: str | None = None,
         **kwargs,
     ) -> None:
-        if kwargs.get('frozen_stages', -1) != -1:
-            raise ValueError(
-                'frozen_stages is not used: the whole host is frozen and tuners '
-                'choose what trains; remove frozen_stages from the config'
-            )
+        refuse_frozen_stages(kwargs)
         super().__init__(*args, **kwargs)
         for block in self.stages.modules():
             if isinstance(block, WindowMSA):  # one fused attention call per window batch

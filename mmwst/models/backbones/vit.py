@@ -14,7 +14,7 @@ from torch.utils.checkpoint import checkpoint
 from ...registry import MODELS
 from ..tuners.base import BlockSpec, TokenContext
 from .convert import load_vit_weights
-from .host import TunableHostMixin
+from .host import TunableHostMixin, refuse_frozen_stages
 from .weights import adapt_pos_embed
 
 #: DINOv2 hosts by name: mmpretrain's widths, with the release's patch size (14), image
@@ -160,11 +160,7 @@ class TunedVisionTransformer(TunableHostMixin, VisionTransformer):
         num_register_tokens: int | None = None,
         **kwargs,
     ) -> None:
-        if kwargs.get('frozen_stages', -1) != -1:
-            raise ValueError(
-                'frozen_stages is not used: the whole host is frozen and tuners '
-                'choose what trains; remove frozen_stages from the config'
-            )
+        refuse_frozen_stages(kwargs)
         if args:  # mmpretrain's positional arch
             kwargs['arch'], args = args[0], args[1:]
         _dinov2_defaults(kwargs)
