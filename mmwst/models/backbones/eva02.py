@@ -11,10 +11,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from mmcv.cnn.bricks.drop import DropPath
+from mmengine.utils import to_2tuple
 from mmpretrain.models.utils import SwiGLUFFN
 from torch import Tensor, nn
 
 from ...registry import MODELS
+from .convert import _TIMM_TOP, _unwrap
 from .vit import TunedVisionTransformer
 from .weights import read_checkpoint
 
@@ -219,7 +221,8 @@ class TunedEVA02(TunedVisionTransformer):
             if 'ln2.weight' in cached:  # fc_norm: the average of the patches, normalised
                 kwargs.setdefault('out_type', 'avg_featmap')
         sub_ln = bool(sub_ln)
-        grid = _grid(img_size, patch_size)
+        (height, width), (ph, pw) = to_2tuple(img_size), to_2tuple(patch_size)
+        grid = (height // ph, width // pw)
         rope = GridRoPE(arch['embed_dims'] // arch['num_heads'], rope_ref_grid or grid)
         rates = torch.linspace(0, kwargs.get('drop_path_rate', 0.0), arch['num_layers'])
         eps = kwargs.get('norm_cfg', {}).get('eps', 1e-6)
@@ -257,12 +260,6 @@ class TunedEVA02(TunedVisionTransformer):
         return super()._embed_tokens(x)
 
 
-def _grid(img_size, patch_size) -> tuple[int, int]:
-    size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
-    patch = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
-    return size[0] // patch[0], size[1] // patch[1]
-
-
 def _eva02_arch(arch: str | dict) -> dict:
     if isinstance(arch, str):
         if arch.lower() not in EVA02_ARCHS:
@@ -283,16 +280,8 @@ def _eva02_arch(arch: str | dict) -> dict:
 # ------------------------------------------------------------------------------------
 # timm's eva02_* layout -> the host's names
 # ------------------------------------------------------------------------------------
-_TOP = {
-    'cls_token': 'cls_token',
-    'pos_embed': 'pos_embed',
-    'patch_embed.proj.weight': 'patch_embed.projection.weight',
-    'patch_embed.proj.bias': 'patch_embed.projection.bias',
-    'norm.weight': 'ln1.weight',
-    'norm.bias': 'ln1.bias',
-    'fc_norm.weight': 'ln2.weight',
-    'fc_norm.bias': 'ln2.bias',
-}
+# timm's ViT names outside the blocks, and fc_norm (the norm after average pooling)
+_TOP = {**_TIMM_TOP, 'fc_norm.weight': 'ln2.weight', 'fc_norm.bias': 'ln2.bias'}
 _BLOCK = {
     'norm1.weight': 'norm1.weight',
     'norm1.bias': 'norm1.bias',
@@ -323,10 +312,7 @@ def convert_eva02(obj: Mapping[str, Any]) -> dict[str, Tensor]:
     ``[gate; value]``. Heads, rotary caches and the mask token are dropped; any other
     key stops the conversion.
     """
-    flat = dict(obj)
-    for wrapper in ('state_dict', 'model', 'module'):
-        if wrapper in flat and isinstance(flat[wrapper], Mapping):
-            flat = dict(flat[wrapper])
+    flat, _, _ = _unwrap(obj)  # 'state_dict' / 'model' / 'module' wrappers
     if any(k.startswith(('layers.', 'backbone.layers.')) for k in flat):
         # the host's own names (an mmwst checkpoint): the backbone's entries as they are
         own = {k.removeprefix('backbone.'): v for k, v in flat.items()}

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from ...registry import MODELS
 from ..tuners.base import BlockSpec, TokenContext
+from .convert import _unwrap
 from .host import TunableHostMixin, refuse_frozen_stages
 from .weights import read_checkpoint
 
@@ -180,10 +181,7 @@ def convert_sam(obj: Mapping[str, Any]) -> dict[str, Tensor]:
     taken as they are. The prompt encoder, the mask decoder and heads are left out; any
     other key stops the conversion.
     """
-    flat = dict(obj)
-    for wrapper in ('state_dict', 'model', 'module'):
-        if wrapper in flat and isinstance(flat[wrapper], Mapping):
-            flat = dict(flat[wrapper])
+    flat, _, _ = _unwrap(obj)  # 'state_dict' / 'model' / 'module' wrappers
     if any(k.startswith('image_encoder.') for k in flat):
         flat = {
             k[len('image_encoder.') :]: v for k, v in flat.items() if k.startswith('image_encoder.')
