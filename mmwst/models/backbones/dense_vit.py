@@ -120,7 +120,7 @@ class DenseTunedViT(TunedVisionTransformer):
         dim, layers = self.embed_dims, len(self.layers)
         in_channels = self.patch_embed.projection.in_channels
         wst = dict(wst) if wst is not None else None
-        self._wst_cfg, self._hst_cfg = dict(wst or {}), dict(hst or {})
+        self._hst_cfg = dict(hst or {})  # mlp_ratio and qkv_bias, for the count
         self.wst_scale = float(wst.pop('scale', 1.0)) if wst is not None else 0.0
         self.wst = (
             WSTBranch(in_channels, dim, self.patch_size, layers, **wst) if wst is not None else None
@@ -165,19 +165,17 @@ class DenseTunedViT(TunedVisionTransformer):
         dim, layers, channels = self.embed_dims, len(self.layers), self.in_channels
         total = 0
         if self.wst is not None:
-            rank = self._wst_cfg.get('rank', 2)
-            total += wst_branch_count(channels, dim, self.patch_size, layers, rank)
+            total += wst_branch_count(channels, dim, self.patch_size, layers, self.wst.rank)
         if self.side is None:
             return total + wst_pyramid_count(dim)
-        hst = self._hst_cfg
         total += hst_side_count(
             dim,
             layers,
-            hst['channels'],
+            self.side.channels,
             in_channels=channels,
-            mlp_ratio=hst.get('mlp_ratio', 4.0),
-            qkv_bias=hst.get('qkv_bias', True),
-            num_meta=1 if self.host_grad else 0,
+            mlp_ratio=self._hst_cfg.get('mlp_ratio', 4.0),
+            qkv_bias=self._hst_cfg.get('qkv_bias', True),
+            num_meta=self.side.num_meta,
             branch_dims=dim // 4 if self.wst is not None else None,
         )
         return total + (4 * layers * dim if self.host_grad else 0)

@@ -141,11 +141,11 @@ class FreqFit(BaseTuner):
         grid = tuple(int(s) for s in host.patch_resolution)  # the default (h0, w0)
         self._grid = grid
         self._class_tokens = int(host.num_extra_tokens)
-        self._registers = int(getattr(host, 'num_register_tokens', 0))
+        self._sequence = self._length(host)  # 1-D: the tokens after the class token
         # one filter before each block and one after the last
         for spec in (*host.blocks, host.blocks[-1]):
             if self.mode == '1d':
-                layer = SpectralFilter1d(spec.dim, self._length(host), self.filter_type)
+                layer = SpectralFilter1d(spec.dim, self._sequence, self.filter_type)
             else:
                 layer = SpectralFilter2d(spec.dim, grid, self.filter_type)
             self.filters.append(layer)
@@ -183,9 +183,10 @@ class FreqFit(BaseTuner):
         """1-D: every token after the class token (prompts and patches) as one sequence."""
         start = self._class_tokens
         length = x.shape[1] - start
-        expected = self._registers + self._grid[0] * self._grid[1] + self.extra_tokens
+        expected = self._sequence
         if tuple(ctx.patch_resolution) == self._grid and length != expected:
-            registers = f'{self._registers} registers + ' if self._registers else ''
+            count = expected - self._grid[0] * self._grid[1] - self.extra_tokens
+            registers = f'{count} registers + ' if count else ''
             raise ValueError(
                 f'FreqFit (mode="1d") was built for {expected} tokens after the class token '
                 f'({registers}{self._grid[0]}x{self._grid[1]} patches + '
