@@ -9,10 +9,12 @@
 #   2. the `cuda` tests (pytest -m cuda): every tuner forward/backward in fp32 and bf16
 #      against the CPU, merging, the dense detector and segmentor training, resume;
 #   3. the benchmark, bf16 autocast: ViT-B/16 at 224 with batch 64, and the dense
-#      backbone at 512; then torch.compile and the SDPA backends on the references.
+#      backbone at 512; then full fine-tuning and LoRA under each SDPA backend (the
+#      default choice included, side by side) and under torch.compile.
 #
 # Usage: bash tools/gpu_check.sh WHEELHOUSE LOGDIR [STAGE ...]
-#   STAGE: setup tests bench dense variants (default: all, in that order). A stage that
+#   STAGE: setup tests bench dense sdpa compile (default: all, in that order;
+#   'variants' stands for sdpa compile). A stage that
 #   finished is skipped when the script runs again on the same machine (its marker is
 #   kept in .gpu_cache/), so a second call picks up where a cut-off one stopped.
 #   GPU_CHECK_SECONDS: the time the whole call may take (default 570); a stage that
@@ -25,7 +27,7 @@ wheelhouse="$(cd "${1:?usage: bash tools/gpu_check.sh WHEELHOUSE LOGDIR [STAGE .
 logs="$(mkdir -p "${2:?LOGDIR}" && cd "$2" && pwd)"
 shift 2
 stages=("$@")
-[ "${#stages[@]}" -gt 0 ] || stages=(setup tests bench dense variants)
+[ "${#stages[@]}" -gt 0 ] || stages=(setup tests bench dense sdpa compile)
 deadline=$((SECONDS + ${GPU_CHECK_SECONDS:-570}))
 state="$repo/.gpu_cache"
 results="$state/results"
@@ -64,7 +66,11 @@ say "$("$PYTHON" -c 'import sys, torch; print(sys.version.split()[0], "torch", t
 say "nvcc: $(nvcc --version 2>&1 | tail -n 2 | head -n 1)"
 
 py=""
-for s in "${stages[@]}"; do
+expanded=()
+for s in "${stages[@]}"; do  # 'variants': the SDPA backends, then torch.compile
+    if [ "$s" = variants ]; then expanded+=(sdpa compile); else expanded+=("$s"); fi
+done
+for s in "${expanded[@]}"; do
     case "$s" in
         setup)
             stage setup bash tools/setup_env.sh || { say 'set-up failed: nothing else can run'; break; }
@@ -87,21 +93,24 @@ for s in "${stages[@]}"; do
                 --batch 8 --warmup 3 --repeats 10 --peak-tflops auto --out "$results/dense_512_b8" \
                 --methods frozen full_finetune dense_wst_hst dense_beside_vit
             ;;
-        variants)
+        sdpa)
             py="$(bash tools/setup_env.sh)" || break
-            stage variants bash -c '
+            stage sdpa bash -c '
                 set -e
-                for sdpa in flash efficient cudnn math; do
+                for sdpa in default flash efficient cudnn math; do
                     "$0" tools/benchmark.py --device cuda --amp bf16 --img-size 224 --batch 64 \
                         --warmup 3 --repeats 10 --peak-tflops auto --sdpa $sdpa \
-                        --methods full_finetune --out "$1/sdpa_$sdpa"
+                        --methods full_finetune lora --out "$1/sdpa_$sdpa"
                 done
-                "$0" tools/benchmark.py --device cuda --amp bf16 --img-size 224 --batch 64 \
-                    --warmup 3 --repeats 10 --peak-tflops auto --compile \
-                    --methods full_finetune lora --out "$1/compile"
             ' "$py" "$results"
             ;;
-        *) say "unknown stage $s (setup tests bench dense variants)" ;;
+        compile)
+            py="$(bash tools/setup_env.sh)" || break
+            stage compile "$py" tools/benchmark.py --device cuda --amp bf16 --img-size 224 \
+                --batch 64 --warmup 3 --repeats 10 --peak-tflops auto --compile \
+                --methods full_finetune lora --out "$results/compile"
+            ;;
+        *) say "unknown stage $s (setup tests bench dense sdpa compile; variants = sdpa compile)" ;;
     esac
 done
 pack

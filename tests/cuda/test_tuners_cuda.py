@@ -40,7 +40,14 @@ from torch import Tensor, nn
 from mmwst.models import DenseTunedViT
 from mmwst.models.tuners import BaseTuner
 from mmwst.registry import MODELS
-from tests.models.tuners.table import SIZES, WithHead, all_cases, build_host, perturb_tuners
+from tests.models.tuners.table import (
+    SIZES,
+    VIT_HOSTS,
+    WithHead,
+    all_cases,
+    build_host,
+    perturb_tuners,
+)
 
 pytestmark = pytest.mark.cuda
 
@@ -75,7 +82,7 @@ def _image(shape: tuple[int, int], batch: int = 2, seed: int = 0) -> Tensor:
 
 def _table_subject(case, kind: str, init: bool = True) -> Subject:
     torch.manual_seed(0)
-    options = dict(out_type='avg_patch') if kind == 'vit' else {}
+    options = dict(out_type='avg_patch') if kind in VIT_HOSTS else {}
     model = WithHead(build_host(kind, copy.deepcopy(case.tuners), **options))
     if init:
         model.backbone.init_weights()
@@ -116,11 +123,11 @@ def _subject(case, kind: str, init: bool = True) -> Subject:
 
 
 def _outputs(model: nn.Module, x: Tensor) -> list[Tensor]:
-    """Every output: the backbone's feature and the head's logits, or the dense maps."""
+    """Every output: the backbone's features and the head's logits, or the dense maps."""
     if isinstance(model, WithHead):
-        feat = model.backbone(x)[0]
-        pooled = feat.mean(dim=(2, 3)) if feat.dim() == 4 else feat
-        return [feat, model.head(pooled)]
+        feats = list(model.backbone(x))  # one map, or the dense backbone's four
+        pooled = [f.mean(dim=(2, 3)) if f.dim() == 4 else f for f in feats]
+        return [*feats, model.head(torch.cat(pooled, dim=1))]
     return list(model(x))
 
 
