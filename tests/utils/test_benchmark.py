@@ -125,6 +125,19 @@ def test_sdpa_option_reaches_every_attention():
         assert pinned['flops'] == pytest.approx(default['flops']), method
 
 
+def test_head_width_probe_runs_under_a_gpu_only_backend():
+    """Building a classifier probes the head's width with one CPU forward; under a pinned
+    backend that the CPU lacks (--sdpa efficient or cudnn, pinned while a training method
+    builds its frozen reference) that probe still runs."""
+    from benchmarking.methods import build_classifier
+
+    import mmwst  # noqa: F401
+
+    with bench_measure.sdpa_context('efficient'):
+        model = build_classifier('frozen', 'tiny', 32)
+    assert model.head.in_features == model.backbone.embed_dims
+
+
 def test_compile_option_compiles_and_warms_up():
     """--compile: the model runs compiled ('eager' backend: Dynamo without code
     generation, seconds on a CPU) into one graph, warm-up is at least 2 rounds, nothing

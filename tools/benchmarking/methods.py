@@ -51,6 +51,7 @@ def base_method(method: str) -> str:
 def build_classifier(method: str, arch: str, img_size: int, num_classes: int = 100):
     import torch
     from torch import nn
+    from torch.nn.attention import SDPBackend, sdpa_kernel
 
     from mmwst.models import DenseTunedViT, TunedVisionTransformer
 
@@ -78,7 +79,10 @@ def build_classifier(method: str, arch: str, img_size: int, num_classes: int = 1
         def __init__(self):
             super().__init__()
             self.backbone = backbone
-            with torch.no_grad():
+            # the head's width, from one forward on the CPU; under the math kernel, since a
+            # measurement may have pinned a GPU-only attention backend (--sdpa efficient
+            # or cudnn) that no CPU attention can run
+            with torch.no_grad(), sdpa_kernel([SDPBackend.MATH]):
                 feat = self._pool(backbone(torch.zeros(1, 3, img_size, img_size)))
             self.head = nn.Linear(feat.shape[-1], num_classes)
 
