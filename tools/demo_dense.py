@@ -2,7 +2,7 @@
 
     python tools/demo_dense.py [--work-dir work_dirs/demo] [--data-root data/shapes]
         [--only det|seg] [--det-config ...] [--seg-config ...]
-        [--num-train 200] [--num-val 50] [--image-size 128] [--seed 0]
+        [--num-train 1000] [--num-val 50] [--image-size 128] [--seed 0]
         [--det-options k=v ...] [--seg-options k=v ...]
 
 1. Writes the procedural shapes dataset (COCO instances with masks + semantic maps,
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     parser.add_argument('--only', choices=sorted(TASKS), help='run one of the two tasks')
     parser.add_argument('--det-config', default=TASKS['det']['config'])
     parser.add_argument('--seg-config', default=TASKS['seg']['config'])
-    parser.add_argument('--num-train', type=int, default=200, help='generated training images')
+    parser.add_argument('--num-train', type=int, default=1000, help='generated training images')
     parser.add_argument('--num-val', type=int, default=50, help='generated validation images')
     parser.add_argument(
         '--image-size',

@@ -90,7 +90,7 @@ def main(argv=None) -> int:
         from mmseg.visualization import SegLocalVisualizer
 
         model = init_model(cfg, args.checkpoint, device='cpu')
-        visualizer = SegLocalVisualizer(name='mmwst_demo_seg', alpha=0.6)
+        visualizer = SegLocalVisualizer(name='mmwst_demo_seg', alpha=1.0)  # class colours only
         visualizer.dataset_meta = model.dataset_meta
         for path in _images(args.images, args.num):
             image = _enlarge(mmcv.imread(path, channel_order='rgb'), args.scale)

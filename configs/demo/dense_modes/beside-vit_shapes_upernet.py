@@ -1,7 +1,7 @@
-# The shapes segmentation demo (../shapes_upernet.py) with the dense backbone beside the
-# ViT (host_grad=False): the frozen ViT runs without autograd, only the WST branch, the
-# side network and the heads train. One of the four variants of the trade-off table in
-# docs/dense_modes.md; everything else is the demo's.
+# The shapes segmentation demo's own segmentor (../shapes_upernet.py): the dense backbone
+# beside the ViT (host_grad=False), the frozen ViT without autograd, only the WST branch,
+# the side network and the heads train. Named here for the trade-off table in
+# docs/dense_modes.md.
 _base_ = ['../shapes_upernet.py']
 
 model = dict(backbone=dict(host_grad=False))

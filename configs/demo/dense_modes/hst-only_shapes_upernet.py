@@ -3,4 +3,4 @@
 # train. One of the four variants of the trade-off table in docs/dense_modes.md.
 _base_ = ['../shapes_upernet.py']
 
-model = dict(backbone=dict(wst=None))
+model = dict(backbone=dict(wst=None, host_grad=True))

@@ -8,7 +8,7 @@ from mmwst.weights import shipped_vit_host
 embed_dims = shipped_vit_host()['arch']['embed_dims']
 pyramid_channels = [embed_dims // 4] * 2 + [embed_dims] * 2
 model = dict(
-    backbone=dict(hst=None),
+    backbone=dict(hst=None, host_grad=True),
     decode_head=dict(in_channels=pyramid_channels),
     auxiliary_head=dict(in_channels=pyramid_channels[2]),
 )
