@@ -3,7 +3,7 @@
     python tools/demo_dense.py [--work-dir work_dirs/demo] [--data-root data/shapes]
         [--only det|seg] [--det-config ...] [--seg-config ...]
         [--num-train 1000] [--num-val 50] [--image-size 128] [--seed 0]
-        [--det-options k=v ...] [--seg-options k=v ...]
+        [--jobs 2] [--det-options k=v ...] [--seg-options k=v ...]
 
 1. Writes the procedural shapes dataset (COCO instances with masks + semantic maps,
    deterministic from a seed) if it is missing.
@@ -11,11 +11,13 @@
    ViT with the WST branch: its pyramid feeds the detector, HST's side network the
    segmentor), each with tools/train.py (an interrupted run resumes from its last
    checkpoint; a finished one is not trained again).
+   With ``--jobs 2`` (the default) the two train at the same time, the cores shared out
+   between them.
 3. Evaluates with the real COCO metric (bbox / segm mAP) and mIoU (tools/test.py).
 4. Saves a picture of predictions on validation images for each and prints a summary
    (also written to <work-dir>/summary.json).
 
-This is the main job of ``bash tools/run_demo.sh``: about 8 minutes on 2 CPU cores.
+This is the main job of ``bash tools/run_demo.sh``.
 ``--det-options`` / ``--seg-options`` pass config overrides (``key=value``) to the
 training, testing and drawing of one task, e.g. ``--det-options train_cfg.max_epochs=20``.
 """
@@ -27,6 +29,7 @@ import os.path as osp
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 HERE = osp.dirname(osp.abspath(__file__))
 REPO = osp.dirname(HERE)
@@ -55,6 +58,13 @@ def _run(tool: str, args: list[str], log: str, env: dict) -> None:
         sys.exit(f'[demo] command failed (log: {log}):\n{tail}')
 
 
+def _cores() -> int:
+    """The cores this process may use (its affinity mask, where the system has one)."""
+    if hasattr(os, 'sched_getaffinity'):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def _last_checkpoint(work_dir: str) -> str:
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         return f.read().strip()
@@ -78,9 +88,18 @@ def main(argv=None) -> int:
     parser.add_argument(
         '--seed', type=int, default=0, help='training seed of both models (the data is fixed)'
     )
+    parser.add_argument(
+        '--jobs',
+        type=int,
+        default=2,
+        help='tasks trained at once, the cores shared out between them (1: one after the '
+        'other, each with every core)',
+    )
     parser.add_argument('--det-options', nargs='+', default=[], metavar='KEY=VALUE')
     parser.add_argument('--seg-options', nargs='+', default=[], metavar='KEY=VALUE')
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f'--jobs must be at least 1, got {args.jobs}')
     for option in args.det_options + args.seg_options:
         if '=' not in option:
             parser.error(f'config overrides are KEY=VALUE, got {option!r}')
@@ -100,65 +119,44 @@ def main(argv=None) -> int:
     configs = dict(det=args.det_config, seg=args.seg_config)
     seed = [f'randomness.seed={args.seed}']
     overrides = dict(det=seed + args.det_options, seg=seed + args.seg_options)
-    env = dict(os.environ, SHAPES_ROOT=osp.abspath(args.data_root))  # read by the configs
-    summary = {}
-    for task in [args.only] if args.only else ['det', 'seg']:
+    tasks = [args.only] if args.only else ['det', 'seg']
+    jobs = min(args.jobs, len(tasks))
+    # the cores are shared out: two small trainings side by side, one thread each on 2
+    # cores, finish sooner than one after the other with two threads each
+    threads = max(1, _cores() // jobs)
+    env = dict(
+        os.environ,
+        SHAPES_ROOT=osp.abspath(args.data_root),  # read by the configs
+        OMP_NUM_THREADS=str(threads),
+        MKL_NUM_THREADS=str(threads),
+    )
+
+    def run_task(task: str) -> dict:
         config = configs[task]
         options = ['--cfg-options', *overrides[task]]
         work_dir = osp.join(args.work_dir, task)
         log = osp.join(args.work_dir, f'{task}.log')
         t0 = time.time()
-        _run(
-            'train.py',
-            [
-                config,
-                '--work-dir',
-                work_dir,
-                '--resume',
-                'auto',
-                *options,
-            ],
-            log,
-            env,
-        )
+        _run('train.py', [config, '--work-dir', work_dir, '--resume', 'auto', *options], log, env)
         metrics_file = osp.join(work_dir, 'metrics.json')
         checkpoint = _last_checkpoint(work_dir)
-        _run(
-            'test.py',
-            [
-                config,
-                checkpoint,
-                '--work-dir',
-                work_dir,
-                '--out',
-                metrics_file,
-                *options,
-            ],
-            log,
-            env,
-        )
+        test_args = [config, checkpoint, '--work-dir', work_dir, '--out', metrics_file]
+        _run('test.py', [*test_args, *options], log, env)
         picture = osp.join(args.work_dir, f'{task}_predictions.png')
-        _run(
-            'visualize_predictions.py',
-            [
-                config,
-                checkpoint,
-                picture,
-                '--images',
-                data['val_img_dir'],
-                *TASKS[task]['draw'],
-                *options,
-            ],
-            log,
-            env,
-        )
+        draw = [config, checkpoint, picture, '--images', data['val_img_dir']]
+        _run('visualize_predictions.py', [*draw, *TASKS[task]['draw'], *options], log, env)
         with open(metrics_file) as f:
             metrics = json.load(f)
-        summary[task] = dict(
+        return dict(
             metrics={k: metrics.get(k) for k in TASKS[task]['metrics']},
             minutes=(time.time() - t0) / 60,
             picture=picture,
+            threads=threads,
         )
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        results = {task: pool.submit(run_task, task) for task in tasks}
+        summary = {task: result.result() for task, result in results.items()}
 
     print(f'\n[demo] finished in {(time.time() - start) / 60:.1f} min')
     for task, result in summary.items():
@@ -172,7 +170,7 @@ def main(argv=None) -> int:
             f'predictions: {result["picture"]}'
         )
     with open(osp.join(args.work_dir, 'summary.json'), 'w') as f:
-        json.dump(dict(seed=args.seed, **summary), f, indent=2)
+        json.dump(dict(seed=args.seed, jobs=jobs, **summary), f, indent=2)
     return 0
 
 

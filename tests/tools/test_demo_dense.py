@@ -3,6 +3,7 @@ data generated, both models trained, evaluated with the real metrics, pictures d
 second run resumes instead of training again."""
 
 import json
+import os
 import os.path as osp
 
 import pytest
@@ -52,7 +53,11 @@ def test_demo_dense_end_to_end_and_rerun(tmp_path):
     proc = _demo(work_dir, data_root)
     assert (data_root / 'annotations' / 'instances_train.json').is_file()
     summary = json.loads((work_dir / 'summary.json').read_text())
-    assert set(summary) == {'seed', 'det', 'seg'} and summary['seed'] == 0
+    assert set(summary) == {'seed', 'jobs', 'det', 'seg'} and summary['seed'] == 0
+    # both trained at once, the cores shared out between them
+    cores = len(os.sched_getaffinity(0))
+    assert summary['jobs'] == 2
+    assert summary['det']['threads'] == summary['seg']['threads'] == max(1, cores // 2)
     det, seg = summary['det']['metrics'], summary['seg']['metrics']
     assert 0.0 <= det['coco/bbox_mAP'] <= 1.0 and 0.0 <= det['coco/segm_mAP'] <= 1.0
     assert 0.0 <= seg['mIoU'] <= 100.0 and 0.0 < seg['aAcc'] <= 100.0
