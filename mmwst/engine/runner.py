@@ -28,17 +28,17 @@ from .data_check import check_required_paths
 @RUNNERS.register_module()
 class CheckedRunner(Runner):
     """:class:`mmengine.runner.Runner` that runs :func:`check_required_paths` for the
-        loops of ``train()``, ``val()`` and ``test()`` before building them (a config without
-        ``mmwst.CheckPathsHook`` is not checked).
+    loops of ``train()``, ``val()`` and ``test()`` before building them (a config without
+    ``mmwst.CheckPathsHook`` is not checked), and that compiles the model's backbone in
+    place for the ``compile`` option (module docstring).
 
-        Examples:
-            In a config (the mmwst runtimes do this): ``runner_type = 'mmwst.CheckedRunner'``.
+    Examples:
+        In a config (the mmwst runtimes do this): ``runner_type = 'mmwst.CheckedRunner'``.
 
-            >>> from mmengine.registry import RUNNERS
-            >>> from mmengine.model import is_model_wrapper
-    from mmengine.runner import Runner
-            >>> issubclass(RUNNERS.get('mmwst.CheckedRunner'), Runner)
-            True
+        >>> from mmengine.registry import RUNNERS
+        >>> from mmengine.runner import Runner
+        >>> issubclass(RUNNERS.get('mmwst.CheckedRunner'), Runner)
+        True
     """
 
     def train(self):
