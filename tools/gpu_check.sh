@@ -17,6 +17,8 @@
 #   'variants' stands for sdpa compile). A stage that
 #   finished is skipped when the script runs again on the same machine (its marker is
 #   kept in .gpu_cache/), so a second call picks up where a cut-off one stopped.
+#   SDPA_BACKENDS: the backends the sdpa stage measures (default: default flash
+#   efficient cudnn math; 'default' is PyTorch's own choice, keep it for a baseline).
 #   GPU_CHECK_SECONDS: the time the whole call may take (default 570); a stage that
 #   would not fit is cut off, and the logs written so far stay in LOGDIR.
 # LOGDIR receives gpu_check.log (everything, as it happens) and results.tar.gz (the
@@ -97,7 +99,7 @@ for s in "${expanded[@]}"; do
             py="$(bash tools/setup_env.sh)" || break
             stage sdpa bash -c '
                 set -e
-                for sdpa in default flash efficient cudnn math; do
+                for sdpa in ${SDPA_BACKENDS:-default flash efficient cudnn math}; do
                     "$0" tools/benchmark.py --device cuda --amp bf16 --img-size 224 --batch 64 \
                         --warmup 3 --repeats 10 --peak-tflops auto --sdpa $sdpa \
                         --methods full_finetune lora --out "$1/sdpa_$sdpa"
