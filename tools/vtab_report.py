@@ -149,7 +149,7 @@ def aggregate(results: Results, which: str, tasks: Sequence[str], suite: str | N
     }
     common = (
         set.intersection(*(set(results[t]) for t in tasks))
-        if all(t in results for t in tasks)
+        if tasks and all(t in results for t in tasks)
         else set()
     )
     averages: dict[str, tuple[float, float]] = {}

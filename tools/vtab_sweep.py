@@ -248,7 +248,8 @@ def main(argv=None) -> int:
         list(pool.map(run, runs))
     if runs:
         minutes = (time.time() - start) / 60
-        print(f'[sweep] {len(runs)} runs in {minutes:.1f} min of wall time', flush=True)
+        runs_done = f'{len(runs)} run' + ('s' if len(runs) > 1 else '')
+        print(f'[sweep] {runs_done} in {minutes:.1f} min of wall time', flush=True)
 
     methods = {name: load_results(osp.join(args.work_dir, name)) for name in names}
     which = 'best' if args.best_epoch else 'final'

@@ -1,5 +1,6 @@
 """tools/vtab_sweep.py: two methods x two seeds on the generated digits task, run two at
-a time, one table (mean and spread over seeds, parameters, time) and a chart.
+a time, one table (mean and spread over seeds, parameters, time) and a chart; a third
+method whose model cannot be built fails alone and is retried by the next call.
 
 Also the proof that training learns: full fine-tuning from random weights and LoRA + SSF
 on a random frozen backbone both end far above chance (10%) after 4 short epochs.
@@ -37,10 +38,16 @@ def sweep(digits_root, tmp_path_factory):
     model.init_weights()
     pretrained = base / 'random_base.pth'
     torch.save({'state_dict': model.state_dict()}, pretrained)
+    broken = base / 'broken' / 'vit_tiny_no_such_arch.py'
+    broken.parent.mkdir()
+    broken.write_text(
+        f'_base_ = [{CONFIGS[1]!r}]\nmodel = dict(backbone=dict(arch="no-such-arch"))\n'
+    )
 
     args = [
         osp.join(TOOLS, 'vtab_sweep.py'),
         *CONFIGS,
+        str(broken),
         '--tasks',
         'digits',
         '--seeds',
@@ -59,8 +66,8 @@ def sweep(digits_root, tmp_path_factory):
         'default_hooks.checkpoint.interval=2',
         'default_hooks.logger.interval=50',
     ]
-    first = run_tool(args, cwd=REPO)
-    again = run_tool(args, cwd=REPO)
+    first = run_tool(args, cwd=REPO, check=False)
+    again = run_tool(args, cwd=REPO, check=False)
     best = run_tool([*args, '--best-epoch', '--report-only'], cwd=REPO)
     return dict(work=base / 'work', first=first, again=again, best=best)
 
@@ -110,9 +117,31 @@ def test_report_has_table_csv_and_chart(sweep):
     assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n' and png.stat().st_size > 5000
 
 
+def test_a_failed_run_is_reported_logged_and_retried_alone(sweep):
+    """Every training is its own process (forked from the sweep's server): the broken
+    method's runs fail with their error in their own log, the others finish, the
+    sweep exits non-zero naming the failures, and a second call retries only those."""
+    for call in ('first', 'again'):
+        proc = sweep[call]
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        (failed,) = [line for line in proc.stderr.splitlines() if '[sweep] failed:' in line]
+        assert 'broken / digits / seed 0' in failed and 'broken / digits / seed 1' in failed
+        assert 'digits_vit_tiny' not in failed
+    log = (sweep['work'] / 'broken' / 'digits' / 'seed0' / 'sweep.log').read_text()
+    # the error and its traceback (the process's stderr) are in the run's own log
+    assert log.count('AssertionError: Arch no-such-arch is not in default archs') == 2
+    assert not (sweep['work'] / 'broken' / 'digits' / 'seed0' / 'result.json').exists()
+    retried = [line for line in sweep['again'].stdout.splitlines() if 'training in' in line]
+    assert len(retried) == 2 and all(line.startswith('[sweep] broken /') for line in retried)
+    assert 'FAILED with exit code 1' in sweep['first'].stdout
+
+
 def test_rerun_skips_finished_tasks_and_best_epoch_is_labelled(sweep):
     assert 'training in' in sweep['first'].stdout
-    assert 'training in' not in sweep['again'].stdout
+    assert not any(
+        'training in' in line and not line.startswith('[sweep] broken /')
+        for line in sweep['again'].stdout.splitlines()
+    )
     md = (sweep['work'] / 'vtab_results_best_epoch_optimistic.md').read_text()
     assert 'optimistic' in md
 
@@ -157,6 +186,10 @@ def test_averages_are_taken_per_seed_then_summarised_over_common_seeds():
     header, rows = table_rows({'m': results})
     assert header[1 : 1 + len(tasks)] == tasks and 'mean (7)' in header
     assert rows[0][header.index('params')] == '5'
+    # a method none of whose runs finished still gets its row (every cell '-')
+    header, rows = table_rows({'m': results, 'failed': {}})
+    assert rows[1][0] == 'failed' and set(rows[1][1:]) == {'-', '0'}
+    assert aggregate({}, 'final', [], None)['seeds'] == 0
 
 
 def test_tasks_shared_by_both_suites_are_reported_in_the_named_suite(tmp_path):
