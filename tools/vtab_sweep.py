@@ -13,8 +13,8 @@ whose ``result.json`` exists are skipped, so re-running continues an interrupted
 once, each with ``cores / N`` threads (small models use cores better this way than
 with one multi-threaded run); each run's output goes to ``sweep.log`` in its folder.
 Each training is a process of its own, forked from a server process that has imported
-torch, mmengine, mmpretrain and mmwst once (a fresh interpreter would spend about
-6 of a small run's 25 seconds importing them); a failed run cannot harm the others.
+torch, mmengine, mmpretrain and mmwst once (a fresh interpreter spends 4-5 s of a
+small run's 26 importing them); a failed run cannot harm the others.
 ``--gpus N`` runs each training through tools/dist_train.sh with N processes instead.
 
 ``--protocol val`` trains on ``train800`` and evaluates on ``val200`` - for choosing a
