@@ -200,9 +200,6 @@ def main(argv=None) -> int:
         )
 
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else 0
-    # one training per process: forked from a server that has the stack imported, or
-    # (several processes per training) launched through tools/dist_train.sh
-    context = fork_server(threads) if args.gpus == 1 else None
     runs = []
     for config, name in zip(args.configs, names):
         for task in tasks:
@@ -215,14 +212,17 @@ def main(argv=None) -> int:
                     env['OMP_NUM_THREADS'] = env['MKL_NUM_THREADS'] = str(threads)
                 if args.data_root:
                     env['VTAB_ROOT'] = args.data_root
-                if context is None:
+                if args.gpus > 1:
                     cmd = ['bash', osp.join(HERE, 'dist_train.sh'), config, str(args.gpus)]
-                else:
+                else:  # tools/train.py's arguments, for a process of the fork server
                     cmd = [config]
                 options = [f'randomness.seed={seed}', *PROTOCOLS[args.protocol], *args.cfg_options]
                 cmd += ['--work-dir', run_dir, '--resume', 'auto', '--cfg-options', *options]
                 runs.append((f'{name} / {task} / seed {seed}', cmd, env, run_dir))
 
+    # one training per process: forked from a server that has the stack imported (only
+    # started when something is left to train), or launched through tools/dist_train.sh
+    context = fork_server(threads) if runs and args.gpus == 1 else None
     failed = []
 
     def run(item):
