@@ -1,7 +1,8 @@
 """Run methods over VTAB-style tasks and seeds and collect one results table.
 
     python tools/vtab_sweep.py CONFIG [CONFIG ...] [--suite vtab-1k|mini-vtab]
-        [--tasks all|TASK ...] [--seeds 0 [1 2 ...]] [--jobs N] [--protocol test|val]
+        [--tasks all|TASK ...] [--seeds 0 [1 2 ...]] [--jobs N] [--threads T]
+        [--protocol test|val]
         [--work-dir work_dirs/vtab_sweep] [--data-root DIR] [--gpus N]
         [--best-epoch] [--report-only] [--cfg-options key=value ...]
 
@@ -9,13 +10,20 @@ Each (method, task, seed) trains in ``<work-dir>/<method>/<task>/seed<k>`` (the 
 is named after the config's folder, or ``folder/file`` when several configs share a
 folder; a config's ``board_name`` variable, if any, names its row in the table). Runs
 whose ``result.json`` exists are skipped, so re-running continues an interrupted sweep
-(an interrupted run resumes from its last checkpoint). ``--jobs N`` runs N trainings at
-once, each with ``cores / N`` threads (small models use cores better this way than
-with one multi-threaded run); each run's output goes to ``sweep.log`` in its folder.
-Each training is a process of its own, forked from a server process that has imported
-torch, mmengine, mmpretrain and mmwst once (a fresh interpreter spends 4-5 s of a
-small run's 26 importing them); a failed run cannot harm the others.
-``--gpus N`` runs each training through tools/dist_train.sh with N processes instead.
+(an interrupted run resumes from its last checkpoint) and retries failed runs.
+``--jobs N`` runs N trainings at once, each with ``cores / N`` threads (the cores this
+process may use; small models use cores better this way than with one multi-threaded
+run); ``--threads T`` sets the threads per training instead (the thread count changes
+the order of floating-point sums, so fix it to compare results across machines).
+
+Every training is a process of its own (tools/local_runs.py): forked from the sweep
+after it imported torch, mmengine, mmpretrain and mmwst once (a fresh interpreter spends
+4-5 s of a small run's 20 on those imports), or with ``--gpus N`` started as
+tools/dist_train.sh. Its whole output goes to ``sweep.log`` in its folder, which ends
+with a line saying how the run ended; a failed run cannot harm the others, and the
+summary names each failure with its fate (``exit code 1 after a traceback``,
+``killed by SIGSEGV``...). The sweep prints a line as each run ends: runs done of the
+total, failures, and an estimate of the time left.
 
 ``--protocol val`` trains on ``train800`` and evaluates on ``val200`` - for choosing a
 recipe without touching the test split - and writes to ``<work-dir>`` as usual (use a
@@ -31,13 +39,12 @@ root through VTAB_ROOT), which every VTAB config reads.
 
 import argparse
 import json
-import multiprocessing
 import os
 import os.path as osp
-import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+
+from local_runs import TRAINING_STACK, Run, preload, run_all, say, threads_per_run
 
 HERE = osp.dirname(osp.abspath(__file__))
 PROTOCOLS = {
@@ -71,83 +78,6 @@ def board_names(configs: list[str], names: list[str]) -> dict[str, str]:
     return labels
 
 
-# what tools/train.py imports while it builds and trains a classifier; the sweep's
-# fork server imports these once and every training starts from that state
-PRELOAD = [
-    'torch',
-    'mmengine.runner',
-    'mmpretrain.datasets',
-    'mmpretrain.engine',
-    'mmpretrain.evaluation',
-    'mmpretrain.models',
-    'mmpretrain.visualization',
-    'mmwst',
-    'train',
-]
-
-
-def _train_in_child(argv: list[str], env: dict, log_path: str | None, threads: int) -> None:
-    """Body of one training process: the run's environment and log, then tools/train.py."""
-    os.environ.clear()
-    os.environ.update(env)
-    if log_path is not None:
-        log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
-        os.close(log)
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
-    import train
-
-    train.main(argv)
-
-
-def fork_server(threads: int):
-    """A multiprocessing context whose processes fork from a server that has imported
-    the training stack; the server is started with ``threads`` OpenMP threads (0: the
-    library default), which it must know before it imports torch."""
-    if threads:
-        os.environ['OMP_NUM_THREADS'] = os.environ['MKL_NUM_THREADS'] = str(threads)
-    context = multiprocessing.get_context('forkserver')
-    context.set_forkserver_preload(PRELOAD)
-    warm_up = context.Process(target=os.getpid)  # returns once the server has imported
-    warm_up.start()
-    warm_up.join()
-    return context
-
-
-def train_one(
-    cmd: list[str],
-    env: dict,
-    run_dir: str,
-    log_to_file: bool,
-    context=None,
-    threads: int = 0,
-) -> tuple[int, float]:
-    """Run one training; return its exit code and wall time in seconds.
-
-    With a fork-server ``context``, ``cmd`` is tools/train.py's argument list and the
-    training runs in a process forked from the server; otherwise ``cmd`` is a command.
-    """
-    start = time.time()
-    log_path = osp.join(run_dir, 'sweep.log') if log_to_file else None
-    if log_to_file:
-        os.makedirs(run_dir, exist_ok=True)
-    if context is not None:
-        process = context.Process(target=_train_in_child, args=(cmd, env, log_path, threads))
-        process.start()
-        process.join()
-        code = process.exitcode
-    elif log_path is not None:
-        with open(log_path, 'a') as log:
-            code = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
-    else:
-        code = subprocess.run(cmd, env=env).returncode
-    return code, time.time() - start
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('configs', nargs='+', help='one VTAB config per method')
@@ -157,6 +87,12 @@ def main(argv=None) -> int:
     )
     parser.add_argument('--seeds', nargs='+', type=int, default=[0], help='training seeds')
     parser.add_argument('--jobs', type=int, default=1, help='trainings run at once')
+    parser.add_argument(
+        '--threads',
+        type=int,
+        help='threads per training (default: with --jobs N > 1 the cores this process may '
+        'use shared out, else the library default); results depend on it in the last digits',
+    )
     parser.add_argument('--protocol', choices=sorted(PROTOCOLS), default='test')
     parser.add_argument('--work-dir', default='work_dirs/vtab_sweep')
     parser.add_argument('--data-root', help='root of the task folders (sets VTAB_ROOT)')
@@ -177,7 +113,12 @@ def main(argv=None) -> int:
         parser.error('--jobs must be at least 1')
     if args.jobs > 1 and args.gpus > 1:
         parser.error('--jobs and --gpus cannot be combined: use one or the other')
+    if args.threads is not None and args.threads < 1:
+        parser.error(f'--threads must be at least 1, got {args.threads}')
 
+    threads = args.threads or (threads_per_run(args.jobs) if args.jobs > 1 else 0)
+    if threads:  # before anything imports torch: OpenMP reads it when it is loaded
+        os.environ['OMP_NUM_THREADS'] = os.environ['MKL_NUM_THREADS'] = str(threads)
     from vtab_report import SUITES, load_results, write_report, write_task_result
 
     from mmwst.datasets.vtab import EXTRA_TASKS, canonical_task
@@ -194,13 +135,13 @@ def main(argv=None) -> int:
     labels = board_names(args.configs, names)
 
     os.makedirs(args.work_dir, exist_ok=True)
-    with open(osp.join(args.work_dir, 'sweep_args.json'), 'w') as f:
-        json.dump(
-            dict(vars(args), tasks=tasks, methods=dict(zip(names, args.configs))), f, indent=2
-        )
+    if not args.report_only:  # the record of how the sweep was run, not of a report
+        with open(osp.join(args.work_dir, 'sweep_args.json'), 'w') as f:
+            json.dump(
+                dict(vars(args), tasks=tasks, methods=dict(zip(names, args.configs))), f, indent=2
+            )
 
-    threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else 0
-    runs = []
+    todo = []  # (label, log, environment, tools/train.py arguments)
     for config, name in zip(args.configs, names):
         for task in tasks:
             for seed in args.seeds:
@@ -208,48 +149,52 @@ def main(argv=None) -> int:
                 if args.report_only or osp.isfile(osp.join(run_dir, 'result.json')):
                     continue
                 env = dict(os.environ, VTAB_TASK=task)
-                if threads:
-                    env['OMP_NUM_THREADS'] = env['MKL_NUM_THREADS'] = str(threads)
                 if args.data_root:
                     env['VTAB_ROOT'] = args.data_root
-                if args.gpus > 1:
-                    cmd = ['bash', osp.join(HERE, 'dist_train.sh'), config, str(args.gpus)]
-                else:  # tools/train.py's arguments, for a process of the fork server
-                    cmd = [config]
                 options = [f'randomness.seed={seed}', *PROTOCOLS[args.protocol], *args.cfg_options]
-                cmd += ['--work-dir', run_dir, '--resume', 'auto', '--cfg-options', *options]
-                runs.append((f'{name} / {task} / seed {seed}', cmd, env, run_dir))
+                argv = [
+                    config,
+                    '--work-dir',
+                    run_dir,
+                    '--resume',
+                    'auto',
+                    '--cfg-options',
+                    *options,
+                ]
+                todo.append(
+                    (f'{name} / {task} / seed {seed}', osp.join(run_dir, 'sweep.log'), env, argv)
+                )
+    if args.gpus > 1:  # tools/dist_train.sh CONFIG N, then tools/train.py's arguments
+        dist = ['bash', osp.join(HERE, 'dist_train.sh')]
+        runs = [Run(*run[:3], cmd=[*dist, run[3][0], str(args.gpus), *run[3][1:]]) for run in todo]
+    elif todo:  # forked from this process once it has imported the stack (only then)
+        preload(TRAINING_STACK)
+        import train
 
-    # one training per process: forked from a server that has the stack imported (only
-    # started when something is left to train), or launched through tools/dist_train.sh
-    context = fork_server(threads) if runs and args.gpus == 1 else None
-    failed = []
+        runs = [Run(*run[:3], target=train.main, argv=run[3], threads=threads) for run in todo]
+    else:
+        runs = []
 
-    def run(item):
-        label, cmd, env, run_dir = item
-        print(f'[sweep] {label}: training in {run_dir}', flush=True)
-        code, seconds = train_one(
-            cmd, env, run_dir, log_to_file=args.jobs > 1, context=context, threads=threads
-        )
-        if code != 0:
-            failed.append(label)
-            where = f' (log: {osp.join(run_dir, "sweep.log")})' if args.jobs > 1 else ''
-            print(f'[sweep] {label}: FAILED with exit code {code}{where}', flush=True)
-            return
-        result = write_task_result(run_dir, seconds=round(seconds, 1))
-        print(
-            f'[sweep] {label}: final {result["final"]:.2f}%, best {result["best"]:.2f}% '
-            f'({seconds:.0f} s)',
-            flush=True,
-        )
+    progress = Progress(len(runs), args.jobs)
 
-    start = time.time()
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        list(pool.map(run, runs))
+    def started(run: Run) -> None:
+        say(f'[sweep] {run.label}: training in {osp.dirname(run.log)}')
+
+    def ended(run: Run, fate) -> None:
+        if fate.ok:
+            result = write_task_result(osp.dirname(run.log), seconds=round(fate.seconds, 1))
+            say(
+                f'[sweep] {run.label}: final {result["final"]:.2f}%, best {result["best"]:.2f}% '
+                f'({fate.seconds:.0f} s)'
+            )
+        else:
+            say(f'[sweep] {run.label}: FAILED, {fate.describe()} (log: {run.log})')
+        say(progress.update(fate))
+
+    fates = run_all(runs, args.jobs, on_start=started, on_end=ended)
+    failed = [(run, fate) for run, fate in zip(runs, fates) if not fate.ok]
     if runs:
-        minutes = (time.time() - start) / 60
-        runs_done = f'{len(runs)} run' + ('s' if len(runs) > 1 else '')
-        print(f'[sweep] {runs_done} in {minutes:.1f} min of wall time', flush=True)
+        say(f'[sweep] {progress.summary()}')
 
     methods = {name: load_results(osp.join(args.work_dir, name)) for name in names}
     which = 'best' if args.best_epoch else 'final'
@@ -262,11 +207,45 @@ def main(argv=None) -> int:
         # the suite's averages when every task run is one of its tasks (not for digits)
         suite=args.suite if set(tasks) <= set(suite_tasks) else None,
     )
-    print('[sweep] report: ' + ', '.join(paths))
+    say('[sweep] report: ' + ', '.join(paths))
     if failed:
-        print(f'[sweep] failed: {", ".join(failed)} (re-run to retry them)', file=sys.stderr)
+        lines = [f'[sweep] failed: {len(failed)} of {len(runs)} runs (re-run to retry them):']
+        lines += [
+            f'[sweep]   {run.label}: {fate.describe()} (log: {run.log})' for run, fate in failed
+        ]
+        say('\n'.join(lines), sys.stderr)
         return 1
     return 0
+
+
+class Progress:
+    """Runs done of the total, failures, and the time left at the pace so far."""
+
+    def __init__(self, total: int, jobs: int) -> None:
+        self.total, self.jobs = total, jobs
+        self.done = self.failed = 0
+        self.start = time.monotonic()
+
+    def update(self, fate) -> str:
+        self.done += 1
+        self.failed += not fate.ok
+        elapsed = time.monotonic() - self.start
+        left = self.total - self.done
+        text = f'[sweep] {self.done}/{self.total} runs done'
+        if self.failed:
+            text += f', {self.failed} failed'
+        if left:
+            # wall time per finished run so far, for the runs still to go
+            text += f', about {_minutes(elapsed / self.done * left)} left'
+        return text
+
+    def summary(self) -> str:
+        runs = f'{self.total} run' + ('s' if self.total != 1 else '')
+        return f'{runs} in {(time.monotonic() - self.start) / 60:.1f} min of wall time'
+
+
+def _minutes(seconds: float) -> str:
+    return f'{seconds / 60:.1f} min' if seconds >= 60 else f'{seconds:.0f} s'
 
 
 if __name__ == '__main__':

@@ -1,11 +1,15 @@
-"""A hook that kills its own process (SIGKILL, no clean-up) after a chosen epoch.
+"""Hooks that end their own training process abruptly, for tests of what survives.
 
-Used to interrupt a training run the hard way, right after the epoch's checkpoint was
-written, to test that ``--resume`` continues exactly where it stopped.
+``KillAfterEpochHook`` kills its process (SIGKILL, no clean-up) right after a chosen
+epoch's checkpoint was written, to test that ``--resume`` continues exactly where it
+stopped. ``DieHook`` ends the process before training starts, either by a signal
+(``how='SIGSEGV'``...) or by ``os._exit`` right after printing a line without a newline
+or a flush (``how='exit_unflushed'``), to test that a sweep says how each run ended.
 """
 
 import os
 import signal
+import sys
 
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
@@ -21,3 +25,15 @@ class KillAfterEpochHook(Hook):
     def after_train_epoch(self, runner) -> None:
         if runner.epoch + 1 == self.epoch:  # runner.epoch is 0-based until the epoch ends
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+@HOOKS.register_module()
+class DieHook(Hook):
+    def __init__(self, how: str = 'SIGSEGV', code: int = 3):
+        self.how, self.code = how, code
+
+    def before_train(self, runner) -> None:
+        if self.how == 'exit_unflushed':
+            sys.stdout.write('[die] leaving without a newline or a flush')
+            os._exit(self.code)
+        os.kill(os.getpid(), getattr(signal, self.how))
