@@ -5,7 +5,9 @@ import importlib
 import importlib.util
 import json
 import os.path as osp
+import subprocess
 import sys
+import types
 
 import pytest
 
@@ -68,13 +70,19 @@ def test_benchmark_tiny(tmp_path):
     assert all(r['frozen_infer_s'] > 0 for r in results.values())
     assert results['full_finetune']['train_vs_full_ft'] == 1.0
     lora = results['lora']
-    assert lora['infer_vs_frozen'] == pytest.approx(lora['infer_s'] / lora['frozen_infer_s'])
+    # the timed rounds are real durations inside the method's own process: together
+    # (the first training step, the timed one, two timed rounds of inference and of the
+    # frozen floor) they fit in the wall time its process ran; the ratios themselves are
+    # checked against a clock with known times in test_ratios_follow_the_timed_runs
+    timed = lora['train_first_step_s'] + lora['train_step_s']
+    timed += 2 * (lora['infer_s'] + lora['frozen_infer_s'])
+    assert 0 < timed < lora['wall_s'], (timed, lora['wall_s'])
+    assert lora['infer_vs_frozen'] > 0 and lora['train_img_s'] > 0
     assert lora['merged_inference'] and not results['wst']['merged_inference']
     assert lora['trainable'] == 4 * 2 * 8 * (64 + 64)
     for key in ('train_step_s', 'infer_s', 'peak_mem_mb', 'train_vs_frozen_fwd'):
         assert lora[key] is not None and lora[key] >= 0
     assert lora['flops'] and lora['flops'] > 0
-    assert lora['train_img_s'] == pytest.approx(2 / lora['train_step_s'])
     assert lora['infer_peak_share'] == pytest.approx(lora['flops'] / lora['infer_s'] / 1e12)
     # counted training FLOPs: forward + backward, i.e. about 3x the forward for full
     # fine-tuning (weight and input gradients) and 2x for LoRA (input gradients only)
@@ -159,17 +167,130 @@ def test_compile_option_compiles_and_warms_up():
     assert calls == ['a', 'b'] * 5 and len(medians) == len(firsts) == 2 and recompiled == 0
 
 
+class FakeClock:
+    """``time`` for the measuring module: ``perf_counter`` reads a clock that moves only
+    when the test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+class HangingProcess:
+    """A method's process that never finishes on its own: every wait runs out (moving the
+    clock by the time waited) until it is killed; afterwards the wait returns what it
+    wrote, or runs out again when ``pipes_held`` (a grandchild keeps its pipes open)."""
+
+    started: list = []
+
+    def __init__(self, args, clock: FakeClock, pipes_held: bool = False, **kwargs) -> None:
+        self.args, self.clock, self.pipes_held = args, clock, pipes_held
+        self.waits: list = []
+        self.killed = False
+        HangingProcess.started.append(self)
+
+    def communicate(self, timeout=None):
+        self.waits.append(timeout)
+        if not self.killed or self.pipes_held:
+            self.clock.now += timeout
+            raise subprocess.TimeoutExpired(self.args, timeout)
+        return 'partial output\n', 'Traceback: still loading\n'
+
+    def kill(self) -> None:
+        self.killed = True
+
+
+def _run_hanging(monkeypatch, methods, timeout, pipes_held=False) -> list[dict]:
+    """``run_all`` with every method's process hanging, on a fake clock."""
+    clock = FakeClock()
+    HangingProcess.started = []
+    fake = types.SimpleNamespace(
+        Popen=lambda args, **kw: HangingProcess(args, clock, pipes_held, **kw),
+        PIPE=subprocess.PIPE,
+        TimeoutExpired=subprocess.TimeoutExpired,
+    )
+    monkeypatch.setattr(bench_measure, 'subprocess', fake)
+    monkeypatch.setattr(bench_measure, 'time', clock)
+    return bench_measure.run_all(methods, timeout=timeout, **TINY)
+
+
+def test_a_method_past_its_timeout_is_killed_and_the_run_goes_on(monkeypatch):
+    """--timeout: each method's process is waited for that long; when the wait runs out
+    the process is killed, its stderr kept, its wall time is the time waited, and the
+    next method still runs. A grandchild holding the pipes does not hang the run."""
+    first, second = _run_hanging(monkeypatch, ['frozen', 'lora'], timeout=0.5)
+    assert [r['method'] for r in (first, second)] == ['frozen', 'lora']
+    for result, proc in zip((first, second), HangingProcess.started, strict=True):
+        assert result['error'] == 'timed out after 0.5 s'
+        assert result['error_log'] == 'Traceback: still loading\n'
+        assert proc.killed and proc.waits == [0.5, 30]  # then a bounded wait for its output
+        assert result['wall_s'] == 0.5  # the fake clock moved by the wait alone
+        assert result['arch'] == 'tiny' and result['batch'] == 2
+    assert 'infer_vs_frozen' not in first  # no ratios for a failed method
+
+    (held,) = _run_hanging(monkeypatch, ['frozen'], timeout=2.0, pipes_held=True)
+    (proc,) = HangingProcess.started
+    assert proc.killed and proc.waits == [2.0, 30]
+    assert held['error'] == 'timed out after 2 s' and held['error_log'] == ''
+    assert held['wall_s'] == 32.0
+
+
+def test_ratios_follow_the_timed_runs(monkeypatch):
+    """Timings and every figure built on them, against a clock whose times are known in
+    advance: a forward pass of each model moves the fake clock by a set amount (training
+    and inference apart), so the medians, throughputs, ratios and peak shares are known
+    exactly."""
+    import mmwst  # noqa: F401
+
+    clock = FakeClock()
+    # seconds one forward pass takes: (training, inference); the frozen model is the
+    # inference floor timed in the method's own process
+    costs = {'frozen': (None, 0.25), 'lora': (3.0, 0.5)}
+    real_build = bench_measure.build_classifier
+
+    def build(method, arch, img_size):
+        model = real_build(method, arch, img_size)
+        train_s, infer_s = costs[method]
+
+        def tick(module, args):
+            clock.now += train_s if module.training else infer_s
+
+        model.register_forward_pre_hook(tick)
+        return model
+
+    monkeypatch.setattr(bench_measure, 'time', clock)
+    monkeypatch.setattr(bench_measure, 'build_classifier', build)
+    lora = bench_measure.measure('lora', **TINY)
+    assert lora['train_step_s'] == lora['train_first_step_s'] == 3.0
+    assert lora['train_img_s'] == pytest.approx(2 / 3.0)  # batch 2
+    assert lora['infer_s'] == 0.5 and lora['frozen_infer_s'] == 0.25
+    assert lora['infer_img_s'] == pytest.approx(2 / 0.5)
+    assert lora['infer_tflops_s'] == pytest.approx(lora['flops'] / 0.5 / 1e12)
+    assert lora['train_tflops_s'] == pytest.approx(lora['train_flops'] / 3.0 / 1e12)
+    # full fine-tuning's step taken as 6 s (its timing is the same code as LoRA's)
+    full = dict(method='full_finetune', infer_s=1.0, frozen_infer_s=0.25, train_step_s=6.0)
+    benchmarking.add_peak_shares([full, lora], 2.0)
+    benchmarking.add_ratios([full, lora])
+    assert lora['infer_vs_frozen'] == pytest.approx(2.0)  # 0.5 s / 0.25 s
+    assert lora['train_vs_frozen_fwd'] == pytest.approx(12.0)  # 3 s / 0.25 s
+    assert lora['train_vs_full_ft'] == pytest.approx(0.5)  # 3 s / 6 s
+    assert lora['infer_peak_share'] == pytest.approx(lora['flops'] / 0.5 / 1e12 / 2.0)
+    assert lora['train_peak_share'] == pytest.approx(lora['train_flops'] / 3.0 / 1e12 / 2.0)
+
+
 @pytest.mark.slow
-def test_failing_method_is_reported_not_fatal(tmp_path):
+def test_failing_method_is_reported_not_fatal(tmp_path, monkeypatch):
     """A method whose process fails (here: an attention backend that the CPU lacks) or
     runs past --timeout gets its error in the results and table; the run goes on."""
     results = bench_measure.run_all(['lora'], sdpa='efficient', device='cpu', **TINY)
-    results += bench_measure.run_all(['frozen'], timeout=0.5, **TINY)
+    results += _run_hanging(monkeypatch, ['frozen'], timeout=0.5)
     lora, frozen = results
     assert lora['method'] == 'lora' and lora['sdpa'] == 'efficient'
     assert lora['error'].startswith('RuntimeError: No viable backend'), lora['error']
     assert 'Traceback' in lora['error_log'] and lora['wall_s'] > 0
-    assert frozen['error'] == 'timed out after 0.5 s' and frozen['wall_s'] < 30
+    assert frozen['error'] == 'timed out after 0.5 s'
     paths = benchmarking.write_outputs(results, str(tmp_path / 'bench'), 'title')
     md = open(paths[0]).read()
     assert '| error |' in md and 'No viable backend' in md and 'timed out' in md

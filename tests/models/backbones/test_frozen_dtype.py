@@ -130,3 +130,33 @@ def test_host_memory_tool_measures_half_the_frozen_weights():
     for row in (fp32, bf16):
         assert row['peak_mb'] == pytest.approx(row['weights_mb'] + row['step_peak_mb'], abs=0.2)
         assert row['step_peak_mb'] > 0
+
+
+@pytest.mark.parametrize('held_mib', [8, 24])
+def test_host_memory_tool_reports_an_allocation_of_known_size(monkeypatch, held_mib):
+    """The tool's figures on a stand-in model whose training step holds one tensor of a
+    known size (``held_mib``) at its peak; everything else the step allocates (a 4 KiB
+    gradient, the loss, AdamW's moments of 1026 weights) stays under 0.05 MiB. The
+    reported step peak is that size within 0.1 MiB (its rounding included), for two
+    sizes, and the peak adds the weights to it."""
+    from torch import nn
+
+    import tools.host_memory as tool
+
+    def build(arch, method, dtype, size):
+        backbone, head = nn.Linear(1024, 1, bias=False), nn.Linear(1, 1)
+
+        def loss_of(x):
+            held = torch.ones(held_mib * 2**20 // 4)  # held_mib MiB of float32
+            weight = backbone.weight
+            # the product keeps (a view of) the held tensor for the backward pass
+            return head((weight * held[: weight.numel()].view_as(weight)).sum(1)).sum()
+
+        params = [*backbone.parameters(), *head.parameters()]
+        return backbone, head, loss_of, torch.optim.AdamW(params, lr=1e-3)
+
+    monkeypatch.setattr(tool, 'build', build)
+    row = tool.worker('stand-in', 'lora', 'fp32', 8)
+    assert row['trainable_params'] == 1024 + 2 and row['frozen_params'] == 0
+    assert row['step_peak_mb'] == pytest.approx(held_mib, abs=0.1)
+    assert row['peak_mb'] == pytest.approx(row['weights_mb'] + held_mib, abs=0.1)

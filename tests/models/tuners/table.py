@@ -49,15 +49,18 @@ TOKEN_HOSTS = ('vit', 'dinov2', 'clip', 'eva02', 'swin')
 DENSE_HST = dict(channels=[8, 12, 16, 32], num_heads=[1, 2, 2, 4])
 
 
-def build_host(kind: str, tuners, **kwargs) -> nn.Module:
+def build_host(kind: str, tuners, img_size: int | None = None, **kwargs) -> nn.Module:
     """The tiny host of ``kind`` with ``tuners``: ``'vit'``, ``'swin'``, or the dense
     backbone on the tiny ViT through it (``'dense'``) or beside it (``'dense_beside'``;
-    ``kwargs`` may set ``wst`` / ``hst``)."""
+    ``kwargs`` may set ``wst`` / ``hst``). ``img_size`` builds it for another input
+    size than its first one in :data:`SIZES`."""
+    if img_size is None:
+        img_size = SIZES[kind][0][0]
     if kind in ('dense', 'dense_beside'):
         kwargs.setdefault('hst', DENSE_HST)
         return DenseTunedViT(
             arch=VIT_ARCH,
-            img_size=64,
+            img_size=img_size,
             patch_size=8,
             tuners=tuners,
             host_grad=kind == 'dense',
@@ -65,12 +68,12 @@ def build_host(kind: str, tuners, **kwargs) -> nn.Module:
         )
     if kind == 'vit':
         return TunedVisionTransformer(
-            arch=VIT_ARCH, img_size=32, patch_size=8, tuners=tuners, **kwargs
+            arch=VIT_ARCH, img_size=img_size, patch_size=8, tuners=tuners, **kwargs
         )
     if kind == 'dinov2':
         return TunedVisionTransformer(
             arch=VIT_ARCH,
-            img_size=56,
+            img_size=img_size,
             patch_size=14,
             layer_scale_init_value=0.5,
             num_register_tokens=2,
@@ -80,7 +83,7 @@ def build_host(kind: str, tuners, **kwargs) -> nn.Module:
     if kind == 'eva02':
         return TunedEVA02(
             arch=dict(VIT_ARCH, feedforward_channels=EVA_HIDDEN),
-            img_size=56,
+            img_size=img_size,
             patch_size=14,
             sub_ln=True,
             tuners=tuners,
@@ -89,7 +92,7 @@ def build_host(kind: str, tuners, **kwargs) -> nn.Module:
     if kind == 'sam':
         return TunedSAMViT(
             arch=dict(VIT_ARCH, global_attn_indexes=[1, 3]),
-            img_size=32,
+            img_size=img_size,
             patch_size=8,
             window_size=2,
             out_channels=32,
@@ -99,7 +102,7 @@ def build_host(kind: str, tuners, **kwargs) -> nn.Module:
     if kind == 'clip':
         return TunedVisionTransformer(
             arch=VIT_ARCH,
-            img_size=32,
+            img_size=img_size,
             patch_size=8,
             pre_norm=True,
             patch_cfg=dict(bias=False),
@@ -109,7 +112,7 @@ def build_host(kind: str, tuners, **kwargs) -> nn.Module:
         )
     return TunedSwinTransformer(
         arch=SWIN_ARCH,
-        img_size=64,
+        img_size=img_size,
         window_size=4,
         out_indices=(1,),
         drop_path_rate=0.0,

@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 from mmengine.optim import build_optim_wrapper
 
 from mmwst.engine import TunerOptimWrapperConstructor  # noqa: F401  (registers it)
@@ -222,21 +223,119 @@ def test_moves_between_dtypes_with_the_module(case, kind):
     torch.testing.assert_close(out.float(), expected, rtol=1e-4, atol=1e-4)
 
 
+def _resized_pos_embed(pos: torch.Tensor, src: tuple, dst: tuple) -> torch.Tensor:
+    """A position embedding for the ``dst`` patch grid, as the hosts resize theirs at run
+    time: the grid resampled bicubically (half-pixel centres), the leading non-patch
+    rows kept. ViTs: ``(1, prefix + h * w, C)``; SAM: ``(1, h, w, C)``."""
+    if pos.dim() == 4:
+        image = F.interpolate(pos.permute(0, 3, 1, 2), size=dst, mode='bicubic')
+        return image.permute(0, 2, 3, 1)
+    prefix = pos.shape[1] - src[0] * src[1]
+    image = pos[:, prefix:].reshape(1, *src, -1).permute(0, 3, 1, 2)
+    image = F.interpolate(image, size=dst, mode='bicubic', align_corners=False)
+    return torch.cat([pos[:, :prefix], image.flatten(2).transpose(1, 2)], dim=1)
+
+
+def _same_weights_for(state: dict, target: dict, src: tuple, dst: tuple) -> dict | None:
+    """``state`` (a model built for the ``src`` patch grid) for a model built for ``dst``:
+    the host's position tables resized as the host resizes them at run time (the
+    position embedding; the relative-position tables of SAM's global blocks, linearly).
+    None when another weight differs in shape: FreqFit's filters are sized by the grid
+    the model is built for, so no model at another size holds the same weights (their
+    resize at another grid is checked against an independent resampling in
+    test_freqfit.py)."""
+    out = {}
+    for key, value in state.items():
+        shape = target[key].shape
+        name = key.rsplit('.', 1)[-1]
+        if value.shape == shape:
+            out[key] = value
+        elif name == 'pos_embed':
+            out[key] = _resized_pos_embed(value, src, dst)
+        elif name in ('rel_pos_h', 'rel_pos_w'):  # (2 n - 1, C)
+            out[key] = F.interpolate(value.T[None], size=shape[0], mode='linear')[0].T
+        else:
+            return None
+    return out
+
+
 @pytest.mark.parametrize('case, kind', PARAMS)
 def test_trains_at_384x384(case, kind):
+    """At 384 x 384 (the grid of a pretraining size ~10x larger), training works and the
+    model computes what the same model built for 384 x 384 input computes with the same
+    weights (its position tables resized once, by the test): a host or tuner that kept
+    anything from the grid it was built for, or resized it wrongly, would differ."""
     side = -(-384 // patch_size(kind)) * patch_size(kind)  # 392 at patch 14
     model = WithHead(_build(case, kind)).train()
-    out = model(torch.randn(1, 3, side, side))
+    perturb_tuners(model)  # the tuners act: not an identity
+    x = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(1)  # the same dropout draws (if any) in both models
+    out = model(x)
     out.sum().backward()
     assert out.shape == (1, 5)
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
+    extra = dict(rope_ref_grid=(4, 4)) if kind == 'eva02' else {}  # RoPE scaled as built
+    at_size = build_host(kind, copy.deepcopy(case.tuners), img_size=side, **case.extra, **extra)
+    twin = WithHead(at_size).train()
+    step = patch_size(kind)
+    src = tuple(s // step for s in SIZES[kind][0])
+    with model.backbone.full_state_dict(), twin.backbone.full_state_dict():
+        state = _same_weights_for(model.state_dict(), twin.state_dict(), src, (side // step,) * 2)
+        if state is None:
+            assert any(t['type'] == 'mmwst.FreqFit' for t in case.tuners), case.id
+            return
+        twin.load_state_dict(state)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        expected = twin(x)
+    # the same operations on the same numbers: equal up to float32 rounding
+    torch.testing.assert_close(out.detach(), expected, rtol=1e-5, atol=1e-5)
+
+
+#: the largest relative difference (L2) allowed between the bf16-autocast and the
+#: float32 outputs: bf16 keeps 8 bits of mantissa (0.4 % per rounding), accumulated over
+#: the tiny hosts' 4 blocks and the head
+BF16_RTOL = 5e-2
+
+
+def _matmul_output_dtypes(backbone) -> tuple[list, list]:
+    """Record the output dtype of every block's qkv, proj, fc1 and fc2 (the frozen host's
+    matrix products) before any tuner's hook on them sees it."""
+    seen, handles = [], []
+    for spec in backbone.blocks:
+        for layer in (spec.qkv, spec.proj, spec.fc1, spec.fc2):
+            hook = layer.register_forward_hook(
+                lambda module, args, output: seen.append(output.dtype), prepend=True
+            )
+            handles.append(hook)
+    return seen, handles
+
 
 @pytest.mark.parametrize('case, kind', PARAMS)
 def test_bf16_autocast_trains(case, kind):
+    """Under bf16 autocast the host's matrix products run in bfloat16 (every block's
+    qkv, proj, fc1, fc2), the output stays within BF16_RTOL of the float32 forward and
+    differs from it (autocast ran), and training gets finite gradients."""
     model = WithHead(_build(case, kind)).train()
-    with torch.autocast('cpu', dtype=torch.bfloat16):
-        out = model(_image(kind))
+    perturb_tuners(model)
+    x = _image(kind)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        reference = model(x)  # float32
+    seen, handles = _matmul_output_dtypes(model.backbone)
+    torch.manual_seed(1)
+    try:
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            out = model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert len(seen) >= 4 * len(model.backbone.blocks)
+    assert set(seen) == {torch.bfloat16}, seen
+    assert out.dtype == torch.bfloat16
+    relative = ((out.float() - reference).norm() / reference.norm()).item()
+    assert 0 < relative < BF16_RTOL, relative
     out.float().sum().backward()
     assert torch.isfinite(out.float()).all()
     assert all(
