@@ -12,15 +12,16 @@ import pytest
 import torch
 
 from tests.helpers import DEMO_CONFIG, REPO, TOOLS, run_tool, tiny_digits_options, tool_env
+from tests.training_logs import SCORED_METRICS, last_validation, write_scored_config
 
 HELPERS = osp.join(osp.dirname(osp.abspath(__file__)), 'helpers')
 pytestmark = pytest.mark.slow
 
 
-def _train(work_dir, data_root, *extra, env=None, check=True):
+def _train(work_dir, data_root, *extra, env=None, check=True, config=DEMO_CONFIG):
     args = [
         osp.join(TOOLS, 'train.py'),
-        DEMO_CONFIG,
+        config,
         '--work-dir',
         str(work_dir),
         *extra,
@@ -34,11 +35,13 @@ def _train(work_dir, data_root, *extra, env=None, check=True):
 def runs(digits_root, tmp_path_factory):
     base = tmp_path_factory.mktemp('resume')
     straight, resumed = base / 'straight', base / 'resumed'
-    _train(straight, digits_root)
+    # the demo config, validated with the accuracy and the mAP of the scores
+    config = write_scored_config(base / 'scored.py', DEMO_CONFIG)
+    _train(straight, digits_root, config=config)
 
     killer = base / 'killed_after_epoch_1.py'
     killer.write_text(
-        f'_base_ = [{DEMO_CONFIG!r}]\n'
+        f'_base_ = [{config!r}]\n'
         "custom_imports = dict(imports=['mmwst', 'kill_hook'])\n"
         "custom_hooks = [dict(type='KillAfterEpochHook', epoch=1)]\n"
     )
@@ -55,8 +58,8 @@ def runs(digits_root, tmp_path_factory):
         env=tool_env(PYTHONPATH=HELPERS + os.pathsep + REPO),
         check=False,
     )
-    resume = _train(resumed, digits_root, '--resume')
-    return dict(straight=straight, resumed=resumed, killed=killed, resume=resume)
+    resume = _train(resumed, digits_root, '--resume', config=config)
+    return dict(config=config, straight=straight, resumed=resumed, killed=killed, resume=resume)
 
 
 def _load(path):
@@ -92,7 +95,7 @@ def test_test_tool_evaluates_the_resumed_checkpoint(runs, digits_root, tmp_path)
     run_tool(
         [
             osp.join(TOOLS, 'test.py'),
-            DEMO_CONFIG,
+            runs['config'],
             str(runs['resumed'] / 'epoch_2.pth'),
             '--work-dir',
             str(tmp_path / 'test'),
@@ -103,8 +106,15 @@ def test_test_tool_evaluates_the_resumed_checkpoint(runs, digits_root, tmp_path)
         ],
         cwd=REPO,
     )
-    metrics = json.loads(out.read_text())
-    assert 0.0 <= metrics['accuracy/top1'] <= 100.0
+    # the figures of the resumed training's own validation after epoch 2 (the same
+    # images: test_dataloader is val_dataloader; the same thread count), which are those
+    # of the uninterrupted run, whose weights are the same
+    resumed = last_validation(runs['resumed'], 'accuracy/top1')
+    straight = last_validation(runs['straight'], 'accuracy/top1')
+    assert resumed['step'] == straight['step'] == 2, (resumed, straight)
+    validated = {k: resumed[k] for k in SCORED_METRICS}
+    assert validated == {k: straight[k] for k in SCORED_METRICS}
+    assert json.loads(out.read_text()) == validated
 
 
 def test_missing_resume_file_is_a_clear_error(digits_root, tmp_path):

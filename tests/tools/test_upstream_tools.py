@@ -1,11 +1,14 @@
 """mmwst configs under the OpenMMLab projects' own tools (mmdet's, mmpretrain's train.py)."""
 
 import importlib.util
+import json
 import os.path as osp
 
 import pytest
+import torch
 
 from tests.helpers import DEMO_CONFIG, REPO, run_tool, tiny_digits_options, tool_env
+from tests.training_logs import SCORED_METRICS, last_validation, write_scored_config
 
 pytestmark = pytest.mark.slow
 
@@ -40,15 +43,46 @@ def test_mmdet_train_tool_names_the_missing_data_before_building_it(tmp_path):
 
 
 def test_mmpretrain_train_tool_trains_the_digits_config(digits_root, tmp_path):
-    proc = run_tool(
+    run, options = tmp_path / 'run', tiny_digits_options(digits_root, epochs=1)
+    # the demo config, validated with the accuracy and the mAP of the scores
+    config = write_scored_config(tmp_path / 'scored.py', DEMO_CONFIG)
+    run_tool(
         [
             _upstream_tool('mmpretrain', 'train.py'),
-            DEMO_CONFIG,
+            config,
             '--work-dir',
-            str(tmp_path / 'run'),
+            str(run),
             '--cfg-options',
-            *tiny_digits_options(digits_root, epochs=1),
+            *options,
         ],
         cwd=REPO,
     )
-    assert osp.isfile(tmp_path / 'run' / 'epoch_1.pth'), proc.stderr[-2000:]
+    # one epoch of 96 images in batches of 16: six optimizer steps on every parameter
+    checkpoint = torch.load(run / 'epoch_1.pth', map_location='cpu', weights_only=True)
+    assert (checkpoint['meta']['epoch'], checkpoint['meta']['iter']) == (1, 6)
+    params = [p for group in checkpoint['optimizer']['param_groups'] for p in group['params']]
+    assert len(params) == len(checkpoint['state_dict'])  # the whole tiny ViT trains
+    assert sorted(checkpoint['optimizer']['state']) == sorted(params)
+    for pid, state in checkpoint['optimizer']['state'].items():
+        assert float(state['step']) == 6.0, pid
+    # the checkpoint holds the model the training validated last: mmwst's test tool,
+    # on the same images (test_dataloader is val_dataloader) and thread count, reports
+    # the figures the upstream training logged
+    out = tmp_path / 'metrics.json'
+    run_tool(
+        [
+            osp.join(REPO, 'tools', 'test.py'),
+            config,
+            str(run / 'epoch_1.pth'),
+            '--work-dir',
+            str(tmp_path / 'test'),
+            '--out',
+            str(out),
+            '--cfg-options',
+            *options,
+        ],
+        cwd=REPO,
+    )
+    validated = last_validation(run, 'accuracy/top1')
+    assert validated['step'] == 1, validated
+    assert json.loads(out.read_text()) == {k: validated[k] for k in SCORED_METRICS}
