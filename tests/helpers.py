@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import os.path as osp
-import socket
 import subprocess
 import sys
 
@@ -13,17 +13,30 @@ TOOLS = osp.join(REPO, 'tools')
 DEMO_CONFIG = osp.join(REPO, 'configs', 'demo', 'digits_vit_tiny.py')
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
+@contextlib.contextmanager
+def torch_threads(count: int):
+    """Run the block with ``count`` intra-op threads in torch, restoring the count after.
+
+    Sums and matrix products split their work by thread, so their rounding - and what a
+    few training steps make of it - depends on the thread count; tests that assert
+    training outcomes fix it instead of taking the machine's."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def tool_env(**extra: str) -> dict:
-    """Environment for a tool subprocess: this interpreter, 1 thread per process."""
+    """Environment for a tool subprocess: this interpreter, 1 thread per process (whatever
+    the caller's environment says: the thread count changes a run's rounding; pass
+    ``OMP_NUM_THREADS`` in ``extra`` to choose another)."""
     env = dict(os.environ)
     env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
-    env.setdefault('OMP_NUM_THREADS', '1')
+    env['OMP_NUM_THREADS'] = '1'
     env['PYTHON'] = sys.executable
     env.update(extra)
     return env

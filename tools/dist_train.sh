@@ -3,6 +3,8 @@
 # one CPU process each, over gloo - chosen automatically).
 #   tools/dist_train.sh CONFIG NPROC [tools/train.py options]
 # Several machines: set NNODES, NODE_RANK, MASTER_ADDR (and PORT) on each.
+# PORT: the master port (default 29500); PORT=0 lets torchrun pick a free one and hold it
+# (one machine only).
 set -euo pipefail
 if [ $# -lt 2 ]; then
     echo "usage: $0 CONFIG NPROC [train.py options]" >&2
@@ -13,10 +15,7 @@ NPROC=$2
 shift 2
 source "$(dirname "$0")/_python.sh"
 source "$(dirname "$0")/_port.sh"
-port="${PORT:-29500}"
-check_port "$port" "$0 $CONFIG $NPROC ..."
+rendezvous_options "${PORT:-29500}" "$0 $CONFIG $NPROC ..."
 exec "$PYTHON" -m torch.distributed.run \
-    --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" \
-    --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="$port" \
-    --nproc_per_node="$NPROC" \
+    "${RENDEZVOUS[@]}" --nproc_per_node="$NPROC" \
     "$(dirname "$0")/train.py" "$CONFIG" --launcher pytorch "$@"

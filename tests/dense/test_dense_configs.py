@@ -20,7 +20,7 @@ from mmengine.registry import init_default_scope
 import mmwst  # noqa: F401  (registers mmwst)
 from mmwst.engine.data_check import CheckPathsHook, check_required_paths, required_paths
 from mmwst.registry import MODELS as MMWST_MODELS
-from tests.helpers import REPO, run_tool
+from tests.helpers import REPO, run_tool, torch_threads
 
 DET_CONFIGS = (
     'configs/wst_coco.py',
@@ -283,6 +283,15 @@ def shapes_root(tmp_path_factory) -> str:
     return root
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread while a demo trains, whatever the machine's core count: the thread
+    count changes how sums are split, and so their rounding and the losses a few steps
+    later. The loss thresholds below state their margin over the losses seen."""
+    with torch_threads(1):
+        yield
+
+
 def run_demo(path: str, root: str, work_dir: str, options: dict):
     from mmengine.runner import Runner
 
@@ -308,7 +317,7 @@ def run_demo(path: str, root: str, work_dir: str, options: dict):
     return runner, [float(v) for v in history]
 
 
-def test_demo_detector_lowers_the_loss_and_evaluates(shapes_root, tmp_path):
+def test_demo_detector_lowers_the_loss_and_evaluates(shapes_root, tmp_path, one_thread):
     torch.manual_seed(0)
     runner, losses = run_demo(
         DEMO_DET,
@@ -324,14 +333,16 @@ def test_demo_detector_lowers_the_loss_and_evaluates(shapes_root, tmp_path):
         },
     )
     assert len(losses) == 32
-    # the mean loss of the last 8 iterations well below that of the first 4
+    # the mean loss of the last 8 iterations well below that of the first 4: 0.8031 of it
+    # with 1 thread (0.8031 with 2: the thread count moves it by 3e-5); without training
+    # (lr 0) 0.998. The bound leaves 0.047 over the trained ratio.
     assert sum(losses[-8:]) / 8 < 0.85 * sum(losses[:4]) / 4, losses
     assert_frozen(runner.model.backbone)
     metrics = runner.val()  # mmdet's CocoMetric on boxes and masks
     assert {'coco/bbox_mAP', 'coco/segm_mAP'} <= set(metrics)
 
 
-def test_demo_segmentor_lowers_the_loss_and_evaluates(shapes_root, tmp_path):
+def test_demo_segmentor_lowers_the_loss_and_evaluates(shapes_root, tmp_path, one_thread):
     torch.manual_seed(0)
     runner, losses = run_demo(
         DEMO_SEG,
@@ -345,6 +356,8 @@ def test_demo_segmentor_lowers_the_loss_and_evaluates(shapes_root, tmp_path):
         },
     )
     assert len(losses) == 16
+    # the last 4 losses 0.3899 of the first 4 with 1 thread (0.3901 with 2); without
+    # training (lr 0) 1.000. The bound leaves 0.41 over the trained ratio.
     assert sum(losses[-4:]) < 0.8 * sum(losses[:4]), losses
     metrics = runner.val()  # mmseg's IoUMetric
     assert 'mIoU' in metrics
@@ -431,7 +444,6 @@ def test_train_tool_fails_fast_without_data(tmp_path):
         [osp.join(REPO, 'tools', 'train.py'), osp.join(REPO, 'configs', 'wst_coco.py')],
         cwd=str(tmp_path),
         check=False,
-        timeout=120,
     )
     assert proc.returncode != 0
     assert 'checkpoints/ViT-B_16.npz' in proc.stderr

@@ -1,11 +1,10 @@
 """finish_distributed frees the runner's reference cycles before it destroys the group."""
 
-import os
 import subprocess
 import sys
 import textwrap
 
-from tests.helpers import REPO, free_port
+from tests.helpers import REPO
 
 # A stand-in for an mmengine runner: a DDP-wrapped model inside a reference cycle (as
 # the runner's hooks and loops point back at it), so dropping the name frees nothing.
@@ -18,7 +17,10 @@ SCRIPT = textwrap.dedent(
 
     from mmwst.engine import finish_distributed
 
-    dist.init_process_group('gloo', rank=0, world_size=1)
+    # a store on a port the system picks, held from binding to the end: no other
+    # program can take it in between
+    store = dist.TCPStore('127.0.0.1', 0, 1, is_master=True)
+    dist.init_process_group('gloo', store=store, rank=0, world_size=1)
 
 
     class Runner:
@@ -51,9 +53,6 @@ SCRIPT = textwrap.dedent(
 
 
 def test_runner_cycle_freed_before_the_group_is_destroyed():
-    env = dict(os.environ, MASTER_ADDR='127.0.0.1', MASTER_PORT=str(free_port()))
-    proc = subprocess.run(
-        [sys.executable, '-c', SCRIPT], cwd=REPO, env=env, capture_output=True, text=True
-    )
+    proc = subprocess.run([sys.executable, '-c', SCRIPT], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     assert 'freed before destroy: [True]' in proc.stdout
