@@ -175,9 +175,10 @@ def _fill_by_name(model, variant):
 def test_the_explicit_loop_equals_the_hook_based_implementation():
     """tests/data/dense_reference.pt holds the outputs that WST + HST (+ WSTPyramid) as hook
     tuners on the ViT gave for weights filled by name (commit 0443b16): same weights,
-    same outputs (to 1e-6, absolute or relative: the side network's cross-attention and
-    the Haar transform now compute the same sums in another order), for every variant at
-    patch sizes 8 and 16."""
+    same outputs (to 1e-5, absolute or relative: the side network's cross-attention and
+    the Haar transform now compute the same sums in another order, and the rounding of
+    such sums differs between CPUs by up to about 1e-6), for every variant at patch
+    sizes 8 and 16."""
     reference = torch.load(REFERENCE, weights_only=True)
     image = torch.randn(2, 3, 64, 96, generator=torch.Generator().manual_seed(1))
     for name, case in reference['variants'].items():
@@ -190,7 +191,7 @@ def test_the_explicit_loop_equals_the_hook_based_implementation():
             outs = model(image)
         assert len(outs) == len(case['outputs']) == 4
         for out, expected in zip(outs, case['outputs']):
-            torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
+            torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
 
 
 # ---- the mode that never back-propagates through the ViT ---------------------------------
