@@ -89,9 +89,9 @@ def test_an_exception_leaves_its_traceback_and_sys_exit_its_message(tmp_path):
 
 def test_every_fate_of_many_short_concurrent_runs_is_right(tmp_path):
     """Many runs ending at nearly the same time, 4 at once: each one's code, signal and
-    log are its own (the fork-server sweep reported about 1 healthy run in 100 as exit
-    code 255 under this load; tests/tools/test_vtab_sweep.py's stress test does the same
-    through real trainings)."""
+    log are its own (multiprocessing's fork server, started from 4 threads as the earlier sweep did,
+    reported about 1 healthy child in 10 as exit code 255 under this load;
+    tests/tools/test_vtab_sweep.py's stress test does the same through real trainings)."""
     kinds = [_ok, _segfault, _unflushed_exit, _raises] * 12
     runs = [
         Run(f'run{i}', str(tmp_path / f'run{i}.log'), dict(os.environ), target=t, argv=[f'run{i}'])
