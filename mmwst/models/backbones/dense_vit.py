@@ -31,8 +31,9 @@ class DenseTunedViT(TunedVisionTransformer):
 
     1. the patch tokens entering the layer are the patch map ``X_l`` ``(B, h, w, D)``
        (channels-last: a view of the tokens, no copy);
-    2. WST (``wst``): ``W_l, S_{l+1} = branch.step(S_l, X_l)``, from ``S_0`` = the image
-       embedded at stride p/2 ``(B, D/4, 2h, 2w)``;
+    2. WST (``wst``): ``W_l = branch.step(T_l, X_l)``, with the branch kept as sub-bands
+       ``T_l = DWT(S_l)`` (``T_0`` from the image embedded at stride p/2, ``S_0``
+       ``(B, D/4, 2h, 2w)``; ``T_{l+1} = DWT(IDWT(W_l)) = W_l``);
     3. the frozen block runs - with HST and ``host_grad=True`` on
        ``[M_l; cls; patches]``, one learned meta token in front;
     4. WST's feedback, ``host_grad=True`` only: the block's patch tokens get
@@ -216,28 +217,29 @@ class DenseTunedViT(TunedVisionTransformer):
         with nullcontext() if self.host_grad else torch.no_grad():
             tokens, ctx = self._embed_tokens(x)  # (B, prefix + h*w, D)
         grid, prefix = ctx.patch_resolution, ctx.num_prefix
-        branch = self.wst.embed(image) if self.wst is not None else None  # S_0
+        bands = self.wst.embed(image) if self.wst is not None else None  # T_0 = DWT(S_0)
         side = SideState()
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             for tuner in self.tuners:
                 tokens = tuner.before_block(i, tokens, ctx)
-            delta = None
-            if self.wst is not None:  # W_l, S_{l+1} from S_l and X_l
-                delta, branch = self.wst.step(i, branch, patch_map(tokens, prefix, grid))
+            if self.wst is not None:  # W_l from T_l and X_l; T_{l+1} = W_l
+                bands = self.wst.step(i, bands, patch_map(tokens, prefix, grid))
             tokens, key = self._run_block(i, layer, tokens)
             for tuner in self.tuners:
                 tokens = tuner.after_block(i, tokens, ctx)
-            if delta is not None and self.host_grad:  # WST's feedback into the ViT
-                tokens = add_to_patches(tokens, prefix, delta, self.wst_scale)
-            if self.side is not None:  # F_l = X_{l+1}
+            if bands is not None and self.host_grad:  # WST's feedback into the ViT
+                tokens = add_to_patches(tokens, prefix, bands, self.wst_scale)
+            if self.side is not None:  # F_l = X_{l+1}; S_{l+1} = IDWT(W_l)
                 patches = patch_map(tokens, prefix, grid)
+                branch = self.wst.spatial(bands) if bands is not None else None
                 self.side.step(side, i, image, key, patches, branch)
             if i == last:
                 for tuner in self.tuners:
                     tokens = tuner.after_blocks(tokens, ctx)
         if self.side is not None:
             return tuple(side.maps)
+        branch = self.wst.spatial(bands)  # S_L = IDWT(W_{L-1})
         return self.pyramid(branch, patch_map(tokens, prefix, grid), image.shape[-2:])
 
     def _run_block(

@@ -9,6 +9,16 @@ loop over the ViT's layers.
 Patch maps are channels-last, ``(B, h, w, D)``: a ViT's patch tokens ``(B, h * w, D)``
 reshaped, which costs no copy, and the layout in which WST's bottlenecks (Linears over
 the channels) run directly.
+
+**The state is kept in the wavelet domain.** The paper replaces the branch state by
+``S_{l+1} = IDWT(W_l)`` and transforms it again at the next layer, ``DWT(S_{l+1})``.
+For an orthogonal wavelet with periodic borders the transform is an orthonormal change
+of basis, so ``DWT(IDWT(W_l)) = W_l`` exactly: the next layer's sub-bands are the
+bottleneck's output itself. The branch therefore carries ``T_l = DWT(S_l)``, with
+``T_0 = DWT(S_0)`` from the fine patch embedding and ``T_{l+1} = W_l``; no transform runs
+between layers (the values equal the paper's to floating-point rounding), and the
+spatial state ``S_l = IDWT(T_l)`` (:meth:`WSTBranch.spatial`) is computed only where a
+consumer reads it (the dense pyramid, the side network's bridges).
 """
 
 from __future__ import annotations
@@ -39,12 +49,14 @@ class WSTBranch(nn.Module):
     grid is ``h x w``:
 
     - :meth:`embed`: ``S_0 = Conv2d(C_in -> D/4, kernel p/2, stride p/2)(image)``,
-      ``(B, D/4, 2h, 2w)``;
-    - :meth:`step` ``l``: ``Z_l = DWT(S_l) + X_l`` (the one-level DWT brings the branch
-      to the patch grid and width ``D``; ``X_l`` is the patch map entering block ``l``),
-      ``W_l = U_l(D_l(Z_l))`` (``Linear(D -> r)`` then ``Linear(r -> D)``, both with
-      bias, no activation) and ``S_{l+1} = IDWT(W_l)``. The caller adds ``scale * W_l``
-      to the block's output patch tokens (WST's feedback) where its mode allows it.
+      ``(B, D/4, 2h, 2w)``, returned as its sub-bands ``T_0 = DWT(S_0)``: the one-level
+      DWT brings the branch to the patch grid and width ``D``, ``(B, h, w, D)``;
+    - :meth:`step` ``l``: ``Z_l = T_l + X_l`` (``X_l`` is the patch map entering block
+      ``l``) and ``W_l = U_l(D_l(Z_l))`` (``Linear(D -> r)`` then ``Linear(r -> D)``,
+      both with bias, no activation). ``W_l`` is both WST's feedback (the caller adds
+      ``scale * W_l`` to the block's output patch tokens where its mode allows it) and
+      the next state ``T_{l+1} = DWT(IDWT(W_l)) = W_l``;
+    - :meth:`spatial`: the branch state ``S_l = IDWT(T_l)``, ``(B, D/4, 2h, 2w)``.
 
     Args:
         in_channels (int): Image channels.
@@ -104,27 +116,34 @@ class WSTBranch(nn.Module):
             nn.init.zeros_(linear.bias)
 
     def embed(self, image: Tensor) -> Tensor:
-        """``S_0``: ``(B, C_in, H, W)`` -> ``(B, D/4, 2h, 2w)``."""
-        return self.patch_embed(image)
+        """``T_0 = DWT(S_0)``: ``(B, C_in, H, W)`` -> ``S_0`` ``(B, D/4, 2h, 2w)`` ->
+        ``(B, h, w, D)``."""
+        return self.dwt(self.patch_embed(image), channels_last=True)
 
-    def step(self, index: int, state: Tensor, patches: Tensor) -> tuple[Tensor, Tensor]:
-        """One wavelet block: ``(W_l, S_{l+1})`` from ``S_l`` and the patch map ``X_l``.
+    def step(self, index: int, bands: Tensor, patches: Tensor) -> Tensor:
+        """One wavelet block: ``W_l = U_l(D_l(T_l + X_l))``, also the next state.
 
         Args:
             index (int): The layer ``l``.
-            state (Tensor): ``S_l``, ``(B, D/4, 2h, 2w)``.
+            bands (Tensor): ``T_l = DWT(S_l)`` channels-last, ``(B, h, w, D)``.
             patches (Tensor): ``X_l`` channels-last, ``(B, h, w, D)``.
 
         Returns:
-            tuple[Tensor, Tensor]: ``W_l`` channels-last ``(B, h, w, D)`` (reshape to
-            ``(B, h * w, D)`` for tokens) and ``S_{l+1}``, ``(B, D/4, 2h, 2w)``.
+            Tensor: ``W_l`` channels-last ``(B, h, w, D)`` (reshape to ``(B, h * w, D)``
+            for tokens), which is ``T_{l+1}``.
         """
-        bands = self.dwt(state)  # (B, D/4, 2h, 2w) -> (B, D, h, w)
-        assert bands.shape[-2:] == patches.shape[1:3], (tuple(bands.shape), tuple(patches.shape))
-        mixed = bands.permute(0, 2, 3, 1) + patches  # Z_l: (B, h, w, D)
-        out = self.up[index](self.down[index](mixed))  # W_l: (B, h, w, D)
-        # (B, h, w, D) -> (B, D, h, w) -> (B, D/4, 2h, 2w)
-        return out, self.idwt(out.permute(0, 3, 1, 2))
+        if bands.shape != patches.shape:
+            raise ValueError(
+                f"WST's branch state {tuple(bands.shape)} and the patch map "
+                f'{tuple(patches.shape)} differ: the tokens entering a block must be the '
+                'patch grid the branch was embedded on (a tuner that adds or removes tokens '
+                'must leave them as it found them)'
+            )
+        return self.up[index](self.down[index](bands + patches))  # Z_l -> W_l: (B, h, w, D)
+
+    def spatial(self, bands: Tensor) -> Tensor:
+        """The branch state ``S = IDWT(T)``: ``(B, h, w, D)`` -> ``(B, D/4, 2h, 2w)``."""
+        return self.idwt(bands, channels_last=True)
 
     def extra_repr(self) -> str:
         return f'rank={self.rank}, wavelet={self.wavelet!r}'
@@ -141,7 +160,7 @@ def patch_map(tokens: Tensor, num_prefix: int, grid: tuple[int, int]) -> Tensor:
 def add_to_patches(tokens: Tensor, num_prefix: int, delta: Tensor, scale: float) -> Tensor:
     """``tokens`` with ``scale * delta`` (channels-last ``(B, h, w, D)``) added to the
     patch tokens; the prefix tokens (class token...) untouched."""
-    patches = tokens[:, num_prefix:] + scale * delta.reshape(tokens[:, num_prefix:].shape).to(
-        tokens.dtype
-    )
+    patches = tokens[:, num_prefix:]
+    # (B, h, w, D) -> (B, h * w, D); one kernel for the scaled sum
+    patches = torch.add(patches, delta.reshape(patches.shape).to(tokens.dtype), alpha=scale)
     return torch.cat([tokens[:, :num_prefix], patches], dim=1)

@@ -51,6 +51,11 @@ class WST(BaseTuner):
     ``configs/wst``). The method is not the identity at init (``U_l`` is not
     zero-initialised) and cannot be merged into the host's weights.
 
+    Since the wavelet is orthogonal, ``DWT(S_{l+1}) = DWT(IDWT(W_l)) = W_l``: step 1 of
+    the next layer needs no transform, and the branch carries its state as sub-bands
+    (``T_0 = DWT(S_0)``, ``T_{l+1} = W_l``); the values equal the steps above to
+    floating-point rounding, and only ``S_0`` is ever transformed.
+
     The math lives in :class:`~mmwst.models.layers.WSTBranch` (``self.branch``); this
     tuner drives it from the host's token hooks. The dense backbone
     (:class:`~mmwst.models.backbones.DenseTunedViT`) drives the same module from its own
@@ -144,18 +149,18 @@ class WST(BaseTuner):
 
     # ---- forward: the branch beside the frozen blocks -----------------------------------
     def before_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
-        # this pass's state: [S_l, W_{l-1}]
-        ctx.state[self] = [self.branch.embed(ctx.image), None]  # S_0: (B, D/4, 2h, 2w)
+        # this pass's state: T_l = DWT(S_l), the branch in the wavelet domain
+        ctx.state[self] = self.branch.embed(ctx.image)  # T_0: (B, h, w, D)
         return x
 
     def before_block(self, index: int, x: Tensor, ctx: TokenContext) -> Tensor:
-        state = ctx.state[self]
         patches = patch_map(x, ctx.num_prefix, ctx.patch_resolution)  # X_l: (B, h, w, D)
-        state[1], state[0] = self.branch.step(index, state[0], patches)  # W_l, S_{l+1}
+        # W_l, which is also T_{l+1} = DWT(IDWT(W_l))
+        ctx.state[self] = self.branch.step(index, ctx.state[self], patches)
         return x
 
     def after_block(self, index: int, x: Tensor, ctx: TokenContext) -> Tensor:
-        return add_to_patches(x, ctx.num_prefix, ctx.state[self][1], self.scale)
+        return add_to_patches(x, ctx.num_prefix, ctx.state[self], self.scale)
 
     def extra_repr(self) -> str:
         return f'rank={self.rank}, scale={self.scale}, wavelet={self.wavelet!r}'

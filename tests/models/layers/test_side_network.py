@@ -99,13 +99,31 @@ def test_side_block_in_bfloat16_autocast_trains_float32_weights():
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in block.parameters())
 
 
+def _saved_storages(fn, *args):
+    """The storages of the tensors autograd keeps while running ``fn(*args)``."""
+    storages = []
+
+    def pack(tensor):
+        storages.append(tensor.untyped_storage().data_ptr())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        fn(*args)
+    return storages
+
+
 def test_haar_transforms_keep_nothing_for_the_backward_pass():
+    """Haar keeps only its fixed 4x4 matrix (a view of the module's filter buffer), no
+    activation; a convolution (longer filters) keeps its input."""
     x = torch.randn(2, 3, 8, 6, requires_grad=True)
     bands = torch.randn(2, 12, 4, 3, requires_grad=True)
-    (_, forward), (_, inverse) = _saved(DWT2d('haar'), x), _saved(IDWT2d('haar'), bands)
-    assert forward == [] and inverse == []
-    _, longer = _saved(DWT2d('db2'), x)  # a convolution keeps its input
-    assert longer
+    dwt, idwt = DWT2d('haar'), IDWT2d('haar')
+    for module, tensor in ((dwt, x), (idwt, bands)):
+        kept = _saved_storages(module, tensor)
+        assert set(kept) <= {module.filters.untyped_storage().data_ptr()}, kept
+    longer = DWT2d('db2')
+    kept = _saved_storages(longer, x)
+    assert set(kept) - {longer.filters.untyped_storage().data_ptr()}
 
 
 @pytest.mark.parametrize('linear', [True, False])

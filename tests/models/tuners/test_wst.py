@@ -22,23 +22,24 @@ CONFIG = f'{REPO}/configs/wst/vit-b16_vtab-1k.py'
 
 
 class _Recorder:
-    """Records WST's branch states ``[S_0 .. S_L]`` and block outputs ``[W_0 ..]`` (as
-    tokens) of the last forward pass, by wrapping its branch's steps."""
+    """Records WST's branch states ``[S_0 .. S_L]`` (spatial) and block outputs
+    ``[W_0 ..]`` (as tokens) of the last forward pass, by wrapping its branch's steps;
+    also the sub-bands ``T_0`` the branch starts from."""
 
     def __init__(self, branch) -> None:
         self.record = dict(states=[], outputs=[])
         embed, step = branch.embed, branch.step
 
         def record_embed(image):
-            state = embed(image)
-            self.record = dict(states=[state], outputs=[])
-            return state
+            bands = embed(image)
+            self.record = dict(states=[branch.patch_embed(image)], outputs=[], bands=bands)
+            return bands
 
-        def record_step(index, state, patches):
-            out, new_state = step(index, state, patches)  # (B, h, w, D), S_{l+1}
+        def record_step(index, bands, patches):
+            out = step(index, bands, patches)  # W_l (B, h, w, D), also T_{l+1}
             self.record['outputs'].append(out.reshape(out.shape[0], -1, out.shape[-1]))
-            self.record['states'].append(new_state)
-            return out, new_state
+            self.record['states'].append(branch.spatial(out))  # S_{l+1} = IDWT(W_l)
+            return out
 
         branch.embed, branch.step = record_embed, record_step
 
@@ -131,6 +132,10 @@ def test_forward_equals_the_formulas_block_by_block():
         h = w = 32 // 8
         state = F.conv2d(x, wst.patch_embed.weight, wst.patch_embed.bias, stride=4)
         assert torch.equal(state, probe.record['states'][0])
+        # the branch starts from the sub-bands of S_0
+        torch.testing.assert_close(
+            _tokens(_haar_dwt(state)), _tokens(probe.record['bands'].permute(0, 3, 1, 2))
+        )
         for i in range(len(model.layers)):
             tokens = inputs[i]
             mixed = _tokens(_haar_dwt(state)) + tokens[:, 1:]  # Z_l
@@ -146,6 +151,38 @@ def test_forward_equals_the_formulas_block_by_block():
                 torch.testing.assert_close(inputs[i + 1], after)
         expected = model.ln1(after[:, 1:].mean(dim=1))  # avg_patch -> frozen final norm
         torch.testing.assert_close(result, expected)
+
+
+@pytest.mark.parametrize('wavelet', ['haar', 'db2'])
+def test_values_and_gradients_equal_the_papers_literal_steps(wavelet):
+    """The branch carries DWT(S_l) instead of transforming IDWT(W_{l-1}) back at every
+    layer; in float32 its output and the gradient of every trainable equal those of the
+    paper's steps run literally (DWT and IDWT at every layer) within 1e-5."""
+    from mmwst.models.layers import DWT2d, IDWT2d
+
+    model, _ = _model(scale=0.7, wavelet=wavelet, dtype=torch.float32)
+    inputs, _ = _record_blocks(model)
+    branch, x = model.tuners[0].branch, _image(dtype=torch.float32)
+    out = model(x)[0]
+    grad = torch.randn_like(out)
+    params = list(branch.parameters())
+    ours = torch.autograd.grad(out, params, grad)
+
+    dwt, idwt = DWT2d(wavelet), IDWT2d(wavelet)
+    tokens = inputs[0].detach()  # the embedded tokens: nothing trainable before block 0
+    state = branch.patch_embed(x)  # S_0
+    for i, layer in enumerate(model.layers):
+        mixed = _tokens(dwt(state)) + tokens[:, 1:]  # Z_l = DWT(S_l) + X_l
+        w = branch.up[i](branch.down[i](mixed))  # W_l
+        state = idwt(_grid(w, 4, 4))  # S_{l+1} = IDWT(W_l)
+        tokens = layer(tokens)
+        tokens = torch.cat([tokens[:, :1], tokens[:, 1:] + 0.7 * w], dim=1)
+    literal = model.ln1(tokens[:, 1:].mean(dim=1))
+    torch.testing.assert_close(out, literal, rtol=1e-5, atol=1e-5)
+    for name, a, b in zip(
+        [n for n, _ in branch.named_parameters()], ours, torch.autograd.grad(literal, params, grad)
+    ):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=name)
 
 
 def test_branch_state_equals_pywavelets_for_db2():
