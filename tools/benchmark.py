@@ -94,13 +94,22 @@ def main(argv=None) -> int:
         'reach',
     )
     parser.add_argument(
+        '--ops-only',
+        action='store_true',
+        help='only count operators per training step and inference forward and graph '
+        'breaks (what a GPU would launch; the same on every machine, seconds per method)',
+    )
+    parser.add_argument(
         '--timeout',
         type=float,
         help="seconds one method's process may run before it is ended and reported as failed",
     )
     args = parser.parse_args(argv)
     methods = [*METHODS, *CHECKPOINTED] if args.methods == ['all'] else args.methods
-    for required in ('full_finetune', 'frozen'):  # the two references of every ratio
+    references = (
+        ('full_finetune', 'frozen', 'lora') if args.ops_only else ('full_finetune', 'frozen')
+    )
+    for required in references[::-1]:  # the references of every ratio
         if required not in methods:
             methods.insert(0, required)
     methods += [m for m in args.profile if m not in methods]
@@ -118,6 +127,7 @@ def main(argv=None) -> int:
         timeout=args.timeout,
         sdpa=args.sdpa,
         compile=args.compile,
+        ops_only=args.ops_only,
     )
     warmup = max(args.warmup, 2) if args.compile else args.warmup  # as measure() does
     sources = sorted({r['peak_source'] for r in results if r.get('peak_source')})

@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 
 from .methods import base_method, build_classifier
+from .ops import count_ops, graph_breaks, training_step_ops
 
 TOOLS = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -210,8 +211,12 @@ def measure(
     profile: bool = False,
     sdpa: str = 'default',
     compile: str | None = None,
+    ops_only: bool = False,
 ) -> dict:
     """Measure one method in this process (called by the worker subprocess).
+
+    ``ops_only``: only what does not depend on the machine's speed - parameters,
+    operators per training step and per inference forward, graph breaks - in seconds.
 
     Order matters for peak memory: training is timed first (the resident-set peak of a
     fresh process is then the training peak), inference next, FLOPs last. Inference
@@ -261,6 +266,8 @@ def measure(
     def compiled(module):
         return torch.compile(module, backend=compile) if compile else module
 
+    if ops_only:
+        return dict(report, **_ops_report(model, method, x, target, autocast))
     with sdpa_context(sdpa):
         if method != 'frozen':
             optimizer = torch.optim.AdamW(trainable, lr=1e-4)
@@ -307,6 +314,10 @@ def measure(
             optimizer.zero_grad(set_to_none=True)
             if profile:
                 report['profile'] = profile_step(model, lambda: step(model), device)
+            # what a GPU would launch: operators of one step of the eager model, and the
+            # graph breaks torch.compile meets in its forward (0: one graph)
+            report['train_ops'] = training_step_ops(model, x, target, autocast)[0]
+            report['graph_breaks'], report['graph_break_reasons'] = graph_breaks(model, x)
         model.eval()
         if compile:
             torch._dynamo.reset()  # merging rewrites the model: compile it afresh
@@ -341,6 +352,7 @@ def measure(
             report['infer_recompiled_while_timing'] = graphs
         report['infer_img_s'] = batch / report['infer_s']
         report['attention_kernels'] = attention_kernels(lambda: infer(model))
+        report['infer_ops'] = count_ops(lambda: infer(model))[0]
         report['flops'] = count_flops(lambda: infer(model))
     if report['flops']:
         report['infer_tflops_s'] = report['flops'] / report['infer_s'] / 1e12
@@ -353,7 +365,26 @@ def measure(
         # graphs compiled for this measurement (0: nothing was compiled) and the graph
         # breaks met on the way (each one splits a model into more graphs)
         report['compiled_graphs'] = _compiled_graphs() - graphs_before[0]
-        report['graph_breaks'] = _compiled_graphs('graph_breaks') - graphs_before[1]
+        report['compile_graph_breaks'] = _compiled_graphs('graph_breaks') - graphs_before[1]
+    return report
+
+
+def _ops_report(model, method: str, x, target, autocast) -> dict:
+    """Operators per training step (and graph breaks) of a trained method, then per
+    inference forward, merged where the method merges (as :func:`measure` times it)."""
+    import torch
+
+    report = {}
+    if method != 'frozen':
+        model.train()
+        report['train_ops'] = training_step_ops(model, x, target, autocast)[0]
+        report['graph_breaks'], report['graph_break_reasons'] = graph_breaks(model, x)
+    model.eval()
+    tuners = getattr(model.backbone, 'tuners', [])
+    if len(tuners) and all(t.mergeable for t in tuners):
+        model.backbone.merge_tuners()
+    with torch.no_grad(), autocast():
+        report['infer_ops'] = count_ops(lambda: model(x))[0]
     return report
 
 
@@ -605,8 +636,21 @@ def add_peak_shares(results: list[dict], peak_tflops: float | str | None) -> lis
 
 def add_ratios(results: list[dict]) -> list[dict]:
     ok = [r for r in results if 'error' not in r]
-    full = {r['method']: r for r in ok}.get('full_finetune', {})
+    by_method = {r['method']: r for r in ok}
+    full = by_method.get('full_finetune', {})
+    lora, frozen = by_method.get('lora', {}), by_method.get('frozen', {})
     for r in ok:
+        # operators (what a GPU launches) against LoRA's and full fine-tuning's step and
+        # the frozen forward, counted in the same way on the same model size
+        for key, ref, name in (
+            ('train_ops', lora, 'train_ops_vs_lora'),
+            ('train_ops', full, 'train_ops_vs_full_ft'),
+            ('infer_ops', frozen, 'infer_ops_vs_frozen'),
+        ):
+            if r.get(key) is not None and ref.get(key):
+                r[name] = r[key] / ref[key]
+        if 'frozen_infer_s' not in r:  # operators only: nothing timed
+            continue
         # the frozen forward timed in the method's own process, in turns with it
         floor = r['frozen_infer_s']
         step = r.get('train_step_s')

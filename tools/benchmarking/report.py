@@ -22,6 +22,12 @@ COLUMNS = [
     ('mem_vs_full_ft', 'mem / full FT', '{:.2f}x'),
     ('peak_tensor_mb', 'peak tensor mem (MB)', '{:.0f}'),
     ('tensor_mem_vs_full_ft', 'tensor mem / full FT', '{:.2f}x'),
+    ('train_ops', 'ops / train step', '{:,}'),
+    ('train_ops_vs_lora', 'ops / LoRA', '{:.2f}x'),
+    ('train_ops_vs_full_ft', 'ops / full FT', '{:.2f}x'),
+    ('infer_ops', 'ops / inference', '{:,}'),
+    ('infer_ops_vs_frozen', 'inference ops / frozen', '{:.2f}x'),
+    ('graph_breaks', 'graph breaks', '{}'),
     ('infer_s', 'inference (s)', '{:.3f}'),
     ('frozen_infer_s', 'frozen inference, same run (s)', '{:.3f}'),
     ('infer_vs_frozen', 'inference / frozen', '{:.3f}x'),
@@ -34,8 +40,39 @@ COLUMNS = [
     ('wall_s', 'wall (s)', '{:.1f}'),
     ('error', 'error', '{}'),
 ]
-#: Columns left out of the Markdown table and CSV when no result has them.
-OPTIONAL = ('compile_s', 'error', 'train_peak_share', 'infer_peak_share')
+#: The operator targets: (methods, ratio key, the most it may be, what it compares).
+OP_TARGETS = (
+    (('wst', 'ssf', 'rlrr', 'hst'), 'train_ops_vs_lora', 1.3, "LoRA's training step"),
+    (('dense_wst_hst',), 'train_ops_vs_full_ft', 1.5, "full fine-tuning's training step"),
+    (('dense_beside_vit',), 'train_ops_vs_full_ft', 1.2, "full fine-tuning's training step"),
+    (('wst', 'hst'), 'infer_ops_vs_frozen', 2.0, 'the frozen forward'),
+    (('dense_wst_hst', 'dense_beside_vit'), 'infer_ops_vs_frozen', 3.0, 'the frozen forward'),
+)
+
+
+def target_lines(results: list[dict]) -> list[str]:
+    """Each operator target and graph breaks (0 for every method), met or not, for the
+    methods measured."""
+    by_method = {r['method']: r for r in results if 'error' not in r}
+    lines = []
+    for methods, key, limit, what in OP_TARGETS:
+        for method in methods:
+            value = by_method.get(method, {}).get(key)
+            if value is not None:
+                verdict = 'met' if value <= limit else 'NOT met'
+                lines.append(
+                    f'- {method}: {value:.2f}x {what} in operators (target <= {limit}x): {verdict}'
+                )
+    broken = [r['method'] for r in by_method.values() if r.get('graph_breaks')]
+    counted = [r for r in by_method.values() if r.get('graph_breaks') is not None]
+    if counted:
+        lines.append(
+            f'- graph breaks: {"none" if not broken else ", ".join(broken)} '
+            f'({len(counted)} methods traced)'
+        )
+    return lines
+
+
 
 
 def _cell(result: dict, key: str, fmt: str, markdown: bool = False) -> str:
@@ -66,8 +103,9 @@ def write_outputs(results: list[dict], out_prefix: str, title: str) -> list[str]
     import csv
 
     os.makedirs(os.path.dirname(os.path.abspath(out_prefix)), exist_ok=True)
+    # a column none of the results has (all timings with --ops-only) is left out
     columns = [
-        c for c in COLUMNS if c[0] not in OPTIONAL or any(r.get(c[0]) is not None for r in results)
+        c for c in COLUMNS if c[0] == 'method' or any(r.get(c[0]) is not None for r in results)
     ]
     header = [label for _, label, _ in columns]
     rows = [[_cell(r, key, fmt) for key, _, fmt in columns] for r in results]
@@ -76,6 +114,10 @@ def write_outputs(results: list[dict], out_prefix: str, title: str) -> list[str]
     with open(paths[0], 'w') as f:
         f.write(f'{title}\n\n| ' + ' | '.join(header) + ' |\n|' + '---|' * len(header) + '\n')
         f.writelines('| ' + ' | '.join(row) + ' |\n' for row in md_rows)
+        targets = target_lines(results)
+        if targets:
+            f.write('\nOperator targets (what a GPU would launch, counted on this machine):\n\n')
+            f.writelines(line + '\n' for line in targets)
         for result in results:
             if result.get('profile'):
                 f.write('\n' + format_profile(result) + '\n')

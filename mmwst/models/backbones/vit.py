@@ -8,10 +8,12 @@ from collections.abc import Sequence
 import torch
 from mmpretrain.models.backbones import VisionTransformer
 from mmpretrain.models.utils import resize_pos_embed
+from mmpretrain.models.utils.attention import MultiheadAttention
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from ...registry import MODELS
+from ..layers.tunable import make_tunable_attention
 from ..tuners.base import BlockSpec, TokenContext
 from .convert import load_vit_weights
 from .host import TunableHostMixin, refuse_frozen_stages
@@ -209,6 +211,8 @@ class TunedVisionTransformer(TunableHostMixin, VisionTransformer):
     def _make_block_specs(self) -> list[BlockSpec]:
         specs = []
         for i, layer in enumerate(self.layers):
+            if type(layer.attn) is MultiheadAttention:  # the same values, fewer kernels
+                make_tunable_attention(layer.attn)
             specs.append(
                 BlockSpec(
                     index=i,

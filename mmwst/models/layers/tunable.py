@@ -12,7 +12,8 @@ mmpretrain checkpoints keep loading as they are). Two mechanisms exist:
   - :class:`TunableLinear`: ``weight_fns`` map ``(weight, bias)`` to the effective
     ``(weight, bias)`` before a single ``F.linear`` (RLRR trains
     ``W * (1 + s_out s_in)`` at the cost of one matmul, not two);
-  - :class:`TunableMultiheadAttention` (mmpretrain ViT) and
+  - :class:`TunableMultiheadAttention` (mmpretrain ViT; every ViT host uses it, as it
+    computes the same with fewer kernels in the backward pass) and
     :class:`TunableWindowMSA` (mmpretrain Swin): ``kv_fns`` map ``(x, k, v)`` to
     ``(k', v')`` - extra key/value tokens (prefix tuning, VPT on Swin) - and the
     attention runs as one fused ``scaled_dot_product_attention`` call.
@@ -80,7 +81,7 @@ class TunableMultiheadAttention(MultiheadAttention):
         B, N, _ = x.shape
         # (B, N, 3*C) -> (3, B, heads, N, head_dims)
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dims).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
+        q, k, v = qkv.unbind(0)  # backward: one stack, not three scatters and two sums
         for fn in self.kv_fns.values():
             k, v = fn(x, k, v)  # (B, heads, N + extra, head_dims)
         attn_drop = self.attn_drop if self.training else 0.0

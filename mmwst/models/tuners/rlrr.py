@@ -231,8 +231,10 @@ class RLRR(BaseTuner):
         """
         scale_in, scale_out = self.scale_in[key], self.scale_out[key]
         groups, d_in = scale_in.shape
-        # (d_out, ) -> (groups, d_out / groups, 1) and (groups, d_in) -> (groups, 1, d_in)
-        factor = scale_out.view(groups, -1, 1) * scale_in.unsqueeze(1)
+        # an outer product per group, as one batched matrix product (its backward is two
+        # more, where a broadcast product would need a product and a sum for each scale):
+        # (groups, d_out / groups, 1) @ (groups, 1, d_in) -> (groups, d_out / groups, d_in)
+        factor = torch.bmm(scale_out.view(groups, -1, 1), scale_in.unsqueeze(1))
         # (groups, d_out / groups, d_in) -> (d_out, d_in)
         return factor.reshape(-1, d_in)
 
