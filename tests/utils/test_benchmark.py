@@ -418,3 +418,55 @@ def test_peak_tensor_memory_counts_what_a_step_holds_at_once():
     peak = peak_tensor_mb(step, optimizer)
     assert 80 + 2 < peak < 80 + 2 + 1.5, peak  # + the 1 MiB gradient, at most
     assert weight.grad is not None
+
+
+def test_operators_are_counted_without_views_and_metadata():
+    import torch
+    from benchmarking.ops import count_ops
+
+    a, b = torch.randn(4, 3), torch.randn(4, 3)
+    total, by_name = count_ops(lambda: (a + b).relu().t().unsqueeze(0).detach())
+    assert total == 2 and by_name == {'add': 1, 'relu': 1}  # t, unsqueeze, detach: views
+    # a reshape that cannot be a view copies: that is a kernel
+    assert count_ops(lambda: a.t().reshape(-1))[1] == {'clone': 1}
+    total, by_name = count_ops(lambda: torch.cat([a, b]).contiguous().transpose(0, 1).clone())
+    assert by_name == {'cat': 1, 'clone': 1}
+
+
+def test_graph_breaks_are_found_and_named():
+    import torch
+    from benchmarking.ops import graph_breaks
+
+    class Breaks(torch.nn.Module):
+        def forward(self, x):
+            x = x + 1
+            torch._dynamo.graph_break()
+            return x * 2
+
+    class Whole(torch.nn.Module):
+        def forward(self, x):
+            return (x + 1) * 2
+
+    x = torch.randn(2)
+    count, reasons = graph_breaks(Breaks(), x)
+    assert count == 1 and reasons
+    assert graph_breaks(Whole(), x) == (0, [])
+
+
+def test_every_method_compiles_into_one_graph_and_wst_costs_about_lora():
+    """The operator targets that hold on any ViT size: no method or dense mode breaks
+    torch.compile's graph, and WST's training step launches no more operators than
+    1.3x LoRA's (it runs no wavelet transform between layers)."""
+    from benchmarking import METHODS
+
+    import mmwst  # noqa: F401
+
+    # the methods whose forward runs more than the host's blocks and a few hooks
+    methods = ['frozen', 'lora', 'wst', 'hst', 'rlrr', 'dense_wst_hst', 'dense_beside_vit']
+    assert set(methods) <= set(METHODS)
+    reports = {m: bench_measure.measure(m, ops_only=True, **TINY) for m in methods}
+    broken = {m: r['graph_break_reasons'] for m, r in reports.items() if r.get('graph_breaks')}
+    assert not broken
+    assert all(r['infer_ops'] > 0 for r in reports.values())
+    assert reports['wst']['train_ops'] <= 1.3 * reports['lora']['train_ops']
+    assert reports['wst']['infer_ops'] <= 2 * reports['frozen']['infer_ops']
