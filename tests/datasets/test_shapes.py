@@ -226,3 +226,42 @@ def test_command_line_tool(tmp_path, capsys):
     assert Image.open(os.path.join(root, 'val', '000000.png')).size == (56, 40)
     main(['--root', root, '--num-train', '2', '--num-val', '1', '--size', '40x56'])
     assert 'already up to date' in capsys.readouterr().out
+
+
+def test_two_writers_of_one_folder_take_turns(tmp_path, monkeypatch):
+    """Two demos started together used to delete each other's files while both
+    generated the same folder; the second writer now waits for the first (and then
+    finds the data set complete). Each writer, once inside, waits for the other to come
+    in too: with the lock it never does, so the two never overlap."""
+    import threading
+
+    from mmwst.datasets.generation import shapes
+
+    generate, inside, events = shapes._generate, threading.Event(), []
+
+    def tracked(paths, args):
+        events.append('enter')
+        if inside.is_set():
+            events.append('overlap')
+        inside.set()
+        inside.wait(timeout=1.0)  # time for the other writer to come in, if it can
+        counts = generate(paths, args)
+        inside.clear()
+        events.append('exit')
+        return counts
+
+    monkeypatch.setattr(shapes, '_generate', tracked)
+    results = []
+    writers = [
+        threading.Thread(
+            target=lambda: results.append(
+                shapes.write_shapes_dataset(str(tmp_path), num_train=3, num_val=2)
+            )
+        )
+        for _ in range(2)
+    ]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    assert events == ['enter', 'exit'] and sorted(r['skipped'] for r in results) == [False, True]

@@ -26,6 +26,7 @@ The output depends only on the arguments: the same seed gives the same bytes.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -351,10 +352,15 @@ def write_shapes_dataset(
     if osp.exists(root) and not osp.isdir(root):
         raise ValueError(f'root must be a folder, got the file {root!r}')
     paths = _paths(root)
-    meta = None if overwrite else _complete(paths, args)
-    skipped = meta is not None
-    if meta is None:
-        meta = dict(args=args, counts=_generate(paths, args))
+    os.makedirs(root, exist_ok=True)
+    # one writer at a time: two processes asked for the same folder (two demos started
+    # together) wait for each other instead of deleting each other's files
+    with open(osp.join(root, '.lock'), 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        meta = None if overwrite else _complete(paths, args)
+        skipped = meta is not None
+        if meta is None:
+            meta = dict(args=args, counts=_generate(paths, args))
     return dict(
         paths,
         num_train=args['num_train'],
