@@ -73,8 +73,6 @@ def target_lines(results: list[dict]) -> list[str]:
     return lines
 
 
-
-
 def _cell(result: dict, key: str, fmt: str, markdown: bool = False) -> str:
     value = result.get(key)
     if value is None:
