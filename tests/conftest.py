@@ -41,6 +41,30 @@ def cuda_test_device() -> str | None:
     return requested
 
 
+def _cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def pytest_configure(config):
+    """In a parallel run (pytest-xdist, ``-n N``), each of the N test processes takes its
+    share of the cores, at least one, for torch in the process and for the programs it
+    starts (``OMP_NUM_THREADS``); otherwise N processes would each use them all. Tests
+    whose figures depend on the thread count fix it themselves
+    (``tests.helpers.torch_threads``, ``tests.helpers.tool_env``)."""
+    workers = os.environ.get('PYTEST_XDIST_WORKER_COUNT')
+    if not workers:
+        return
+    threads = max(1, _cores() // int(workers))
+    os.environ['OMP_NUM_THREADS'] = os.environ['MKL_NUM_THREADS'] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def pytest_collection_modifyitems(config, items):
     cuda_items = [item for item in items if item.get_closest_marker('cuda') is not None]
     if not cuda_items or cuda_test_device() is not None:
@@ -59,9 +83,50 @@ def device() -> str:
     return found
 
 
+# ---- data and weights that many test files read ------------------------------------------
+# Built once per test process (each parallel worker builds its own copy: a few seconds
+# at most) under pytest's temporary folder. Tests read them and never write into them.
+
+
 @pytest.fixture(scope='session')
 def digits_root(tmp_path_factory) -> str:
-    """The scikit-learn digits task in VTAB-1k layout, written once per session."""
+    """The scikit-learn digits task in VTAB-1k layout (32 px), written once per session."""
     from mmwst.datasets.generation.digits import write_digits_vtab
 
     return write_digits_vtab(str(tmp_path_factory.mktemp('vtab')), size=32)
+
+
+@pytest.fixture(scope='session')
+def shapes_root(tmp_path_factory) -> str:
+    """The procedural shapes task (detection and segmentation labels): 16 training and 4
+    validation images of 128 px, seed 0, written once per session. The dense demos'
+    short runs read it (``SHAPES_ROOT``)."""
+    from mmwst.datasets.generation.shapes import write_shapes_dataset
+
+    root = str(tmp_path_factory.mktemp('shapes'))
+    write_shapes_dataset(root, num_train=16, num_val=4, image_size=128, seed=0)
+    return root
+
+
+@pytest.fixture(scope='session')
+def random_base(tmp_path_factory) -> dict:
+    """A random tiny ViT, the digits demo's backbone (seed 0), saved the way a pretrained
+    mmpretrain checkpoint is (``{'state_dict': {'backbone.<name>': tensor}}``): the frozen base of
+    the runs that tune it. ``path`` is the file, ``state`` what it holds (not to be
+    changed in place)."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, init_default_scope
+
+    import mmwst  # noqa: F401  (registers the models)
+    from tests.helpers import DEMO_CONFIG
+
+    init_default_scope('mmpretrain')
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = MODELS.build(Config.fromfile(DEMO_CONFIG).model)
+        model.init_weights()
+    state = {k: v for k, v in model.state_dict().items() if k.startswith('backbone.')}
+    path = tmp_path_factory.mktemp('random_base') / 'random_base.pth'
+    torch.save({'state_dict': state}, path)
+    return dict(path=path, state=state)

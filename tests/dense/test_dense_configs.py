@@ -274,15 +274,7 @@ def test_optimizer_holds_no_frozen_weight():
     assert all(id(p) in in_optimizer for p in model.backbone.tuners.parameters())
 
 
-# ---- a real (short) run on generated data -------------------------------------------------------
-@pytest.fixture(scope='module')
-def shapes_root(tmp_path_factory) -> str:
-    shapes = pytest.importorskip('mmwst.datasets.generation.shapes')
-    root = str(tmp_path_factory.mktemp('shapes'))
-    shapes.write_shapes_dataset(root, num_train=16, num_val=4, image_size=128, seed=0)
-    return root
-
-
+# ---- a real (short) run on generated data (shapes_root: tests/conftest.py) -------------------
 @pytest.fixture
 def one_thread():
     """One torch thread while a demo trains, whatever the machine's core count: the thread

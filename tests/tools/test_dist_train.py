@@ -84,15 +84,6 @@ def test_dist_train_two_cpu_processes(digits_root, tmp_path):
     assert 'terminate called' not in proc.stderr
 
 
-@pytest.fixture(scope='module')
-def tiny_shapes(tmp_path_factory) -> str:
-    from mmwst.datasets.generation.shapes import write_shapes_dataset
-
-    root = str(tmp_path_factory.mktemp('shapes'))
-    write_shapes_dataset(root, num_train=16, num_val=4, image_size=128, seed=0)
-    return root
-
-
 @pytest.mark.parametrize(
     ('config', 'options', 'checkpoint'),
     [
@@ -115,12 +106,12 @@ def tiny_shapes(tmp_path_factory) -> str:
     ],
 )
 def test_dist_train_dense_demo_two_cpu_processes(
-    tiny_shapes, tmp_path, config, options, checkpoint
+    shapes_root, tmp_path, config, options, checkpoint
 ):
     """The dense backbone under DDP (gloo, 2 CPU processes) in mmdet and in mmseg: both
     processes train, the frozen ViT stays out of the gradient sync, a checkpoint is written."""
     probed_config, env = probed(config, tmp_path)
-    env['SHAPES_ROOT'] = tiny_shapes
+    env['SHAPES_ROOT'] = shapes_root
     work_dir = tmp_path / 'dist'
     proc = run_tool(
         [

@@ -14,27 +14,10 @@ CONFIG = osp.join(REPO, 'configs', 'demo', 'digits_vit_tiny_lora.py')
 pytestmark = pytest.mark.slow
 
 
-def _random_base(path) -> dict:
-    """A random tiny ViT saved the way a pretrained mmpretrain checkpoint is."""
-    from mmengine.registry import MODELS, init_default_scope
-
-    import mmwst  # noqa: F401
-
-    init_default_scope('mmpretrain')
-    cfg = Config.fromfile(osp.join(REPO, 'configs', 'demo', 'digits_vit_tiny.py'))
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    state = {k: v for k, v in model.state_dict().items() if k.startswith('backbone.')}
-    torch.save({'state_dict': state}, path)
-    return state
-
-
 @pytest.fixture(scope='module')
-def trained(digits_root, tmp_path_factory):
+def trained(digits_root, random_base, tmp_path_factory):
     base = tmp_path_factory.mktemp('tuned')
-    pretrained = base / 'base.pth'
-    state = _random_base(pretrained)
+    pretrained, state = random_base['path'], random_base['state']
     work_dir = base / 'work'
     # CONFIG, validated with the accuracy and the mAP of the scores
     config = write_scored_config(base / 'lora_scored.py', CONFIG)

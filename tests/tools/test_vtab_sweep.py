@@ -15,8 +15,6 @@ import os.path as osp
 import statistics
 
 import pytest
-import torch
-from mmengine.config import Config
 
 from tests.helpers import REPO, TOOLS, run_tool, tool_env
 
@@ -29,18 +27,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope='module')
-def sweep(digits_root, tmp_path_factory):
-    from mmengine.registry import MODELS, init_default_scope
-
-    import mmwst  # noqa: F401
-
+def sweep(digits_root, random_base, tmp_path_factory):
     base = tmp_path_factory.mktemp('sweep')
-    init_default_scope('mmpretrain')
-    torch.manual_seed(0)
-    model = MODELS.build(Config.fromfile(CONFIGS[0]).model)
-    model.init_weights()
-    pretrained = base / 'random_base.pth'
-    torch.save({'state_dict': model.state_dict()}, pretrained)
+    pretrained = random_base['path']
     broken = base / 'broken' / 'vit_tiny_no_such_arch.py'
     broken.parent.mkdir()
     broken.write_text(
