@@ -106,12 +106,9 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
     methods = [*METHODS, *CHECKPOINTED] if args.methods == ['all'] else args.methods
-    references = (
-        ('full_finetune', 'frozen', 'lora') if args.ops_only else ('full_finetune', 'frozen')
-    )
-    for required in references[::-1]:  # the references of every ratio
-        if required not in methods:
-            methods.insert(0, required)
+    references = ('frozen', 'full_finetune') + (('lora',) if args.ops_only else ())
+    # the references of every ratio first, in this order
+    methods = [m for m in references if m not in methods] + methods
     methods += [m for m in args.profile if m not in methods]
     results = run_all(
         methods,

@@ -354,13 +354,17 @@ def write_shapes_dataset(
     paths = _paths(root)
     os.makedirs(root, exist_ok=True)
     # one writer at a time: two processes asked for the same folder (two demos started
-    # together) wait for each other instead of deleting each other's files
-    with open(osp.join(root, '.lock'), 'w') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    # together) wait for each other instead of deleting each other's files. The lock is
+    # taken on the folder itself, so that no lock file is left among the data.
+    folder = os.open(root, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
         meta = None if overwrite else _complete(paths, args)
         skipped = meta is not None
         if meta is None:
             meta = dict(args=args, counts=_generate(paths, args))
+    finally:
+        os.close(folder)  # releases the lock
     return dict(
         paths,
         num_train=args['num_train'],
