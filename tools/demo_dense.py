@@ -26,8 +26,10 @@ import argparse
 import json
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -46,12 +48,68 @@ TASKS = {
 }
 
 
-def _run(tool: str, args: list[str], log: str, env: dict) -> None:
-    """Run ``tools/<tool>`` with this interpreter, appending its output to ``log``."""
+# mmengine's training log line: "Epoch(train)  [3][10/25]  ... eta: 0:02:41 ... loss: 1.2345"
+# (epoch-based loops) or "Iter(train) [ 60/250] ..." (iteration-based loops)
+_TRAIN_LINE = re.compile(
+    r'(?P<loop>Epoch|Iter)\(train\)\s*(?:\[\s*(?P<epoch>\d+)\])?\[\s*(?P<it>\d+)/(?P<of>\d+)\]'
+    r'.*?eta: (?P<eta>[\d:]+(?: day[s]?, [\d:]+)?).*?\bloss: (?P<loss>[-\d.e+naif]+)'
+)
+_PRINT = threading.Lock()
+
+
+def say(line: str) -> None:
+    """Print one whole line (several tasks report from their own threads)."""
+    with _PRINT:
+        sys.stdout.write(line + '\n')
+        sys.stdout.flush()
+
+
+def progress_line(line: str) -> str | None:
+    """What one line of a training log says about progress, or None: the epoch and
+    iteration, the loss and the time left, e.g. ``epoch 3, iter 10/25, loss 1.234,
+    about 2.7 min left``."""
+    found = _TRAIN_LINE.search(line)
+    if found is None:
+        return None
+    where = f'iter {found["it"]}/{found["of"]}'
+    if found['epoch'] is not None:
+        where = f'epoch {found["epoch"]}, {where}'
+    return f'{where}, loss {found["loss"]}, about {_minutes(found["eta"])} left'
+
+
+def _minutes(eta: str) -> str:
+    days = 0
+    if 'day' in eta:
+        head, eta = eta.split(',', 1)
+        days = int(head.split()[0])
+    hours, minutes, seconds = (int(part) for part in eta.strip().split(':'))
+    total = days * 1440 + hours * 60 + minutes + seconds / 60
+    return f'{total:.1f} min'
+
+
+def _run(tool: str, args: list[str], log: str, env: dict, label: str) -> None:
+    """Run ``tools/<tool>`` with this interpreter, appending its output to ``log``; while
+    it trains, print a line ``[demo] <label>: epoch ..., loss ..., about ... left`` for
+    each new progress line of its log."""
     cmd = [sys.executable, osp.join(HERE, tool), *args]
-    print(f'[demo] $ {" ".join(cmd)}', flush=True)
+    say(f'[demo] $ {" ".join(cmd)}')
     with open(log, 'a') as f:
-        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+        start = f.tell()
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+    with open(log, errors='replace') as reader:
+        reader.seek(start)
+        pending = ''
+        while True:
+            finished = proc.poll() is not None
+            pending += reader.read()
+            *lines, pending = pending.split('\n')
+            for line in lines:
+                news = progress_line(line)
+                if news is not None:
+                    say(f'[demo] {label}: {news}')
+            if finished:
+                break
+            time.sleep(1.0)
     if proc.returncode != 0:
         with open(log) as f:
             tail = f.read()[-4000:]
@@ -137,14 +195,21 @@ def main(argv=None) -> int:
         work_dir = osp.join(args.work_dir, task)
         log = osp.join(args.work_dir, f'{task}.log')
         t0 = time.time()
-        _run('train.py', [config, '--work-dir', work_dir, '--resume', 'auto', *options], log, env)
+        train_args = [config, '--work-dir', work_dir, '--resume', 'auto', *options]
+        _run('train.py', train_args, log, env, f'{task} training')
         metrics_file = osp.join(work_dir, 'metrics.json')
         checkpoint = _last_checkpoint(work_dir)
         test_args = [config, checkpoint, '--work-dir', work_dir, '--out', metrics_file]
-        _run('test.py', [*test_args, *options], log, env)
+        _run('test.py', [*test_args, *options], log, env, f'{task} test')
         picture = osp.join(args.work_dir, f'{task}_predictions.png')
         draw = [config, checkpoint, picture, '--images', data['val_img_dir']]
-        _run('visualize_predictions.py', [*draw, *TASKS[task]['draw'], *options], log, env)
+        _run(
+            'visualize_predictions.py',
+            [*draw, *TASKS[task]['draw'], *options],
+            log,
+            env,
+            f'{task} drawing',
+        )
         with open(metrics_file) as f:
             metrics = json.load(f)
         return dict(
@@ -158,7 +223,7 @@ def main(argv=None) -> int:
         results = {task: pool.submit(run_task, task) for task in tasks}
         summary = {task: result.result() for task, result in results.items()}
 
-    print(f'\n[demo] finished in {(time.time() - start) / 60:.1f} min')
+    say(f'\n[demo] finished in {(time.time() - start) / 60:.1f} min')
     for task, result in summary.items():
         name = TASKS[task]['name']
         values = ', '.join(

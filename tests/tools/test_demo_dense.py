@@ -15,12 +15,14 @@ pytestmark = pytest.mark.slow
 
 DET_OPTIONS = [
     'train_cfg.max_epochs=1',
+    'default_hooks.logger.interval=1',
     'train_cfg.val_interval=1',
     'train_dataloader.batch_size=4',
     'param_scheduler=[]',
 ]
 SEG_OPTIONS = [
     'train_cfg.max_iters=2',
+    'default_hooks.logger.interval=1',
     'train_cfg.val_interval=2',
     'train_dataloader.batch_size=4',
     'default_hooks.checkpoint.interval=2',
@@ -90,6 +92,16 @@ def test_demo_dense_end_to_end_and_rerun(tmp_path):
         picture = work_dir / f'{task}_predictions.png'
         assert picture.stat().st_size > 1000 and summary[task]['picture'] == str(picture)
     assert 'Cascade Mask R-CNN: coco/bbox_mAP' in proc.stdout and 'UperNet: mIoU' in proc.stdout
+    # a live line per model while it trains (both iterations of each), each a whole line
+    lines = proc.stdout.splitlines()
+    for label, where in (('det training', 'epoch 1, iter {}/2'), ('seg training', 'iter {}/2')):
+        for it in (1, 2):
+            start = f'[demo] {label}: {where.format(it)}, loss '
+            assert any(line.startswith(start) and line.endswith(' min left') for line in lines), (
+                start,
+                proc.stdout,
+            )
+    assert all(line.startswith('[demo]') for line in lines if '[demo]' in line)
     # a finished run is evaluated again, not trained again
     checkpoint = (work_dir / 'det' / 'epoch_1.pth').stat().st_mtime_ns
     _demo(work_dir, data_root, predictions)
@@ -104,3 +116,25 @@ def test_demo_dense_rejects_malformed_overrides(tmp_path):
         check=False,
     )
     assert proc.returncode == 2 and 'KEY=VALUE' in proc.stderr
+
+
+def test_progress_lines_read_from_mmengine_logs():
+    """What the demo prints while a model trains, from the log lines mmengine writes for
+    epoch-based (the detector) and iteration-based (the segmentor) loops."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location('demo_dense', osp.join(TOOLS, 'demo_dense.py'))
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    prefix = '12/04 00:15:01 - mmengine - INFO - '
+    epoch = (
+        'Epoch(train)  [3][ 10/25]  base_lr: 2.0000e-04 lr: 2.0000e-04  eta: 0:03:45  '
+        'time: 0.9154  data_time: 0.0088  memory: 0  loss: 2.8731  loss_rpn_cls: 0.6000'
+    )
+    assert demo.progress_line(prefix + epoch) == (
+        'epoch 3, iter 10/25, loss 2.8731, about 3.8 min left'
+    )
+    iters = 'Iter(train) [ 60/250]  lr: 1.0000e-03  eta: 1 day, 2:03:30  loss: 0.1500  x: 1'
+    assert demo.progress_line(prefix + iters) == 'iter 60/250, loss 0.1500, about 1563.5 min left'
+    assert demo.progress_line(prefix + 'Epoch(val) [10][50/50]  coco/bbox_mAP: 0.3000') is None
+    assert demo.progress_line('loss: 1.0 eta: 0:00:01') is None
