@@ -269,6 +269,12 @@ class TunedVisionTransformer(TunableHostMixin, VisionTransformer):
         patch = loaded.get('patch_embed.projection.weight')
         known = {(192, 12): 'deit-t', (384, 12): 'deit-s', (768, 12): 'b', (1024, 24): 'l'}
         mine = (self.embed_dims, len(self.layers))
+        own = self._host_state()
+        if (width, layers) == mine and all(
+            (loaded[k].shape if k in loaded else None) == (own[k].shape if k in own else None)
+            for k in ('layers.0.ffn.layers.0.0.weight', 'patch_embed.projection.weight')
+        ):
+            return ''  # the same architecture: the other hints name what differs
         lines = [
             f'hint: the file holds a ViT of width {width} with {layers} layers'
             + (f', MLP {ffn.shape[0]}' if ffn is not None else '')

@@ -147,6 +147,15 @@ _LAYOUT_HINTS: tuple[tuple[str, str, str], ...] = (
         'the file has a final norm: build the host with final_norm=True',
         'the file has no final norm: build the host with final_norm=False',
     ),
+    (
+        r'^ln2\.',
+        "the file has the norm that out_type='avg_featmap' adds (ln2): build the host "
+        "with out_type='avg_featmap'",
+        "out_type='avg_featmap' adds a norm of its own (ln2) after the mean of the patch "
+        'tokens, and the file has none (it was not trained with that output type): build '
+        "the host with out_type='avg_patch' (the same mean, through the file's final norm "
+        "ln1), 'cls_token' or 'featmap'",
+    ),
 )
 
 
@@ -184,7 +193,8 @@ def check_state_dict(
         ValueError: Some expected names are missing, have another shape, or the file
             holds names the model does not use. The message names every one of them,
             with both shapes for the mis-shaped, and the host arguments that would fit
-            (layer scale, register tokens, pre-norm, patch bias, SwiGLU, final norm).
+            (layer scale, register tokens, pre-norm, patch bias, SwiGLU, final norm, the
+            output type's norm).
     """
     missing = [k for k in expected if k not in loaded]
     unexpected = [k for k in loaded if k not in expected]
@@ -319,5 +329,5 @@ def adapt_pos_embed(
         )
     if dst_grid is None:
         dst_grid = _square_grid(target.shape[1] - num_extra_tokens, "the model's pos_embed")
-    out[key] = resize_pos_embed(source, dst_grid, src_grid, num_extra_tokens, mode)
+    out[key] = resize_pos_embed(source, dst_grid[::-1], src_grid[::-1], num_extra_tokens, mode)
     return out

@@ -209,3 +209,21 @@ def test_adapter_only_loads_read_the_pretrained_file_once(tmp_path, monkeypatch)
     model.unmerge_tuners()
     model.load_state_dict(adapters)
     assert len(reads) == 2
+
+
+def test_avg_featmap_on_a_file_without_its_norm_names_the_output_type():
+    """The shipped ViT into a host with out_type='avg_featmap': mmpretrain adds a norm
+    (ln2) the file lacks. The message used to advise the arch the host already had."""
+    from mmwst.models import TunedVisionTransformer
+    from mmwst.weights import shipped_vit_host
+
+    model = TunedVisionTransformer(**shipped_vit_host(out_type='avg_featmap'))
+    with pytest.raises(ValueError) as err:
+        model.init_weights()
+    message = str(err.value)
+    assert 'backbone.ln2.weight' in message
+    assert "out_type='avg_featmap' adds a norm of its own (ln2)" in message
+    assert "build the host with out_type='avg_patch'" in message
+    assert 'arch=' not in message  # the architecture is right
+    # the advised output type fits the file
+    TunedVisionTransformer(**shipped_vit_host(out_type='avg_patch')).init_weights()
