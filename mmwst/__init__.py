@@ -6,6 +6,12 @@ from .version import __version__
 check_dependencies()
 skip_broken_mmpretrain_multimodal()
 
+# `_base_ = ['mmwst::...']` in configs read after this import (the installed package
+# also does it before, when mmengine.config is imported: mmwst/config_lookup.py)
+from .config_lookup import register as _register_config_package  # noqa: E402
+
+_register_config_package()
+
 # registers the safe checkpoint loader, hooks, backbones and tuners
 from . import datasets, engine, models  # noqa: E402,F401,I001
 
