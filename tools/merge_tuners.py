@@ -1,13 +1,17 @@
 """Fold mergeable tuners into the weights and write a plain mmpretrain checkpoint.
 
-    python tools/merge_tuners.py CONFIG CHECKPOINT OUT.pth [--cfg-options ...]
+    python tools/merge_tuners.py CONFIG CHECKPOINT OUT.pth [--config-out OUT.py]
+                                 [--cfg-options ...]
 
 CHECKPOINT may be adapter-only (the default training checkpoint): the frozen base is
 loaded from the config's ``model.backbone.pretrained`` file. Every tuner must be
 mergeable (LoRA, SSF, BitFit, LN-tune, RLRR, linear probe, full fine-tuning). OUT holds
 ``state_dict`` (mmpretrain ``VisionTransformer`` / ``SwinTransformer`` names plus neck
 and head) and ``meta.config``: the same model as a plain mmpretrain config, which builds
-without mmwst and gives the tuned model's outputs at zero inference overhead.
+without mmwst and gives the tuned model's outputs at zero inference overhead, and
+``meta.dataset_meta`` (the class names) when CHECKPOINT has it. ``--config-out`` also
+writes the whole config with that model in place of the tuned one: what mmpretrain's
+``ImageClassificationInferencer`` and test tool read together with OUT.
 """
 
 import argparse
@@ -37,6 +41,21 @@ def plain_model_config(model_cfg: dict) -> dict:
     backbone['type'] = PLAIN_BACKBONES[name]
     for key in MMWST_ONLY_ARGS:
         backbone.pop(key, None)
+    return _without_mmwst_scope(cfg)
+
+
+def _without_mmwst_scope(cfg):
+    """``cfg`` without the ``_scope_='mmwst'`` marks that mmengine puts on parts of a
+    config inherited through ``mmwst::`` (their names are the host library's), so that
+    the plain model builds without mmwst."""
+    if isinstance(cfg, dict):
+        return {
+            k: _without_mmwst_scope(v)
+            for k, v in cfg.items()
+            if not (k == '_scope_' and v == 'mmwst')
+        }
+    if isinstance(cfg, (list, tuple)):
+        return type(cfg)(_without_mmwst_scope(v) for v in cfg)
     return cfg
 
 
@@ -45,6 +64,9 @@ def main(argv=None) -> int:
     parser.add_argument('config')
     parser.add_argument('checkpoint', help='training checkpoint (adapter-only or full)')
     parser.add_argument('out', help='where to write the merged checkpoint')
+    parser.add_argument(
+        '--config-out', help='also write the whole config with the plain model here (.py)'
+    )
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
     args = parser.parse_args(argv)
 
@@ -59,7 +81,7 @@ def main(argv=None) -> int:
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     plain = plain_model_config(cfg.model)  # fails early on unsupported models
     model = MODELS.build(cfg.model)
-    load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
+    checkpoint = load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
     backbone = model.backbone
     backbone.merge_tuners()
     with backbone.full_state_dict():
@@ -70,7 +92,13 @@ def main(argv=None) -> int:
         merged_from=args.checkpoint,
         tuners=[type(t).__name__ for t in backbone.tuners],
     )
+    source_meta = checkpoint.get('meta') or {}
+    if 'dataset_meta' in source_meta:  # the class names inferencers label predictions with
+        meta['dataset_meta'] = source_meta['dataset_meta']
     torch.save(dict(state_dict=state, meta=meta), args.out)
+    if args.config_out:
+        cfg.model = plain
+        cfg.dump(args.config_out)
     print(
         f'merged {", ".join(meta["tuners"]) or "no tuner"} into {args.out} ({len(state)} tensors)'
     )
