@@ -347,3 +347,32 @@ def _bar_chart(
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def main(argv=None) -> int:
+    """``python tools/vtab_report.py task-result RUN_DIR [--seconds S]``: store a finished
+    run's ``result.json`` (what a Slurm run of tools/vtab_sweep.py does when it ends)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description='Store the result of a finished sweep run.')
+    commands = parser.add_subparsers(dest='command', required=True)
+    task = commands.add_parser('task-result', help='write RUN_DIR/result.json from its logs')
+    task.add_argument('run_dir')
+    task.add_argument('--seconds', type=float, help='the training time to record')
+    args = parser.parse_args(argv)
+    extra = {} if args.seconds is None else dict(seconds=args.seconds)
+    try:
+        result = write_task_result(args.run_dir, **extra)
+    except (OSError, ValueError) as err:
+        print(f'[sweep] no result for {args.run_dir}: {err}', file=sys.stderr)
+        return 1
+    print(
+        f'[sweep] final {result["final"]:.2f}%, best {result["best"]:.2f}% '
+        f'({osp.join(args.run_dir, "result.json")})'
+    )
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
