@@ -329,5 +329,5 @@ def adapt_pos_embed(
         )
     if dst_grid is None:
         dst_grid = _square_grid(target.shape[1] - num_extra_tokens, "the model's pos_embed")
-    out[key] = resize_pos_embed(source, dst_grid[::-1], src_grid[::-1], num_extra_tokens, mode)
+    out[key] = resize_pos_embed(source, dst_grid, src_grid, num_extra_tokens, mode)
     return out
