@@ -49,3 +49,63 @@ def test_compile_of_the_wrong_kind_is_refused(digits_root, monkeypatch, tmp_path
     with pytest.raises(TypeError, match='give True or a dict of torch.compile arguments'):
         runner.train()
     assert runner.iter == 0
+
+
+# ---- every model of ours compiles whole: fullgraph=True makes a graph break an error ----
+def _train_compiled(cfg, config_path, tmp_path, options) -> object:
+    from torch._dynamo.utils import counters
+
+    options = {**options, 'compile': dict(backend='eager', fullgraph=True)}
+    prepare_config(cfg, config_path=config_path, work_dir=str(tmp_path), cfg_options=options)
+    runner = RUNNERS.build(cfg)
+    graphs = counters['stats']['unique_graphs']
+    runner.train()
+    assert runner.model.backbone._compiled_call_impl is not None
+    assert counters['stats']['unique_graphs'] > graphs  # Dynamo traced the backbone
+    return runner
+
+
+@pytest.mark.parametrize('method', ['wst', 'hst'])
+def test_method_configs_train_compiled_in_one_graph(digits_root, monkeypatch, tmp_path, method):
+    """The VTAB-1k configs of WST and HST (the methods whose forward is more than hooks
+    on the host's layers) train with compile=dict(fullgraph=True)."""
+    path = osp.join(REPO, 'configs', method, 'vit-b16_vtab-1k.py')
+    monkeypatch.setenv('VTAB_TASK', 'digits')
+    monkeypatch.setenv('VTAB_ROOT', osp.dirname(digits_root))
+    cfg = Config.fromfile(path)
+    runner = _train_compiled(
+        cfg, path, tmp_path, {**tiny_model_options(cfg), **few_iterations_options()}
+    )
+    assert runner.iter == 2
+
+
+@pytest.mark.parametrize(
+    'config',
+    [
+        # the detector of configs/wst_coco.py's dense backbone: WST + HST through the ViT
+        'demo/dense_modes/through-vit_shapes_cascade_mask_rcnn.py',
+        'demo/dense_modes/beside-vit_shapes_upernet.py',
+    ],
+)
+def test_dense_configs_train_compiled_in_one_graph(shapes_root, monkeypatch, tmp_path, config):
+    """mmdet's and mmseg's runners with the dense backbone compiled whole."""
+    path = osp.join(REPO, 'configs', config)
+    monkeypatch.setenv('SHAPES_ROOT', shapes_root)
+    cfg = Config.fromfile(path)
+    options = {
+        'train_dataloader.batch_size': 2,
+        'train_dataloader.dataset.indices': 2,
+        'val_cfg': None,
+        'val_dataloader': None,
+        'val_evaluator': None,
+        'default_hooks.checkpoint.interval': 100,
+        'default_hooks.checkpoint.save_last': False,
+        'param_scheduler': [],
+        'log_level': 'WARNING',
+    }
+    if 'max_epochs' in cfg.train_cfg:
+        options.update({'train_cfg.max_epochs': 1, 'train_cfg.val_interval': 100})
+    else:
+        options.update({'train_cfg.max_iters': 1, 'train_cfg.val_interval': 100})
+    runner = _train_compiled(cfg, path, tmp_path, options)
+    assert runner.iter == 1

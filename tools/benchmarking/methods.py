@@ -67,13 +67,7 @@ def build_classifier(method: str, arch: str, img_size: int, num_classes: int = 1
             tuners = [dict(type='mmwst.HST', channels=(8, 12, 16, 32), num_heads=(1, 2, 2, 4))]
         out_type = 'avg_patch' if method == 'wst' else 'cls_token'
         backbone = TunedVisionTransformer(tuners=tuners, out_type=out_type, **kwargs)
-    backbone.init_weights()
-    for module in backbone.modules():
-        # mmpretrain's ViT gives each block's DropPath its rate as a numpy scalar, and
-        # mmcv's ``drop_prob == 0.`` on one breaks torch.compile's graph (twice a block):
-        # a Python float computes the same and compiles each model into one graph
-        if hasattr(module, 'drop_prob'):
-            module.drop_prob = float(module.drop_prob)
+    backbone.init_weights()  # the hosts give DropPath float rates: one graph each
 
     class Classifier(nn.Module):
         def __init__(self):

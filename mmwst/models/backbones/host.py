@@ -62,6 +62,7 @@ class TunableHostMixin:
         self.frozen_dtype = _frozen_dtype(frozen_dtype)
         self._pretrained_loaded = False
         self._full_state = False
+        _python_drop_rates(self)
         self.blocks = self._make_block_specs()
         # everything registered so far belongs to the host
         self._host_param_names = tuple(name for name, _ in self.named_parameters())
@@ -329,3 +330,15 @@ def _drop_frozen_from_state_dict(
         return
     for key in module.frozen_host_keys():
         state_dict.pop(prefix + key, None)
+
+
+def _python_drop_rates(module: nn.Module) -> None:
+    """Give every stochastic-depth layer its rate as a Python float. mmpretrain's hosts
+    hand each block's DropPath a numpy scalar (from ``np.linspace``), and mmcv's
+    ``drop_prob == 0.`` on one is a data-dependent branch to ``torch.compile``: a graph
+    break twice a block. A float gives the same rate and lets the model compile whole."""
+    for child in module.modules():
+        rate = getattr(child, 'drop_prob', None)
+        if rate is not None and type(rate) is not float:  # np.float64 is a float subclass
+            child.drop_prob = float(rate)
+
