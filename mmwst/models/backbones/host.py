@@ -341,4 +341,3 @@ def _python_drop_rates(module: nn.Module) -> None:
         rate = getattr(child, 'drop_prob', None)
         if rate is not None and type(rate) is not float:  # np.float64 is a float subclass
             child.drop_prob = float(rate)
-
