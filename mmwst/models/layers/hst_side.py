@@ -10,26 +10,34 @@ backbone (:class:`~mmwst.models.backbones.DenseTunedViT`) in its own loop.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .side_network import HierarchicalSideNetwork
+from .side_network import HierarchicalSideNetwork, key_terms, stage_weights
 
 NUM_STAGES = 4
 
 
 @dataclass
 class SideState:
-    """The side network's progress during one forward pass."""
+    """The side network's progress during one forward pass.
+
+    ``branch_transform``: set by a caller that passes WST's sub-bands ``T_{l+1}``
+    ``(B, h, w, D)`` as each layer's branch instead of the branch state ``S_{l+1}``;
+    the side network then maps them to ``S_{l+1}`` itself, once per stage for all its
+    layers (e.g. ``WSTBranch.spatial``)."""
 
     tokens: Tensor | None = None  # current stage's side tokens (B, H_s*W_s, C_s)
     hw: tuple[int, int] | None = None  # current stage's grid (H_s, W_s)
     fmap: Tensor | None = None  # last finished stage (B, C_s, H_s, W_s)
     maps: list[Tensor] = field(default_factory=list)  # every finished stage
+    # the current stage's layers so far: (key (B, M, D), patches (B, h, w, D), branch)
+    pending: list[tuple[Tensor, Tensor, Tensor | None]] = field(default_factory=list)
+    branch_transform: Callable[[Tensor], Tensor] | None = None
 
 
 class HSTSide(nn.Module):
@@ -172,7 +180,8 @@ class HSTSide(nn.Module):
         patches: Tensor,
         branch: Tensor | None = None,
     ) -> None:
-        """Run side block ``index`` (embedding or closing its stage when due).
+        """Hand the side network ViT layer ``index``; after the last layer of a stage,
+        run that stage's side blocks (:meth:`run_stage`).
 
         Args:
             state (SideState): This forward pass's state, updated in place.
@@ -182,36 +191,88 @@ class HSTSide(nn.Module):
                 ``(B, D)``).
             patches (Tensor): ``F_l``, the layer's output patch map ``(B, h, w, D)``.
             branch (Tensor, optional): ``S_{l+1}`` ``(B, D/4, 2h, 2w)`` when the side
-                reads a fine branch.
+                reads a fine branch (its sub-bands ``(B, h, w, D)`` with
+                ``state.branch_transform``).
         """
         stage, block = self.stage_of(index)
-        if block == 0:
-            source = image if stage == 0 else state.fmap
-            state.tokens, state.hw = self.net.embed(stage, source)
-        bridge = self.bridges[stage]
+        if self.branch_bridges is not None and branch is None:
+            raise ValueError('this side network reads a fine branch: pass branch=S_{l+1}')
         if key.dim() == 2:
             key = key.unsqueeze(1)  # one key token: (B, D) -> (B, 1, D)
-        g = self.bridge_norms[index](bridge(key))  # g_l: (B, M, C_s)
-        fine = _resized_tokens(bridge(patches), state.hw)  # f_l: (B, H_s*W_s, C_s)
-        kv = torch.cat([g, fine.mean(dim=1, keepdim=True)], dim=1)  # [g_l; t_l]: (B, M+1, C_s)
-        if self.branch_bridges is not None:
-            if branch is None:
-                raise ValueError('this side network reads a fine branch: pass branch=S_{l+1}')
-            fine = fine + self._branch(stage, branch, state.hw)
-        state.tokens = self.net.blocks[stage][block](state.tokens, kv, fine)
+        state.pending.append((key, patches, branch))
         if block == self.depths[stage] - 1:
-            state.fmap = self.net.finish(stage, state.tokens, state.hw)
-            state.maps.append(state.fmap)
+            self.run_stage(state, stage, image)
 
-    def _branch(self, stage: int, branch: Tensor, size: tuple[int, int]) -> Tensor:
-        """``B_s(bilinear(S_{l+1}, size))`` as tokens ``(B, H_s*W_s, C_s)``, computed as
-        ``bilinear(B_s(S_{l+1}))``: the same values (the bilinear weights of each output
-        pixel sum to one, so the resize commutes with the affine ``B_s``), with the
-        Linear on the branch's own grid - 4x fewer pixels on the stride-4 stage, and
-        only that smaller map kept for its backward pass."""
-        # (B, D/4, 2h, 2w) -> (B, 2h, 2w, D/4) -> (B, 2h, 2w, C_s)
-        projected = self.branch_bridges[stage](branch.permute(0, 2, 3, 1))
-        return _resized_tokens(projected, size)
+    def run_stage(self, state: SideState, stage: int, image: Tensor) -> None:
+        """Embed stage ``stage``, run its ``k`` side blocks on the layers in
+        ``state.pending`` and close it into a map.
+
+        The side blocks depend on one another only through the side tokens; everything
+        they read from the ViT runs once for the stage on the ``k`` layers stacked: one
+        bridge product for the patch maps, one resize, one for the key tokens, their
+        ``k`` LayerNorms as one group norm (group ``j`` normalised with layer ``j``'s
+        weight and bias), and the cross-attentions' key side (:func:`key_terms`).
+        """
+        keys, patches, branches = zip(*state.pending)
+        state.pending = []
+        blocks = self.net.blocks[stage]
+        depth = len(blocks)
+        first = sum(self.depths[:stage])
+        norms = self.bridge_norms[first : first + depth]
+        state.tokens, state.hw = self.net.embed(stage, image if stage == 0 else state.fmap)
+        bridge = self.bridges[stage]
+        batch = patches[0].shape[0]
+        # f_l: (k, B, h, w, D) -> (k, B, h, w, C_s) -> (k * B, H_s * W_s, C_s)
+        fine = _resized_tokens(bridge(torch.stack(patches)).flatten(0, 1), state.hw)
+        fine = fine.unflatten(0, (depth, batch))  # (k, B, H_s * W_s, C_s)
+        # g_l = LN_l(T_s(m_l)): (B, M, k, D) -> (B, M, k, C_s) -> (B * M, k * C_s), one
+        # group per layer, normalised with that layer's weight and bias -> (k, B, M, C_s);
+        # the k norms' weights and biases ride in the attention biases' stacked copy
+        attns = [b.attn for b in blocks]
+        weights = stage_weights(attns, ([n.weight for n in norms], [n.bias for n in norms]))
+        meta = bridge(torch.stack(keys, dim=2))
+        g = F.group_norm(
+            meta.reshape(-1, depth * meta.shape[-1]),
+            depth,
+            weights.extra[0].reshape(-1),
+            weights.extra[1].reshape(-1),
+            norms[0].eps,
+        ).reshape(meta.shape)
+        # [g_l; t_l]: (k, B, M + 1, C_s), t_l = mean_tokens(f_l)
+        kv = torch.cat([g.permute(2, 0, 1, 3), fine.mean(dim=2, keepdim=True)], dim=2)
+        terms = key_terms(attns, kv, weights)
+        fold = not any(b.drops_path() for b in blocks)
+        if fold:  # the output projection's bias joins f_l: (k, B, H_s * W_s, C_s)
+            fine = fine + terms.proj_bias.to(fine.dtype)
+        if self.branch_bridges is not None:
+            fine = fine + self._branch(stage, branches, state)
+        fines = fine.unbind(0)
+        for j, block in enumerate(blocks):
+            state.tokens = block.run(
+                state.tokens,
+                terms.queries[j],
+                terms.offsets[j],
+                terms.values[j],
+                fines[j],
+                None if fold else terms.proj_bias[j],
+            )
+        state.fmap = self.net.finish(stage, state.tokens, state.hw)
+        state.maps.append(state.fmap)
+
+    def _branch(self, stage: int, branches: Sequence[Tensor], state: SideState) -> Tensor:
+        """``B_s(bilinear(S_{l+1}, (H_s, W_s)))`` of the stage's ``k`` layers as tokens
+        ``(k, B, H_s*W_s, C_s)``, computed as ``bilinear(B_s(S_{l+1}))``: the same values
+        (the bilinear weights of each output pixel sum to one, so the resize commutes
+        with the affine ``B_s``), with the Linear on the branch's own grid - 4x fewer
+        pixels on the stride-4 stage, and only that smaller map kept for its backward
+        pass."""
+        depth, batch = len(branches), branches[0].shape[0]
+        stacked = torch.stack(branches).flatten(0, 1)
+        if state.branch_transform is not None:  # T_{l+1} (k * B, h, w, D) -> S_{l+1}
+            stacked = state.branch_transform(stacked)
+        # (k * B, D/4, 2h, 2w) -> (k * B, 2h, 2w, D/4) -> (k * B, 2h, 2w, C_s)
+        projected = self.branch_bridges[stage](stacked.permute(0, 2, 3, 1))
+        return _resized_tokens(projected, state.hw).unflatten(0, (depth, batch))
 
 
 def _resized_tokens(fmap: Tensor, size: tuple[int, int]) -> Tensor:

@@ -11,11 +11,12 @@ backbone (widths ``[64, 128, 256, 384]``) build the same network:
 
 - :class:`ConvStem`: Conv3x3/s2 -> BatchNorm -> ReLU -> Conv2x2/s2 -> LayerNorm (stride 4);
 - :class:`OverlapPatchEmbed`: Conv3x3/s2/p1 -> LayerNorm (stride 2);
-- :class:`MetaCrossAttention`: side tokens attend to a few key tokens (fused SDPA);
+- :class:`MetaCrossAttention`: side tokens attend to a few key tokens, the key side
+  of several blocks computed at once (:func:`key_terms`);
 - :class:`SideBlock`: ``x + DropPath(CrossAttn(LN(x), kv))``, ``+ fine``,
   ``+ DropPath(MLP(LN(x)))``;
-- :class:`HierarchicalSideNetwork`: the four stages, driven one block at a time so a
-  tuner can run it while the frozen ViT runs (nothing per layer is stored).
+- :class:`HierarchicalSideNetwork`: the four stages, driven one block at a time (by
+  :class:`~.hst_side.HSTSide`, a stage once the ViT has run its layers).
 
 Every spatial size comes from the feature maps themselves: any input of at least
 4 x 4 pixels works, square or not (the 3x3 convolutions give ``ceil(H / 2)``, the 2x2
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -131,6 +133,111 @@ class OverlapPatchEmbed(nn.Module):
         return self.norm(tokens), hw
 
 
+class StageWeights(NamedTuple):
+    """The weights of ``k`` cross-attentions of one width, stacked
+    (:func:`stage_weights`): two copies in all, one of the matrices and one of the
+    vectors, each cut into its parts by one ``split``."""
+
+    query_out: Tensor  # [W_q, W_p^T] of every block: (2k, C, C)
+    key_value: Tensor  # [W_k; W_v]^T of every block: (k, C, 2C)
+    key_value_bias: Tensor | None  # (k, 1, 2C); None without q/k/v biases
+    query_bias: Tensor | None  # [b_q, b_q] of every block (the 2nd unused): (2k, C, 1)
+    proj_bias: Tensor  # (k, 1, 1, C)
+    extra: tuple[Tensor, ...]  # the caller's vector groups, each (k, C)
+
+
+def stage_weights(
+    attns: Sequence[MetaCrossAttention], extra: Sequence[Sequence[Tensor]] = ()
+) -> StageWeights:
+    """Stack the weights of ``k`` cross-attentions (and the caller's ``extra`` groups of
+    ``k`` vectors of their width, e.g. LayerNorm weights) for :func:`key_terms`."""
+    k, dim = len(attns), attns[0].proj.weight.shape[0]
+    biased = attns[0].q.bias is not None
+    mats = torch.stack(
+        [w for a in attns for w in (a.q.weight, a.proj.weight.t())]
+        + [w for a in attns for w in (a.k.weight, a.v.weight)]
+    )  # (4k, C, C)
+    query_out, key_value = mats.split([2 * k, 2 * k])
+    key_value = key_value.reshape(k, 2 * dim, dim).transpose(1, 2)  # (k, C, 2C)
+    groups = [[a.proj.bias for a in attns], *extra]
+    if biased:
+        groups = [
+            [b for a in attns for b in (a.k.bias, a.v.bias)],
+            [b for a in attns for b in (a.q.bias, a.q.bias)],
+            *groups,
+        ]
+    parts = list(torch.stack([v for g in groups for v in g]).split([len(g) for g in groups]))
+    kv_bias = q_bias = None
+    if biased:
+        kv_bias = parts.pop(0).reshape(k, 1, 2 * dim)
+        q_bias = parts.pop(0).unsqueeze(2)
+    proj_bias = parts.pop(0).reshape(k, 1, 1, dim)
+    return StageWeights(query_out, key_value, kv_bias, q_bias, proj_bias, tuple(parts))
+
+
+class KeyTerms(NamedTuple):
+    """What ``k`` side blocks' cross-attentions need from their keys, one entry per block
+    (:func:`key_terms`): the scores of block ``j`` are ``LN1(x) @ queries[j] +
+    offsets[j]``, its output ``softmax(scores) @ values[j] + proj_bias[j]``."""
+
+    queries: list[Tensor]  # (B, C, heads * M)
+    offsets: list[Tensor | None]  # (B, 1, heads * M); None without query bias
+    values: list[Tensor]  # (B, heads * M, C)
+    proj_bias: Tensor  # (k, 1, 1, C)
+
+
+def key_terms(
+    attns: Sequence[MetaCrossAttention], kv: Tensor, weights: StageWeights | None = None
+) -> KeyTerms:
+    """The key side of ``k`` cross-attentions of one width at once (one side-network
+    stage): every product that does not involve the side tokens, for all blocks together.
+
+    For block ``j`` with keys ``kv_j`` (B, M, C), ``k = W_k kv + b_k``, ``v = W_v kv +
+    b_v``; with ``K_h`` the keys' head-``h`` channels kept and the rest zeroed (a fixed
+    head mask, which also carries ``1 / sqrt(C / heads)``), the scores' right-hand side
+    is ``u = (K W_q)^T`` (C, heads * M) and the query bias' share ``K b_q``; with ``V_h``
+    the same for the values, the output rows are ``V W_p^T`` (heads * M, C). With the
+    blocks' weights stacked (:func:`stage_weights`), ``k`` blocks take one batched
+    product each for ``[k; v]``, for ``[u^T; V W_p^T]`` and for the query bias' share.
+
+    Args:
+        attns (Sequence[MetaCrossAttention]): The ``k`` cross-attentions (same width
+            and heads).
+        kv (Tensor): Their keys, ``(k, B, M, C)``.
+        weights (StageWeights, optional): ``stage_weights(attns)``, if the caller has
+            stacked them already. Defaults to None.
+
+    Returns:
+        KeyTerms: per block, the scores' right-hand side, offset and output rows.
+    """
+    k, batch, keys, dim = kv.shape
+    heads = attns[0].num_heads
+    w = stage_weights(attns) if weights is None else weights
+    flat = kv.reshape(k, batch * keys, dim)  # (k, B * M, C)
+    if w.key_value_bias is not None:
+        # (k, B * M, C) x (k, C, 2C) + (k, 1, 2C) -> [k | v]: (k, B * M, 2C)
+        projected = torch.baddbmm(w.key_value_bias, flat, w.key_value)
+    else:
+        projected = torch.bmm(flat, w.key_value)
+    # (k, B * M, 2C) -> (k, B, M, 2, C) -> (k, 2, B, 1, M, C); times the head masks
+    # (2, 1, heads, 1, C) -> per head (k, 2, B, heads, M, C) -> (2k, B * heads * M, C)
+    spread = projected.reshape(k, batch, keys, 2, dim).permute(0, 3, 1, 2, 4).unsqueeze(3)
+    spread = (spread * attns[0].head_mask).reshape(2 * k, batch * heads * keys, dim)
+    # [K_h W_q; V_h W_p^T]: (2k, B * heads * M, C) x (2k, C, C)
+    parts = torch.bmm(spread, w.query_out).reshape(2 * k, batch, heads * keys, dim).unbind(0)
+    offsets = [None] * k
+    if w.query_bias is not None:
+        # K_h b_q (and an unused V_h b_q): (2k, B * heads * M, C) x (2k, C, 1)
+        offsets = torch.bmm(spread, w.query_bias).reshape(2 * k, batch, 1, heads * keys)
+        offsets = list(offsets.unbind(0)[0::2])
+    return KeyTerms(
+        queries=[p.transpose(1, 2) for p in parts[0::2]],  # (B, C, heads * M)
+        offsets=offsets,
+        values=list(parts[1::2]),
+        proj_bias=w.proj_bias,
+    )
+
+
 class MetaCrossAttention(nn.Module):
     """Multi-head cross-attention of side tokens over a few key tokens.
 
@@ -142,9 +249,10 @@ class MetaCrossAttention(nn.Module):
     head ``h`` and key ``j``, ``q_h . k_{j,h} = x . (W_{q,h}^T k_{j,h}) + b_{q,h} .
     k_{j,h}``, so the scores are one ``(N, C) x (C, H M)`` product, and
     ``proj(out) = sum_{h,j} a_{h,j} W_{p,h} v_{j,h} + b_p`` is one ``(N, H M) x
-    (H M, C)`` product. Per token that is ``4 C H M`` multiply-adds instead of
-    ``2 C^2 + 2 C M``, and autograd keeps the ``N x H M`` attention weights instead of
-    the ``N x C`` queries and outputs - the cost of the side network's stride-4 stage.
+    (H M, C)`` product (the key side: :func:`key_terms`). Per token that is
+    ``4 C H M`` multiply-adds instead of ``2 C^2 + 2 C M``, and autograd keeps the
+    ``N x H M`` attention weights instead of the ``N x C`` queries and outputs - the
+    cost of the side network's stride-4 stage.
 
     Args:
         dim (int): Token width C (queries and keys alike).
@@ -170,55 +278,58 @@ class MetaCrossAttention(nn.Module):
         self.k = nn.Linear(dim, dim, bias=qkv_bias)
         self.v = nn.Linear(dim, dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
+        # head h's channels of the keys (scaled by 1 / sqrt(C / heads)) and of the values;
+        # a constant, not saved with the weights
+        self.register_buffer('head_mask', self._head_mask(torch.float32), persistent=False)
 
-    def _heads(self, x: Tensor) -> Tensor:
-        B, N, C = x.shape
-        # (B, N, C) -> (B, N, heads, C/heads) -> (B, heads, N, C/heads)
-        return x.reshape(B, N, self.num_heads, C // self.num_heads).transpose(1, 2)
+    def _head_mask(self, dtype: torch.dtype, device=None) -> Tensor:
+        """``(2, 1, heads, 1, C)``: ``[scale * own, own]`` with ``own[h, c]`` 1 where
+        channel ``c`` belongs to head ``h``; made in float64 and rounded once."""
+        dim, heads = self.q.weight.shape[1], self.num_heads
+        own = (torch.arange(dim) // (dim // heads) == torch.arange(heads)[:, None]).double()
+        mask = torch.stack([own * (dim // heads) ** -0.5, own]).reshape(2, 1, heads, 1, dim)
+        return mask.to(device=device, dtype=dtype)
+
+    def _apply(self, fn, *args, **kwargs):
+        # ``.double()`` / ``.half()`` would round the float32 scale again: rebuild it
+        module = super()._apply(fn, *args, **kwargs)
+        self.head_mask = self._head_mask(self.head_mask.dtype, self.head_mask.device)
+        return module
+
+    def weights(
+        self, x: Tensor, query: Tensor, offset: Tensor | None, norm: nn.LayerNorm | None = None
+    ) -> Tensor:
+        """The attention weights ``(B, N, heads * M)`` of ``x`` (B, N, C) (queries from
+        ``norm(x)`` with ``norm``, recomputed for the backward pass instead of kept) for
+        one block's :class:`KeyTerms` ``query`` and ``offset``."""
+        batch, tokens, _ = x.shape
+        if norm is not None:
+            scores = norm_then_matmul(x, norm, query, offset, linear=False)
+        elif offset is not None:
+            scores = torch.baddbmm(offset.to(query.dtype), x.to(query.dtype), query)
+        else:
+            scores = torch.bmm(x.to(query.dtype), query)
+        # softmax over the M keys of each head: (B, N, heads, M) -> (B, N, heads * M)
+        attn = scores.reshape(batch, tokens, self.num_heads, -1).softmax(dim=-1)
+        if self.training and self.attn_drop > 0:
+            attn = F.dropout(attn, p=self.attn_drop)
+        return attn.reshape(batch, tokens, -1)
 
     def forward(self, x: Tensor, kv: Tensor, norm: nn.LayerNorm | None = None) -> Tensor:
         """``x`` (B, N, C) attends to ``kv`` (B, M, C); returns (B, N, C). With ``norm``
         the queries come from ``norm(x)``, which is then recomputed for the backward
         pass instead of kept (:func:`norm_then_matmul`)."""
-        batch, _, channels = x.shape
-        keys, heads = kv.shape[1], self.num_heads
-        head_dims = channels // heads
-        scale = head_dims**-0.5
-        # (B, M, C) -> (B, M, heads, C/heads)
-        k = self.k(kv).reshape(batch, keys, heads, head_dims)
-        v = self.v(kv).reshape(batch, keys, heads, head_dims)
-        dtype = k.dtype
-        # the query weight's rows by head: (C, C) -> (heads, C/heads, C);
-        # U[b, c, h, j] = sum_e W_q[h, e, c] k[b, j, h, e] / sqrt(C/heads)
-        w_q = self.q.weight.to(dtype).reshape(heads, head_dims, channels)
-        u = torch.einsum('hec,bjhe->bchj', w_q, k) * scale
-        # scores: (B, N, C) x (B, C, heads * M) -> (B, N, heads * M)
-        u = u.reshape(batch, channels, heads * keys)
-        if norm is None:
-            scores = torch.matmul(x.to(dtype), u)
-        else:
-            scores = norm_then_matmul(x, norm, u, linear=False)
-        if self.q.bias is not None:
-            b_q = self.q.bias.to(dtype).reshape(heads, head_dims)
-            offset = torch.einsum('he,bjhe->bhj', b_q, k) * scale  # (B, heads, M)
-            scores = scores + offset.reshape(batch, 1, heads * keys)
-        # softmax over the M keys of each head: (B, N, heads, M)
-        attn = scores.reshape(batch, -1, heads, keys).softmax(dim=-1)
-        if self.training and self.attn_drop > 0:
-            attn = F.dropout(attn, p=self.attn_drop)
-        # the output projection's columns by head: (C, C) -> (C, heads, C/heads);
-        # V'[b, h, j, c] = sum_e W_p[c, h, e] v[b, j, h, e]
-        w_p = self.proj.weight.to(dtype).reshape(channels, heads, head_dims)
-        values = torch.einsum('che,bjhe->bhjc', w_p, v).reshape(batch, heads * keys, channels)
-        # (B, N, heads * M) x (B, heads * M, C) -> (B, N, C)
-        out = torch.matmul(attn.reshape(batch, -1, heads * keys), values)
-        return out + self.proj.bias.to(out.dtype)
+        terms = key_terms([self], kv.unsqueeze(0))
+        attn = self.weights(x, terms.queries[0], terms.offsets[0], norm)
+        bias = terms.proj_bias[0, 0].to(terms.values[0].dtype)  # (1, C)
+        return torch.baddbmm(bias, attn.to(bias.dtype), terms.values[0])
 
 
 class _NormThenMatmul(torch.autograd.Function):
     """``LN(x) @ rhs`` that keeps ``x`` and the norm's statistics for the backward pass,
     not ``LN(x)``, which it recomputes there. ``rhs``: a Linear's weight (``LN(x)
-    W^T + b``) or a per-sample ``(B, C, K)`` matrix (``linear=False``, no bias)."""
+    W^T + b``) or a per-sample ``(B, C, K)`` matrix (``linear=False``; ``bias``, if
+    given, broadcasts to ``(B, N, K)``: one ``baddbmm``)."""
 
     @staticmethod
     def forward(ctx, x, norm_weight, norm_bias, eps, rhs, bias, linear):
@@ -227,9 +338,12 @@ class _NormThenMatmul(torch.autograd.Function):
         ctx.save_for_backward(x, mean, rstd, norm_weight, norm_bias, rhs)
         ctx.eps, ctx.linear = eps, linear
         ctx.bias_dtype = None if bias is None else bias.dtype
+        ctx.bias_shape = None if bias is None else bias.shape
         if linear:
             return F.linear(normed, rhs, bias)
-        return torch.matmul(normed.to(rhs.dtype), rhs)
+        if bias is None:
+            return torch.matmul(normed.to(rhs.dtype), rhs)
+        return torch.baddbmm(bias.to(rhs.dtype), normed.to(rhs.dtype), rhs)
 
     @staticmethod
     def backward(ctx, grad):
@@ -249,6 +363,8 @@ class _NormThenMatmul(torch.autograd.Function):
             grad_normed = torch.matmul(grad, rhs.to(grad.dtype).transpose(-1, -2))
             if ctx.needs_input_grad[4]:
                 grad_rhs = torch.matmul(normed.transpose(-1, -2), grad).to(rhs.dtype)
+            if ctx.bias_dtype is not None and ctx.needs_input_grad[5]:
+                grad_bias = grad.sum_to_size(ctx.bias_shape).to(ctx.bias_dtype)
         mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]]
         grad_x, grad_weight, grad_norm_bias = torch.ops.aten.native_layer_norm_backward(
             grad_normed.to(x.dtype), x, shape, mean, rstd, norm_weight, norm_bias, mask
@@ -257,12 +373,16 @@ class _NormThenMatmul(torch.autograd.Function):
 
 
 def norm_then_matmul(x: Tensor, norm: nn.LayerNorm, rhs: Tensor, bias=None, linear=True):
-    """``F.linear(norm(x), rhs, bias)`` (``linear=True``) or ``norm(x) @ rhs``, keeping
-    ``x`` instead of ``norm(x)`` for the backward pass: the same values and gradients,
-    one token-wide tensor less per norm."""
+    """``F.linear(norm(x), rhs, bias)`` (``linear=True``) or ``norm(x) @ rhs (+ bias)``,
+    keeping ``x`` instead of ``norm(x)`` for the backward pass: the same values and
+    gradients, one token-wide tensor less per norm."""
     if not torch.is_grad_enabled():
         normed = norm(x)
-        return F.linear(normed, rhs, bias) if linear else torch.matmul(normed.to(rhs.dtype), rhs)
+        if linear:
+            return F.linear(normed, rhs, bias)
+        if bias is None:
+            return torch.matmul(normed.to(rhs.dtype), rhs)
+        return torch.baddbmm(bias.to(rhs.dtype), normed.to(rhs.dtype), rhs)
     return _NormThenMatmul.apply(x, norm.weight, norm.bias, norm.eps, rhs, bias, linear)
 
 
@@ -341,10 +461,41 @@ class SideBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=SIDE_NORM_EPS)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
 
+    def drops_path(self) -> bool:
+        """Whether stochastic depth is active (training with a rate above 0)."""
+        return self.training and not isinstance(self.drop_path, nn.Identity)
+
     def forward(self, x: Tensor, kv: Tensor, fine: Tensor) -> Tensor:
         """``x`` (B, N, C), ``kv`` (B, M, C), ``fine`` (B, N, C) -> (B, N, C)."""
-        x = x + self.drop_path(self.attn(x, kv, norm=self.norm1))
-        x = x + fine
+        terms = key_terms([self.attn], kv.unsqueeze(0))
+        return self.run(
+            x, terms.queries[0], terms.offsets[0], terms.values[0], fine, terms.proj_bias[0]
+        )
+
+    def run(
+        self,
+        x: Tensor,
+        query: Tensor,
+        offset: Tensor | None,
+        values: Tensor,
+        fine: Tensor,
+        proj_bias: Tensor | None = None,
+    ) -> Tensor:
+        """The block on side tokens ``x`` (B, N, C) from its keys' precomputed
+        :class:`KeyTerms` (``query``, ``offset``, ``values``) and ``fine`` (B, N, C).
+
+        ``proj_bias`` None: ``fine`` already holds the output projection's bias (only
+        without active stochastic depth), and ``x + fine + attention`` is one
+        ``baddbmm``; otherwise ``proj_bias`` (1, 1, C) is added to the attention output
+        before its DropPath."""
+        attn = self.attn.weights(x, query, offset, norm=self.norm1)  # (B, N, heads * M)
+        if proj_bias is None and x.dtype == values.dtype:
+            x = torch.baddbmm(x + fine, attn, values)
+        elif proj_bias is None:  # autocast: the residual stream stays in its own dtype
+            x = x + torch.bmm(attn.to(values.dtype), values) + fine
+        else:
+            out = torch.baddbmm(proj_bias[0].to(values.dtype), attn.to(values.dtype), values)
+            x = x + self.drop_path(out) + fine
         fc1, _, fc2 = self.mlp
         hidden = norm_then_matmul(x, self.norm2, fc1.weight, fc1.bias)
         return x + self.drop_path(gelu_linear(hidden, fc2.weight, fc2.bias))

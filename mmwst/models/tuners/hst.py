@@ -49,8 +49,10 @@ class HST(BaseTuner):
 
     The math lives in :class:`~mmwst.models.layers.HSTSide` (``self.side``); this tuner
     drives it from the host's token hooks (the dense backbone drives the same module from
-    its own loop). The side network advances after every ViT block, so no per-layer
-    activation is kept beyond the current stage. The tuner replaces the backbone's output:
+    its own loop). The side network runs each stage once the ViT has run its layers, with
+    the work that only reads the ViT (bridges, resizes, the key side of the
+    cross-attentions) batched over those layers; nothing per layer is kept beyond the
+    current stage. The tuner replaces the backbone's output:
     ``'cls'`` gives ``(mean of the stage-4 tokens,)`` of shape (B, C_4), for
     :class:`~mmwst.models.heads.HSTClsHead` (BatchNorm1d without affine + Linear);
     ``'pyramid'`` gives the four maps ``(B, C_s, H_s, W_s)``. Input sizes need not be
