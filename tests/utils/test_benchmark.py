@@ -455,18 +455,22 @@ def test_graph_breaks_are_found_and_named():
 
 def test_every_method_compiles_into_one_graph_and_wst_costs_about_lora():
     """The operator targets that hold on any ViT size: no method or dense mode breaks
-    torch.compile's graph, and WST's training step launches no more operators than
-    1.3x LoRA's (it runs no wavelet transform between layers)."""
+    torch.compile's graph, and WST's, SSF's and RLRR's training steps launch no more
+    operators than 1.3x LoRA's (WST runs no wavelet transform between layers; SSF's
+    pairs and RLRR's rescaling take one fused operator where plain ones took several)."""
     from benchmarking import METHODS
 
     import mmwst  # noqa: F401
 
     # the methods whose forward runs more than the host's blocks and a few hooks
-    methods = ['frozen', 'lora', 'wst', 'hst', 'rlrr', 'dense_wst_hst', 'dense_beside_vit']
+    methods = ['frozen', 'lora', 'wst', 'ssf', 'hst', 'rlrr', 'dense_wst_hst', 'dense_beside_vit']
     assert set(methods) <= set(METHODS)
     reports = {m: bench_measure.measure(m, ops_only=True, **TINY) for m in methods}
     broken = {m: r['graph_break_reasons'] for m, r in reports.items() if r.get('graph_breaks')}
     assert not broken
     assert all(r['infer_ops'] > 0 for r in reports.values())
-    assert reports['wst']['train_ops'] <= 1.3 * reports['lora']['train_ops']
+    for method in ('wst', 'ssf', 'rlrr'):
+        assert reports[method]['train_ops'] <= 1.3 * reports['lora']['train_ops'], method
+    for method in ('lora', 'ssf', 'rlrr'):  # merged: the frozen forward exactly
+        assert reports[method]['infer_ops'] == reports['frozen']['infer_ops'], method
     assert reports['wst']['infer_ops'] <= 2 * reports['frozen']['infer_ops']

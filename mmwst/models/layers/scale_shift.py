@@ -6,6 +6,11 @@ and a bias. Folding multiplies the weight's rows and the bias by ``gamma`` and a
 ``beta``. Undoing it divides by ``gamma``, which loses the weight where ``gamma`` is near
 zero; there the original weight and bias are kept at fold time and restored exactly
 (like peft's safe merge, without the refusal: the fold itself is always exact).
+
+While training, :func:`channel_affine` applies a pair as ``batch_norm`` in evaluation mode
+with zero mean and unit variance: the same ``x * gamma + beta``, in one operator forward
+and one backward (which returns the input's, the scale's and the shift's gradients
+together), where the plain expression takes two forward and four backward.
 """
 
 from __future__ import annotations
@@ -15,6 +20,68 @@ from torch import Tensor, nn
 
 #: |gamma| below this: keep the originals rather than divide by it later.
 SAFE_SCALE = 1e-3
+#: Input dtypes that batch_norm takes with float32 parameters (its mixed-precision path).
+_REDUCED = (torch.float16, torch.bfloat16)
+
+
+class UnitMoments(nn.Module):
+    """Zero means and unit variances, the running statistics with which ``batch_norm``
+    in evaluation mode is a plain per-channel affine map (:func:`channel_affine`).
+
+    Non-persistent buffers (checkpoints do not change), sized to the widest channel
+    count reserved and sliced per call, so they follow the module's device.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer('zeros', torch.zeros(0), persistent=False)
+        self.register_buffer('ones', torch.ones(0), persistent=False)
+
+    def reserve(self, channels: int) -> None:
+        """Make room for ``channels`` channels."""
+        if channels > self.zeros.numel():
+            self.zeros = self.zeros.new_zeros(channels)
+            self.ones = self.ones.new_ones(channels)
+
+    def get(self, channels: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """``(zeros, ones)`` of ``channels`` channels in ``dtype``."""
+        assert channels <= self.zeros.numel(), 'reserve() the width first'
+        return self.zeros[:channels].to(dtype), self.ones[:channels].to(dtype)
+
+
+def param_dtype(x: Tensor, param: Tensor | None = None) -> torch.dtype:
+    """The dtype in which ``batch_norm`` takes its parameters (and statistics) for the
+    input ``x``: ``x``'s own, or float32 for a half-precision ``x`` whose parameter
+    ``param`` is not in that precision too (batch_norm's mixed-precision path)."""
+    if x.dtype in _REDUCED and (param is None or param.dtype != x.dtype):
+        return torch.float32
+    return x.dtype
+
+
+def channel_affine(x: Tensor, weight: Tensor, bias: Tensor, moments: UnitMoments) -> Tensor:
+    """``x * weight + bias`` over the last dimension of ``x`` (``weight``, ``bias``: (C,)).
+
+    Computed as ``batch_norm`` in evaluation mode with running mean 0, variance 1 and
+    ``eps`` 0, i.e. ``(x - 0) / sqrt(1 + 0) * weight + bias``, the same values: one
+    operator forward, and one backward that returns ``grad * weight``, ``sum(grad * x)``
+    and ``sum(grad)`` over all but the channels together (a product and a sum forward
+    and a product, a product with a sum and a sum backward otherwise). A half-precision
+    ``x`` meets float32 parameters there and keeps its dtype.
+    """
+    channels = x.shape[-1]
+    dtype = param_dtype(x, weight)
+    mean, var = moments.get(channels, dtype)
+    weight, bias = weight.to(dtype), bias.to(dtype)
+    if x.is_contiguous() or x.dim() < 2:
+        # (..., C) -> (N, C): the channels are batch_norm's dim 1
+        out = torch.batch_norm(
+            x.reshape(-1, channels), weight, bias, mean, var, False, 0.0, 0.0, False
+        )
+        return out.view(x.shape)
+    # a channels-first map seen channels-last, e.g. the patch embedding's (B, HW, C) view
+    # of its (B, C, HW) output: (B, HW, C) -> (B, C, HW), a view
+    out = torch.batch_norm(x.movedim(-1, 1), weight, bias, mean, var, False, 0.0, 0.0, False)
+    return out.movedim(1, -1)
 
 
 def fold_scale_shift(
@@ -86,12 +153,14 @@ class ScaleShiftPairs(nn.Module):
         self.beta = nn.ParameterDict()
         self._targets: dict[str, nn.Module] = {}
         self._saved: dict[str, tuple[Tensor, Tensor]] = {}
+        self.moments = UnitMoments()
 
     def add(self, key: str, module: nn.Module, dim: int) -> None:
         """A pair for the output of ``module`` (``dim`` channels)."""
         self.gamma[key] = nn.Parameter(torch.ones(dim))
         self.beta[key] = nn.Parameter(torch.zeros(dim))
         self._targets[key] = module
+        self.moments.reserve(dim)
 
     def reset_parameters(self, std: float) -> None:
         """``gamma ~ N(1, std^2)``, ``beta ~ N(0, std^2)``."""
@@ -100,10 +169,8 @@ class ScaleShiftPairs(nn.Module):
             nn.init.normal_(self.beta[key], mean=0.0, std=std)
 
     def scale_shift(self, key: str, x: Tensor) -> Tensor:
-        """``gamma * x + beta`` over the last dimension (a product and a sum: their
-        backward takes fewer kernels than a fused ``addcmul``'s, which scales by its
-        ``value`` there)."""
-        return x * self.gamma[key].to(x.dtype) + self.beta[key].to(x.dtype)
+        """``gamma * x + beta`` over the last dimension (:func:`channel_affine`)."""
+        return channel_affine(x, self.gamma[key], self.beta[key], self.moments)
 
     def output_hook(self, key: str, module: nn.Module, inputs, output):
         """Forward hook: the pair applied to the module's output."""

@@ -10,13 +10,93 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...registry import MODELS
-from ..layers.scale_shift import SAFE_SCALE, ScaleShiftPairs
-from .base import BaseTuner, HostSpec
+from ..layers.scale_shift import SAFE_SCALE, ScaleShiftPairs, UnitMoments, param_dtype
+from .base import BaseTuner, HostSpec, TokenContext
 
 #: The Linear layers of every block that RLRR rescales.
 LINEARS = ('qkv', 'proj', 'fc1', 'fc2')
 #: RLRR's layouts on a Swin host: the authors' released code, and mmwst's own.
 SWIN_VARIANTS = ('release', 'mmwst')
+
+
+class _ResidualRescale(torch.autograd.Function):
+    """``W' = W * (1 + s_out s_in)`` in two elementwise operators forward and two backward
+    (three with q / k / v slices), none of them larger than the layer's weight.
+
+    Forward: ``A = W * s_in`` (each q / k / v row slice by its own ``s_in``), then
+    ``W' = W + s_out * A``. Backward, from ``G = dL/dW'`` (d_out x d_in)::
+
+        dL/ds_out_i = sum_j G_ij A_ij
+        dL/ds_in_j  = sum_i G_ij s_out_i W_ij      (over the rows of its slice)
+
+    Each is a product summed over one dimension: the ``sum(grad * input)`` per channel
+    that ``batch_norm``'s backward in evaluation mode computes, with mean 0 and variance
+    1, in one operator together with ``grad * weight``. The first call reads ``G`` as
+    ``(1, d_out, d_in)`` (channels: the rows) with ``A`` as the input and ``s_out`` as
+    the weight, and returns ``dL/ds_out`` and ``K = G * s_out``; the second reads ``K``
+    as ``(d_out, d_in)`` (channels: the columns) with ``W`` as the input and returns
+    ``dL/ds_in``. With q / k / v slices a column is one channel per slice, which no
+    single ``batch_norm`` layout gives: there ``dL/ds_in`` is a product and a sum.
+
+    ``zeros`` and ``ones``: the means and variances (:class:`UnitMoments`), as long as
+    the longer side of ``W`` and in :func:`param_dtype` of ``W``.
+    """
+
+    @staticmethod
+    def forward(ctx, weight, scale_out, scale_in, zeros, ones):
+        groups, d_in = scale_in.shape
+        s_in = scale_in.to(weight.dtype).unsqueeze(1)  # (groups, 1, d_in)
+        # (d_out, d_in) -> (groups, d_out / groups, d_in): one s_in row per slice
+        scaled = (weight.view(groups, -1, d_in) * s_in).view_as(weight)
+        # (d_out,) -> (d_out, 1): s_out scales the rows
+        rescaled = torch.addcmul(weight, scaled, scale_out.to(weight.dtype).unsqueeze(1))
+        ctx.save_for_backward(weight, scaled, scale_out, s_in, zeros, ones)
+        return rescaled
+
+    @staticmethod
+    def backward(ctx, grad):
+        weight, scaled, scale_out, s_in, zeros, ones = ctx.saved_tensors
+        need_weight, need_out, need_in = ctx.needs_input_grad[:3]
+        d_out, d_in = weight.shape
+        groups = s_in.shape[0]
+        grad_weight = grad_scale_out = grad_scale_in = None
+        # channels: the rows, (d_out, d_in) -> (1, d_out, d_in)
+        rows = (1, d_out, d_in)
+        by_rows, grad_scale_out, _ = torch.ops.aten.native_batch_norm_backward(
+            grad.reshape(rows),
+            scaled.view(rows),
+            scale_out.to(zeros.dtype),
+            zeros[:d_out],
+            ones[:d_out],
+            None,
+            None,
+            False,
+            0.0,
+            [need_weight or need_in, need_out, False],
+        )
+        if need_in and groups == 1:  # channels: the columns, (d_out, d_in) is (N, C)
+            _, grad_scale_in, _ = torch.ops.aten.native_batch_norm_backward(
+                by_rows.view(d_out, d_in),
+                weight,
+                None,
+                zeros[:d_in],
+                ones[:d_in],
+                None,
+                None,
+                False,
+                0.0,
+                [False, True, False],
+            )
+            grad_scale_in = grad_scale_in.view(1, d_in)
+        elif need_in:  # (d_out, d_in) -> (groups, d_out / groups, d_in): each slice's rows
+            grad_scale_in = (by_rows.view(groups, -1, d_in) * weight.view(groups, -1, d_in)).sum(1)
+        if need_weight:  # a trained W (not RLRR's own): G * (1 + s_out s_in) = G + K * s_in
+            # (d_out, d_in) -> (groups, d_out / groups, d_in)
+            grad_weight = torch.addcmul(
+                grad.view(groups, -1, d_in), by_rows.view(groups, -1, d_in), s_in
+            )
+            grad_weight = grad_weight.view_as(weight)
+        return grad_weight, grad_scale_out, grad_scale_in, None, None
 
 
 @MODELS.register_module()
@@ -138,6 +218,10 @@ class RLRR(BaseTuner):
         self.shift = nn.ParameterDict()  # (d_out, )
         # SSF pairs, keyed '<block>_norm1', '<block>_norm2', 'patch_embed', 'final<i>'
         self.pairs = ScaleShiftPairs()
+        self.moments = UnitMoments()  # for the backward of the rescaling
+        # this forward pass's shifted biases b + f, made for all layers at once
+        # (before_blocks) and taken by each layer's weight function
+        self._shifted: dict[str, Tensor] = {}
 
     # ---- construction ------------------------------------------------------------------
     def _released_swin(self, host: HostSpec) -> bool:
@@ -209,6 +293,7 @@ class RLRR(BaseTuner):
         self.scale_out[key] = nn.Parameter(torch.empty(linear.out_features))
         self.shift[key] = nn.Parameter(torch.empty(linear.out_features))
         self._linears[key] = linear
+        self.moments.reserve(max(linear.out_features, linear.in_features))
         self.hook_weight(linear, partial(self._rescale, key))
 
     def _add_ssf(self, key: str, module: nn.Module, dim: int) -> None:
@@ -231,8 +316,7 @@ class RLRR(BaseTuner):
         """
         scale_in, scale_out = self.scale_in[key], self.scale_out[key]
         groups, d_in = scale_in.shape
-        # an outer product per group, as one batched matrix product (its backward is two
-        # more, where a broadcast product would need a product and a sum for each scale):
+        # an outer product per group, as one batched matrix product:
         # (groups, d_out / groups, 1) @ (groups, 1, d_in) -> (groups, d_out / groups, d_in)
         factor = torch.bmm(scale_out.view(groups, -1, 1), scale_in.unsqueeze(1))
         # (groups, d_out / groups, d_in) -> (d_out, d_in)
@@ -242,12 +326,40 @@ class RLRR(BaseTuner):
         self, key: str, weight: Tensor, bias: Tensor | None
     ) -> tuple[Tensor, Tensor]:
         """``(W * (1 + s_out s_in), b + f)`` for the layer ``key`` with frozen ``W``, ``b``."""
-        factor = self.rescale_factor(key).to(weight.dtype)
-        shift = self.shift[key].to(weight.dtype)
-        return weight * (1 + factor), shift if bias is None else bias + shift
+        zeros, ones = self.moments.get(max(weight.shape), param_dtype(weight))
+        rescaled = _ResidualRescale.apply(
+            weight, self.scale_out[key], self.scale_in[key], zeros, ones
+        )
+        shifted = self._shifted.pop(key, None)
+        if shifted is None:  # not made by before_blocks (e.g. a layer called on its own)
+            shift = self.shift[key].to(weight.dtype)
+            shifted = shift if bias is None else bias + shift
+        return rescaled, shifted
 
     def _rescale(self, key: str, weight: Tensor, bias: Tensor | None):
         return self.effective_weight(key, weight, bias)
+
+    def before_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
+        """Shift the biases of all rescaled layers, ``b + f``, in one multi-tensor
+        addition (one kernel, like AdamW's fused step) rather than a small addition in
+        each layer; each layer's weight function takes its own."""
+        self._shifted.clear()
+        if self.merged:
+            return x
+        keys = [
+            key
+            for key, linear in self._linears.items()
+            if linear.bias is not None and linear.bias.dtype == self.shift[key].dtype
+        ]
+        if keys:
+            biases = [self._linears[key].bias for key in keys]
+            shifted = torch._foreach_add(biases, [self.shift[key] for key in keys])
+            self._shifted.update(zip(keys, shifted))
+        return x
+
+    def after_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
+        self._shifted.clear()  # all taken, unless a layer did not run
+        return x
 
     def _drop_branch(self, rate: float, module: nn.Module, inputs, output: Tensor) -> Tensor:
         return F.dropout(output, p=rate, training=self.training)

@@ -156,6 +156,50 @@ def test_forward_equals_the_paper_written_out():
         torch.testing.assert_close(model(image)[0], _by_hand(model, image))
 
 
+def test_gradients_equal_the_paper_written_out():
+    """Every trained parameter's gradient through the whole model (the rescaling's own
+    backward, the SSF pairs as batch_norm, the shifts made for all layers at once)
+    equals the one through the forward written out with plain operators."""
+    model = _model().train()
+    image = torch.randn(2, 3, 32, 32)
+    weights = torch.randn(2, 32)
+    trained = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    mine = torch.autograd.grad((model(image)[0] * weights).sum(), list(trained.values()))
+    assert not model.tuners[0]._shifted  # this forward pass took every shifted bias
+    by_hand = torch.autograd.grad((_by_hand(model, image) * weights).sum(), list(trained.values()))
+    for name, a, b in zip(trained, mine, by_hand):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize(
+    ('kind', 'key'), [('vit', '1_qkv'), ('vit', '1_fc2'), ('swin', '0_qkv'), ('swin', 'merge0')]
+)
+def test_rescaled_weight_and_its_gradients_equal_the_formula(kind, key):
+    """One layer on its own (its shifted bias made there, not for all layers at once):
+    ``W * (1 + s_out s_in)``, ``b + f`` and the gradients of the scales, the shift and,
+    were it trained, ``W``, as from the formula written out. ViT qkv: three slices of
+    ``s_in``; released Swin layout: one, and a reduction without a bias."""
+    model = _model(kind)
+    rlrr = model.tuners[0]
+    layer = rlrr._linears[key]
+    weight = layer.weight.detach().clone().requires_grad_()
+    bias = None if layer.bias is None else layer.bias.detach().clone().requires_grad_()
+    s_out, s_in, f = rlrr.scale_out[key], rlrr.scale_in[key], rlrr.shift[key]
+    groups = s_in.shape[0]
+    # (groups, d_out / groups, 1) * (groups, 1, d_in) -> (d_out, d_in)
+    factor = (s_out.view(groups, -1, 1) * s_in.unsqueeze(1)).reshape(weight.shape)
+    expected = (weight * (1 + factor), f if bias is None else bias + f)
+    got = rlrr.effective_weight(key, weight, bias)
+    leaves = [t for t in (weight, bias, s_out, s_in, f) if t is not None]
+    grads = [torch.randn(t.shape) for t in expected]
+    for a, b, what in zip(got, expected, ('weight', 'bias')):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=what)
+    mine = torch.autograd.grad(got, leaves, grads)
+    direct = torch.autograd.grad(expected, leaves, grads)
+    for a, b in zip(mine, direct):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     ('kind', 'variant'), [('vit', 'release'), ('swin', 'release'), ('swin', 'mmwst')]
 )
