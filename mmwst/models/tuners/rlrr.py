@@ -60,6 +60,8 @@ class _ResidualRescale(torch.autograd.Function):
         d_out, d_in = weight.shape
         groups = s_in.shape[0]
         grad_weight = grad_scale_out = grad_scale_in = None
+        # batch_norm's own statistics: empty in evaluation mode, as autograd passes them
+        unsaved = zeros[:0]
         # channels: the rows, (d_out, d_in) -> (1, d_out, d_in)
         rows = (1, d_out, d_in)
         by_rows, grad_scale_out, _ = torch.ops.aten.native_batch_norm_backward(
@@ -68,8 +70,8 @@ class _ResidualRescale(torch.autograd.Function):
             scale_out.to(zeros.dtype),
             zeros[:d_out],
             ones[:d_out],
-            None,
-            None,
+            unsaved,
+            unsaved,
             False,
             0.0,
             [need_weight or need_in, need_out, False],
@@ -81,8 +83,8 @@ class _ResidualRescale(torch.autograd.Function):
                 None,
                 zeros[:d_in],
                 ones[:d_in],
-                None,
-                None,
+                unsaved,
+                unsaved,
                 False,
                 0.0,
                 [False, True, False],
