@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import os.path as osp
 import subprocess
@@ -42,14 +43,97 @@ def tool_env(**extra: str) -> dict:
     return env
 
 
+def _read_text(path: str) -> str:
+    with open(path, encoding='utf-8', errors='backslashreplace') as f:
+        return f.read()
+
+
+class _ToolServer:
+    """The client of ``tests/tool_server.py``: one server per test process, started on
+    first use; its input closes (and it ends) when this process exits."""
+
+    instance: _ToolServer | None = None
+
+    def __init__(self) -> None:
+        env = tool_env(OPENBLAS_NUM_THREADS='1', MKL_NUM_THREADS='1')
+        self.proc = subprocess.Popen(
+            [sys.executable, osp.join(REPO, 'tests', 'tool_server.py')],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=REPO,
+            env=env,
+        )
+        self.pending = b''
+
+    @classmethod
+    def get(cls) -> _ToolServer:
+        if cls.instance is None or cls.instance.proc.poll() is not None:
+            cls.instance = cls()
+        return cls.instance
+
+    def _reply(self, timeout: float) -> dict | None:
+        import select
+        import time
+
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while b'\n' not in self.pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            if select.select([fd], [], [], left)[0]:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    raise RuntimeError(
+                        'tests/tool_server.py ended unexpectedly (its errors are on this '
+                        "process's stderr); MMWST_TEST_FRESH_TOOLS=1 runs the tools without it"
+                    )
+                self.pending += chunk
+        line, _, self.pending = self.pending.partition(b'\n')
+        return json.loads(line)
+
+    def run(self, cmd: list[str], cwd: str, env: dict, timeout: float) -> tuple[int, str, str]:
+        import signal
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix='mmwst_tool_') as tmp:
+            out, err = osp.join(tmp, 'stdout'), osp.join(tmp, 'stderr')
+            request = dict(argv=cmd[1:], cwd=cwd, env=env, stdout=out, stderr=err)
+            self.proc.stdin.write((json.dumps(request) + '\n').encode())
+            self.proc.stdin.flush()
+            started = self._reply(timeout)  # the first run waits for the server's imports
+            if started is None:
+                self.proc.kill()
+                raise subprocess.TimeoutExpired(cmd, timeout)
+            ended = self._reply(timeout)
+            if ended is None:
+                os.kill(started['pid'], signal.SIGKILL)
+                self._reply(timeout)
+            stdout, stderr = (
+                open(path, encoding='utf-8', errors='backslashreplace').read()
+                for path in (out, err)
+            )
+        if ended is None:
+            raise subprocess.TimeoutExpired(cmd, timeout, stdout, stderr)
+        return os.waitstatus_to_exitcode(ended['status']), stdout, stderr
+
+
 def run_tool(
     args: list[str], *, cwd: str, env: dict | None = None, timeout: int = 600, check: bool = True
 ) -> subprocess.CompletedProcess:
-    """Run ``args`` (a python tool path or a shell script, then arguments)."""
+    """Run ``args`` (a python tool path or a shell script, then arguments) and return
+    what ``subprocess.run`` would. A python tool runs in a process forked from
+    ``tests/tool_server.py``, which has the third-party libraries imported already, unless
+    ``MMWST_TEST_FRESH_TOOLS=1`` asks for a new interpreter."""
     cmd = ['bash', *args] if args[0].endswith('.sh') else [sys.executable, *args]
-    proc = subprocess.run(
-        cmd, cwd=cwd, env=env or tool_env(), capture_output=True, text=True, timeout=timeout
-    )
+    env = env or tool_env()
+    if args[0].endswith('.py') and os.environ.get('MMWST_TEST_FRESH_TOOLS', '0') == '0':
+        code, stdout, stderr = _ToolServer.get().run(cmd, cwd, env, timeout)
+        proc = subprocess.CompletedProcess(cmd, code, stdout, stderr)
+    else:
+        proc = subprocess.run(
+            cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+        )
     if check and proc.returncode != 0:
         raise AssertionError(
             f'{" ".join(cmd)} exited with {proc.returncode}\n'

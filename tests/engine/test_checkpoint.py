@@ -3,8 +3,6 @@
 import itertools
 import os.path as osp
 import pickle
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,9 +16,7 @@ from mmwst.engine.checkpoint import (
     load_local_checkpoint,
     to_weights_only,
 )
-
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
+from tests.helpers import REPO, run_tool
 
 _HUBS = itertools.count()
 
@@ -118,22 +114,10 @@ def test_sanitize_tool_needs_trust_and_produces_a_loadable_copy(tmp_path):
     src, dst = tmp_path / 'raw.pth', tmp_path / 'clean.pth'
     torch.save(_mmengine_like_checkpoint(), src)
     tool = osp.join(REPO, 'tools', 'sanitize_checkpoint.py')
-    refused = subprocess.run(
-        [sys.executable, tool, str(src), str(dst)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
-    )
+    refused = run_tool([tool, str(src), str(dst)], cwd=REPO, check=False)
     assert refused.returncode != 0 and '--trust-source' in refused.stderr
     assert not dst.exists()
-    done = subprocess.run(
-        [sys.executable, tool, str(src), str(dst), '--trust-source'],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
-    )
+    done = run_tool([tool, str(src), str(dst), '--trust-source'], cwd=REPO, check=False)
     assert done.returncode == 0, done.stderr
     loaded = load_local_checkpoint(str(dst))
     assert isinstance(loaded['message_hub']['log_scalars']['train/loss'], HistoryBuffer)

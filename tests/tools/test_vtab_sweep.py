@@ -231,7 +231,10 @@ def test_tasks_shared_by_both_suites_are_reported_in_the_named_suite(tmp_path):
 
 
 HELPERS = osp.join(osp.dirname(osp.abspath(__file__)), 'helpers')
-STRESS_CALLS = 3  # sweeps of STRESS_SEEDS healthy runs and two dying ones each
+# one sweep of STRESS_SEEDS healthy runs and one of two dying ones, through the real
+# training stack; the runner's mechanism under many more concurrent ends (hundreds of
+# runs) is checked without the stack in tests/tools/test_local_runs.py
+STRESS_CALLS = 1
 STRESS_SEEDS = 12
 
 
