@@ -4,7 +4,7 @@
         [--batch 8] [--device cpu|cuda] [--amp none|bf16|fp16] [--warmup 2] [--repeats 5]
         [--sdpa default|flash|efficient|cudnn|math] [--compile [BACKEND]]
         [--out docs/benchmark/cpu_vit-b16] [--profile hst dense_wst_hst]
-        [--peak-tflops auto|989] [--timeout SECONDS]
+        [--peak-tflops auto|989] [--timeout SECONDS] [--rounds 1]
 
 For every method (classification backbones with a linear head, and the dense WST + HST
 backbone): trainable and total backbone parameters, forward FLOPs and the FLOPs of a
@@ -23,7 +23,10 @@ each part of the model. A method name with '+cp' (e.g. rlrr+cp) checkpoints the 
 blocks (with_cp=True): memory for time; 'all' includes the four methods whose memory is
 closest to full fine-tuning with it. Each method runs in its own process; one that fails
 (an attention backend that does not support it, out of memory, --timeout) is reported
-with its error and the others go on. Writes Markdown, CSV, JSON and a PNG chart.
+with its error and the others go on. --rounds N measures the whole list N times in turns
+(A B C, A B C, ...): each ratio is taken within its round, and the table gives the median
+over rounds with the spread ((largest - smallest) / median), the check that two runs of
+the same configuration agree. Writes Markdown, CSV, JSON and a PNG chart.
 """
 
 import argparse
@@ -104,7 +107,16 @@ def main(argv=None) -> int:
         type=float,
         help="seconds one method's process may run before it is ended and reported as failed",
     )
+    parser.add_argument(
+        '--rounds',
+        type=int,
+        default=1,
+        help='measure the whole list this many times in turns (A B C, A B C, ...) and report '
+        'the median and spread of every timed figure over the rounds',
+    )
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error(f'--rounds must be at least 1, got {args.rounds}')
     methods = [*METHODS, *CHECKPOINTED] if args.methods == ['all'] else args.methods
     references = ('frozen', 'full_finetune') + (('lora',) if args.ops_only else ())
     # the references of every ratio first, in this order
@@ -125,14 +137,16 @@ def main(argv=None) -> int:
         sdpa=args.sdpa,
         compile=args.compile,
         ops_only=args.ops_only,
+        rounds=1 if args.ops_only else args.rounds,
     )
     warmup = max(args.warmup, 2) if args.compile else args.warmup  # as measure() does
+    rounds = f', median of {args.rounds} rounds in turns' if args.rounds > 1 else ''
     sources = sorted({r['peak_source'] for r in results if r.get('peak_source')})
     peak = f'; peak: {", ".join(sources)}' if sources else ''
     title = (
         f'ViT-{args.arch} {args.img_size}x{args.img_size}, batch {args.batch}, '
         f'{args.device}, amp {args.amp}, sdpa {args.sdpa}, compile {args.compile or "off"}, '
-        f'median of {args.repeats} after {warmup} warm-up{peak}; '
+        f'median of {args.repeats} after {warmup} warm-up{rounds}{peak}; '
         f'{machine_description(args.device)}'
     )
     paths = write_outputs(results, args.out, title)

@@ -280,6 +280,56 @@ def test_ratios_follow_the_timed_runs(monkeypatch):
     assert lora['train_peak_share'] == pytest.approx(lora['train_flops'] / 3.0 / 1e12 / 2.0)
 
 
+def test_rounds_run_the_methods_in_turns_and_ratios_are_taken_within_a_round(monkeypatch):
+    """--rounds 3: the list runs whole three times (A B C, A B C, A B C); each round's
+    ratio compares figures measured in that round, so a machine that runs twice as slow
+    for a whole round moves no ratio; the table gets the median over rounds and the
+    spread. A method that fails in one round is reported from the others."""
+    # seconds per training step, by round: round 2 is a slow round for everything
+    steps = {
+        'frozen': [None, None, None],
+        'full_finetune': [6.0, 12.0, 6.0],
+        'lora': [3.0, 6.0, 3.3],
+        'wst': [2.0, 'error', 2.4],
+    }
+    calls = []
+
+    def fake_worker(method, options, timeout):
+        round_index = sum(m == method for m in calls)
+        calls.append(method)
+        step = steps[method][round_index]
+        if step == 'error':
+            return dict(method=method, error='RuntimeError: out of memory')
+        result = dict(method=method, infer_s=1.0 + round_index, frozen_infer_s=0.5 + round_index)
+        if step is not None:
+            result.update(train_step_s=step, peak_mem_mb=100.0, train_ops=10 * (1 + len(method)))
+        return result
+
+    monkeypatch.setattr(bench_measure, '_run_worker', fake_worker)
+    results = bench_measure.run_all(list(steps), rounds=3)
+    assert calls == list(steps) * 3
+    by = {r['method']: r for r in results}
+    lora, wst = by['lora'], by['wst']
+    assert lora['train_vs_full_ft_rounds'] == pytest.approx([0.5, 0.5, 0.55])
+    assert lora['train_vs_full_ft'] == pytest.approx(0.5)
+    assert lora['train_vs_full_ft_spread'] == pytest.approx(0.05 / 0.5)
+    assert lora['train_step_s'] == pytest.approx(3.3)  # the median of the step itself
+    assert lora['rounds'] == 3 and lora['rounds_failed'] == 0
+    # inference against the floor of its own process: 1/0.5, 2/1.5, 3/2.5
+    assert lora['infer_vs_frozen_rounds'] == pytest.approx([2.0, 2 / 1.5, 1.2])
+    assert lora['infer_vs_frozen'] == pytest.approx(2 / 1.5)
+    assert wst['rounds_failed'] == 1 and 'error' not in wst
+    assert wst['train_vs_full_ft_rounds'] == pytest.approx([2 / 6, 0.4])
+    assert wst['train_ops_vs_lora'] == pytest.approx(40 / 50)  # counts: from one round
+    with pytest.raises(ValueError, match='rounds must be at least 1'):
+        bench_measure.run_all(['lora'], rounds=0)
+    # one round: the results as measured, no spread
+    calls.clear()
+    steps['wst'][0] = 2.0
+    single = bench_measure.run_all(list(steps))
+    assert 'rounds' not in single[2] and single[2]['train_vs_full_ft'] == pytest.approx(0.5)
+
+
 @pytest.mark.slow
 def test_failing_method_is_reported_not_fatal(tmp_path, monkeypatch):
     """A method whose process fails (here: an attention backend that the CPU lacks) or
@@ -390,8 +440,13 @@ def test_cli_passes_the_new_options(tmp_path, monkeypatch):
     assert 'peak: 989 TFLOP/s (bf16 dense, auto: NVIDIA H100 80GB HBM3)' in title
     saved = json.loads((tmp_path / 'bench.json').read_text())
     assert {(r['sdpa'], r['compile']) for r in saved} == {('math', 'inductor')}
-    assert cli.main(['--methods', 'lora', '--out', str(out)]) == 0
+    assert seen['rounds'] == 1
+    assert cli.main(['--methods', 'lora', '--rounds', '3', '--out', str(out)]) == 0
     assert seen['sdpa'] == 'default' and seen['compile'] is None and seen['peak_tflops'] is None
+    assert seen['rounds'] == 3
+    assert 'median of 3 rounds in turns' in (tmp_path / 'bench.md').read_text().splitlines()[0]
+    with pytest.raises(SystemExit):
+        cli.main(['--rounds', '0'])
     with pytest.raises(SystemExit):
         cli.main(['--sdpa', 'fast'])
     with pytest.raises(SystemExit):

@@ -7,7 +7,9 @@ repeats. Times are reported as ratios to the frozen backbone's inference forward
 floor any method pays) and to full fine-tuning on the same backbone. The floor is timed
 again inside every method's process, in turns with the method's own inference, so that
 the inference ratio (e.g. "merged methods within 2% of the frozen forward") does not
-depend on clock drift between processes.
+depend on clock drift between processes. ``--rounds N`` measures the whole list N times
+in turns (A B C, A B C, ...) and reports each timed figure as the median over rounds
+with its spread, so that a ratio to full fine-tuning is read with its reproducibility.
 
 - :mod:`.methods`: the methods and how each is built;
 - :mod:`.measure`: one method's figures (:func:`measure`) and all of them
@@ -22,6 +24,7 @@ from .measure import (
     SDPA_BACKENDS,
     add_peak_shares,
     add_ratios,
+    combine_rounds,
     count_flops,
     measure,
     peak_tflops_for,
@@ -42,6 +45,7 @@ __all__ = [
     'add_ratios',
     'base_method',
     'build_classifier',
+    'combine_rounds',
     'count_flops',
     'format_profile',
     'machine_description',

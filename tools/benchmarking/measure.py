@@ -582,36 +582,94 @@ def run_all(
     profile: Sequence[str] = (),
     peak_tflops: float | str | None = None,
     timeout: float | None = None,
+    rounds: int = 1,
     **kwargs,
 ) -> list[dict]:
-    """Measure every method in its own subprocess, one after another.
+    """Measure every method in its own subprocess, one after another; with ``rounds``
+    above 1, the whole list that many times in turns (A B C, A B C, ...).
 
-    ``profile`` names the methods whose training step is also profiled;
-    ``peak_tflops`` (the device's dense peak for the measured precision, or ``'auto'``
-    to look it up by the CUDA device's name, :func:`peak_tflops_for`) adds the share of
-    it that inference and training reach. A method that fails (or runs longer than
-    ``timeout`` seconds) gets an ``error`` instead of figures; the others go on. Every
-    result holds the method's wall time (``wall_s``: start-up, warm-up, timing, FLOPs).
+    ``profile`` names the methods whose training step is also profiled (in the first
+    round); ``peak_tflops`` (the device's dense peak for the measured precision, or
+    ``'auto'`` to look it up by the CUDA device's name, :func:`peak_tflops_for`) adds the
+    share of it that inference and training reach. A method that fails (or runs longer
+    than ``timeout`` seconds) gets an ``error`` instead of figures; the others go on.
+    Every result holds the method's wall time (``wall_s``: start-up, warm-up, timing,
+    FLOPs). Over several rounds each ratio is taken within its round (the method against
+    the references measured minutes apart at most), and :func:`combine_rounds` reports
+    the median over rounds and the spread.
     """
-    results = []
+    if rounds < 1:
+        raise ValueError(f'rounds must be at least 1, got {rounds}')
     for method in [*methods, *profile]:
         base_method(method)
     sdpa_context(kwargs.get('sdpa', 'default'))  # an unknown backend fails here, at once
-    for index, method in enumerate(methods, 1):
-        options = dict(kwargs, profile=method in profile)
-        start = time.perf_counter()
-        result = _run_worker(method, options, timeout)
-        result['wall_s'] = time.perf_counter() - start
-        for key in ('arch', 'img_size', 'batch', 'device', 'amp', 'sdpa', 'compile'):
-            result.setdefault(key, options.get(key))
-        results.append(result)
-        if 'error' in result:
-            outcome = f'FAILED after {result["wall_s"]:.1f} s: {result["error"]}'
-        else:
-            outcome = f'done in {result["wall_s"]:.1f} s'
-        print(f'[benchmark] {index}/{len(methods)} {method}: {outcome}', flush=True)
-    add_peak_shares(results, peak_tflops)
-    return add_ratios(results)
+    measured = []
+    for round_index in range(rounds):
+        results = []
+        for index, method in enumerate(methods, 1):
+            options = dict(kwargs, profile=method in profile and round_index == 0)
+            start = time.perf_counter()
+            result = _run_worker(method, options, timeout)
+            result['wall_s'] = time.perf_counter() - start
+            for key in ('arch', 'img_size', 'batch', 'device', 'amp', 'sdpa', 'compile'):
+                result.setdefault(key, options.get(key))
+            results.append(result)
+            if 'error' in result:
+                outcome = f'FAILED after {result["wall_s"]:.1f} s: {result["error"]}'
+            else:
+                outcome = f'done in {result["wall_s"]:.1f} s'
+            where = f'round {round_index + 1}/{rounds}, ' if rounds > 1 else ''
+            print(f'[benchmark] {where}{index}/{len(methods)} {method}: {outcome}', flush=True)
+        measured.append(add_ratios(results))
+    return add_peak_shares(combine_rounds(measured), peak_tflops)
+
+
+#: figures that come from a clock: over several rounds, the median and the spread
+TIMED_KEYS = (
+    'train_step_s',
+    'train_first_step_s',
+    'train_img_s',
+    'train_tflops_s',
+    'infer_s',
+    'frozen_infer_s',
+    'infer_img_s',
+    'infer_tflops_s',
+    'train_vs_frozen_fwd',
+    'train_vs_full_ft',
+    'infer_vs_frozen',
+    'wall_s',
+)
+
+
+def combine_rounds(rounds: list[list[dict]]) -> list[dict]:
+    """One result per method from several rounds of the same list of methods (each
+    round's ratios already taken within it): every timed figure is the median over the
+    rounds that succeeded, its values per round are kept (``<key>_rounds``), and
+    ``<key>_spread`` is (largest - smallest) / median. Figures that do not depend on
+    the clock (counts, memory, FLOPs, the profile) are the first successful round's. A
+    method that failed in every round keeps its last error; ``rounds_failed`` counts the
+    rounds it failed in."""
+    import statistics
+
+    if len(rounds) == 1:
+        return rounds[0]
+    combined = []
+    for per_round in zip(*rounds, strict=True):
+        ok = [r for r in per_round if 'error' not in r]
+        if not ok:
+            combined.append(dict(per_round[-1], rounds=len(per_round)))
+            continue
+        result = dict(ok[0], rounds=len(per_round), rounds_failed=len(per_round) - len(ok))
+        for key in TIMED_KEYS:
+            values = [r[key] for r in ok if r.get(key) is not None]
+            if not values:
+                continue
+            middle = statistics.median(values)
+            result[key] = middle
+            result[f'{key}_rounds'] = values
+            result[f'{key}_spread'] = (max(values) - min(values)) / middle if middle else None
+        combined.append(result)
+    return combined
 
 
 def add_peak_shares(results: list[dict], peak_tflops: float | str | None) -> list[dict]:
