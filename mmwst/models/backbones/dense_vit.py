@@ -11,8 +11,9 @@ from torch.utils.checkpoint import checkpoint
 
 from ...registry import MODELS
 from ..layers.hst_side import HSTSide, SideState, hst_side_count
-from ..layers.wst_branch import WSTBranch, add_to_patches, patch_map, wst_branch_count
+from ..layers.wst_branch import WSTBranch, wst_branch_count
 from ..layers.wst_pyramid import WSTPyramid, wst_pyramid_count
+from ..tuners.base import BaseTuner
 from .vit import TunedVisionTransformer
 
 DEFAULT_WST = dict(rank=2, scale=1.0)
@@ -218,48 +219,76 @@ class DenseTunedViT(TunedVisionTransformer):
             tokens, ctx = self._embed_tokens(x)  # (B, prefix + h*w, D)
         grid, prefix = ctx.patch_resolution, ctx.num_prefix
         bands = self.wst.embed(image) if self.wst is not None else None  # T_0 = DWT(S_0)
-        side = SideState()
+        # the side network turns the branch's sub-bands into S_{l+1} itself, per stage
+        side = SideState(branch_transform=self.wst.spatial if self.wst is not None else None)
+        hooks = self._token_hooks()
+        meta = self.side.num_meta if self.side is not None and self.host_grad else 0
+        # the tokens between blocks as [prefix | patches] pieces (views of the block's
+        # output, split once), or whole in `tokens` where they are the output itself
+        pieces = None
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            for tuner in self.tuners:
-                tokens = tuner.before_block(i, tokens, ctx)
+            if hooks:
+                tokens = torch.cat(pieces, dim=1) if pieces is not None else tokens
+                pieces = None
+                for tuner in self.tuners:
+                    tokens = tuner.before_block(i, tokens, ctx)
+            front, patches = pieces or (tokens[:, :prefix], tokens[:, prefix:])
             if self.wst is not None:  # W_l from T_l and X_l; T_{l+1} = W_l
-                bands = self.wst.step(i, bands, patch_map(tokens, prefix, grid))
-            tokens, key = self._run_block(i, layer, tokens)
-            for tuner in self.tuners:
-                tokens = tuner.after_block(i, tokens, ctx)
-            if bands is not None and self.host_grad:  # WST's feedback into the ViT
-                tokens = add_to_patches(tokens, prefix, bands, self.wst_scale)
-            if self.side is not None:  # F_l = X_{l+1}; S_{l+1} = IDWT(W_l)
-                patches = patch_map(tokens, prefix, grid)
-                branch = self.wst.spatial(bands) if bands is not None else None
-                self.side.step(side, i, image, key, patches, branch)
-            if i == last:
+                bands = self.wst.step(i, bands, _as_map(patches, grid))
+            if meta:  # [M_l; prefix; patches]
+                tokens = torch.cat([self.side.meta(i, patches), front, patches], dim=1)
+            elif pieces is not None:
+                tokens = torch.cat(pieces, dim=1)
+            out = self._run_block(layer, tokens)
+            if not self.host_grad:  # no feedback
+                tokens, pieces, patches = out, None, out[:, prefix:]
+            else:
+                hw = out.shape[1] - meta - prefix
+                key, front, patches = out.split([meta, prefix, hw], dim=1)
+                tokens, pieces = None, (front, patches)
+                if hooks:
+                    tokens, pieces = torch.cat(pieces, dim=1), None
+                    for tuner in self.tuners:
+                        tokens = tuner.after_block(i, tokens, ctx)
+                    front, patches = tokens[:, :prefix], tokens[:, prefix:]
+                if bands is not None:  # WST's feedback into the ViT: X_{l+1}
+                    delta = bands.flatten(1, 2).to(patches.dtype)  # (B, h*w, D)
+                    patches = torch.add(patches, delta, alpha=self.wst_scale)
+                    tokens, pieces = None, (front, patches)
+            if self.side is not None and not self.host_grad:  # the class token's output
+                self.side.step_tokens(side, i, image, tokens, 1, grid, bands)
+            elif self.side is not None:  # m_l; F_l = X_{l+1}; S_{l+1} = IDWT(T_{l+1})
+                self.side.step(side, i, image, key, _as_map(patches, grid), bands)
+            if i == last and self.tuners:
+                tokens = torch.cat(pieces, dim=1) if pieces is not None else tokens
                 for tuner in self.tuners:
                     tokens = tuner.after_blocks(tokens, ctx)
+                patches = tokens[:, prefix:]
         if self.side is not None:
             return tuple(side.maps)
         branch = self.wst.spatial(bands)  # S_L = IDWT(W_{L-1})
-        return self.pyramid(branch, patch_map(tokens, prefix, grid), image.shape[-2:])
+        return self.pyramid(branch, _as_map(patches, grid), image.shape[-2:])
 
-    def _run_block(
-        self, index: int, layer: nn.Module, tokens: Tensor
-    ) -> tuple[Tensor, Tensor | None]:
-        """One frozen block; returns its tokens and the layer's key token for the side
-        network (the meta token's output, or the class token's)."""
+    def _token_hooks(self) -> bool:
+        """Whether a tuner in ``tuners`` reads or rewrites the tokens around the blocks."""
+        return any(
+            type(t).before_block is not BaseTuner.before_block
+            or type(t).after_block is not BaseTuner.after_block
+            for t in self.tuners
+        )
+
+    def _run_block(self, layer: nn.Module, tokens: Tensor) -> Tensor:
+        """One frozen block: without autograd beside the ViT, checkpointed with
+        ``with_cp`` in training."""
         if not self.host_grad:
             with torch.no_grad():
-                out = layer(tokens)
-            # a copy: the side network keeps its key for backward, and a view would keep
-            # the whole (B, N, D) output of the layer alive with it
-            return out, out[:, 0].clone()
-        if self.side is not None:  # [M_l; prefix; patches]
-            tokens = torch.cat([self.side.meta(index, tokens), tokens], dim=1)
+                return layer(tokens)
         if self.with_cp and self.training and torch.is_grad_enabled():
-            out = checkpoint(layer, tokens, use_reentrant=False)
-        else:
-            out = layer(tokens)
-        if self.side is not None:
-            meta = self.side.num_meta
-            return out[:, meta:], out[:, :meta].contiguous()  # not a view of all of out
-        return out, None
+            return checkpoint(layer, tokens, use_reentrant=False)
+        return layer(tokens)
+
+
+def _as_map(patches: Tensor, grid: tuple[int, int]) -> Tensor:
+    """Patch tokens ``(B, h*w, D)`` as a channels-last map ``(B, h, w, D)`` (a view)."""
+    return patches.unflatten(1, grid)

@@ -17,9 +17,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .side_network import HierarchicalSideNetwork, key_terms, stage_weights
+from .side_network import HierarchicalSideNetwork, key_terms, paired_keys, stage_weights
 
 NUM_STAGES = 4
+
+
+@dataclass
+class _Layer:
+    """What the side network reads of one ViT layer: its output ``tokens`` (B, T, D),
+    of which the first ``num_keys`` are the keys ``m_l`` and the last ``h*w`` the patch
+    map ``F_l``; or the keys (B, M, D) and patches (B, h*w, D) apart (``tokens`` None)."""
+
+    tokens: Tensor | None
+    num_keys: int
+    keys: Tensor | None
+    patches: Tensor | None
+    branch: Tensor | None
 
 
 @dataclass
@@ -35,8 +48,8 @@ class SideState:
     hw: tuple[int, int] | None = None  # current stage's grid (H_s, W_s)
     fmap: Tensor | None = None  # last finished stage (B, C_s, H_s, W_s)
     maps: list[Tensor] = field(default_factory=list)  # every finished stage
-    # the current stage's layers so far: (key (B, M, D), patches (B, h, w, D), branch)
-    pending: list[tuple[Tensor, Tensor, Tensor | None]] = field(default_factory=list)
+    grid: tuple[int, int] | None = None  # the ViT's patch grid (h, w)
+    pending: list[_Layer] = field(default_factory=list)  # the current stage's layers so far
     branch_transform: Callable[[Tensor], Tensor] | None = None
 
 
@@ -194,12 +207,34 @@ class HSTSide(nn.Module):
                 reads a fine branch (its sub-bands ``(B, h, w, D)`` with
                 ``state.branch_transform``).
         """
-        stage, block = self.stage_of(index)
-        if self.branch_bridges is not None and branch is None:
-            raise ValueError('this side network reads a fine branch: pass branch=S_{l+1}')
         if key.dim() == 2:
             key = key.unsqueeze(1)  # one key token: (B, D) -> (B, 1, D)
-        state.pending.append((key, patches, branch))
+        state.grid = tuple(patches.shape[1:3])
+        layer = _Layer(None, key.shape[1], key, patches.flatten(1, 2), branch)
+        self._add(state, index, image, layer)
+
+    def step_tokens(
+        self,
+        state: SideState,
+        index: int,
+        image: Tensor,
+        tokens: Tensor,
+        num_keys: int,
+        grid: tuple[int, int],
+        branch: Tensor | None = None,
+    ) -> None:
+        """:meth:`step` for a layer whose keys and patch map are parts of one tensor:
+        its output ``tokens`` ``(B, T, D)``, whose first ``num_keys`` tokens are
+        ``m_l`` and whose last ``h * w`` (``grid``) are ``F_l``. A stage then bridges
+        its layers' keys and patches with one product."""
+        state.grid = tuple(grid)
+        self._add(state, index, image, _Layer(tokens, num_keys, None, None, branch))
+
+    def _add(self, state: SideState, index: int, image: Tensor, layer: _Layer) -> None:
+        stage, block = self.stage_of(index)
+        if self.branch_bridges is not None and layer.branch is None:
+            raise ValueError('this side network reads a fine branch: pass branch=S_{l+1}')
+        state.pending.append(layer)
         if block == self.depths[stage] - 1:
             self.run_stage(state, stage, image)
 
@@ -208,45 +243,52 @@ class HSTSide(nn.Module):
         ``state.pending`` and close it into a map.
 
         The side blocks depend on one another only through the side tokens; everything
-        they read from the ViT runs once for the stage on the ``k`` layers stacked: one
-        bridge product for the patch maps, one resize, one for the key tokens, their
-        ``k`` LayerNorms as one group norm (group ``j`` normalised with layer ``j``'s
-        weight and bias), and the cross-attentions' key side (:func:`key_terms`).
+        they read from the ViT runs once for the stage on the ``k`` layers stacked
+        side by side (layer last, ``(B, tokens, k, D)``): one bridge product for the
+        keys and the patch maps, one resize (over ``k * C_s`` channels), the ``k`` key
+        LayerNorms as one group norm (group ``j`` normalised with layer ``j``'s weight
+        and bias) and the cross-attentions' key side (:func:`key_terms`).
         """
-        keys, patches, branches = zip(*state.pending)
-        state.pending = []
+        layers, state.pending = state.pending, []
         blocks = self.net.blocks[stage]
         depth = len(blocks)
         first = sum(self.depths[:stage])
         norms = self.bridge_norms[first : first + depth]
         state.tokens, state.hw = self.net.embed(stage, image if stage == 0 else state.fmap)
         bridge = self.bridges[stage]
-        batch = patches[0].shape[0]
-        # f_l: (k, B, h, w, D) -> (k, B, h, w, C_s) -> (k * B, H_s * W_s, C_s)
-        fine = _resized_tokens(bridge(torch.stack(patches)).flatten(0, 1), state.hw)
-        fine = fine.unflatten(0, (depth, batch))  # (k, B, H_s * W_s, C_s)
-        # g_l = LN_l(T_s(m_l)): (B, M, k, D) -> (B, M, k, C_s) -> (B * M, k * C_s), one
-        # group per layer, normalised with that layer's weight and bias -> (k, B, M, C_s);
-        # the k norms' weights and biases ride in the attention biases' stacked copy
+        (h, w), keys = state.grid, layers[0].num_keys
+        if layers[0].tokens is not None:
+            # (B, T, k, D) -> (B, T, k, C_s) -> m_l (B, M, k, C_s), F_l (B, h*w, k, C_s)
+            bridged = bridge(torch.stack([layer.tokens for layer in layers], dim=2))
+            other = bridged.shape[1] - keys - h * w
+            meta, _, maps = bridged.split([keys, other, h * w], dim=1)
+        else:
+            meta = bridge(torch.stack([layer.keys for layer in layers], dim=2))
+            maps = bridge(torch.stack([layer.patches for layer in layers], dim=2))
+        batch, channels = maps.shape[0], maps.shape[-1]
+        # f_l: (B, h, w, k * C_s) -> (B, H_s * W_s, k * C_s) -> (B, H_s * W_s, k, C_s)
+        fine = _resized_tokens(maps.reshape(batch, h, w, depth * channels), state.hw)
+        fine = fine.unflatten(2, (depth, channels))
+        # g_l = LN_l(T_s(m_l)): (B * M, k * C_s), one group per layer, normalised with that
+        # layer's weight and bias; the norms' weights ride in the attention biases' copy
         attns = [b.attn for b in blocks]
         weights = stage_weights(attns, ([n.weight for n in norms], [n.bias for n in norms]))
-        meta = bridge(torch.stack(keys, dim=2))
         g = F.group_norm(
-            meta.reshape(-1, depth * meta.shape[-1]),
+            meta.reshape(batch * keys, depth * channels),
             depth,
             weights.extra[0].reshape(-1),
             weights.extra[1].reshape(-1),
             norms[0].eps,
-        ).reshape(meta.shape)
-        # [g_l; t_l]: (k, B, M + 1, C_s), t_l = mean_tokens(f_l)
-        kv = torch.cat([g.permute(2, 0, 1, 3), fine.mean(dim=2, keepdim=True)], dim=2)
+        )
+        # [g_l; t_l]: (B, M + 1, k, 2, C_s), t_l = mean_tokens(f_l), paired for k and v
+        kv = paired_keys(g.reshape(meta.shape), fine.mean(dim=1, keepdim=True))
         terms = key_terms(attns, kv, weights)
         fold = not any(b.drops_path() for b in blocks)
-        if fold:  # the output projection's bias joins f_l: (k, B, H_s * W_s, C_s)
+        if fold:  # the output projection's bias joins f_l: (B, H_s * W_s, k, C_s)
             fine = fine + terms.proj_bias.to(fine.dtype)
         if self.branch_bridges is not None:
-            fine = fine + self._branch(stage, branches, state)
-        fines = fine.unbind(0)
+            fine = fine + self._branch(stage, [layer.branch for layer in layers], state)
+        fines = fine.unbind(2)
         for j, block in enumerate(blocks):
             state.tokens = block.run(
                 state.tokens,
@@ -261,7 +303,7 @@ class HSTSide(nn.Module):
 
     def _branch(self, stage: int, branches: Sequence[Tensor], state: SideState) -> Tensor:
         """``B_s(bilinear(S_{l+1}, (H_s, W_s)))`` of the stage's ``k`` layers as tokens
-        ``(k, B, H_s*W_s, C_s)``, computed as ``bilinear(B_s(S_{l+1}))``: the same values
+        ``(B, H_s*W_s, k, C_s)``, computed as ``bilinear(B_s(S_{l+1}))``: the same values
         (the bilinear weights of each output pixel sum to one, so the resize commutes
         with the affine ``B_s``), with the Linear on the branch's own grid - 4x fewer
         pixels on the stride-4 stage, and only that smaller map kept for its backward
@@ -270,9 +312,19 @@ class HSTSide(nn.Module):
         stacked = torch.stack(branches).flatten(0, 1)
         if state.branch_transform is not None:  # T_{l+1} (k * B, h, w, D) -> S_{l+1}
             stacked = state.branch_transform(stacked)
-        # (k * B, D/4, 2h, 2w) -> (k * B, 2h, 2w, D/4) -> (k * B, 2h, 2w, C_s)
-        projected = self.branch_bridges[stage](stacked.permute(0, 2, 3, 1))
-        return _resized_tokens(projected, state.hw).unflatten(0, (depth, batch))
+        bridge = self.branch_bridges[stage]
+        # (k * B, D/4, 2h * 2w) -> (k * B, C_s, 2h * 2w): one product over the channels
+        # of every pixel, kept NCHW as the transform returns it -> (k * B, C_s, 2h, 2w)
+        flat = stacked.flatten(2)
+        weight = bridge.weight.to(flat.dtype).expand(flat.shape[0], -1, -1)
+        projected = torch.baddbmm(bridge.bias.to(flat.dtype)[:, None], weight, flat)
+        projected = projected.unflatten(2, stacked.shape[-2:])
+        if tuple(projected.shape[-2:]) != tuple(state.hw):
+            projected = F.interpolate(
+                projected, size=state.hw, mode='bilinear', align_corners=False
+            )
+        # (k * B, C_s, H_s, W_s) -> (k, B, C_s, H_s * W_s) -> (B, H_s * W_s, k, C_s)
+        return projected.flatten(2).unflatten(0, (depth, batch)).permute(1, 3, 0, 2)
 
 
 def _resized_tokens(fmap: Tensor, size: tuple[int, int]) -> Tensor:

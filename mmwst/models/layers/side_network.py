@@ -134,45 +134,55 @@ class OverlapPatchEmbed(nn.Module):
 
 
 class StageWeights(NamedTuple):
-    """The weights of ``k`` cross-attentions of one width, stacked
-    (:func:`stage_weights`): two copies in all, one of the matrices and one of the
-    vectors, each cut into its parts by one ``split``."""
+    """The weights of ``k`` cross-attentions of one width in one copy
+    (:func:`stage_weights`), cut into its parts by one ``split``."""
 
     query_out: Tensor  # [W_q, W_p^T] of every block: (2k, C, C)
-    key_value: Tensor  # [W_k; W_v]^T of every block: (k, C, 2C)
-    key_value_bias: Tensor | None  # (k, 1, 2C); None without q/k/v biases
-    query_bias: Tensor | None  # [b_q, b_q] of every block (the 2nd unused): (2k, C, 1)
-    proj_bias: Tensor  # (k, 1, 1, C)
+    key_value: Tensor  # [W_k^T, W_v^T] of every block: (2k, C, C)
+    key_value_bias: Tensor | None  # [b_k, b_v] of every block: (2k, 1, C); None without
+    query_bias: Tensor | None  # (k, C, 1)
+    proj_bias: Tensor  # (k, C)
     extra: tuple[Tensor, ...]  # the caller's vector groups, each (k, C)
 
 
 def stage_weights(
     attns: Sequence[MetaCrossAttention], extra: Sequence[Sequence[Tensor]] = ()
 ) -> StageWeights:
-    """Stack the weights of ``k`` cross-attentions (and the caller's ``extra`` groups of
-    ``k`` vectors of their width, e.g. LayerNorm weights) for :func:`key_terms`."""
+    """Copy the weights of ``k`` cross-attentions (and the caller's ``extra`` groups of
+    ``k`` vectors of their width, e.g. LayerNorm weights) into one tensor, rows
+    ``[W_q, W_p^T]``, ``[W_k, W_v]``, then the vectors, for :func:`key_terms`."""
     k, dim = len(attns), attns[0].proj.weight.shape[0]
     biased = attns[0].q.bias is not None
-    mats = torch.stack(
-        [w for a in attns for w in (a.q.weight, a.proj.weight.t())]
-        + [w for a in attns for w in (a.k.weight, a.v.weight)]
-    )  # (4k, C, C)
-    query_out, key_value = mats.split([2 * k, 2 * k])
-    key_value = key_value.reshape(k, 2 * dim, dim).transpose(1, 2)  # (k, C, 2C)
     groups = [[a.proj.bias for a in attns], *extra]
     if biased:
         groups = [
             [b for a in attns for b in (a.k.bias, a.v.bias)],
-            [b for a in attns for b in (a.q.bias, a.q.bias)],
+            [a.q.bias for a in attns],
             *groups,
         ]
-    parts = list(torch.stack([v for g in groups for v in g]).split([len(g) for g in groups]))
+    rows = (
+        [w for a in attns for w in (a.q.weight, a.proj.weight.t())]
+        + [w for a in attns for w in (a.k.weight, a.v.weight)]
+        + [v.unsqueeze(0) for g in groups for v in g]
+    )
+    sizes = [2 * k * dim, 2 * k * dim] + [len(g) for g in groups]
+    parts = list(torch.cat(rows).split(sizes))  # (4kC + vectors, C)
+    query_out = parts.pop(0).reshape(2 * k, dim, dim)
+    key_value = parts.pop(0).reshape(2 * k, dim, dim).transpose(1, 2)
     kv_bias = q_bias = None
     if biased:
-        kv_bias = parts.pop(0).reshape(k, 1, 2 * dim)
+        kv_bias = parts.pop(0).unsqueeze(1)
         q_bias = parts.pop(0).unsqueeze(2)
-    proj_bias = parts.pop(0).reshape(k, 1, 1, dim)
+    proj_bias = parts.pop(0)
     return StageWeights(query_out, key_value, kv_bias, q_bias, proj_bias, tuple(parts))
+
+
+def paired_keys(*parts: Tensor) -> Tensor:
+    """The keys of ``k`` blocks for :func:`key_terms`, each twice (once for the key
+    projection, once for the value projection): parts ``(B, n_i, k, C)`` ->
+    ``(B, sum n_i, k, 2, C)`` in one concatenation, the layout in which both
+    projections of all blocks are one batched product with no copy around it."""
+    return torch.cat([p.unsqueeze(3).expand(-1, -1, -1, 2, -1) for p in parts], dim=1)
 
 
 class KeyTerms(NamedTuple):
@@ -183,7 +193,7 @@ class KeyTerms(NamedTuple):
     queries: list[Tensor]  # (B, C, heads * M)
     offsets: list[Tensor | None]  # (B, 1, heads * M); None without query bias
     values: list[Tensor]  # (B, heads * M, C)
-    proj_bias: Tensor  # (k, 1, 1, C)
+    proj_bias: Tensor  # (k, C)
 
 
 def key_terms(
@@ -197,39 +207,42 @@ def key_terms(
     head mask, which also carries ``1 / sqrt(C / heads)``), the scores' right-hand side
     is ``u = (K W_q)^T`` (C, heads * M) and the query bias' share ``K b_q``; with ``V_h``
     the same for the values, the output rows are ``V W_p^T`` (heads * M, C). With the
-    blocks' weights stacked (:func:`stage_weights`), ``k`` blocks take one batched
+    blocks' weights in one copy (:func:`stage_weights`), ``k`` blocks take one batched
     product each for ``[k; v]``, for ``[u^T; V W_p^T]`` and for the query bias' share.
 
     Args:
         attns (Sequence[MetaCrossAttention]): The ``k`` cross-attentions (same width
             and heads).
-        kv (Tensor): Their keys, ``(k, B, M, C)``.
+        kv (Tensor): Their keys, layer last and paired: ``(B, M, k, 2, C)``
+            (:func:`paired_keys`).
         weights (StageWeights, optional): ``stage_weights(attns)``, if the caller has
-            stacked them already. Defaults to None.
+            copied them already. Defaults to None.
 
     Returns:
         KeyTerms: per block, the scores' right-hand side, offset and output rows.
     """
-    k, batch, keys, dim = kv.shape
+    batch, keys, k, _, dim = kv.shape
     heads = attns[0].num_heads
     w = stage_weights(attns) if weights is None else weights
-    flat = kv.reshape(k, batch * keys, dim)  # (k, B * M, C)
+    # (B, M, k, 2, C) -> (k, 2, B, M, C) -> (2k, B * M, C): a view
+    flat = kv.permute(2, 3, 0, 1, 4).reshape(2 * k, batch * keys, dim)
     if w.key_value_bias is not None:
-        # (k, B * M, C) x (k, C, 2C) + (k, 1, 2C) -> [k | v]: (k, B * M, 2C)
+        # [k; v] of every block: (2k, B * M, C) x (2k, C, C) + (2k, 1, C)
         projected = torch.baddbmm(w.key_value_bias, flat, w.key_value)
     else:
         projected = torch.bmm(flat, w.key_value)
-    # (k, B * M, 2C) -> (k, B, M, 2, C) -> (k, 2, B, 1, M, C); times the head masks
-    # (2, 1, heads, 1, C) -> per head (k, 2, B, heads, M, C) -> (2k, B * heads * M, C)
-    spread = projected.reshape(k, batch, keys, 2, dim).permute(0, 3, 1, 2, 4).unsqueeze(3)
-    spread = (spread * attns[0].head_mask).reshape(2 * k, batch * heads * keys, dim)
+    # (2k, B * M, C) -> (k, 2, B, 1, M, C); times the head masks (2, 1, heads, 1, C)
+    # -> per head (k, 2, B, heads, M, C) -> (2k, B * heads * M, C)
+    spread = projected.reshape(k, 2, batch, 1, keys, dim) * attns[0].head_mask
+    spread = spread.reshape(2 * k, batch * heads * keys, dim)
     # [K_h W_q; V_h W_p^T]: (2k, B * heads * M, C) x (2k, C, C)
     parts = torch.bmm(spread, w.query_out).reshape(2 * k, batch, heads * keys, dim).unbind(0)
     offsets = [None] * k
     if w.query_bias is not None:
-        # K_h b_q (and an unused V_h b_q): (2k, B * heads * M, C) x (2k, C, 1)
-        offsets = torch.bmm(spread, w.query_bias).reshape(2 * k, batch, 1, heads * keys)
-        offsets = list(offsets.unbind(0)[0::2])
+        # K_h b_q: (k, B * heads * M, C) x (k, C, 1) -> (k, B, 1, heads * M)
+        keys_only = spread.unflatten(0, (k, 2))[:, 0]
+        offsets = torch.bmm(keys_only, w.query_bias).reshape(k, batch, 1, heads * keys)
+        offsets = list(offsets.unbind(0))
     return KeyTerms(
         queries=[p.transpose(1, 2) for p in parts[0::2]],  # (B, C, heads * M)
         offsets=offsets,
@@ -319,9 +332,9 @@ class MetaCrossAttention(nn.Module):
         """``x`` (B, N, C) attends to ``kv`` (B, M, C); returns (B, N, C). With ``norm``
         the queries come from ``norm(x)``, which is then recomputed for the backward
         pass instead of kept (:func:`norm_then_matmul`)."""
-        terms = key_terms([self], kv.unsqueeze(0))
+        terms = key_terms([self], paired_keys(kv.unsqueeze(2)))
         attn = self.weights(x, terms.queries[0], terms.offsets[0], norm)
-        bias = terms.proj_bias[0, 0].to(terms.values[0].dtype)  # (1, C)
+        bias = terms.proj_bias[0].to(terms.values[0].dtype)  # (C,)
         return torch.baddbmm(bias, attn.to(bias.dtype), terms.values[0])
 
 
@@ -467,7 +480,7 @@ class SideBlock(nn.Module):
 
     def forward(self, x: Tensor, kv: Tensor, fine: Tensor) -> Tensor:
         """``x`` (B, N, C), ``kv`` (B, M, C), ``fine`` (B, N, C) -> (B, N, C)."""
-        terms = key_terms([self.attn], kv.unsqueeze(0))
+        terms = key_terms([self.attn], paired_keys(kv.unsqueeze(2)))
         return self.run(
             x, terms.queries[0], terms.offsets[0], terms.values[0], fine, terms.proj_bias[0]
         )
@@ -486,7 +499,7 @@ class SideBlock(nn.Module):
 
         ``proj_bias`` None: ``fine`` already holds the output projection's bias (only
         without active stochastic depth), and ``x + fine + attention`` is one
-        ``baddbmm``; otherwise ``proj_bias`` (1, 1, C) is added to the attention output
+        ``baddbmm``; otherwise ``proj_bias`` (C,) is added to the attention output
         before its DropPath."""
         attn = self.attn.weights(x, query, offset, norm=self.norm1)  # (B, N, heads * M)
         if proj_bias is None and x.dtype == values.dtype:
@@ -494,7 +507,7 @@ class SideBlock(nn.Module):
         elif proj_bias is None:  # autocast: the residual stream stays in its own dtype
             x = x + torch.bmm(attn.to(values.dtype), values) + fine
         else:
-            out = torch.baddbmm(proj_bias[0].to(values.dtype), attn.to(values.dtype), values)
+            out = torch.baddbmm(proj_bias.to(values.dtype), attn.to(values.dtype), values)
             x = x + self.drop_path(out) + fine
         fc1, _, fc2 = self.mlp
         hidden = norm_then_matmul(x, self.norm2, fc1.weight, fc1.bias)

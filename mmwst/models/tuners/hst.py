@@ -14,7 +14,6 @@ from ..layers.hst_side import (
     check_stage_widths,
     hst_side_count,
 )
-from ..layers.wst_branch import patch_map
 from .base import BaseTuner, HostSpec, TokenContext
 
 OUTPUTS = ('cls', 'pyramid')
@@ -188,10 +187,10 @@ class HST(BaseTuner):
         return torch.cat([self.side.meta(index, x), x], dim=1)  # (B, M + N, D)
 
     def after_block(self, index: int, x: Tensor, ctx: TokenContext) -> Tensor:
-        meta = x[:, : self.num_meta_tokens]  # m_l: (B, M, D)
-        patches = patch_map(x, ctx.num_prefix, ctx.patch_resolution)  # F_l: (B, h, w, D)
+        # m_l: the first M tokens; F_l: the last h*w (B, h, w, D); read as one tensor
+        grid = ctx.patch_resolution
+        self.side.step_tokens(ctx.state[self], index, ctx.image, x, self.num_meta_tokens, grid)
         ctx.num_prefix -= self.num_meta_tokens
-        self.side.step(ctx.state[self], index, ctx.image, meta, patches)
         return x[:, self.num_meta_tokens :]  # [prefix; patches]: (B, N, D)
 
     def after_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:

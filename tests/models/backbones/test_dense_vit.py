@@ -224,19 +224,21 @@ def test_without_host_grad_the_vit_computes_its_frozen_features(variant):
 
 
 def test_without_host_grad_the_side_keys_are_the_class_token_outputs():
+    """Beside the ViT the side network reads each block's whole output, its first token
+    (the class token's output) as the key."""
     model = _build('wst+hst', host_grad=False).eval()
     record = _block_io(model)
     keys = []
-    step = model.side.step
-    model.side.step = lambda state, i, image, key, *rest: (
-        keys.append(key),
-        step(state, i, image, key, *rest),
+    step = model.side.step_tokens
+    model.side.step_tokens = lambda state, i, image, tokens, num_keys, *rest: (
+        keys.append(tokens[:, :num_keys]),
+        step(state, i, image, tokens, num_keys, *rest),
     )
     with torch.no_grad():
         model(torch.randn(1, 3, 64, 64))
     assert len(keys) == len(model.layers)
     for key, (_, out) in zip(keys, record):
-        assert torch.equal(key, out[:, 0])
+        assert torch.equal(key, out[:, :1])
 
 
 def _bytes_saved_inside_the_vit_blocks(model, x) -> int:
