@@ -9,8 +9,10 @@
 #   2. the `cuda` tests (pytest -m cuda): every tuner forward/backward in fp32 and bf16
 #      against the CPU, merging, the dense detector and segmentor training, resume;
 #   3. the benchmark, bf16 autocast: ViT-B/16 at 224 with batch 64, and the dense
-#      backbone at 512; then full fine-tuning and LoRA under each SDPA backend (the
-#      default choice included, side by side) and under torch.compile.
+#      backbone at 512, each list measured BENCH_ROUNDS times in turns (default 2; the
+#      tables give the median and the spread of every ratio); then full fine-tuning and
+#      LoRA under each SDPA backend (the default choice included, side by side), and
+#      COMPILE_METHODS (default: full FT, LoRA, SSF, RLRR, WST, HST) under torch.compile.
 #
 # Usage: bash tools/gpu_check.sh WHEELHOUSE LOGDIR [STAGE ...]
 #   STAGE: setup tests bench dense sdpa compile (default: all, in that order;
@@ -86,13 +88,15 @@ for s in "${expanded[@]}"; do
         bench)
             py="$(bash tools/setup_env.sh)" || break
             stage bench "$py" tools/benchmark.py --device cuda --amp bf16 --img-size 224 \
-                --batch 64 --warmup 3 --repeats 10 --peak-tflops auto --out "$results/vit-b16_224_b64" \
+                --batch 64 --warmup 3 --repeats 10 --rounds "${BENCH_ROUNDS:-2}" --peak-tflops auto \
+                --out "$results/vit-b16_224_b64" \
                 --methods ${BENCH_METHODS:-frozen full_finetune lora adapter ssf vpt_deep wst hst rlrr freqfit_lora patt}
             ;;
         dense)
             py="$(bash tools/setup_env.sh)" || break
             stage dense "$py" tools/benchmark.py --device cuda --amp bf16 --img-size 512 \
-                --batch 8 --warmup 3 --repeats 10 --peak-tflops auto --out "$results/dense_512_b8" \
+                --batch 8 --warmup 3 --repeats 10 --rounds "${BENCH_ROUNDS:-2}" --peak-tflops auto \
+                --out "$results/dense_512_b8" \
                 --methods frozen full_finetune dense_wst_hst dense_beside_vit
             ;;
         sdpa)
@@ -110,7 +114,7 @@ for s in "${expanded[@]}"; do
             py="$(bash tools/setup_env.sh)" || break
             stage compile "$py" tools/benchmark.py --device cuda --amp bf16 --img-size 224 \
                 --batch 64 --warmup 3 --repeats 10 --peak-tflops auto --compile \
-                --methods full_finetune lora --out "$results/compile"
+                --methods ${COMPILE_METHODS:-full_finetune lora ssf rlrr wst hst} --out "$results/compile"
             ;;
         *) say "unknown stage $s (setup tests bench dense sdpa compile; variants = sdpa compile)" ;;
     esac
