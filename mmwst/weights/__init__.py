@@ -1,12 +1,12 @@
 """Weights that ship with mmwst: a small ViT pretrained here on generated images.
 
-``vit-t-p8_fractaldb.safetensors`` is mmpretrain's ``VisionTransformer`` with 6 blocks,
-width 192, 3 heads, MLP 768 and patch 8, pretrained at 32x32 on 256 fractal categories
-(:class:`mmwst.datasets.FractalDB`) by ``configs/pretrain/vit-t-p8_fractaldb-256_32px.py``
-and stored in fp16 (a frozen host does not need more). Its card - the same name with
-``.json`` - records the recipe, the seed, the upstream accuracy, the sha256 of the file
-and the command that reproduces it. Every mmwst host loads it through ``pretrained=``
-with the strict key check.
+``vit-t-p8_fractaldb.safetensors`` is mmpretrain's ``VisionTransformer`` with 8 blocks,
+width 128, 2 heads, MLP 512 and patch 8 (1,613,440 parameters), pretrained at 32x32 on
+256 fractal categories (:class:`mmwst.datasets.FractalDB`) by
+``configs/pretrain/vit-t-p8_fractaldb-256_32px.py`` and stored in fp16 (a frozen host
+does not need more). Its card - the same name with ``.json`` - records the recipe, the
+seed, the upstream accuracy, the sha256 of the file and the command that reproduces it.
+Every mmwst host loads it through ``pretrained=`` with the strict key check.
 """
 
 from __future__ import annotations

@@ -1,0 +1,355 @@
+"""The results the docs quote equal the raw files they come from.
+
+Raw files: the mini-VTAB board (``docs/mini_vtab/vtab_results.csv``), the dense
+backbone's two mini-VTAB tasks (``docs/dense_modes/mini_vtab_results.csv``) and the
+shapes demo's runs of the dense variants (``docs/dense_modes/demo_summaries.json``).
+
+The rounding rule: a figure is quoted with fewer decimals than the raw file or as many;
+accuracies, means and standard deviations with one decimal (the board's tables), minutes
+per run with two, mAP with three. The CSV files hold two decimals and were written from
+the unrounded results, as were the board's tables, so where the CSV's dropped digit is a
+5 (1.25) either neighbour (1.2 or 1.3) is the correct rounding; otherwise only one is.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from decimal import ROUND_HALF_DOWN, ROUND_HALF_UP, Decimal
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BOARD_CSV = 'docs/mini_vtab/vtab_results.csv'
+DENSE_CSV = 'docs/dense_modes/mini_vtab_results.csv'
+DEMO_JSON = 'docs/dense_modes/demo_summaries.json'
+
+#: board column -> CSV column (the tasks and groups keep their names)
+BOARD_COLUMNS = {
+    'mean (7)': 'mean',
+    'mean of groups': 'group_mean',
+    'seeds': 'seeds',
+    'params': 'trainable_without_head',
+    'min/run': 'minutes_per_run',
+}
+
+
+def read(path: str) -> str:
+    return (REPO / path).read_text()
+
+
+def flat(path: str) -> str:
+    """The file's text with every run of white space as one space (prose wraps)."""
+    return ' '.join(read(path).split())
+
+
+def board(path: str = BOARD_CSV) -> dict[str, dict[str, str]]:
+    with open(REPO / path, newline='') as f:
+        return {row['method']: row for row in csv.DictReader(f)}
+
+
+def agrees(quoted: str, raw: str) -> bool:
+    """``quoted`` is ``raw`` at the quoted number of decimals (see the module's rule)."""
+    quoted, raw = quoted.replace(',', ''), raw.replace(',', '')
+    q, r = Decimal(quoted), Decimal(raw)
+    places = -q.as_tuple().exponent
+    if places >= -r.as_tuple().exponent:
+        return q == r
+    step = Decimal(1).scaleb(-places)
+    return q in {r.quantize(step, ROUND_HALF_UP), r.quantize(step, ROUND_HALF_DOWN)}
+
+
+def tables(path: str) -> list[tuple[list[str], list[list[str]]]]:
+    """Every Markdown table of a file: (header, rows), cells stripped."""
+    found, lines = [], read(path).splitlines()
+    i = 0
+    while i < len(lines):
+        if lines[i].startswith('|') and i + 1 < len(lines) and lines[i + 1].startswith('|---'):
+            header = [c.strip() for c in lines[i].strip('|').split('|')]
+            rows, i = [], i + 2
+            while i < len(lines) and lines[i].startswith('|'):
+                rows.append([c.strip() for c in lines[i].strip('|').split('|')])
+                i += 1
+            found.append((header, rows))
+        else:
+            i += 1
+    return found
+
+
+def table_with(path: str, *columns: str) -> tuple[list[str], list[list[str]]]:
+    matching = [t for t in tables(path) if all(c in t[0] for c in columns)]
+    assert len(matching) == 1, f'{path}: {len(matching)} tables with columns {columns}'
+    return matching[0]
+
+
+def check_cell(where: str, cell: str, row: dict[str, str], key: str) -> list[str]:
+    """A board cell (``mean ± std``, ``-`` or a plain figure) against the CSV's row."""
+    cell = cell.replace('*', '')
+    if cell == '-':
+        return [] if row[key] == '' else [f'{where}: "-" but the CSV has {row[key]}']
+    parts = [p.strip() for p in cell.split('±')]
+    raws = [row[key] or '0'] + ([row[f'{key}_std']] if len(parts) == 2 else [])
+    return [
+        f'{where}: {quoted} but the CSV has {raw}'
+        for quoted, raw in zip(parts, raws)
+        if not agrees(quoted, raw)
+    ]
+
+
+BOARD_TABLES = [
+    ('docs/mini_vtab.md', BOARD_CSV),
+    ('docs/mini_vtab/vtab_results.md', BOARD_CSV),
+    ('docs/dense_modes/mini_vtab_results.md', DENSE_CSV),
+]
+
+
+@pytest.mark.parametrize('doc, raw', BOARD_TABLES)
+def test_board_tables_equal_the_csv(doc, raw):
+    """Every row of the board, every cell: the method, its figures at one decimal (± the
+    standard deviation), seeds, trainable parameters and minutes per run."""
+    results = board(raw)
+    header, rows = table_with(doc, 'method', 'seeds', 'min/run')
+    assert {r[0] for r in rows} == set(results), f'{doc}: rows differ from {raw}'
+    wrong = []
+    for cells in rows:
+        row = results[cells[0]]
+        for column, cell in zip(header[1:], cells[1:]):
+            key = BOARD_COLUMNS.get(column, column)
+            assert key in row, f'{doc}: column {column!r} is not in {raw}'
+            wrong += check_cell(f'{doc}, {cells[0]}, {column}', cell, row, key)
+    assert not wrong, '\n'.join(wrong)
+
+
+#: README's method table: its label -> the board's row(s) ("/": two rows in one cell)
+README_ROWS = {
+    'linear probe': ['linear probe'],
+    'full fine-tuning': ['full fine-tuning'],
+    'BitFit': ['BitFit'],
+    'LN-tune': ['LN-tune'],
+    'SSF': ['SSF'],
+    'LoRA (r=8, q,v)': ['LoRA (r=8, q,v)'],
+    'DoRA (r=8, q,v)': [],
+    'Adapter (r=8)': ['Adapter (r=8)'],
+    'AdaptFormer (r=64)': ['AdaptFormer (r=16)'],
+    'VPT-shallow / deep (10)': ['VPT-shallow (10)', 'VPT-deep (10)'],
+    'WST': ['WST'],
+    'HST': ['HST'],
+    'FreqFit (complex / real; 1-D)': ['FreqFit + LoRA'],
+    'RLRR': ['RLRR'],
+    'PATT (kv, r=8)': ['PATT (kv, r=8)'],
+    'prefix tuning (10 tokens)': ['prefix tuning (10)'],
+    'Swin-BAPAT': [],
+}
+
+
+def test_readme_method_table_equals_the_board():
+    """The README's last column: each method's mean over the 7 tasks ± its std."""
+    results = board()
+    header, rows = table_with('README.md', 'method', 'mini-VTAB (mmwst)')
+    column = header.index('mini-VTAB (mmwst)')
+    assert {r[0] for r in rows} == set(README_ROWS), 'README rows changed: update README_ROWS'
+    wrong = []
+    for cells in rows:
+        methods = README_ROWS[cells[0]]
+        # a trailing note such as "(r=16)" or "(on LoRA)" names the board's variant
+        cell = re.sub(r'\s*\([^)]*\)', '', cells[column])
+        quoted = [c.strip() for c in cell.split('/')] if methods else []
+        if not methods:
+            assert cell == '-', f'README, {cells[0]}: not on the board, but quotes {cell}'
+        assert len(quoted) == len(methods), f'README, {cells[0]}: {cells[column]}'
+        for method, figure in zip(methods, quoted):
+            wrong += check_cell(f'README, {cells[0]}', figure, results[method], 'mean')
+    assert not wrong, '\n'.join(wrong)
+
+
+#: (file, a sentence as it reads with its line breaks as spaces and {} for each figure,
+#: the raw figures it quotes in order: (raw file, row, column)); a sentence reworded in
+#: the doc fails here until its entry is updated, so that a new figure is checked too
+B, D = BOARD_CSV, DENSE_CSV
+PROSE = [
+    (
+        'README.md',
+        '(a random frozen ViT: {} with the linear probe, {} with LoRA)',
+        [(B, 'linear probe, random ViT', 'mean'), (B, 'LoRA, random ViT', 'mean')],
+    ),
+    (
+        'README.md',
+        'e.g. LoRA {} ± {}%, {} ± {}% from a random frozen ViT',
+        [
+            (B, 'LoRA (r=8, q,v)', 'digits'),
+            (B, 'LoRA (r=8, q,v)', 'digits_std'),
+            (B, 'LoRA, random ViT', 'digits'),
+            (B, 'LoRA, random ViT', 'digits_std'),
+        ],
+    ),
+    (
+        'docs/mini_vtab.md',
+        'The same linear probe reaches {} from the shipped backbone and {} from a random '
+        'ViT; LoRA reaches {} against {} from a random ViT.',
+        [
+            (B, 'linear probe', 'mean'),
+            (B, 'linear probe, random ViT', 'mean'),
+            (B, 'LoRA (r=8, q,v)', 'mean'),
+            (B, 'LoRA, random ViT', 'mean'),
+        ],
+    ),
+    (
+        'docs/mini_vtab.md',
+        '(dsprites orientation: {} vs {} for the probe)',
+        [(B, 'linear probe', 'dsprites_ori'), (B, 'linear probe, random ViT', 'dsprites_ori')],
+    ),
+    (
+        'docs/mini_vtab.md',
+        'RLRR ({}) is within the spread of full fine-tuning ({} ± {})',
+        [
+            (B, 'RLRR', 'mean'),
+            (B, 'full fine-tuning', 'mean'),
+            (B, 'full fine-tuning', 'mean_std'),
+        ],
+    ),
+    (
+        'docs/mini_vtab.md',
+        'Adapter, AdaptFormer, WST, BitFit ({}-{}); VPT-deep ({}), prefix tuning ({}) '
+        'and VPT-shallow ({}) trail.',
+        [
+            (B, 'BitFit', 'mean'),
+            (B, 'Adapter (r=8)', 'mean'),
+            (B, 'VPT-deep (10)', 'mean'),
+            (B, 'prefix tuning (10)', 'mean'),
+            (B, 'VPT-shallow (10)', 'mean'),
+        ],
+    ),
+    (
+        'docs/mini_vtab.md',
+        'VPT-shallow is under the probe on dsprites_loc ({} vs {}) and cell_patches ({} vs {})',
+        [
+            (B, 'VPT-shallow (10)', 'dsprites_loc'),
+            (B, 'linear probe', 'dsprites_loc'),
+            (B, 'VPT-shallow (10)', 'cell_patches'),
+            (B, 'linear probe', 'cell_patches'),
+        ],
+    ),
+    (
+        'docs/mini_vtab.md',
+        '*FreqFit + LoRA on clevr_dist* ({} ± {})',
+        [(B, 'FreqFit + LoRA', 'clevr_dist'), (B, 'FreqFit + LoRA', 'clevr_dist_std')],
+    ),
+    (
+        'docs/dense_modes.md',
+        'the linear probe of the same frozen ViT reaches {} (dsprites_loc) and {} '
+        '(clevr_count), HST as a classification tuner {} and {}, full fine-tuning {} '
+        'and {}.',
+        [
+            (B, 'linear probe', 'dsprites_loc'),
+            (B, 'linear probe', 'clevr_count'),
+            (B, 'HST', 'dsprites_loc'),
+            (B, 'HST', 'clevr_count'),
+            (B, 'full fine-tuning', 'dsprites_loc'),
+            (B, 'full fine-tuning', 'clevr_count'),
+        ],
+    ),
+    (
+        'docs/dense_modes.md',
+        '(dsprites_loc {} against {}, clevr_count equal,',
+        [
+            (D, 'dense, beside the ViT', 'dsprites_loc'),
+            (D, 'dense, through the ViT', 'dsprites_loc'),
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    'doc, sentence, sources', PROSE, ids=[f'{p[0]}:{p[1][:30]}' for p in PROSE]
+)
+def test_figures_in_the_text_equal_the_csv(doc, sentence, sources):
+    pieces = sentence.split('{}')
+    assert len(pieces) - 1 == len(sources), f'{sentence!r}: one source per {{}}'
+    found = re.search(r'(\d[\d,]*(?:\.\d+)?)'.join(map(re.escape, pieces)), flat(doc))
+    assert found, f'{doc} no longer says {sentence!r}: update PROSE'
+    wrong = [
+        f'{doc}: {figure} for {row} / {column}, {raw} has {board(raw)[row][column]}'
+        for figure, (raw, row, column) in zip(found.groups(), sources)
+        if not agrees(figure, board(raw)[row][column])
+    ]
+    assert not wrong, '\n'.join(wrong)
+
+
+#: docs/dense_modes.md's accuracy table: its label -> the dense CSV's row, the demo's run
+DENSE_VARIANTS = {
+    'WST + HST through the ViT': ('dense, through the ViT', None),
+    'WST + HST beside the ViT': ('dense, beside the ViT', 'demo_beside-vit'),
+    'HST only (through)': ('dense, HST only', 'demo_hst-only'),
+    'WST only (its pyramid)': ('dense, WST only', 'demo_wst-only'),
+}
+DET_METRICS = ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP')
+
+
+def test_dense_variant_table_equals_its_raw_files():
+    """The two mini-VTAB columns against the dense CSV; the detector's and segmentor's
+    seed-0 figures (and the detector's range over seeds) against the demo summaries."""
+    results = board(DENSE_CSV)
+    demos = json.loads(read(DEMO_JSON))
+    header, rows = table_with('docs/dense_modes.md', 'variant', 'dsprites_loc', 'clevr_count')
+    assert {r[0] for r in rows} == set(DENSE_VARIANTS)
+    det = header.index('detector bbox mAP / mAP@50 / mask mAP')
+    seg = header.index('segmentor mIoU')
+    wrong = []
+    for cells in rows:
+        method, demo = DENSE_VARIANTS[cells[0]]
+        for task in ('dsprites_loc', 'clevr_count'):
+            where = f'dense_modes.md, {cells[0]}, {task}'
+            wrong += check_cell(where, cells[header.index(task)], results[method], task)
+        if demo is None:  # the demo's own runs of the time, before demo_summaries.json
+            continue
+        seed0 = demos[f'{demo}_seed0']
+        figures = cells[det].replace('*', '').split(' (')[0].split(' / ')
+        for figure, metric in zip(figures, DET_METRICS, strict=True):
+            if not agrees(figure, str(seed0['det']['metrics'][metric])):
+                wrong.append(f'{cells[0]}, {metric}: {figure}, {DEMO_JSON} has {seed0["det"]}')
+        miou = cells[seg].split(' (')[0]
+        if not agrees(miou, str(seed0['seg']['metrics']['mIoU'])):
+            wrong.append(f'{cells[0]}, mIoU: {miou}, {DEMO_JSON} has {seed0["seg"]}')
+        spread = re.search(r'seeds 0-2: bbox (\d\.\d+)-(\d\.\d+)', cells[det])
+        if spread:
+            bbox = [v['det']['metrics']['coco/bbox_mAP'] for k, v in demos.items() if demo in k]
+            assert len(bbox) == 3, f'{demo}: {len(bbox)} seeds in {DEMO_JSON}'
+            for figure, raw in zip(spread.groups(), (min(bbox), max(bbox))):
+                if not agrees(figure, str(raw)):
+                    wrong.append(f'{cells[0]}, bbox over seeds: {figure}, {DEMO_JSON}: {raw}')
+    assert not wrong, '\n'.join(wrong)
+
+
+#: docs/mini_vtab.md's learning-rate table labels -> docs/mini_vtab/lr_selection.md's
+LR_LABELS = {
+    'vpt shallow': 'vpt/vpt-shallow_vit-t_mini-vtab',
+    'vpt deep': 'vpt/vpt-deep_vit-t_mini-vtab',
+}
+
+
+def test_learning_rate_table_equals_the_selection_output():
+    """docs/mini_vtab.md copies the table tools/select_lr.py wrote, row for row."""
+    header, rows = table_with('docs/mini_vtab.md', 'method', 'chosen')
+    raw_header, raw_rows = table_with('docs/mini_vtab/lr_selection.md', 'method', 'chosen')
+    assert header == raw_header
+    copied = {LR_LABELS.get(r[0], r[0]): r[1:] for r in rows}
+    assert copied == {r[0]: r[1:] for r in raw_rows}
+
+
+@pytest.mark.parametrize(
+    'quoted, raw, expected',
+    [
+        ('40.7', '40.73', True),
+        ('40.8', '40.73', False),
+        ('1.2', '1.25', True),  # the CSV's 5 was rounded from either side
+        ('1.3', '1.25', True),
+        ('1.1', '1.25', False),
+        ('0.18', '0.184', True),
+        ('0.520', '0.52', True),
+        ('1,280', '1280', True),
+    ],
+)
+def test_the_rounding_rule(quoted, raw, expected):
+    assert agrees(quoted, raw) is expected
