@@ -4,6 +4,7 @@ import copy
 import os.path as osp
 import re
 import zlib
+from functools import partial
 
 import pytest
 import torch
@@ -271,3 +272,32 @@ def test_without_host_grad_inner_tuners_are_refused():
         DenseTunedViT(
             arch=ARCH, img_size=64, patch_size=16, host_grad=False, tuners=[dict(type='mmwst.LoRA')]
         )
+
+
+def test_beside_the_vit_inference_launches_at_most_3x_the_frozen_forwards_operators():
+    """The operator target the dense backbone meets (tools/benchmark.py --ops-only): its
+    inference forward beside the ViT launches at most 3x the operators of the frozen
+    ViT's, counted as the benchmark counts them (a pooled linear head on each) on a ViT
+    with ViT-B's 12 layers and patch size (narrow, small input: the counts do not depend
+    on widths or input size once the stages' grids relate as at 224)."""
+    import sys
+
+    from tests.helpers import TOOLS
+
+    if TOOLS not in sys.path:
+        sys.path.insert(0, TOOLS)
+    from benchmarking.methods import ARCHS, build_classifier
+    from benchmarking.ops import count_ops
+
+    arch = dict(embed_dims=32, num_layers=12, num_heads=2, feedforward_channels=64)
+    ARCHS['b12_narrow'] = dict(arch=arch, patch_size=16)
+    infer = {}
+    try:
+        for method in ('frozen', 'dense_beside_vit'):
+            model = build_classifier(method, 'b12_narrow', img_size=64).eval()
+            image = torch.randn(1, 3, 64, 64)
+            with torch.no_grad():
+                infer[method] = count_ops(partial(model, image))[0]
+    finally:
+        del ARCHS['b12_narrow']
+    assert infer['dense_beside_vit'] <= 3 * infer['frozen'], infer

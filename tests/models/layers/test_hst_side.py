@@ -1,0 +1,138 @@
+"""HST's side network runs each stage once the ViT has run its layers, with everything
+that only reads the ViT batched over those layers (one bridge product, one resize, one
+group norm for the per-layer key norms, the cross-attentions' key side for all blocks at
+once). Checked here against the method written out layer by layer: same outputs, same
+gradients for every parameter and every input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmwst.models.layers import HSTSide, SideState
+from mmwst.models.layers.wavelet import IDWT2d
+
+DIM, LAYERS, GRID = 16, 12, (4, 6)  # ViT width, layers (3 per stage), patch grid
+CHANNELS, HEADS = (8, 12, 16, 8), (1, 2, 4, 2)
+
+
+def _side(branch: bool, drop_path: float = 0.0, num_meta: int = 1) -> HSTSide:
+    torch.manual_seed(0)
+    side = HSTSide(
+        DIM,
+        LAYERS,
+        CHANNELS,
+        HEADS,
+        drop_path_rate=drop_path,
+        branch_dims=DIM // 4 if branch else None,
+        num_meta=num_meta,
+    ).double()
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # away from the init (zero biases, unit norms)
+        for p in side.parameters():
+            p.add_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.2)
+    return side
+
+
+def _inputs(branch: bool, num_meta: int = 1):
+    gen = torch.Generator().manual_seed(2)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=gen, dtype=torch.float64).requires_grad_()
+
+    (h, w), batch = GRID, 2
+    image = rand(batch, 3, 4 * 8, 4 * 12)  # stride-4 stage grid 8 x 12: an upsampled one
+    # each layer's output: [M keys; one prefix token; h*w patches]
+    tokens = [rand(batch, num_meta + 1 + h * w, DIM) for _ in range(LAYERS)]
+    bands = [rand(batch, h, w, DIM) for _ in range(LAYERS)] if branch else [None] * LAYERS
+    return image, tokens, bands
+
+
+def _attention(attn, x, kv):
+    """Textbook multi-head cross-attention: full queries, softmax over the keys."""
+    batch, tokens, dim = x.shape
+    heads = attn.num_heads
+
+    def split(t):  # (B, n, C) -> (B, heads, n, C / heads)
+        return t.reshape(batch, t.shape[1], heads, dim // heads).transpose(1, 2)
+
+    q, k, v = split(attn.q(x)), split(attn.k(kv)), split(attn.v(kv))
+    weights = (q @ k.transpose(-1, -2) / (dim // heads) ** 0.5).softmax(dim=-1)
+    return attn.proj((weights @ v).transpose(1, 2).reshape(batch, tokens, dim))
+
+
+def _literal(side: HSTSide, image, tokens, bands, num_meta: int = 1):
+    """The method layer by layer as the paper states it: resize then bridge, one
+    LayerNorm per layer, kv = [g_l; mean(f_l)], the branch resized then bridged."""
+    idwt = IDWT2d('haar').double()
+    (h, w), net = GRID, side.net
+    maps, fmap, layer = [], image, 0
+    for stage, depth in enumerate(side.depths):
+        x, hw = net.embed(stage, fmap)
+        bridge = side.bridges[stage]
+        for j in range(depth):
+            out = tokens[layer]
+            g = side.bridge_norms[layer](bridge(out[:, :num_meta]))
+            patch_map = out[:, -h * w :].transpose(1, 2).reshape(out.shape[0], DIM, h, w)
+            resized = F.interpolate(patch_map, size=hw, mode='bilinear', align_corners=False)
+            fine = bridge(resized.flatten(2).transpose(1, 2))
+            kv = torch.cat([g, fine.mean(dim=1, keepdim=True)], dim=1)
+            if bands[layer] is not None:  # S_{l+1} = IDWT(T_{l+1}), resized, bridged
+                state = idwt(bands[layer], channels_last=True)
+                state = F.interpolate(state, size=hw, mode='bilinear', align_corners=False)
+                fine = fine + side.branch_bridges[stage](state.flatten(2).transpose(1, 2))
+            block = net.blocks[stage][j]
+            x = x + block.drop_path(_attention(block.attn, block.norm1(x), kv)) + fine
+            x = x + block.drop_path(block.mlp(block.norm2(x)))
+            layer += 1
+        fmap = net.norms[stage](x).transpose(1, 2).reshape(x.shape[0], -1, *hw)
+        maps.append(fmap)
+    return maps
+
+
+def _batched(side: HSTSide, image, tokens, bands, whole: bool, num_meta: int = 1):
+    idwt = IDWT2d('haar').double()
+    state = SideState(branch_transform=lambda t: idwt(t, channels_last=True))
+    for i, out in enumerate(tokens):
+        if whole:  # the layer's output as one tensor, as the HST tuner hands it over
+            side.step_tokens(state, i, image, out, num_meta, GRID, bands[i])
+        else:  # keys and patch map apart, as the dense backbone through the ViT
+            patches = out[:, -GRID[0] * GRID[1] :].unflatten(1, GRID)
+            side.step(state, i, image, out[:, :num_meta], patches, bands[i])
+    return state.maps
+
+
+@pytest.mark.parametrize('branch', [False, True], ids=['hst', 'with_branch'])
+@pytest.mark.parametrize('whole', [True, False], ids=['tokens', 'keys_and_patches'])
+@pytest.mark.parametrize('drop_path', [0.0, 0.3], ids=['eval', 'drop_path'])
+def test_stage_batched_side_equals_the_layer_by_layer_method(branch, whole, drop_path):
+    side = _side(branch, drop_path)
+    side.train(drop_path > 0)
+    image, tokens, bands = _inputs(branch)
+    torch.manual_seed(3)  # the same stochastic depth draws, block after block
+    ours = _batched(side, image, tokens, bands, whole)
+    torch.manual_seed(3)
+    expected = _literal(side, image, tokens, bands)
+    assert [m.shape[1] for m in ours] == list(CHANNELS)
+    for a, b in zip(ours, expected):
+        torch.testing.assert_close(a, b)
+    grads = [torch.randn_like(m) for m in ours]
+    inputs = [image, *tokens, *(b for b in bands if b is not None), *side.parameters()]
+    for a, b in zip(
+        torch.autograd.grad(ours, inputs, grads, allow_unused=True),
+        torch.autograd.grad(expected, inputs, grads, allow_unused=True),
+    ):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b)
+
+
+def test_several_meta_tokens_per_layer():
+    side = _side(branch=False, num_meta=2).eval()
+    image, tokens, bands = _inputs(branch=False, num_meta=2)
+    with torch.no_grad():
+        ours = _batched(side, image, tokens, bands, whole=True, num_meta=2)
+        expected = _literal(side, image, tokens, bands, num_meta=2)
+    for a, b in zip(ours, expected):
+        torch.testing.assert_close(a, b)
