@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .side_network import HierarchicalSideNetwork, key_terms, paired_keys, stage_weights
+from .side_keys import key_terms, paired_keys, stage_weights
+from .side_network import HierarchicalSideNetwork
 
 NUM_STAGES = 4
 
@@ -74,6 +75,11 @@ class HSTSide(nn.Module):
       ``x = x + DropPath(MLP(LN2(x)))``;
     - the first block of a stage embeds the image (stride-4 stem) or the previous stage's
       map (Conv3x3/s2); the last one closes the stage into a map (LayerNorm).
+
+    Nothing flows back from the side network into the ViT, so :meth:`step` (or
+    :meth:`step_tokens`) only collects a layer; once a stage's layers are in,
+    :meth:`run_stage` computes everything that reads the ViT for all of them at once
+    (batched products over the stage's layers) and then runs the side blocks in turn.
 
     Args:
         embed_dims (int): ViT width ``D``.

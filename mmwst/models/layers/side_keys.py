@@ -1,0 +1,138 @@
+"""The key side of the side network's cross-attentions, for all blocks of a stage at once.
+
+A side block's cross-attention (:class:`~.side_network.MetaCrossAttention`) reads the
+ViT only through its few key tokens; every product that does not involve the side
+tokens depends on those keys and the block's weights alone, so for the ``k`` blocks of a
+stage it runs once, batched: the weights in one copy (:func:`stage_weights`), the keys
+paired for the key and value projections (:func:`paired_keys`), the scores' right-hand
+sides, query-bias offsets and output rows of every block (:func:`key_terms`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NamedTuple
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from .side_network import MetaCrossAttention
+
+
+class StageWeights(NamedTuple):
+    """The weights of ``k`` cross-attentions of one width in one copy
+    (:func:`stage_weights`), cut into its parts by one ``split``."""
+
+    query_out: Tensor  # [W_q, W_p^T] of every block: (2k, C, C)
+    key_value: Tensor  # [W_k^T, W_v^T] of every block: (2k, C, C)
+    key_value_bias: Tensor | None  # [b_k, b_v] of every block (2k, 1, C), or None
+    query_bias: Tensor | None  # b_q of every block (k, C, 1), or None
+    proj_bias: Tensor  # (k, C)
+    extra: tuple[Tensor, ...]  # the caller's vector groups, each (k, C)
+
+
+def stage_weights(
+    attns: Sequence[MetaCrossAttention], extra: Sequence[Sequence[Tensor]] = ()
+) -> StageWeights:
+    """Copy the weights of ``k`` cross-attentions (and the caller's ``extra`` groups of
+    ``k`` vectors of their width, e.g. LayerNorm weights) into one tensor, rows
+    ``[W_q, W_p^T]``, ``[W_k, W_v]``, then the vectors, for :func:`key_terms`."""
+    k, dim = len(attns), attns[0].proj.weight.shape[0]
+    biased = attns[0].q.bias is not None
+    groups = [[a.proj.bias for a in attns], *extra]
+    if biased:
+        groups = [
+            [b for a in attns for b in (a.k.bias, a.v.bias)],
+            [a.q.bias for a in attns],
+            *groups,
+        ]
+    rows = (
+        [w for a in attns for w in (a.q.weight, a.proj.weight.t())]
+        + [w for a in attns for w in (a.k.weight, a.v.weight)]
+        + [v.unsqueeze(0) for g in groups for v in g]
+    )
+    sizes = [2 * k * dim, 2 * k * dim] + [len(g) for g in groups]
+    parts = list(torch.cat(rows).split(sizes))  # (4kC + vectors, C)
+    query_out = parts.pop(0).reshape(2 * k, dim, dim)
+    key_value = parts.pop(0).reshape(2 * k, dim, dim).transpose(1, 2)
+    kv_bias = q_bias = None
+    if biased:
+        kv_bias = parts.pop(0).unsqueeze(1)
+        q_bias = parts.pop(0).unsqueeze(2)
+    proj_bias = parts.pop(0)
+    return StageWeights(query_out, key_value, kv_bias, q_bias, proj_bias, tuple(parts))
+
+
+def paired_keys(*parts: Tensor) -> Tensor:
+    """The keys of ``k`` blocks for :func:`key_terms`, each twice (once for the key
+    projection, once for the value projection): parts ``(B, n_i, k, C)`` ->
+    ``(B, sum n_i, k, 2, C)`` in one concatenation, the layout in which both
+    projections of all blocks are one batched product with no copy around it."""
+    return torch.cat([p.unsqueeze(3).expand(-1, -1, -1, 2, -1) for p in parts], dim=1)
+
+
+class KeyTerms(NamedTuple):
+    """What ``k`` side blocks' cross-attentions need from their keys, one entry per block
+    (:func:`key_terms`): the scores of block ``j`` are ``LN1(x) @ queries[j] +
+    offsets[j]``, its output ``softmax(scores) @ values[j] + proj_bias[j]``."""
+
+    queries: list[Tensor]  # (B, C, heads * M)
+    offsets: list[Tensor | None]  # (B, 1, heads * M); None without query bias
+    values: list[Tensor]  # (B, heads * M, C)
+    proj_bias: Tensor  # (k, C)
+
+
+def key_terms(
+    attns: Sequence[MetaCrossAttention], kv: Tensor, weights: StageWeights | None = None
+) -> KeyTerms:
+    """The key side of ``k`` cross-attentions of one width at once (one side-network
+    stage): every product that does not involve the side tokens, for all blocks together.
+
+    For block ``j`` with keys ``kv_j`` (B, M, C), ``k = W_k kv + b_k``, ``v = W_v kv +
+    b_v``; with ``K_h`` the keys' head-``h`` channels kept and the rest zeroed (a fixed
+    head mask, which also carries ``1 / sqrt(C / heads)``), the scores' right-hand side
+    is ``u = (K W_q)^T`` (C, heads * M) and the query bias' share ``K b_q``; with ``V_h``
+    the same for the values, the output rows are ``V W_p^T`` (heads * M, C). With the
+    blocks' weights in one copy (:func:`stage_weights`), ``k`` blocks take one batched
+    product each for ``[k; v]``, for ``[u^T; V W_p^T]`` and for the query bias' share.
+
+    Args:
+        attns (Sequence[MetaCrossAttention]): The ``k`` cross-attentions (same width
+            and heads).
+        kv (Tensor): Their keys, layer last and paired: ``(B, M, k, 2, C)``
+            (:func:`paired_keys`).
+        weights (StageWeights, optional): ``stage_weights(attns)``, if the caller has
+            copied them already. Defaults to None.
+
+    Returns:
+        KeyTerms: per block, the scores' right-hand side, offset and output rows.
+    """
+    batch, keys, k, _, dim = kv.shape
+    heads = attns[0].num_heads
+    w = stage_weights(attns) if weights is None else weights
+    # (B, M, k, 2, C) -> (k, 2, B, M, C) -> (2k, B * M, C): a view
+    flat = kv.permute(2, 3, 0, 1, 4).reshape(2 * k, batch * keys, dim)
+    if w.key_value_bias is not None:
+        # [k; v] of every block: (2k, B * M, C) x (2k, C, C) + (2k, 1, C)
+        projected = torch.baddbmm(w.key_value_bias, flat, w.key_value)
+    else:
+        projected = torch.bmm(flat, w.key_value)
+    # (2k, B * M, C) -> (k, 2, B, 1, M, C); times the head masks (2, 1, heads, 1, C)
+    # -> per head (k, 2, B, heads, M, C) -> (2k, B * heads * M, C)
+    spread = projected.reshape(k, 2, batch, 1, keys, dim) * attns[0].head_mask
+    spread = spread.reshape(2 * k, batch * heads * keys, dim)
+    # [K_h W_q; V_h W_p^T]: (2k, B * heads * M, C) x (2k, C, C)
+    parts = torch.bmm(spread, w.query_out).reshape(2 * k, batch, heads * keys, dim).unbind(0)
+    offsets = [None] * k
+    if w.query_bias is not None:
+        # K_h b_q: (k, B * heads * M, C) x (k, C, 1) -> (k, B, 1, heads * M)
+        keys_only = spread.unflatten(0, (k, 2))[:, 0]
+        offsets = torch.bmm(keys_only, w.query_bias).reshape(k, batch, 1, heads * keys)
+        offsets = list(offsets.unbind(0))
+    return KeyTerms(
+        queries=[p.transpose(1, 2) for p in parts[0::2]],  # (B, C, heads * M)
+        offsets=offsets,
+        values=list(parts[1::2]),
+        proj_bias=w.proj_bias,
+    )
