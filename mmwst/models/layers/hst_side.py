@@ -296,14 +296,9 @@ class HSTSide(nn.Module):
             fine = fine + self._branch(stage, [layer.branch for layer in layers], state)
         fines = fine.unbind(2)
         for j, block in enumerate(blocks):
-            state.tokens = block.run(
-                state.tokens,
-                terms.queries[j],
-                terms.offsets[j],
-                terms.values[j],
-                fines[j],
-                None if fold else terms.proj_bias[j],
-            )
+            own = (terms.queries[j], terms.offsets[j], terms.values[j])
+            own += (None if fold else terms.proj_bias[j],)
+            state.tokens = block(state.tokens, None, fines[j], terms=own)
         state.fmap = self.net.finish(stage, state.tokens, state.hw)
         state.maps.append(state.fmap)
 

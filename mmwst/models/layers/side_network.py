@@ -361,12 +361,20 @@ class SideBlock(nn.Module):
         """Whether stochastic depth is active (training with a rate above 0)."""
         return self.training and not isinstance(self.drop_path, nn.Identity)
 
-    def forward(self, x: Tensor, kv: Tensor, fine: Tensor) -> Tensor:
-        """``x`` (B, N, C), ``kv`` (B, M, C), ``fine`` (B, N, C) -> (B, N, C)."""
-        terms = key_terms([self.attn], paired_keys(kv.unsqueeze(2)))
-        return self.run(
-            x, terms.queries[0], terms.offsets[0], terms.values[0], fine, terms.proj_bias[0]
-        )
+    def forward(
+        self, x: Tensor, kv: Tensor | None, fine: Tensor, terms: tuple | None = None
+    ) -> Tensor:
+        """``x`` (B, N, C), ``kv`` (B, M, C), ``fine`` (B, N, C) -> (B, N, C).
+
+        ``terms``: this block's ``(query, offset, values, proj_bias)`` as its stage
+        computed them for all its blocks at once (:func:`key_terms`); ``kv`` is then not
+        read. Either way the block runs as a module call (:meth:`run`), so that forward
+        hooks (the benchmark's profiler) see it."""
+        if terms is None:
+            keys = key_terms([self.attn], paired_keys(kv.unsqueeze(2)))
+            terms = (keys.queries[0], keys.offsets[0], keys.values[0], keys.proj_bias[0])
+        query, offset, values, proj_bias = terms
+        return self.run(x, query, offset, values, fine, proj_bias)
 
     def run(
         self,
