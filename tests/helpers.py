@@ -105,6 +105,8 @@ class _ToolServer:
             if started is None:
                 self.proc.kill()
                 raise subprocess.TimeoutExpired(cmd, timeout)
+            if 'error' in started:
+                raise RuntimeError(f'tests/tool_server.py did not start {cmd}: {started["error"]}')
             ended = self._reply(timeout)
             if ended is None:
                 os.kill(started['pid'], signal.SIGKILL)

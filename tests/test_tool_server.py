@@ -53,14 +53,36 @@ def probe(tmp_path_factory):
     return folder
 
 
-def _run(probe, how: str, fresh: bool, monkeypatch):
+def _run(probe, how: str, fresh: bool, monkeypatch, **threads: str):
+    """The probe with ``threads`` (OMP_NUM_THREADS / MKL_NUM_THREADS; by default
+    OMP_NUM_THREADS=2 alone) instead of whatever this process's environment says."""
     monkeypatch.setenv('MMWST_TEST_FRESH_TOOLS', '1' if fresh else '0')
     extra = str(probe / 'elsewhere')
-    env = tool_env(PROBE_MARKER='m', OMP_NUM_THREADS='2')
+    env = tool_env(PROBE_MARKER='m')
+    for name in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
+        env.pop(name, None)
+    env.update(threads or {'OMP_NUM_THREADS': '2'})
     env['PYTHONPATH'] = extra + os.pathsep + env['PYTHONPATH']
     return run_tool(
         [str(probe / 'probe.py'), how, 'b c'], cwd=str(probe / 'elsewhere'), env=env, check=False
     )
+
+
+@pytest.mark.parametrize(
+    'threads',
+    [{}, {'OMP_NUM_THREADS': '3'}, {'OMP_NUM_THREADS': '2', 'MKL_NUM_THREADS': '3'}],
+    ids=['default', 'omp', 'omp+mkl'],
+)
+def test_the_thread_count_is_a_new_interpreters(probe, threads, monkeypatch):
+    """torch's thread count as a new interpreter sets it from the environment (with
+    MKL: MKL_NUM_THREADS before OMP_NUM_THREADS, at most the physical cores; neither:
+    torch's own default)."""
+    threads = threads or {'UNSET': '1'}  # no thread variable at all
+    seen = [
+        json.loads(_run(probe, 'ok', fresh, monkeypatch, **threads).stdout.splitlines()[0])
+        for fresh in (False, True)
+    ]
+    assert seen[0]['threads'] == seen[1]['threads'], threads
 
 
 @pytest.mark.parametrize('how', CASES)
@@ -75,7 +97,7 @@ def test_a_tool_run_through_the_server_is_a_new_interpreter(probe, how, monkeypa
     assert served.returncode == expected.get(how, 0)
     seen = json.loads(served.stdout.splitlines()[0])
     assert seen['argv'] == [how, 'b c'] and seen['own_modules'] == []
-    assert seen['cwd'] == str(probe / 'elsewhere') and seen['threads'] == 2
+    assert seen['cwd'] == str(probe / 'elsewhere')
     assert seen['path0'] == str(probe) and seen['pythonpath_first'] == str(probe / 'elsewhere')
     assert seen['marker'] == 'm' and seen['stdin'] == '' and seen['main'] == '__main__'
     if how != 'sigkill':

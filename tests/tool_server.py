@@ -8,7 +8,7 @@ of mmwst or of OpenMMLab (mmengine, mmcv, mmdet, mmseg, mmpretrain) is loaded he
 registration, configs, ``custom_imports`` and import-order problems show up exactly as
 in a new interpreter. Each run gets the argv, working directory, environment and
 ``sys.path`` that ``python tool.py`` would have, fresh standard streams on its own
-files, the thread count its ``OMP_NUM_THREADS`` asks for, and Python's own exit
+files, the thread count a new interpreter takes with its environment, and Python's own exit
 sequence (non-daemon threads joined, ``atexit`` handlers run, streams flushed); its exit
 status is that of a fresh interpreter (0, the ``SystemExit`` code, 1 after a traceback,
 or minus the signal that killed it).
@@ -98,12 +98,31 @@ def _new_streams(env: dict) -> None:
     sys.stderr = sys.__stderr__ = writer(2, line=True, errors='backslashreplace')
 
 
-def _threads(env: dict, default: int) -> None:
-    """The intra-op thread count a new interpreter would take from OMP_NUM_THREADS."""
+#: environment variables that decide torch's (and its libraries') thread counts
+THREAD_VARIABLES = ('OMP_', 'MKL_', 'KMP_', 'GOMP_', 'OPENBLAS_')
+
+_fresh_thread_counts: dict = {}
+
+
+def fresh_thread_count(env: dict) -> int:
+    """torch's intra-op thread count in a new interpreter with ``env``, asked of one
+    (once per distinct set of thread variables): with MKL it follows MKL's own rules
+    (MKL_NUM_THREADS before OMP_NUM_THREADS, no more than the physical cores unless
+    MKL_DYNAMIC=false), which are not worth guessing."""
+    import subprocess
+
+    key = tuple(sorted((k, v) for k, v in env.items() if k.startswith(THREAD_VARIABLES)))
+    if key not in _fresh_thread_counts:
+        probe = [sys.executable, '-c', 'import torch; print(torch.get_num_threads())']
+        out = subprocess.run(probe, env=env, capture_output=True, text=True, check=True)
+        _fresh_thread_counts[key] = int(out.stdout.split()[-1])
+    return _fresh_thread_counts[key]
+
+
+def _threads(count: int) -> None:
+    """Take ``count`` intra-op threads (and as many for numpy's BLAS)."""
     import torch
 
-    count = env.get('OMP_NUM_THREADS', '')
-    count = int(count) if count.isdigit() and int(count) > 0 else default
     torch.set_num_threads(count)
     try:
         from threadpoolctl import threadpool_limits
@@ -130,7 +149,7 @@ def _exit_code(error: BaseException | None) -> int:
     return -2 if isinstance(error, KeyboardInterrupt) else 1
 
 
-def _run(request: dict, site_path: list[str], default_threads: int, keep: tuple) -> None:
+def _run(request: dict, site_path: list[str], keep: tuple) -> None:
     """In the forked child: become ``python argv[0] argv[1:]``; never returns."""
     import atexit
     import runpy
@@ -159,7 +178,7 @@ def _run(request: dict, site_path: list[str], default_threads: int, keep: tuple)
         sys.path[:] = [os.path.dirname(os.path.abspath(argv[0])), *extra, *site_path]
         sys.argv = list(argv)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        _threads(env, default_threads)
+        _threads(request['threads'])
         error = None
         try:
             runpy.run_path(argv[0], run_name='__main__')
@@ -183,9 +202,7 @@ def _run(request: dict, site_path: list[str], default_threads: int, keep: tuple)
 
 
 def serve() -> None:
-    # started with one thread per library (no thread pools to lose across fork); a run
-    # without OMP_NUM_THREADS gets what a new interpreter takes: every core it may use
-    default_threads = len(os.sched_getaffinity(0))
+    # OpenBLAS (numpy) on one thread: no thread pool is running when a run is forked
     _preload()
     site_path = _site_path()
     requests = os.fdopen(os.dup(0), 'r', encoding='utf-8')
@@ -202,11 +219,16 @@ def serve() -> None:
 
     for line in requests:
         request = json.loads(line)
+        try:
+            request['threads'] = fresh_thread_count(request['env'])
+        except Exception as exc:  # noqa: BLE001 - the run is not started: say why
+            reply({'error': f'asking a new interpreter for its thread count failed: {exc!r}'})
+            continue
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
-            _run(request, site_path, default_threads, keep)
+            _run(request, site_path, keep)
         reply({'pid': pid})
         _, status = os.waitpid(pid, 0)
         reply({'status': status})
