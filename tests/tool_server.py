@@ -15,8 +15,9 @@ or minus the signal that killed it).
 
 Protocol, one JSON object per line: the client writes ``{"argv", "cwd", "env", "stdout",
 "stderr"}`` (the last two are file paths); the server answers ``{"pid"}`` as soon as the
-run is forked and ``{"status"}`` (a ``waitpid`` status) when it has ended. One run at a
-time; the server ends when its input closes.
+run is forked and ``{"status"}`` (a ``waitpid`` status) when it has ended, or
+``{"error"}`` instead of both when the run could not be started. One run at a time; the
+server ends when its input closes.
 
 ``tests/helpers.py`` (``run_tool``) starts one server per test process on first use;
 ``MMWST_TEST_FRESH_TOOLS=1`` runs every tool in a new interpreter instead.
