@@ -353,3 +353,45 @@ def test_learning_rate_table_equals_the_selection_output():
 )
 def test_the_rounding_rule(quoted, raw, expected):
     assert agrees(quoted, raw) is expected
+
+
+STUDY_CSV = 'docs/dense_modes/side_pyramid_study.csv'
+
+
+def study_rows() -> list[dict[str, str]]:
+    with open(REPO / STUDY_CSV, newline='') as f:
+        return list(csv.DictReader(f))
+
+
+def test_side_pyramid_study_tables_equal_the_csv():
+    """docs/dense_modes.md's two tables of the side-pyramid study, row by row against
+    the study's CSV (the experiments in the CSV's order; WST's pyramid as configured is
+    the last row of the first table and the first of the second), and each row's config
+    exists."""
+    rows = study_rows()
+    for row in rows:
+        assert (REPO / row['config']).is_file(), f'{STUDY_CSV}: no {row["config"]}'
+    _, first = table_with('docs/dense_modes.md', 'experiment', 'bbox mAP', 'mask mAP')
+    _, second = table_with('docs/dense_modes.md', "WST's pyramid", 'held-out bbox mAP')
+    assert len(first) + len(second) - 1 == len(rows), 'one table row per CSV row'
+    wrong = []
+    for cells, row in zip(first, rows):
+        loss, mask = (c.strip() for c in cells[3].split('/'))
+        pairs = [
+            (cells[1], 'bbox_mAP'),
+            (cells[2], 'segm_mAP'),
+            (loss, 'end_loss'),
+            (mask, 'end_mask_loss'),
+        ]
+        for quoted, key in pairs:
+            if not agrees(quoted.replace('*', ''), row[key]):
+                wrong.append(f'{cells[0]}: {key} {quoted}, the CSV has {row[key]}')
+    for cells, row in zip(second, rows[len(first) - 1 :]):
+        pairs = [(cells[1], 'bbox_mAP'), (cells[2], 'bbox_mAP_50'), (cells[3], 'heldout_bbox_mAP')]
+        for quoted, key in pairs:
+            quoted = quoted.replace('*', '')
+            if quoted == '-' and row[key] == '':
+                continue
+            if quoted == '-' or not agrees(quoted, row[key]):
+                wrong.append(f'{cells[0]}: {key} {quoted}, the CSV has {row[key]}')
+    assert not wrong, '\n'.join(wrong)

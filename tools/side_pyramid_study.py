@@ -1,0 +1,101 @@
+"""Variants of the dense backbone for the study of why the side network's pyramid does
+not train the shapes detector (docs/dense_modes.md, "Why the side network's pyramid
+does not detect"). They are not part of the package: the study's configs
+(``configs/demo/dense_modes/side_pyramid_study/``) import this file with
+``custom_imports``, which works for ``python tools/train.py`` and ``tools/test.py``
+(their folder is on ``sys.path``).
+
+- :class:`ScaledMapsDenseViT`: each of the four maps multiplied by a constant (0 mutes a
+  level; its stage still runs and feeds the next one);
+- :class:`BridgeGainDenseViT`: the side network's bridges from the ViT initialised
+  ``gain`` times larger, so that the bridged ViT features dominate every stage;
+- :class:`MixedPyramidDenseViT`: per level, the side network's map or the map WST's
+  own pyramid (:class:`~mmwst.models.layers.WSTPyramid`) makes from the same forward
+  pass (the branch state and the last patch map), with the side network, its meta
+  tokens and the trained ViT norms all running either way.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mmwst.models.backbones.dense_vit import DenseTunedViT
+from mmwst.models.layers.wst_pyramid import WSTPyramid
+from mmwst.registry import MODELS
+
+
+@MODELS.register_module()
+class ScaledMapsDenseViT(DenseTunedViT):
+    """:class:`DenseTunedViT` whose output maps are multiplied by ``map_scales``."""
+
+    def __init__(self, *args, map_scales=(1.0, 1.0, 1.0, 1.0), **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if len(map_scales) != 4:
+            raise ValueError(f'map_scales needs one factor per level, got {map_scales}')
+        self.map_scales = tuple(float(s) for s in map_scales)
+
+    def forward_host(self, x):
+        maps = super().forward_host(x)
+        return tuple(m * s for m, s in zip(maps, self.map_scales))
+
+
+@MODELS.register_module()
+class BridgeGainDenseViT(DenseTunedViT):
+    """:class:`DenseTunedViT` with the ViT bridges' initial weights times ``bridge_gain``."""
+
+    def __init__(self, *args, bridge_gain: float = 1.0, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.side is None:
+            raise ValueError('BridgeGainDenseViT needs the side network (hst)')
+        self.bridge_gain = float(bridge_gain)
+
+    def init_weights(self) -> None:
+        first = not getattr(self, '_mmwst_init_done', False)
+        super().init_weights()
+        if first:
+            with torch.no_grad():
+                for bridge in self.side.bridges:
+                    bridge.weight.mul_(self.bridge_gain)
+
+
+@MODELS.register_module()
+class MixedPyramidDenseViT(DenseTunedViT):
+    """WST + HST through the ViT; per level (``mix``) the side network's map (``'side'``)
+    or WST's pyramid's (``'wst'``) of the same forward pass."""
+
+    def __init__(self, *args, mix=('wst', 'wst', 'side', 'side'), **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.side is None or self.wst is None or not self.host_grad:
+            raise ValueError('MixedPyramidDenseViT needs WST and HST through the ViT')
+        if len(mix) != 4 or set(mix) - {'wst', 'side'}:
+            raise ValueError(f"mix needs 'wst' or 'side' for each of 4 levels, got {mix}")
+        self.mix = tuple(mix)
+        self.wst_pyramid = WSTPyramid(self.embed_dims)
+        self._last = None
+        step, last = self.side.step, len(self.layers) - 1
+
+        def step_and_keep_the_last(state, i, image, key, fmap, bands, *args, **kwargs):
+            if i == last:  # the last patch map X_L and the branch's sub-bands T_L
+                self._last = (fmap, bands)
+            return step(state, i, image, key, fmap, bands, *args, **kwargs)
+
+        self.side.step = step_and_keep_the_last
+
+    @property
+    def out_channels(self) -> tuple[int, ...]:
+        return tuple(
+            s if m == 'side' else w
+            for m, s, w in zip(self.mix, self.side.channels, self.wst_pyramid.out_channels)
+        )
+
+    def init_weights(self) -> None:
+        first = not getattr(self, '_mmwst_init_done', False)
+        super().init_weights()
+        if first:
+            self.wst_pyramid.reset_parameters()
+
+    def forward_host(self, x):
+        side = super().forward_host(x)
+        patches, bands = self._last
+        wst = self.wst_pyramid(self.wst.spatial(bands), patches, x.shape[-2:])
+        return tuple(s if m == 'side' else w for m, s, w in zip(self.mix, side, wst))
