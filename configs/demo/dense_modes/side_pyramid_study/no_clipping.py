@@ -1,3 +1,3 @@
 # No gradient clipping.
-_base_ = ['../through-vit_shapes_cascade_mask_rcnn.py']
+_base_ = ['./through-vit.py']
 optim_wrapper = dict(clip_grad=None)

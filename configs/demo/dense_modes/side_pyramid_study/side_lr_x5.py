@@ -1,3 +1,3 @@
 # The side network at 5x the heads' learning rate (1.5e-3 against 3e-4).
-_base_ = ['../through-vit_shapes_cascade_mask_rcnn.py']
+_base_ = ['./through-vit.py']
 optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'backbone.side': dict(lr_mult=5.0)}))

@@ -1,4 +1,4 @@
 # The side network's stride-4 and stride-8 maps multiplied by 0.05 (docs/dense_modes.md).
-_base_ = ['../through-vit_shapes_cascade_mask_rcnn.py']
+_base_ = ['./through-vit.py']
 custom_imports = dict(imports=['side_pyramid_study'], allow_failed_imports=False)
 model = dict(backbone=dict(type='mmwst.ScaledMapsDenseViT', map_scales=(0.05, 0.05, 1.0, 1.0)))

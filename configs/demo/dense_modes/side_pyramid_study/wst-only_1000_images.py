@@ -1,6 +1,6 @@
 # WST's pyramid (the demo detector) on all 1,000 generated training images for 2 epochs:
 # the same 250 iterations as 200 images for 10 epochs.
-_base_ = ['../../shapes_cascade_mask_rcnn.py']
+_base_ = ['./wst-only.py']
 max_epochs = 2
 train_dataloader = dict(dataset=dict(indices=1000))
 param_scheduler = [
