@@ -41,6 +41,9 @@ def _scaled_detections(result, scale: int):
     if 'masks' in pred and len(pred.masks):
         masks = pred.masks[:, None].float()
         pred.masks = F.interpolate(masks, scale_factor=scale, mode='nearest')[:, 0].bool()
+    elif 'masks' in pred:  # nothing detected: no masks, but of the enlarged image's size
+        height, width = pred.masks.shape[-2:]
+        pred.masks = pred.masks.new_zeros((0, height * scale, width * scale))
     result.set_metainfo(
         dict(
             img_shape=tuple(s * scale for s in result.img_shape),

@@ -19,6 +19,10 @@ DET_OPTIONS = [
     'train_cfg.val_interval=1',
     'train_dataloader.batch_size=4',
     'param_scheduler=[]',
+    # every scored box kept (mmdet's threshold is 0.05), so that the runs have detections
+    # to compare whatever two iterations leave: at the demo's lr 1e-3 without warm-up
+    # they left none above 0.05
+    'model.test_cfg.rcnn.score_thr=0.0',
 ]
 SEG_OPTIONS = [
     'train_cfg.max_iters=2',
@@ -138,3 +142,37 @@ def test_progress_lines_read_from_mmengine_logs():
     assert demo.progress_line(prefix + iters) == 'iter 60/250, loss 0.1500, about 1563.5 min left'
     assert demo.progress_line(prefix + 'Epoch(val) [10][50/50]  coco/bbox_mAP: 0.3000') is None
     assert demo.progress_line('loss: 1.0 eta: 0:00:01') is None
+
+
+def test_a_detector_that_finds_nothing_is_drawn():
+    """tools/visualize_predictions.py enlarges each picture; a detector with no detection
+    at all (a short or failed training) still gets its empty picture drawn, not mmdet's
+    shape assertion on the masks."""
+    import importlib.util
+
+    import numpy as np
+    import torch
+    from mmdet.structures import DetDataSample
+    from mmdet.visualization import DetLocalVisualizer
+    from mmengine.structures import InstanceData
+
+    path = osp.join(TOOLS, 'visualize_predictions.py')
+    spec = importlib.util.spec_from_file_location('visualize_predictions', path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    empty = InstanceData(
+        bboxes=torch.zeros(0, 4),
+        scores=torch.zeros(0),
+        labels=torch.zeros(0, dtype=torch.long),
+        masks=torch.zeros(0, 32, 48, dtype=torch.bool),
+    )
+    result = DetDataSample(
+        pred_instances=empty, metainfo=dict(img_shape=(32, 48), ori_shape=(32, 48))
+    )
+    result = tool._scaled_detections(result, 3)
+    assert tuple(result.pred_instances.masks.shape) == (0, 96, 144)
+    visualizer = DetLocalVisualizer(name='mmwst_test_empty_detections')
+    visualizer.dataset_meta = dict(classes=('circle', 'square', 'triangle'))
+    image = np.zeros((96, 144, 3), dtype=np.uint8)
+    visualizer.add_datasample('prediction', image, result, draw_gt=False, show=False)
+    assert visualizer.get_image().shape == (96, 144, 3)
