@@ -4,6 +4,7 @@
         [--batch 8] [--device cpu|cuda] [--amp none|bf16|fp16] [--warmup 2] [--repeats 5]
         [--sdpa default|flash|efficient|cudnn|math] [--compile [BACKEND]]
         [--out docs/benchmark/cpu_vit-b16] [--profile hst dense_wst_hst]
+        [--ops-only] [--no-counts]
         [--peak-tflops auto|989] [--timeout SECONDS] [--rounds 1]
 
 For every method (classification backbones with a linear head, and the dense WST + HST
@@ -103,6 +104,12 @@ def main(argv=None) -> int:
         'breaks (what a GPU would launch; the same on every machine, seconds per method)',
     )
     parser.add_argument(
+        '--no-counts',
+        action='store_true',
+        help='leave the operator counts and graph breaks out of a timing run (they are the '
+        'same on every machine: take them from --ops-only, on any machine)',
+    )
+    parser.add_argument(
         '--timeout',
         type=float,
         help="seconds one method's process may run before it is ended and reported as failed",
@@ -137,6 +144,7 @@ def main(argv=None) -> int:
         sdpa=args.sdpa,
         compile=args.compile,
         ops_only=args.ops_only,
+        counts=not args.no_counts,
         rounds=1 if args.ops_only else args.rounds,
     )
     warmup = max(args.warmup, 2) if args.compile else args.warmup  # as measure() does

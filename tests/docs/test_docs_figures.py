@@ -395,3 +395,74 @@ def test_side_pyramid_study_tables_equal_the_csv():
             if quoted == '-' or not agrees(quoted, row[key]):
                 wrong.append(f'{cells[0]}: {key} {quoted}, the CSV has {row[key]}')
     assert not wrong, '\n'.join(wrong)
+
+
+GPU_ROWS = {
+    'frozen': 'frozen',
+    'full fine-tuning': 'full_finetune',
+    'LoRA': 'lora',
+    'SSF': 'ssf',
+    'WST': 'wst',
+    'HST': 'hst',
+    'RLRR': 'rlrr',
+    'through the ViT': 'dense_wst_hst',
+    'beside the ViT': 'dense_beside_vit',
+}
+
+
+def _ratio_figures(cell: str) -> list[str]:
+    """``'0.88x (0.83, 0.93)'`` -> ``['0.88', '0.83', '0.93']``; ``'-'`` -> ``[]``."""
+    return re.findall(r'\d+\.\d+', cell)
+
+
+@pytest.mark.parametrize(
+    'columns, raw',
+    [
+        (('train img/s', 'before', 'share of bf16 peak'), 'h200_rework_vit-b16_224_b64'),
+        (('train img/s', 'step / same method eager'), 'h200_rework_compile_224_b64'),
+        (('train img/s', 'before', 'memory / full FT'), 'h200_rework_dense_512_b8'),
+    ],
+)
+def test_gpu_rework_tables_equal_the_json(columns, raw):
+    """docs/benchmark.md's H200 tables after the rework, row by row against the
+    benchmark's JSON: training images/s, the step against full fine-tuning (and, for
+    eager runs of two rounds, each round's value where the table gives them) and
+    inference against the frozen forward."""
+    results = {r['method']: r for r in json.loads(read(f'docs/benchmark/{raw}.json'))}
+    header, rows = (
+        table_with('docs/benchmark.md', *columns)
+        if 'same method eager' in columns
+        else next(
+            t
+            for t in tables('docs/benchmark.md')
+            if all(c in t[0] for c in columns)
+            and any(GPU_ROWS.get(r[0]) in results for r in t[1])
+            and all(GPU_ROWS.get(r[0]) in results for r in t[1])
+            and any('through' in r[0] for r in t[1]) == ('dense' in raw)
+        )
+    )
+    col = {name: header.index(name) for name in header}
+    wrong, seen = [], 0
+    for cells in rows:
+        r = results[GPU_ROWS[cells[0]]]
+        if 'error' in r:
+            assert 'failed' in cells[col['train img/s']], f'{cells[0]} failed in {raw}'
+            continue
+        seen += 1
+        if r.get('train_img_s') is not None:
+            quoted = cells[col['train img/s']]
+            if not agrees(quoted, str(round(r['train_img_s']))):
+                wrong.append(f'{cells[0]}: train img/s {quoted}, the JSON has {r["train_img_s"]}')
+            figures = _ratio_figures(cells[col['step / full FT']])
+            raws = [r['train_vs_full_ft'], *(r.get('train_vs_full_ft_rounds') or [])]
+            if len(figures) == 1:
+                raws = raws[:1]
+            if len(figures) != len(raws) or not all(
+                agrees(q, f'{v:.4f}') for q, v in zip(figures, raws)
+            ):
+                wrong.append(f'{cells[0]}: step / full FT {figures}, the JSON has {raws}')
+        inference = _ratio_figures(cells[col['inference / frozen']])
+        if not inference or not agrees(inference[0], f'{r["infer_vs_frozen"]:.4f}'):
+            wrong.append(f'{cells[0]}: inference {inference}, the JSON has {r["infer_vs_frozen"]}')
+    assert seen >= 3, f'{raw}: only {seen} rows checked'
+    assert not wrong, '\n'.join(wrong)

@@ -409,6 +409,44 @@ def test_report_of_mixed_results_and_peaks(tmp_path):
     assert prefix_row.count('|') - prefix_row.count('\\|') == header.count('|')
 
 
+def test_an_interrupted_run_reports_what_it_measured(monkeypatch):
+    """Ctrl-C or a time limit's SIGINT in the middle of a run: the methods of the first
+    round measured so far (or the rounds that finished) are reported, not lost; an
+    interrupt before anything was measured still stops the run."""
+    calls, stop = [], {}
+
+    def fake_worker(method, options, timeout):
+        calls.append(method)
+        if len(calls) == stop['at']:
+            raise KeyboardInterrupt
+        return dict(method=method, infer_s=1.0, frozen_infer_s=1.0, train_step_s=2.0)
+
+    monkeypatch.setattr(bench_measure, '_run_worker', fake_worker)
+    methods = ['frozen', 'full_finetune', 'lora', 'wst']
+    stop['at'] = 3  # in the first round, at lora
+    results = bench_measure.run_all(methods)
+    assert [r['method'] for r in results] == ['frozen', 'full_finetune']
+    calls.clear()
+    stop['at'] = 7  # in the second of two rounds: the first round whole
+    results = bench_measure.run_all(methods, rounds=2)
+    assert [r['method'] for r in results] == methods
+    calls.clear()
+    stop['at'] = 1
+    with pytest.raises(KeyboardInterrupt):
+        bench_measure.run_all(methods)
+
+
+def test_no_counts_leaves_the_counts_out_of_a_timing_run():
+    """counts=False (--no-counts): no operator counts and no graph-break tracing, the
+    timings as before."""
+    options = dict(arch='tiny', img_size=32, batch=1, warmup=1, repeats=1)
+    timed = bench_measure.measure('lora', counts=False, **options)
+    assert timed['train_step_s'] > 0 and timed['infer_s'] > 0
+    assert not {'train_ops', 'infer_ops', 'graph_breaks'} & set(timed)
+    counted = bench_measure.measure('lora', **options)
+    assert counted['train_ops'] > 0 and counted['graph_breaks'] == 0
+
+
 def test_cli_passes_the_new_options(tmp_path, monkeypatch):
     """--sdpa, --compile (bare: inductor), --peak-tflops auto and --timeout reach
     run_all, and the options and the peak appear in the title and the JSON."""
@@ -443,7 +481,10 @@ def test_cli_passes_the_new_options(tmp_path, monkeypatch):
     assert seen['rounds'] == 1
     assert cli.main(['--methods', 'lora', '--rounds', '3', '--out', str(out)]) == 0
     assert seen['sdpa'] == 'default' and seen['compile'] is None and seen['peak_tflops'] is None
-    assert seen['rounds'] == 3
+    assert seen['rounds'] == 3 and seen['counts'] is True
+    assert cli.main(['--methods', 'lora', '--no-counts', '--out', str(out)]) == 0
+    assert seen['counts'] is False
+    assert cli.main(['--methods', 'lora', '--rounds', '3', '--out', str(out)]) == 0
     assert 'median of 3 rounds in turns' in (tmp_path / 'bench.md').read_text().splitlines()[0]
     with pytest.raises(SystemExit):
         cli.main(['--rounds', '0'])

@@ -212,11 +212,14 @@ def measure(
     sdpa: str = 'default',
     compile: str | None = None,
     ops_only: bool = False,
+    counts: bool = True,
 ) -> dict:
     """Measure one method in this process (called by the worker subprocess).
 
     ``ops_only``: only what does not depend on the machine's speed - parameters,
     operators per training step and per inference forward, graph breaks - in seconds.
+    ``counts=False`` leaves those counts out of a timing run (they are the same on every
+    machine, and tracing for the graph breaks takes seconds per method).
 
     Order matters for peak memory: training is timed first (the resident-set peak of a
     fresh process is then the training peak), inference next, FLOPs last. Inference
@@ -316,8 +319,9 @@ def measure(
                 report['profile'] = profile_step(model, lambda: step(model), device)
             # what a GPU would launch: operators of one step of the eager model, and the
             # graph breaks torch.compile meets in its forward (0: one graph)
-            report['train_ops'] = training_step_ops(model, x, target, autocast)[0]
-            report['graph_breaks'], report['graph_break_reasons'] = graph_breaks(model, x)
+            if counts:
+                report['train_ops'] = training_step_ops(model, x, target, autocast)[0]
+                report['graph_breaks'], report['graph_break_reasons'] = graph_breaks(model, x)
         model.eval()
         if compile:
             torch._dynamo.reset()  # merging rewrites the model: compile it afresh
@@ -352,7 +356,8 @@ def measure(
             report['infer_recompiled_while_timing'] = graphs
         report['infer_img_s'] = batch / report['infer_s']
         report['attention_kernels'] = attention_kernels(lambda: infer(model))
-        report['infer_ops'] = count_ops(lambda: infer(model))[0]
+        if counts:
+            report['infer_ops'] = count_ops(lambda: infer(model))[0]
         report['flops'] = count_flops(lambda: infer(model))
     if report['flops']:
         report['infer_tflops_s'] = report['flops'] / report['infer_s'] / 1e12
@@ -609,7 +614,18 @@ def run_all(
         for index, method in enumerate(methods, 1):
             options = dict(kwargs, profile=method in profile and round_index == 0)
             start = time.perf_counter()
-            result = _run_worker(method, options, timeout)
+            try:
+                result = _run_worker(method, options, timeout)
+            except KeyboardInterrupt:
+                # stopped (Ctrl-C, or a time limit's SIGINT): keep what was measured - the
+                # rounds that finished, or the methods of the first round that did
+                if not measured and results:
+                    measured.append(add_ratios(results))
+                kept = f'{len(measured)} round(s)' if rounds > 1 else f'{len(results)} method(s)'
+                print(f'[benchmark] interrupted at {method}: reporting {kept}', flush=True)
+                if not measured:
+                    raise
+                return add_peak_shares(combine_rounds(measured), peak_tflops)
             result['wall_s'] = time.perf_counter() - start
             for key in ('arch', 'img_size', 'batch', 'device', 'amp', 'sdpa', 'compile'):
                 result.setdefault(key, options.get(key))

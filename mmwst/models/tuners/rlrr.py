@@ -77,10 +77,12 @@ class _ResidualRescale(torch.autograd.Function):
             [need_weight or need_in, need_out, False],
         )
         if need_in and groups == 1:  # channels: the columns, (d_out, d_in) is (N, C)
+            # a weight of ones, which leaves the product as it is: without a weight the
+            # CUDA kernel returns no weight gradient at all (an empty tensor)
             _, grad_scale_in, _ = torch.ops.aten.native_batch_norm_backward(
                 by_rows.view(d_out, d_in),
                 weight,
-                None,
+                ones[:d_in],
                 zeros[:d_in],
                 ones[:d_in],
                 unsaved,
