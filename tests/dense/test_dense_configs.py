@@ -58,6 +58,8 @@ def load(path: str) -> Config:
 def pyramid_widths(backbone: dict, width: int) -> tuple[int, ...]:
     """The four map widths a backbone config emits (DenseTunedViT's documented interface)."""
     if backbone['type'] == 'mmwst.DenseTunedViT':
+        if backbone.get('pyramid') == 'mixed':  # WST's branch fine, the side network coarse
+            return (width // 4, width // 4, *backbone['hst']['channels'][2:])
         if backbone.get('hst') is not None:
             return tuple(backbone['hst']['channels'])
         return (width // 4, width // 4, width, width)
@@ -463,6 +465,23 @@ DEMO_VARIANTS = {
     'hst-only': dict(wst=False, hst=True, host_grad=True),
     'wst-only': dict(wst=True, hst=False, host_grad=True),
 }
+
+
+def test_the_mixed_pyramid_detector_is_the_demo_with_its_pyramid_changed():
+    """configs/demo/dense_modes/mixed-pyramid_shapes_cascade_mask_rcnn.py: WST + HST
+    through the ViT as the through-vit variant, with pyramid='mixed'; the FPN reads the
+    widths the backbone emits and the rest of the demo is untouched."""
+    base = load('configs/demo/shapes_cascade_mask_rcnn.py')
+    cfg = load('configs/demo/dense_modes/mixed-pyramid_shapes_cascade_mask_rcnn.py')
+    backbone = build(cfg).backbone
+    assert backbone.pyramid_mode == 'mixed' and backbone.host_grad
+    assert backbone.wst is not None and backbone.side is not None
+    maps = backbone(torch.rand(1, 3, 128, 128))
+    assert tuple(m.shape[1] for m in maps) == tuple(backbone.out_channels) == head_widths(cfg)
+    width = cfg.model.backbone.arch['embed_dims']
+    assert pyramid_widths(cfg.model.backbone, width) == head_widths(cfg)
+    for key in ('train_cfg', 'optim_wrapper', 'param_scheduler', 'train_dataloader'):
+        assert cfg[key] == base[key], key
 
 
 @pytest.mark.parametrize('task', ['shapes_cascade_mask_rcnn', 'shapes_upernet'])

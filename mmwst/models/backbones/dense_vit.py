@@ -45,9 +45,19 @@ class DenseTunedViT(TunedVisionTransformer):
        with WST on, ``S_{l+1}``; every ``L/4`` layers a stage of widths ``C`` closes into
        a map at strides 4, 8, 16, 32 (default widths ``(64, 128, 256, 384)``).
 
-    The four maps are the side network's stages, or with ``hst=None`` the
-    :class:`~mmwst.models.layers.WSTPyramid` of ``S_L`` and the last patch map (widths
-    ``(D/4, D/4, D, D)``). Further tuners (``tuners``, e.g. LoRA) run their hooks around
+    The four maps (``pyramid``):
+
+    - ``'side'`` (the default with HST, as HST publishes it): the side network's four
+      stages, widths ``C``;
+    - ``'wst'`` (the only choice with ``hst=None``): the
+      :class:`~mmwst.models.layers.WSTPyramid` of ``S_L`` and the last patch map, widths
+      ``(D/4, D/4, D, D)``;
+    - ``'mixed'`` (WST and HST): WST's branch at strides 4 and 8 (``S_L`` upsampled 2x
+      by a transposed convolution, and ``S_L``), the side network's last two stages at
+      16 and 32; widths ``(D/4, D/4, C_3, C_4)``. The side network's first two stages
+      still run and feed the last two. The detection configs use it: on the shapes
+      detector the side network's own stride-4/8 maps do not train the RoI heads, WST's
+      do (docs/dense_modes.md). Further tuners (``tuners``, e.g. LoRA) run their hooks around
     each block before WST and HST see the tokens.
 
     Two modes (``host_grad``):
@@ -70,6 +80,8 @@ class DenseTunedViT(TunedVisionTransformer):
             ``mlp_ratio``, ``qkv_bias``, ``drop_path_rate``), or None. Defaults to widths
             (64, 128, 256, 384) and heads (2, 4, 8, 12).
         host_grad (bool): Back-propagate through the frozen ViT. Defaults to True.
+        pyramid (str, optional): ``'side'``, ``'wst'`` or ``'mixed'`` (above). Defaults
+            to ``'side'`` with HST and ``'wst'`` without.
         tuners (list[dict]): More tuners (``host_grad=True`` only). Defaults to none.
         **kwargs: :class:`TunedVisionTransformer` / mmpretrain ``VisionTransformer``
             arguments (``arch``, ``img_size``, ``patch_size``, ``pretrained``...).
@@ -102,8 +114,10 @@ class DenseTunedViT(TunedVisionTransformer):
         hst: dict | None = DEFAULT_HST,
         host_grad: bool = True,
         tuners: Sequence[dict] = (),
+        pyramid: str | None = None,
         **kwargs,
     ) -> None:
+        pyramid = _check_pyramid(pyramid, wst, hst)
         if wst is None and hst is None:
             raise ValueError(
                 'DenseTunedViT needs WST, HST or both (wst=None and hst=None '
@@ -127,6 +141,7 @@ class DenseTunedViT(TunedVisionTransformer):
         self.wst = (
             WSTBranch(in_channels, dim, self.patch_size, layers, **wst) if wst is not None else None
         )
+        self.pyramid_mode = pyramid
         if hst is not None:
             self.side = HSTSide(
                 dim,
@@ -136,7 +151,7 @@ class DenseTunedViT(TunedVisionTransformer):
                 branch_dims=dim // 4 if self.wst is not None else None,
                 in_channels=in_channels,
             )
-            self.pyramid = None
+            self.pyramid = WSTPyramid(dim, fine_only=True) if pyramid == 'mixed' else None
         else:
             self.side = None
             self.pyramid = WSTPyramid(dim)
@@ -146,6 +161,8 @@ class DenseTunedViT(TunedVisionTransformer):
     @property
     def out_channels(self) -> tuple[int, ...]:
         """Widths of the four maps."""
+        if self.pyramid_mode == 'mixed':
+            return (*self.pyramid.out_channels, *self.side.channels[2:])
         if self.side is not None:
             return tuple(self.side.channels)
         return tuple(self.pyramid.out_channels)
@@ -153,6 +170,8 @@ class DenseTunedViT(TunedVisionTransformer):
     @property
     def out_strides(self) -> tuple[int, ...]:
         """Strides of the four maps relative to the input image: (4, 8, 16, 32)."""
+        if self.pyramid_mode == 'mixed':
+            return (*self.pyramid.out_strides, *self.side.strides[2:])
         if self.side is not None:
             return tuple(self.side.strides)
         return tuple(self.pyramid.out_strides)
@@ -163,7 +182,8 @@ class DenseTunedViT(TunedVisionTransformer):
         (:func:`~mmwst.models.layers.wst_branch.wst_branch_count`), then the side network
         with its bridges (:func:`~mmwst.models.layers.hst_side.hst_side_count`; through
         the ViT with one meta token per layer and the ViT's LayerNorms, ``4 L D``) or
-        the WST pyramid (:func:`~mmwst.models.layers.wst_pyramid.wst_pyramid_count`)."""
+        the WST pyramid (:func:`~mmwst.models.layers.wst_pyramid.wst_pyramid_count`;
+        ``pyramid='mixed'``: both, the WST pyramid's fine levels only)."""
         dim, layers, channels = self.embed_dims, len(self.layers), self.in_channels
         total = 0
         if self.wst is not None:
@@ -180,6 +200,8 @@ class DenseTunedViT(TunedVisionTransformer):
             num_meta=self.side.num_meta,
             branch_dims=dim // 4 if self.wst is not None else None,
         )
+        if self.pyramid_mode == 'mixed':
+            total += wst_pyramid_count(dim, fine_only=True)
         return total + (4 * layers * dim if self.host_grad else 0)
 
     def trained_host_parameters(self) -> list[nn.Parameter]:
@@ -199,6 +221,8 @@ class DenseTunedViT(TunedVisionTransformer):
         if self.side is not None:
             side = [*self.side.parameters(), *self._side_norms()]
             parts.append(('dense: HST side network', side))
+            if self.pyramid is not None:
+                parts.append(('dense: WST pyramid, fine levels', list(self.pyramid.parameters())))
         else:
             parts.append(('dense: WST pyramid', list(self.pyramid.parameters())))
         return parts
@@ -265,9 +289,11 @@ class DenseTunedViT(TunedVisionTransformer):
                 for tuner in self.tuners:
                     tokens = tuner.after_blocks(tokens, ctx)
                 patches = tokens[:, prefix:]
-        if self.side is not None:
+        if self.pyramid_mode == 'side':
             return tuple(side.maps)
         branch = self.wst.spatial(bands)  # S_L = IDWT(W_{L-1})
+        if self.pyramid_mode == 'mixed':  # WST's branch at strides 4, 8; the side's 16, 32
+            return (*self.pyramid(branch, None, image.shape[-2:]), *side.maps[2:])
         return self.pyramid(branch, _as_map(patches, grid), image.shape[-2:])
 
     def _token_hooks(self) -> bool:
@@ -287,6 +313,32 @@ class DenseTunedViT(TunedVisionTransformer):
         if self.with_cp and self.training and torch.is_grad_enabled():
             return checkpoint(layer, tokens, use_reentrant=False)
         return layer(tokens)
+
+
+PYRAMIDS = ('side', 'wst', 'mixed')
+
+
+def _check_pyramid(pyramid: str | None, wst: dict | None, hst: dict | None) -> str:
+    """The pyramid to build (``None``: ``'side'`` with HST, else ``'wst'``), or a clear
+    error where the tuners switched on cannot make it."""
+    if pyramid is None:
+        return 'side' if hst is not None else 'wst'
+    if pyramid not in PYRAMIDS:
+        raise ValueError(f'pyramid must be one of {PYRAMIDS}, got {pyramid!r}')
+    needs = {'side': ('hst',), 'wst': ('wst',), 'mixed': ('wst', 'hst')}[pyramid]
+    missing = [name for name in needs if {'wst': wst, 'hst': hst}[name] is None]
+    if missing:
+        raise ValueError(
+            f'pyramid={pyramid!r} needs {" and ".join(n.upper() for n in needs)}, but '
+            f'{" and ".join(m + "=None" for m in missing)} switches it off'
+        )
+    if pyramid == 'wst' and hst is not None:
+        raise ValueError(
+            "pyramid='wst' builds no side network's output, so HST would not train: set "
+            "hst=None for WST's pyramid alone, or pyramid='mixed' for WST's fine levels "
+            "with the side network's coarse ones"
+        )
+    return pyramid
 
 
 def _as_map(patches: Tensor, grid: tuple[int, int]) -> Tensor:

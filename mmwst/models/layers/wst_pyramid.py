@@ -10,11 +10,12 @@ from .norm import LayerNorm2d
 OUT_STRIDES = (4, 8, 16, 32)
 
 
-def wst_pyramid_count(embed_dims: int) -> int:
+def wst_pyramid_count(embed_dims: int, fine_only: bool = False) -> int:
     """Trainable parameters of :class:`WSTPyramid`: ``(D/4)^2 * 4 + D/4`` (transposed
-    conv) ``+ 2 D`` (LayerNorm); ViT-B/16: 149,232."""
+    conv) ``+ 2 D`` (LayerNorm); ViT-B/16: 149,232 (``fine_only``: 147,648, no
+    LayerNorm)."""
     quarter = embed_dims // 4
-    return 4 * quarter * quarter + quarter + 2 * embed_dims
+    return 4 * quarter * quarter + quarter + (0 if fine_only else 2 * embed_dims)
 
 
 class WSTPyramid(nn.Module):
@@ -28,33 +29,43 @@ class WSTPyramid(nn.Module):
     ``ceil(H / s) x ceil(W / s)`` (bilinear when it must grow, adaptive max-pooling when
     it must shrink), so the strides hold for every patch size (8, 14, 32...).
 
+    With ``fine_only=True`` it makes the two fine maps alone (strides 4 and 8, from the
+    branch), for the dense backbone's ``pyramid='mixed'``, whose coarse maps are the side
+    network's; it then has no LayerNorm.
+
     Args:
         embed_dims (int): ViT width ``D``; the maps are ``(D/4, D/4, D, D)`` wide.
+        fine_only (bool): Only the maps at strides 4 and 8. Defaults to False.
 
     Parameters: ``(D/4)^2 * 4 + D/4`` (transposed conv) ``+ 2 D`` (LayerNorm); ViT-B/16:
-    149,232.
+    149,232 (``fine_only``: 147,648).
     """
 
-    out_strides = OUT_STRIDES
-
-    def __init__(self, embed_dims: int) -> None:
+    def __init__(self, embed_dims: int, fine_only: bool = False) -> None:
         super().__init__()
-        self.up = nn.ConvTranspose2d(embed_dims // 4, embed_dims // 4, kernel_size=2, stride=2)
-        self.norm = LayerNorm2d(embed_dims)
-        self.out_channels = (embed_dims // 4, embed_dims // 4, embed_dims, embed_dims)
+        quarter = embed_dims // 4
+        self.up = nn.ConvTranspose2d(quarter, quarter, kernel_size=2, stride=2)
+        self.norm = None if fine_only else LayerNorm2d(embed_dims)
+        levels = 2 if fine_only else 4
+        self.out_channels = (quarter, quarter, embed_dims, embed_dims)[:levels]
+        self.out_strides = OUT_STRIDES[:levels]
 
     def reset_parameters(self) -> None:
         self.up.reset_parameters()
-        self.norm.reset_parameters()
+        if self.norm is not None:
+            self.norm.reset_parameters()
 
     def forward(
-        self, branch: Tensor, patches: Tensor, image_size: tuple[int, int]
+        self, branch: Tensor, patches: Tensor | None, image_size: tuple[int, int]
     ) -> tuple[Tensor, ...]:
-        """Maps from ``S_L`` ``(B, D/4, 2h, 2w)`` and the last patch map ``(B, h, w, D)``."""
-        grid = self.norm(patches.permute(0, 3, 1, 2))  # (B, h, w, D) -> (B, D, h, w)
-        coarse = F.max_pool2d(grid, kernel_size=2, stride=2, ceil_mode=True)
+        """Maps from ``S_L`` ``(B, D/4, 2h, 2w)`` and the last patch map ``(B, h, w, D)``
+        (``fine_only``: ``patches`` is not read and may be None)."""
+        maps = (self.up(branch), branch)
+        if self.norm is not None:
+            grid = self.norm(patches.permute(0, 3, 1, 2))  # (B, h, w, D) -> (B, D, h, w)
+            coarse = F.max_pool2d(grid, kernel_size=2, stride=2, ceil_mode=True)
+            maps += (grid, coarse)
         height, width = image_size
-        maps = (self.up(branch), branch, grid, coarse)
         return tuple(
             _resample(m, (-(-height // s), -(-width // s))) for m, s in zip(maps, OUT_STRIDES)
         )

@@ -19,6 +19,7 @@ VARIANTS = {
     'wst+hst': dict(wst=dict(rank=2), hst=SIDE),
     'hst': dict(wst=None, hst=SIDE),
     'wst': dict(wst=dict(rank=2), hst=None),
+    'mixed': dict(wst=dict(rank=2), hst=SIDE, pyramid='mixed'),
 }
 
 
@@ -97,6 +98,43 @@ def test_the_side_network_reads_the_wst_branch():
     assert _build('hst').side.branch_bridges is None
 
 
+def test_the_mixed_pyramid_is_the_wst_branch_fine_and_the_side_network_coarse():
+    """pyramid='mixed': the maps at strides 16 and 32 are the side network's last two
+    stages, exactly as the side pyramid of the same weights gives them; those at 4 and 8
+    are WST's branch state S_L and its 2x transposed convolution (at p = 16 untouched by
+    any resampling); the widths follow."""
+    mixed = _build('mixed').eval()
+    side = _build('wst+hst', seed=5).eval()
+    with mixed.full_state_dict():
+        state = {k: v for k, v in mixed.state_dict().items() if not k.startswith('pyramid.')}
+    with side.full_state_dict():
+        side.load_state_dict(state)
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        outs, reference = mixed(x), side(x)
+        expected_up = mixed.pyramid.up(outs[1])
+    for level in (2, 3):
+        torch.testing.assert_close(outs[level], reference[level], rtol=0, atol=0)
+    torch.testing.assert_close(outs[0], expected_up, rtol=0, atol=0)
+    assert outs[1].shape[1] == ARCH['embed_dims'] // 4
+    assert mixed.out_channels == (16, 16, 48, 64) and mixed.out_strides == (4, 8, 16, 32)
+
+
+@pytest.mark.parametrize(
+    'kwargs, message',
+    [
+        (dict(pyramid='mixed', wst=None, hst=SIDE), "pyramid='mixed' needs WST and HST"),
+        (dict(pyramid='mixed', hst=None), "pyramid='mixed' needs WST and HST"),
+        (dict(pyramid='side', hst=None), "pyramid='side' needs HST"),
+        (dict(pyramid='wst', hst=SIDE), 'HST would not train'),
+        (dict(pyramid='fpn', hst=SIDE), 'pyramid must be one of'),
+    ],
+)
+def test_a_pyramid_the_parts_cannot_make_is_refused(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        DenseTunedViT(arch=ARCH, img_size=64, patch_size=16, **kwargs)
+
+
 def test_needs_at_least_one_part():
     with pytest.raises(ValueError, match='needs WST, HST or both'):
         DenseTunedViT(arch=ARCH, img_size=64, patch_size=16, wst=None, hst=None)
@@ -139,6 +177,16 @@ def test_vit_b16_count():
     frozen_path = DenseTunedViT(arch='b', img_size=224, patch_size=16, host_grad=False)
     without = parameter_report(frozen_path).trainable_without_head
     assert without == 83_160 + 10_564_672 - 12 * 768 - 4 * 12 * 768
+    # the mixed pyramid: the side network as it is, plus the WST pyramid's transposed
+    # convolution (192 x 192 x 2 x 2 + 192), and its fine maps 192 wide
+    mixed = DenseTunedViT(arch='b', img_size=224, patch_size=16, pyramid='mixed')
+    rows = {r.name: r.trainable for r in parameter_report(mixed).rows}
+    assert (
+        rows['dense: WST pyramid, fine levels']
+        == 147_648
+        == mixed.dense_param_count() - (83_160 + 10_564_672)
+    )
+    assert mixed.out_channels == (192, 192, 256, 384)
 
 
 # ---- one explicit data path: the same outputs as the hook-based implementation ----------
