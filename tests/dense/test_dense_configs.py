@@ -175,6 +175,7 @@ def test_coco_recipe():
     assert backbone.type == 'mmwst.DenseTunedViT' and backbone.arch == 'b'
     assert backbone.pretrained == 'checkpoints/ViT-B_16.npz'
     assert backbone.wst is not None and backbone.hst is not None
+    assert backbone.pyramid == 'mixed'  # WST's branch fine, the side network coarse
     assert cfg.model.neck.type == 'FPN' and cfg.model.neck.out_channels == 256
     assert cfg.model.neck.num_outs == 5 and cfg.model.type == 'CascadeRCNN'
     # every batch is padded to a multiple of 32, a multiple of the patch size too

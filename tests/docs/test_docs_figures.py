@@ -466,3 +466,51 @@ def test_gpu_rework_tables_equal_the_json(columns, raw):
             wrong.append(f'{cells[0]}: inference {inference}, the JSON has {r["infer_vs_frozen"]}')
     assert seen >= 3, f'{raw}: only {seen} rows checked'
     assert not wrong, '\n'.join(wrong)
+
+
+MIXED_CSV = 'docs/dense_modes/mixed_pyramid_runs.csv'
+
+
+def test_mixed_pyramid_table_equals_the_csv():
+    """docs/dense_modes.md's table of the mixed pyramid against WST's, per pyramid: the
+    seeds' validation and held-out bbox mAP in seed order, and the ranges of mAP@50 and
+    mask mAP, against the CSV of the runs; every config named there exists."""
+    with open(REPO / MIXED_CSV, newline='') as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        assert (REPO / row['config']).is_file(), f'{MIXED_CSV}: no {row["config"]}'
+    header, table = table_with('docs/dense_modes.md', 'held-out bbox mAP, seeds 0 / 1 / 2')
+    assert len(table) == 2
+    wrong = []
+    for cells, pyramid in zip(table, ('mixed', 'wst')):
+        runs = sorted((r for r in rows if r['pyramid'] == pyramid), key=lambda r: int(r['seed']))
+        assert [r['seed'] for r in runs] == ['0', '1', '2'], pyramid
+        for column, key in ((1, 'bbox_mAP'), (3, 'heldout_bbox_mAP')):
+            quoted = cells[column].replace('*', '').split('/')
+            for q, run in zip(quoted, runs, strict=True):
+                if not agrees(q.strip(), run[key]):
+                    wrong.append(f'{pyramid} seed {run["seed"]}: {key} {q.strip()}, CSV {run[key]}')
+        for column, key in (
+            (2, 'bbox_mAP_50'),
+            (4, 'heldout_bbox_mAP_50'),
+            (5, 'heldout_segm_mAP'),
+        ):
+            low, high = cells[column].split('-')
+            values = sorted((r[key] for r in runs), key=float)
+            if not (agrees(low, values[0]) and agrees(high, values[-1])):
+                wrong.append(f'{pyramid}: {key} {cells[column]}, CSV {values[0]}-{values[-1]}')
+    # WST's rows are the demo's own runs (docs/demo/demo_runs.json)
+    demo = {str(r['seed']): r for r in json.loads(read('docs/demo/demo_runs.json'))['runs']}
+    for run in (r for r in rows if r['pyramid'] == 'wst'):
+        figures = demo[run['seed']]
+        for key, source in (
+            ('bbox_mAP', figures['det']['bbox_mAP']),
+            ('bbox_mAP_50', figures['det']['bbox_mAP_50']),
+            ('segm_mAP', figures['det']['segm_mAP']),
+            ('heldout_bbox_mAP', figures['held_out']['bbox_mAP']),
+            ('heldout_bbox_mAP_50', figures['held_out']['bbox_mAP_50']),
+            ('heldout_segm_mAP', figures['held_out']['segm_mAP']),
+        ):
+            if float(run[key]) != source:
+                wrong.append(f'wst seed {run["seed"]}: {key} {run[key]}, demo_runs.json {source}')
+    assert not wrong, '\n'.join(wrong)

@@ -25,6 +25,8 @@ model = dict(
         drop_path_rate=0.3,
         pretrained=pretrained,
     ),
+    # the mixed pyramid of configs/wst_coco.py: WST's branch at D/4 = 256, the side's 256, 384
+    neck=dict(in_channels=[256, 256, 256, 384]),
 )
 custom_hooks = [
     dict(
