@@ -57,8 +57,10 @@ class DenseTunedViT(TunedVisionTransformer):
       16 and 32; widths ``(D/4, D/4, C_3, C_4)``. The side network's first two stages
       still run and feed the last two. The detection configs use it: on the shapes
       detector the side network's own stride-4/8 maps do not train the RoI heads, WST's
-      do (docs/dense_modes.md). Further tuners (``tuners``, e.g. LoRA) run their hooks around
-    each block before WST and HST see the tokens.
+      do (docs/dense_modes.md).
+
+    Further tuners (``tuners``, e.g. LoRA) run their hooks around each block before WST
+    and HST see the tokens.
 
     Two modes (``host_grad``):
 
