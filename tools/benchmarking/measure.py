@@ -619,12 +619,14 @@ def run_all(
             except KeyboardInterrupt:
                 # stopped (Ctrl-C, or a time limit's SIGINT): keep what was measured - the
                 # rounds that finished, or the methods of the first round that did
-                if not measured and results:
+                if measured:
+                    kept = f'the {len(measured)} finished round(s)'
+                elif results:
                     measured.append(add_ratios(results))
-                kept = f'{len(measured)} round(s)' if rounds > 1 else f'{len(results)} method(s)'
-                print(f'[benchmark] interrupted at {method}: reporting {kept}', flush=True)
-                if not measured:
+                    kept = f'the {len(results)} method(s) measured'
+                else:
                     raise
+                print(f'[benchmark] interrupted at {method}: reporting {kept}', flush=True)
                 return add_peak_shares(combine_rounds(measured), peak_tflops)
             result['wall_s'] = time.perf_counter() - start
             for key in ('arch', 'img_size', 'batch', 'device', 'amp', 'sdpa', 'compile'):
