@@ -17,9 +17,18 @@
 #              BENCH_ROUNDS rounds; both profiled
 #     compile  ViT-B/16 224, batch 64 under torch.compile: full FT, LoRA, WST, HST
 #     dense-compile  the dense backbone at 512, batch 8, under torch.compile
+#     compile-hst  ViT-B/16 224, batch 64 under torch.compile: frozen, full FT and HST,
+#              the compiled training steps of full FT and HST profiled (their kernels)
+#     configs  the whole detector (configs/wst_coco.py at 1024, 2 images) and segmentor
+#              (configs/wst_ade20k.py at 512, 2 crops) through, beside the ViT, LoRA
+#              with a simple feature pyramid and full FT (tools/config_speed.py)
+#     tests    the `cuda` tests (tests/cuda)
+#   The stages that build detectors (configs, tests) run mmcv's three compiled operators
+#   they need through torchvision (tools/gpu/mmcv_ext_torchvision.py, installed as
+#   mmcv._ext): a stand-in for timing, not for training.
 #   GPU_SPEED_SECONDS: the time the whole call may take (default 600); a stage that would
-#   not fit in what is left (by its time on an H200: 290, 160, 330 and about 240 s) is
-#   skipped and said so.
+#   not fit in what is left (by its time on an H200: 290, 160, 330, about 240, 230, 150
+#   and 70 s) is skipped and said so.
 #   DEVICE, ARCH, VIT_SIZE/VIT_BATCH, DENSE_SIZE/DENSE_BATCH: for a dry run on a CPU
 #   (DEVICE=cpu ARCH=tiny VIT_SIZE=32 VIT_BATCH=2 DENSE_SIZE=64 DENSE_BATCH=1).
 # LOGDIR receives two files, gpu_speed.log and results.tar.gz (the benchmark's tables,
@@ -60,6 +69,7 @@ if [ ! -f "$site/.done" ]; then
         "${wheels[@]}" || { say 'installing the wheelhouse failed'; exit 1; }
     tar -xzf "$wheelhouse"/mmcv-*.tar.gz -C "$site/mmcv-src" --strip-components=1 \
         || { say "no mmcv source in $wheelhouse"; exit 1; }
+    cp tools/gpu/mmcv_ext_torchvision.py "$site/mmcv-src/mmcv/_ext.py"
     touch "$site/.done"
 fi
 export PYTHONPATH="$site/mmcv-src:$site:$repo${PYTHONPATH:+:$PYTHONPATH}"
@@ -98,7 +108,36 @@ for s in "${stages[@]}"; do
             --methods frozen full_finetune lora wst hst ;;
         dense-compile) bench compile_dense_512_b8 240 "${dense[@]}" --compile \
             --methods frozen full_finetune dense_wst_hst dense_beside_vit ;;
-        *) say "unknown stage $s (vit dense compile dense-compile)" ;;
+        compile-hst) bench compile_hst_224_b64 230 "${vit[@]}" --compile \
+            --profile full_finetune hst --methods frozen full_finetune hst ;;
+        configs)
+            left=$((deadline - SECONDS - 5))
+            if [ "$left" -lt 150 ]; then
+                say "configs: skipped, ${left}s left of the 150s it takes"
+            else
+                say "configs: start (${left}s left)"
+                size=()
+                [ "$device" = cpu ] && size=(--size 64 --warmup 0 --iters 1 --suites coco --only LoRA)
+                timeout --signal=INT --kill-after=10 "$left" "$python" tools/config_speed.py \
+                    --device "$device" --out "$results/config_speed" "${size[@]}"
+                say "configs: exit $?"
+                pack
+            fi
+            ;;
+        tests)
+            left=$((deadline - SECONDS - 5))
+            if [ "$left" -lt 70 ]; then
+                say "tests: skipped, ${left}s left of the 70s they take"
+            else
+                say "tests: start (${left}s left)"
+                MMWST_TEST_DEVICE="$device" timeout --kill-after=10 "$left" "$python" -m pytest \
+                    -m cuda tests/cuda -q -rfE -p no:cacheprovider \
+                    --junitxml="$results/cuda_tests.xml"
+                say "tests: exit $?"
+                pack
+            fi
+            ;;
+        *) say "unknown stage $s (vit dense compile dense-compile compile-hst configs tests)" ;;
     esac
 done
 pack

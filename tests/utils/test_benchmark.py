@@ -447,6 +447,20 @@ def test_no_counts_leaves_the_counts_out_of_a_timing_run():
     assert counted['train_ops'] > 0 and counted['graph_breaks'] == 0
 
 
+def test_a_compiled_step_is_profiled_compiled():
+    """--profile with --compile profiles the compiled training step (what the compiler
+    made, the graph's own ranges not taken for parts), the eager step otherwise."""
+    options = dict(arch='tiny', img_size=32, batch=1, warmup=1, repeats=1, counts=False)
+    compiled = bench_measure.measure('lora', compile='eager', profile=True, **options)['profile']
+    assert compiled['compiled'] and compiled['parts'] == [] and compiled['ops']
+    assert 'saved' not in compiled or not compiled['saved']
+    ops = {op['op'] for op in compiled['ops']}
+    assert any('Compiled' in op or 'Torch-Compiled' in op for op in ops), ops
+    eager = bench_measure.measure('lora', profile=True, **options)['profile']
+    assert not eager['compiled'] and {p['part'] for p in eager['parts']} >= {'vit.layers'}
+    assert not any('Compiled' in op['op'] for op in eager['ops'])
+
+
 def test_cli_passes_the_new_options(tmp_path, monkeypatch):
     """--sdpa, --compile (bare: inductor), --peak-tflops auto and --timeout reach
     run_all, and the options and the peak appear in the title and the JSON."""

@@ -230,8 +230,9 @@ def measure(
     ``compile`` (a ``torch.compile`` backend, e.g. ``'inductor'``) compiles the model for
     training and, after merging, again for inference (and the frozen reference alike);
     warm-up (at least 2 rounds) absorbs compilation, whose cost is reported separately
-    as the first call's excess over the median. FLOPs, the attention kernels and
-    ``profile`` use the eager model.
+    as the first call's excess over the median. FLOPs and the attention kernels use the
+    eager model; ``profile``, the compiled step when compiled (its kernels, without the
+    parts: hooks would cut the graph).
     """
     import torch
 
@@ -315,7 +316,9 @@ def measure(
             # is elementwise and not counted); checkpointed blocks count their recompute
             report['train_flops'] = count_flops(lambda: forward_backward(model))
             optimizer.zero_grad(set_to_none=True)
-            if profile:
+            if profile and compile:  # the compiled step's kernels: what the compiler made
+                report['profile'] = profile_step(model, step, device, top=25, labelled=False)
+            elif profile:
                 report['profile'] = profile_step(model, lambda: step(model), device)
             # what a GPU would launch: operators of one step of the eager model, and the
             # graph breaks torch.compile meets in its forward (0: one graph)
@@ -393,7 +396,7 @@ def _ops_report(model, method: str, x, target, autocast) -> dict:
     return report
 
 
-def profile_step(model, step, device: str, top: int = 15) -> dict:
+def profile_step(model, step, device: str, top: int = 15, labelled: bool = True) -> dict:
     """One training step under torch.profiler: the operators with the most self time,
     and the forward time spent inside each part of the model (inclusive).
 
@@ -408,13 +411,16 @@ def profile_step(model, step, device: str, top: int = 15) -> dict:
     counted once, parameters and buffers excluded), charged to the innermost labelled
     module running when it was saved (``other``: outside any). These activations are
     what a mode that never back-propagates through the ViT avoids.
+
+    ``labelled=False``: the operators only (no parts, nothing saved counted), for a
+    compiled step, whose graph hooks on its modules would cut.
     """
     import torch
     from torch.autograd.profiler import record_function
     from torch.profiler import ProfilerActivity
 
     labels = {}
-    backbone = model.backbone
+    backbone = model.backbone if labelled else None
     for name in ('patch_embed', 'layers', 'ln1', 'pre_norm'):
         module = getattr(backbone, name, None)
         if isinstance(module, torch.nn.ModuleList):
@@ -434,7 +440,8 @@ def profile_step(model, step, device: str, top: int = 15) -> dict:
             parts = [p for p in path.split('.') if p and not p.isdigit()]
             if parts and len(parts) <= 2 and not isinstance(module, containers):
                 labels.setdefault(module, f'{kind}.{".".join(parts)}')
-    labels[model.head] = 'head'
+    if labelled:
+        labels[model.head] = 'head'
     stack, active, handles = [], [], []
     for module, label in labels.items():
 
@@ -468,10 +475,12 @@ def profile_step(model, step, device: str, top: int = 15) -> dict:
     if device == 'cuda':
         activities.append(ProfilerActivity.CUDA)
     try:
-        with (
-            torch.profiler.profile(activities=activities) as prof,
-            torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor),
-        ):
+        saving = (
+            torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor)
+            if labelled
+            else contextlib.nullcontext()
+        )
+        with torch.profiler.profile(activities=activities) as prof, saving:
             step()
             if device == 'cuda':
                 torch.cuda.synchronize()
@@ -483,9 +492,12 @@ def profile_step(model, step, device: str, top: int = 15) -> dict:
     ops = [e for e in events if not e.key.startswith('## ')]
     total = sum(getattr(e, key) for e in ops) or 1.0
     ops.sort(key=lambda e: getattr(e, key), reverse=True)
-    parts = [e for e in events if e.key.startswith('## ')]
+    # the labelled parts ('## part'; a compiled step's own '## Call CompiledFxGraph ##'
+    # ranges are not parts)
+    parts = [e for e in events if e.key.startswith('## ') and labelled]
     return dict(
         clock='device' if device == 'cuda' else 'cpu',
+        compiled=not labelled,
         total_ms=total / 1e3,
         ops=[
             dict(

@@ -168,7 +168,8 @@ def format_profile(result: dict) -> str:
     """Markdown tables of one method's profiled training step."""
     prof = result['profile']
     lines = [
-        f'### Profile: {result["method"]} (one training step, {prof["clock"]} '
+        f'### Profile: {result["method"]} (one {"compiled " if prof.get("compiled") else ""}'
+        f'training step, {prof["clock"]} '
         f'self time {prof["total_ms"]:.0f} ms)',
         '',
         '| operator | self (ms) | share | calls |',
