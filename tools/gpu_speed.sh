@@ -19,6 +19,9 @@
 #     dense-compile  the dense backbone at 512, batch 8, under torch.compile
 #     compile-hst  ViT-B/16 224, batch 64 under torch.compile: frozen, full FT and HST,
 #              the compiled training steps of full FT and HST profiled (their kernels)
+#     compile-graphs  the same with the steps captured as CUDA graphs (torch.compile
+#              mode reduce-overhead), LoRA and WST too: what is left once the host
+#              launches nothing per kernel
 #     configs  the whole detector (configs/wst_coco.py at 1024, 2 images) and segmentor
 #              (configs/wst_ade20k.py at 512, 2 crops) through, beside the ViT, LoRA
 #              with a simple feature pyramid and full FT (tools/config_speed.py)
@@ -27,8 +30,8 @@
 #   they need through torchvision (tools/gpu/mmcv_ext_torchvision.py, installed as
 #   mmcv._ext): a stand-in for timing, not for training.
 #   GPU_SPEED_SECONDS: the time the whole call may take (default 600); a stage that would
-#   not fit in what is left (by its time on an H200: 290, 160, 330, about 240, 230, 150
-#   and 70 s) is skipped and said so.
+#   not fit in what is left (by its time on an H200: 290, 160, 330, about 240 (through
+#   the ViT alone: 200), 230, 330 (estimated), 165 and 85 s) is skipped and said so.
 #   DEVICE, ARCH, VIT_SIZE/VIT_BATCH, DENSE_SIZE/DENSE_BATCH: for a dry run on a CPU
 #   (DEVICE=cpu ARCH=tiny VIT_SIZE=32 VIT_BATCH=2 DENSE_SIZE=64 DENSE_BATCH=1).
 # LOGDIR receives two files, gpu_speed.log and results.tar.gz (the benchmark's tables,
@@ -107,7 +110,9 @@ for s in "${stages[@]}"; do
         compile) bench compile_224_b64 330 "${vit[@]}" --compile \
             --methods frozen full_finetune lora wst hst ;;
         dense-compile) bench compile_dense_512_b8 240 "${dense[@]}" --compile \
-            --methods frozen full_finetune dense_wst_hst dense_beside_vit ;;
+            --profile dense_wst_hst --methods frozen full_finetune dense_wst_hst dense_beside_vit ;;
+        compile-graphs) bench graphs_224_b64 330 "${vit[@]}" --compile inductor:reduce-overhead \
+            --profile full_finetune hst --methods frozen full_finetune lora wst hst ;;
         compile-hst) bench compile_hst_224_b64 230 "${vit[@]}" --compile \
             --profile full_finetune hst --methods frozen full_finetune hst ;;
         configs)
@@ -137,7 +142,7 @@ for s in "${stages[@]}"; do
                 pack
             fi
             ;;
-        *) say "unknown stage $s (vit dense compile dense-compile compile-hst configs tests)" ;;
+        *) say "unknown stage $s (vit dense compile dense-compile compile-hst compile-graphs configs tests)" ;;
     esac
 done
 pack

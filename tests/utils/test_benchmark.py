@@ -461,6 +461,35 @@ def test_a_compiled_step_is_profiled_compiled():
     assert not any('Compiled' in op['op'] for op in eager['ops'])
 
 
+def test_compile_mode_reaches_torch_compile(monkeypatch, capsys):
+    """--compile inductor:MODE: torch.compile gets the backend and the mode (the steps as
+    CUDA graphs with reduce-overhead); a mode with another backend, or an unknown one, is
+    refused before anything runs."""
+    import torch
+
+    calls = []
+
+    def fake_compile(module, **kwargs):
+        calls.append(kwargs)
+        return module
+
+    monkeypatch.setattr(torch, 'compile', fake_compile)
+    options = dict(arch='tiny', img_size=32, batch=1, warmup=1, repeats=1, counts=False)
+    report = bench_measure.measure('frozen', compile='inductor:reduce-overhead', **options)
+    assert report['compile'] == 'inductor:reduce-overhead'
+    assert calls and all(c == dict(backend='inductor', mode='reduce-overhead') for c in calls)
+    calls.clear()
+    bench_measure.measure('frozen', compile='inductor', **options)
+    assert calls and all(c == dict(backend='inductor', mode=None) for c in calls)
+    spec = importlib.util.spec_from_file_location('benchmark_cli2', osp.join(TOOLS, 'benchmark.py'))
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    for bad in ('eager:reduce-overhead', 'inductor:fastest'):
+        with pytest.raises(SystemExit):
+            cli.main(['--methods', 'lora', '--compile', bad])
+        assert 'a mode goes with the inductor backend only' in capsys.readouterr().err
+
+
 def test_cli_passes_the_new_options(tmp_path, monkeypatch):
     """--sdpa, --compile (bare: inductor), --peak-tflops auto and --timeout reach
     run_all, and the options and the peak appear in the title and the JSON."""

@@ -20,6 +20,7 @@ with its spread, so that a ratio to full fine-tuning is read with its reproducib
 """
 
 from .measure import (
+    COMPILE_MODES,
     PEAK_TFLOPS,
     SDPA_BACKENDS,
     add_peak_shares,
@@ -37,6 +38,7 @@ from .report import format_profile, machine_description, write_outputs
 __all__ = [
     'ARCHS',
     'CHECKPOINTED',
+    'COMPILE_MODES',
     'CP_SUFFIX',
     'METHODS',
     'PEAK_TFLOPS',

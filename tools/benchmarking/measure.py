@@ -28,6 +28,11 @@ SDPA_BACKENDS = {
     'math': 'MATH',
 }
 
+#: torch.compile's modes for the inductor backend (``--compile inductor:MODE``):
+#: 'reduce-overhead' captures the compiled steps as CUDA graphs (one launch per graph
+#: instead of one per kernel), the 'max-autotune' ones also tune the kernels.
+COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
+
 #: Dense (no sparsity) peak TFLOP/s by a substring of ``torch.cuda.get_device_name()``,
 #: first match wins: (bf16 / fp16 tensor cores, fp32 without TF32). NVIDIA's data sheets.
 PEAK_TFLOPS = (
@@ -227,7 +232,8 @@ def measure(
     few percent.
 
     ``sdpa`` pins the attention backend (:data:`SDPA_BACKENDS`) for everything measured;
-    ``compile`` (a ``torch.compile`` backend, e.g. ``'inductor'``) compiles the model for
+    ``compile`` (a ``torch.compile`` backend, e.g. ``'inductor'``, or ``'inductor:MODE'``
+    with torch.compile's mode, e.g. ``'inductor:reduce-overhead'``) compiles the model for
     training and, after merging, again for inference (and the frozen reference alike);
     warm-up (at least 2 rounds) absorbs compilation, whose cost is reported separately
     as the first call's excess over the median. FLOPs and the attention kernels use the
@@ -268,7 +274,10 @@ def measure(
         return torch.autocast(device_type=device, dtype=dtype, enabled=dtype is not None)
 
     def compiled(module):
-        return torch.compile(module, backend=compile) if compile else module
+        if not compile:
+            return module
+        backend, _, mode = compile.partition(':')  # 'inductor:reduce-overhead'
+        return torch.compile(module, backend=backend, mode=mode or None)
 
     if ops_only:
         return dict(report, **_ops_report(model, method, x, target, autocast))
