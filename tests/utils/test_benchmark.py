@@ -463,6 +463,36 @@ def test_a_compiled_step_is_profiled_compiled():
     assert any('Compiled' in op or 'Torch-Compiled' in op for op in ops), ops
 
 
+def test_gpu_busy_time_counts_each_kernel_once():
+    """A GPU profile lists each kernel twice (under its operator, and as itself): the busy
+    time is the device events' own time, once, and the report gives it with the share of
+    the timed step (the rest, the GPU waiting on the host)."""
+    from types import SimpleNamespace
+
+    from torch.autograd import DeviceType
+
+    def event(device, ms, count):
+        return SimpleNamespace(device_type=device, self_device_time_total=ms * 1e3, count=count)
+
+    events = [
+        event(DeviceType.CPU, 6.0, 98),  # aten::mm, its kernels' time charged to it
+        event(DeviceType.CUDA, 4.0, 50),  # the kernels themselves
+        event(DeviceType.CUDA, 2.0, 48),
+        event(DeviceType.CPU, 0.0, 1),
+    ]
+    assert benchmarking.device_busy(events) == (6.0, 98)
+    profile = dict(clock='device', compiled=True, total_ms=12.0, busy_ms=6.0, kernels=98)
+    profile.update(busy_share=0.75, ops=[], parts=[], saved=[])
+    title = benchmarking.format_profile(dict(method='hst', profile=profile)).splitlines()[0]
+    assert title == (
+        '### Profile: hst (one compiled training step, device self time 12 ms; '
+        'GPU busy 6.0 ms in 98 kernels, 75% of the timed step)'
+    )
+    profile.update(clock='cpu', busy_ms=None, kernels=None, busy_share=None, compiled=False)
+    title = benchmarking.format_profile(dict(method='wst', profile=profile)).splitlines()[0]
+    assert title == '### Profile: wst (one training step, cpu self time 12 ms)'
+
+
 def test_compile_mode_reaches_torch_compile(monkeypatch, capsys):
     """--compile inductor:MODE: torch.compile gets the backend and the mode (the steps as
     CUDA graphs with reduce-overhead); a mode with another backend, or an unknown one, is

@@ -329,6 +329,10 @@ def measure(
                 report['profile'] = profile_step(model, step, device, top=25, labelled=False)
             elif profile:
                 report['profile'] = profile_step(model, lambda: step(model), device)
+            if profile and report['profile']['busy_ms'] is not None:
+                # the share of the timed step the GPU is busy: the rest is the host's
+                busy = report['profile']['busy_ms'] / 1e3 / report['train_step_s']
+                report['profile']['busy_share'] = busy
             # what a GPU would launch: operators of one step of the eager model, and the
             # graph breaks torch.compile meets in its forward (0: one graph)
             if counts:
@@ -504,10 +508,15 @@ def profile_step(model, step, device: str, top: int = 15, labelled: bool = True)
     # the labelled parts ('## part'; a compiled step's own '## Call CompiledFxGraph ##'
     # ranges are not parts)
     parts = [e for e in events if e.key.startswith('## ') and labelled]
+    busy_ms, kernels = device_busy(events)
     return dict(
         clock='device' if device == 'cuda' else 'cpu',
         compiled=not labelled,
+        # on a GPU the operators' device time counts each kernel twice (under the
+        # operator that launched it and as itself); busy_ms and kernels count it once
         total_ms=total / 1e3,
+        busy_ms=busy_ms if device == 'cuda' else None,
+        kernels=kernels if device == 'cuda' else None,
         ops=[
             dict(
                 op=e.key,
@@ -529,6 +538,16 @@ def profile_step(model, step, device: str, top: int = 15, labelled: bool = True)
             reverse=True,
         ),
     )
+
+
+def device_busy(events) -> tuple[float, int]:
+    """(milliseconds, count) of the device's own events in a profile's averages - its
+    kernels, copies and fills, each once: the time the GPU was busy during the profiled
+    step (kernels of one stream do not overlap)."""
+    from torch.autograd import DeviceType
+
+    device = [e for e in events if getattr(e, 'device_type', None) == DeviceType.CUDA]
+    return sum(e.self_device_time_total for e in device) / 1e3, sum(e.count for e in device)
 
 
 def _rss_mb() -> float:

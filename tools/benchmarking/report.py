@@ -167,10 +167,15 @@ def _chart(results: list[dict], path: str, title: str) -> None:
 def format_profile(result: dict) -> str:
     """Markdown tables of one method's profiled training step."""
     prof = result['profile']
+    busy = ''
+    if prof.get('busy_ms') is not None:
+        busy = f'; GPU busy {prof["busy_ms"]:.1f} ms in {prof["kernels"]} kernels'
+        if prof.get('busy_share') is not None:
+            busy += f', {prof["busy_share"]:.0%} of the timed step'
     lines = [
         f'### Profile: {result["method"]} (one {"compiled " if prof.get("compiled") else ""}'
         f'training step, {prof["clock"]} '
-        f'self time {prof["total_ms"]:.0f} ms)',
+        f'self time {prof["total_ms"]:.0f} ms{busy})',
         '',
         '| operator | self (ms) | share | calls |',
         '|---|---:|---:|---:|',
