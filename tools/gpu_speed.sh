@@ -80,7 +80,7 @@ export PYTHONPATH="$site/mmcv-src:$site:$repo${PYTHONPATH:+:$PYTHONPATH}"
 export MMWST_SKIP_DEPENDENCY_CHECK=1 PYTHONUNBUFFERED=1
 say "$("$python" -c 'import sys, torch, mmcv, mmwst; print(sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU", "mmcv", mmcv.__version__, "(Python only)")' 2>&1 | tail -n 1)"
 
-bench() {  # bench NAME ESTIMATE_S ARGS...: run unless it would not fit
+stage() {  # stage NAME ESTIMATE_S COMMAND...: run unless it would not fit; cut at the deadline
     local name=$1 estimate=$2 left rc
     shift 2
     left=$((deadline - SECONDS - 5))
@@ -89,13 +89,19 @@ bench() {  # bench NAME ESTIMATE_S ARGS...: run unless it would not fit
         return 1
     fi
     say "$name: start (${left}s left)"
-    timeout --signal=INT --kill-after=10 "$left" "$python" tools/benchmark.py --device "$device" \
-        --amp "$amp" --arch "$arch" --warmup 3 --repeats 10 --peak-tflops auto --no-counts \
-        --out "$results/$name" "$@"
+    timeout --signal=INT --kill-after=10 "$left" "$@"
     rc=$?
     say "$name: exit $rc"
     pack
     return "$rc"
+}
+
+bench() {  # bench NAME ESTIMATE_S ARGS...: tools/benchmark.py as a stage
+    local name=$1 estimate=$2
+    shift 2
+    stage "$name" "$estimate" "$python" tools/benchmark.py --device "$device" --amp "$amp" \
+        --arch "$arch" --warmup 3 --repeats 10 --peak-tflops auto --no-counts \
+        --out "$results/$name" "$@"
 }
 
 vit=(--img-size "${VIT_SIZE:-224}" --batch "${VIT_BATCH:-64}")
@@ -116,32 +122,12 @@ for s in "${stages[@]}"; do
         compile-hst) bench compile_hst_224_b64 230 "${vit[@]}" --compile \
             --profile full_finetune hst --methods frozen full_finetune hst ;;
         configs)
-            left=$((deadline - SECONDS - 5))
-            if [ "$left" -lt 150 ]; then
-                say "configs: skipped, ${left}s left of the 150s it takes"
-            else
-                say "configs: start (${left}s left)"
-                size=()
-                [ "$device" = cpu ] && size=(--size 64 --warmup 0 --iters 1 --suites coco --only LoRA)
-                timeout --signal=INT --kill-after=10 "$left" "$python" tools/config_speed.py \
-                    --device "$device" --out "$results/config_speed" "${size[@]}"
-                say "configs: exit $?"
-                pack
-            fi
-            ;;
-        tests)
-            left=$((deadline - SECONDS - 5))
-            if [ "$left" -lt 70 ]; then
-                say "tests: skipped, ${left}s left of the 70s they take"
-            else
-                say "tests: start (${left}s left)"
-                MMWST_TEST_DEVICE="$device" timeout --kill-after=10 "$left" "$python" -m pytest \
-                    -m cuda tests/cuda -q -rfE -p no:cacheprovider \
-                    --junitxml="$results/cuda_tests.xml"
-                say "tests: exit $?"
-                pack
-            fi
-            ;;
+            small=()  # a dry run on a CPU: one small model
+            [ "$device" = cpu ] && small=(--size 64 --warmup 0 --iters 1 --suites coco --only LoRA)
+            stage configs 150 "$python" tools/config_speed.py --device "$device" \
+                --out "$results/config_speed" "${small[@]}" ;;
+        tests) stage tests 70 env MMWST_TEST_DEVICE="$device" "$python" -m pytest -m cuda \
+            tests/cuda -q -rfE -p no:cacheprovider --junitxml="$results/cuda_tests.xml" ;;
         *) say "unknown stage $s (vit dense compile dense-compile compile-hst compile-graphs configs tests)" ;;
     esac
 done
