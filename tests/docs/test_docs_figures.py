@@ -483,14 +483,6 @@ def test_compiled_dense_figures_equal_the_json():
     assert 'dense_beside_vit' not in runs  # the text says it was not measured
 
 
-CONFIG_MODELS = {
-    'WST + HST, through the ViT': 'WST + HST, through the ViT',
-    'WST + HST, beside the ViT': 'WST + HST, beside the ViT',
-    'LoRA, simple feature pyramid': 'LoRA, simple feature pyramid',
-    'full fine-tuning, simple feature pyramid': 'full fine-tuning, simple feature pyramid',
-}
-
-
 def test_config_speed_table_equals_the_json():
     """docs/gpu.md's whole detector and segmentor on the H200, row by row against
     tools/config_speed.py's JSON: parameters, seconds per iteration and spread, the
@@ -505,7 +497,7 @@ def test_config_speed_table_equals_the_json():
     for cells in rows:
         suite = 'coco' if cells[0].startswith('COCO') else 'ade20k'
         name = cells[col['model']].split(' (`')[0]
-        r = runs[(suite, CONFIG_MODELS[name])]
+        r = runs[(suite, name)]  # the table names each model as the tool does
         size = int(cells[0].split('x')[-1])
         step, spread = re.fullmatch(r'(\d+\.\d+) \((\d+)%\)', cells[col['s / iteration']]).groups()
         checks = [
