@@ -34,7 +34,7 @@ SEG_OPTIONS = [
 ]
 
 
-def _demo(work_dir, data_root, predictions):
+def _demo(work_dir, data_root, predictions, *extra):
     # the detector's validation and test also write their detections (COCO results
     # files): after so short a training every mAP is 0 whatever the weights are, while
     # the detections tell which weights made them
@@ -58,6 +58,7 @@ def _demo(work_dir, data_root, predictions):
             *det_outputs,
             '--seg-options',
             *SEG_OPTIONS,
+            *extra,
         ],
         cwd=REPO,
     )
@@ -106,10 +107,12 @@ def test_demo_dense_end_to_end_and_rerun(tmp_path):
                 proc.stdout,
             )
     assert all(line.startswith('[demo]') for line in lines if '[demo]' in line)
-    # a finished run is evaluated again, not trained again
+    # a finished run is evaluated again, not trained again (the detector alone: the
+    # segmentor's rerun goes through the same code)
     checkpoint = (work_dir / 'det' / 'epoch_1.pth').stat().st_mtime_ns
-    _demo(work_dir, data_root, predictions)
+    again = _demo(work_dir, data_root, predictions, '--only', 'det')
     assert (work_dir / 'det' / 'epoch_1.pth').stat().st_mtime_ns == checkpoint
+    assert '[demo] det training: epoch 1, iter' not in again.stdout
     assert json.loads((work_dir / 'summary.json').read_text())['det']['metrics'] == det
 
 

@@ -260,12 +260,14 @@ def _same_weights_for(state: dict, target: dict, src: tuple, dst: tuple) -> dict
 
 
 @pytest.mark.parametrize('case, kind', PARAMS)
-def test_trains_at_384x384(case, kind):
-    """At 384 x 384 (the grid of a pretraining size ~10x larger), training works and the
-    model computes what the same model built for 384 x 384 input computes with the same
-    weights (its position tables resized once, by the test): a host or tuner that kept
-    anything from the grid it was built for, or resized it wrongly, would differ."""
-    side = -(-384 // patch_size(kind)) * patch_size(kind)  # 392 at patch 14
+def test_trains_at_the_grid_of_384_px(case, kind):
+    """On the patch grid a base model has at 384 x 384 px - 24 x 24 for a ViT of patch
+    16, 96 x 96 for Swin's patch 4 - training works and the model computes what the same
+    model built for that grid computes with the same weights (its position tables resized
+    once, by the test): a host or tuner that kept anything from the grid it was built for,
+    or resized it wrongly, would differ."""
+    grid = 384 // 4 if kind == 'swin' else 384 // 16
+    side = grid * patch_size(kind)  # the tiny hosts' patches are 8, 14 and 4 px
     model = WithHead(_build(case, kind)).train()
     perturb_tuners(model)  # the tuners act: not an identity
     x = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(0))
