@@ -63,25 +63,13 @@ class DoRA(LoRA):
         self.magnitude = nn.ParameterDict()  # g: m = ||W|| (1 + g)
         self._saved: dict[tuple[int, str], Tensor] = {}
 
-    def build(self, host: HostSpec) -> None:
-        self._layers = {}
-        for spec in host.blocks:
-            qkv_targets = [t for t in self.targets if t in QKV_SLICES]
-            if qkv_targets:
-                dim = spec.qkv.out_features // 3
-                for t in qkv_targets:
-                    self._add(f'{spec.index}_{t}', spec.qkv.in_features, dim)
-                self._layers[spec.index, 'qkv'] = spec.qkv
-                self.hook_weight(spec.qkv, partial(self._qkv_weight, spec.index, qkv_targets))
-            for t in self.targets:
-                if t in QKV_SLICES:
-                    continue
-                linear = getattr(spec, t)
-                key = f'{spec.index}_{t}'
-                self._add(key, linear.in_features, linear.out_features)
-                self._layers[spec.index, t] = linear
-                self.hook_weight(linear, partial(self._weight, key))
-        self.reset_parameters()
+    def _attach_qkv(self, index: int, qkv: nn.Linear, targets: list[str]) -> None:
+        """DoRA replaces the weight of the fused qkv projection (its adapted slices
+        decomposed) instead of adding to its output."""
+        self.hook_weight(qkv, partial(self._qkv_weight, index, targets))
+
+    def _attach(self, key: str, linear: nn.Linear) -> None:
+        self.hook_weight(linear, partial(self._weight, key))
 
     def param_count(self, host: HostSpec) -> int:
         """LoRA's ``r (d_in + d_out)`` plus the magnitude ``d_out``, per target."""

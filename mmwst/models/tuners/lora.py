@@ -82,15 +82,26 @@ class LoRA(BaseTuner):
                 for t in qkv_targets:
                     self._add(f'{spec.index}_{t}', spec.qkv.in_features, dim)
                 self._layers[spec.index, 'qkv'] = spec.qkv
-                self.hook_module(spec.qkv, partial(self._qkv_delta, spec.index, qkv_targets))
+                self._attach_qkv(spec.index, spec.qkv, qkv_targets)
             for t in self.targets:
                 if t in QKV_SLICES:
                     continue
                 linear = getattr(spec, t)
-                self._add(f'{spec.index}_{t}', linear.in_features, linear.out_features)
+                key = f'{spec.index}_{t}'
+                self._add(key, linear.in_features, linear.out_features)
                 self._layers[spec.index, t] = linear
-                self.hook_module(linear, partial(self._delta, f'{spec.index}_{t}'))
+                self._attach(key, linear)
         self.reset_parameters()
+
+    def _attach_qkv(self, index: int, qkv: nn.Linear, targets: list[str]) -> None:
+        """Adapt the ``targets`` slices of block ``index``'s fused qkv projection: LoRA
+        adds the low-rank delta to its output (a subclass may change the weight
+        instead)."""
+        self.hook_module(qkv, partial(self._qkv_delta, index, targets))
+
+    def _attach(self, key: str, linear: nn.Linear) -> None:
+        """Adapt one whole Linear (parameters under ``key``): its output plus the delta."""
+        self.hook_module(linear, partial(self._delta, key))
 
     def param_count(self, host: HostSpec) -> int:
         """``r (d_in + d_out)`` per target of every block (q, k, v: one slice each)."""

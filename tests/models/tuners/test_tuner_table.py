@@ -11,6 +11,8 @@ from mmengine.optim import build_optim_wrapper
 
 from mmwst.engine import TunerOptimWrapperConstructor  # noqa: F401  (registers it)
 from mmwst.models.backbones import DenseTunedViT
+from mmwst.models.tuners import BaseTuner
+from mmwst.registry import MODELS
 from tests.models.tuners.table import (
     SIZES,
     WithHead,
@@ -26,6 +28,18 @@ DENSE_PARTS = ('wst.', 'side.', 'pyramid.')
 PARAMS = [
     pytest.param(case, kind, id=f'{case.id}-{kind}') for case in all_cases() for kind in case.hosts
 ]
+
+
+def test_every_registered_tuner_has_a_table_row():
+    """Every tuner class registered in mmwst has a row in the table, so that the
+    invariants below (and the GPU subset, tests/cuda/test_tuners_cuda.py) cover it."""
+    registered = {
+        name
+        for name, cls in MODELS.module_dict.items()
+        if isinstance(cls, type) and issubclass(cls, BaseTuner)
+    }
+    in_table = {t['type'].split('.')[-1] for case in all_cases() for t in case.tuners}
+    assert registered and not registered - in_table, sorted(registered - in_table)
 
 
 def _image(kind: str, size_index: int = 0, batch: int = 2, seed: int = 0) -> torch.Tensor:
