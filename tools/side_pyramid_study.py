@@ -9,10 +9,10 @@ does not detect"). They are not part of the package: the study's configs
   level; its stage still runs and feeds the next one);
 - :class:`BridgeGainDenseViT`: the side network's bridges from the ViT initialised
   ``gain`` times larger, so that the bridged ViT features dominate every stage;
-- :class:`MixedPyramidDenseViT`: per level, the side network's map or the map WST's
+- :class:`MixedPyramidDenseViT`: per level, the side network's map, the map WST's
   own pyramid (:class:`~mmwst.models.layers.WSTPyramid`) makes from the same forward
-  pass (the branch state and the last patch map), with the side network, its meta
-  tokens and the trained ViT norms all running either way.
+  pass (the branch state and the last patch map) or zeros of the side map's shape, with
+  the side network, its meta tokens and the trained ViT norms all running either way.
 """
 
 from __future__ import annotations
@@ -60,15 +60,16 @@ class BridgeGainDenseViT(DenseTunedViT):
 
 @MODELS.register_module()
 class MixedPyramidDenseViT(DenseTunedViT):
-    """WST + HST through the ViT; per level (``mix``) the side network's map (``'side'``)
-    or WST's pyramid's (``'wst'``) of the same forward pass."""
+    """WST + HST through the ViT; per level (``mix``) the side network's map (``'side'``),
+    WST's pyramid's (``'wst'``) of the same forward pass, or the side network's map times
+    0 (``'zero'``: nothing reaches the FPN there)."""
 
     def __init__(self, *args, mix=('wst', 'wst', 'side', 'side'), **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if self.side is None or self.wst is None or not self.host_grad:
             raise ValueError('MixedPyramidDenseViT needs WST and HST through the ViT')
-        if len(mix) != 4 or set(mix) - {'wst', 'side'}:
-            raise ValueError(f"mix needs 'wst' or 'side' for each of 4 levels, got {mix}")
+        if len(mix) != 4 or set(mix) - {'wst', 'side', 'zero'}:
+            raise ValueError(f"mix needs 'wst', 'side' or 'zero' for each of 4 levels, got {mix}")
         self.mix = tuple(mix)
         self.wst_pyramid = WSTPyramid(self.embed_dims)
         self._last = None
@@ -84,7 +85,7 @@ class MixedPyramidDenseViT(DenseTunedViT):
     @property
     def out_channels(self) -> tuple[int, ...]:
         return tuple(
-            s if m == 'side' else w
+            w if m == 'wst' else s
             for m, s, w in zip(self.mix, self.side.channels, self.wst_pyramid.out_channels)
         )
 
@@ -98,4 +99,5 @@ class MixedPyramidDenseViT(DenseTunedViT):
         side = super().forward_host(x)
         patches, bands = self._last
         wst = self.wst_pyramid(self.wst.spatial(bands), patches, x.shape[-2:])
-        return tuple(s if m == 'side' else w for m, s, w in zip(self.mix, side, wst))
+        picked = {'side': lambda s, w: s, 'wst': lambda s, w: w, 'zero': lambda s, w: s * 0.0}
+        return tuple(picked[m](s, w) for m, s, w in zip(self.mix, side, wst))
