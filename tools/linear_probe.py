@@ -1,7 +1,7 @@
 """Linear-probe a frozen ViT on VTAB-layout tasks: how much do its features know?
 
     python tools/linear_probe.py [--pretrained FILE | --random] [--root data/mini-vtab]
-        [--tasks all|TASK ...] [--seed 0] [--json OUT.json]
+        [--tasks all|TASK ...] [--seed 0] [--json OUT.json] [--work-dir DIR]
 
 For every task, the frozen backbone embeds the 1,000 training and the test images once
 (the final-norm class token and the mean of the final-norm patch tokens, concatenated);
@@ -14,12 +14,19 @@ all 1,000 images and scored on ``test``.
 is read from the file) and defaults to the shipped backbone; ``--random`` probes that
 architecture with freshly initialised weights (``--seed``) instead, the reference that
 shows what pretraining added.
+
+``--work-dir DIR`` also stores each task's result as ``DIR/<task>/result.json``, the
+layout of a tools/vtab_sweep.py run without seeds, so that the probe becomes a row of a
+sweep's board (``python tools/vtab_report.py runs SWEEP --extra NAME``). The probe is
+deterministic given the backbone - nothing in it draws a random number - so one run per
+task stands for every seed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import os.path as osp
 import sys
 import time
@@ -96,11 +103,34 @@ def probe(model, root: str, tasks: list[str]) -> dict[str, dict]:
     """Linear-probe ``model`` on each task under ``root``."""
     results = {}
     for task in tasks:
+        start = time.time()
         task_dir = osp.join(root, task)
         train_x, train_y = read_split(task_dir, 'train800val200')
         test_x, test_y = read_split(task_dir, 'test')
         results[task] = fit_and_score(embed(model, train_x), train_y, embed(model, test_x), test_y)
+        results[task]['seconds'] = time.time() - start
     return results
+
+
+def write_runs(results: dict[str, dict], work_dir: str, label: str) -> None:
+    """One ``<work_dir>/<task>/result.json`` per task, as a sweep's run writes it: the
+    test accuracy as ``final`` (and ``best``: there are no epochs), the probe's own time,
+    no trainable backbone parameter."""
+    for task, r in results.items():
+        task_dir = osp.join(work_dir, task)
+        os.makedirs(task_dir, exist_ok=True)
+        record = dict(
+            final=r['test'],
+            best=r['test'],
+            val=r['val'],
+            C=r['C'],
+            seconds=round(r['seconds'], 1),
+            trainable_without_head=0,
+            label=label,
+            deterministic=True,
+        )
+        with open(osp.join(task_dir, 'result.json'), 'w') as f:
+            json.dump(record, f, indent=2)
 
 
 def host_from_file(path: str) -> dict:
@@ -127,6 +157,14 @@ def main(argv=None) -> int:
     parser.add_argument('--tasks', nargs='+', default=['all'])
     parser.add_argument('--seed', type=int, default=0, help='initialisation seed (--random)')
     parser.add_argument('--json', help='write the results here')
+    parser.add_argument(
+        '--work-dir', help="store DIR/<task>/result.json per task (a sweep's layout)"
+    )
+    parser.add_argument(
+        '--label',
+        default='linear probe (logistic regression)',
+        help='the row name --work-dir results carry onto a board',
+    )
     args = parser.parse_args(argv)
 
     import mmwst  # noqa: F401
@@ -145,6 +183,8 @@ def main(argv=None) -> int:
     start = time.time()
     model = build_backbone(None if args.random else pretrained, host, args.seed)
     results = probe(model, args.root, tasks)
+    if args.work_dir:
+        write_runs(results, args.work_dir, args.label)
     mean = float(np.mean([r['test'] for r in results.values()]))
     label = f'random (seed {args.seed})' if args.random else pretrained
     for task, r in results.items():

@@ -15,6 +15,25 @@ spread is the spread of the average, not of the tasks. Two suites are known: the
 VTAB-1k tasks and mini-VTAB (:data:`mmwst.datasets.MINI_VTAB_TASKS`); other task sets
 get a plain mean. The final-epoch accuracy is the default; the best epoch (chosen on
 the test set) is available but always labelled as optimistic.
+
+Each mean comes with its 95% confidence interval over the seeds (Student's t, ``n - 1``
+degrees of freedom: half-width ``t * std / sqrt(n)``); the CSV keeps the standard
+deviation as well. A run without seeds (a deterministic method such as the
+logistic-regression probe) is one run that stands for every seed: no interval.
+
+Against named baselines (``baselines``), every row gets a paired comparison: the
+difference of the mean over the tasks, paired by seed (its mean and 95% interval over
+the seeds), and a Wilcoxon signed-rank test over the differences paired by task and
+seed (35 pairs for 7 tasks and 5 seeds; zero differences dropped; two-sided), with the
+p-values Holm-adjusted over the rows compared with the same baseline. A row is marked
+better or worse than a baseline only where the adjusted p is below 0.05.
+
+The board can be rebuilt from its runs alone: ``runs`` writes every run of a sweep
+(method, task, seed, accuracy, time, parameters) to one CSV, and ``board`` writes the
+tables and the chart from such a CSV::
+
+    python tools/vtab_report.py runs SWEEP_DIR --out runs.csv [--extra NAME ...]
+    python tools/vtab_report.py board runs.csv --out PREFIX [--baselines NAME ...]
 """
 
 from __future__ import annotations
@@ -28,6 +47,7 @@ import os.path as osp
 import re
 import statistics
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 from mmwst.datasets.generation.mini_vtab import MINI_VTAB_GROUPS, MINI_VTAB_TASKS
 from mmwst.datasets.vtab import VTAB_GROUPS, VTAB_TASKS
@@ -132,27 +152,46 @@ def summarise(accuracies: Mapping[str, float], suite: str = 'vtab-1k') -> dict[s
     return out
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+class Stat(NamedTuple):
+    """A mean over seeds, its sample standard deviation and its 95% confidence
+    half-width (both 0 for a single run)."""
+
+    mean: float
+    std: float
+    ci95: float
+
+
+def t_quantile(df: int, level: float = 0.95) -> float:
+    """The two-sided Student's t quantile for ``df`` degrees of freedom."""
+    from scipy import stats
+
+    return float(stats.t.ppf(0.5 + level / 2, df))
+
+
+def _stat(values: Sequence[float]) -> Stat:
     if not values or any(math.isnan(v) for v in values):  # an average some task lacks
-        return math.nan, math.nan
+        return Stat(math.nan, math.nan, math.nan)
     mean = statistics.fmean(values)
-    return mean, statistics.stdev(values) if len(values) > 1 else 0.0
+    if len(values) == 1:
+        return Stat(mean, 0.0, 0.0)
+    std = statistics.stdev(values)
+    return Stat(mean, std, t_quantile(len(values) - 1) * std / math.sqrt(len(values)))
+
+
+def _common_seeds(results: Results, tasks: Sequence[str]) -> set[str]:
+    if not tasks or not all(t in results for t in tasks):
+        return set()
+    return set.intersection(*(set(results[t]) for t in tasks))
 
 
 def aggregate(results: Results, which: str, tasks: Sequence[str], suite: str | None) -> dict:
-    """Per-task and averaged ``(mean, std)`` over seeds, the seeds used, params, time.
+    """Per-task and averaged :class:`Stat` over seeds, the seeds used, params, time.
 
     Averages use the seeds that every task of ``tasks`` has finished.
     """
-    per_task = {
-        t: _mean_std([r[which] for r in results[t].values()]) for t in tasks if t in results
-    }
-    common = (
-        set.intersection(*(set(results[t]) for t in tasks))
-        if tasks and all(t in results for t in tasks)
-        else set()
-    )
-    averages: dict[str, tuple[float, float]] = {}
+    per_task = {t: _stat([r[which] for r in results[t].values()]) for t in tasks if t in results}
+    common = _common_seeds(results, tasks)
+    averages: dict[str, Stat] = {}
     if common:
         per_seed = []
         for seed in sorted(common):
@@ -161,7 +200,7 @@ def aggregate(results: Results, which: str, tasks: Sequence[str], suite: str | N
             summary['mean'] = summary.get('mean', statistics.fmean(accs.values()))
             per_seed.append(summary)
         for key in per_seed[0]:
-            averages[key] = _mean_std([s[key] for s in per_seed])
+            averages[key] = _stat([s[key] for s in per_seed])
     runs = [r for seeds in results.values() for r in seeds.values()]
     params = sorted({r['trainable_without_head'] for r in runs if 'trainable_without_head' in r})
     seconds = [r['seconds'] for r in runs if 'seconds' in r]
@@ -174,13 +213,11 @@ def aggregate(results: Results, which: str, tasks: Sequence[str], suite: str | N
     )
 
 
-def _fmt(value: tuple[float, float] | float | None, std: bool = True) -> str:
-    if value is None:
+def _fmt(value: Stat | None, spread: str = 'ci95') -> str:
+    if value is None or math.isnan(value.mean):
         return '-'
-    mean, spread = value if isinstance(value, tuple) else (value, 0.0)
-    if math.isnan(mean):
-        return '-'
-    return f'{mean:.1f} ± {spread:.1f}' if std and spread > 0 else f'{mean:.1f}'
+    width = getattr(value, spread)
+    return f'{value.mean:.1f} ± {width:.1f}' if width > 0 else f'{value.mean:.1f}'
 
 
 def _task_order(
@@ -197,23 +234,119 @@ def _task_order(
     return sorted(seen), None
 
 
+class Comparison(NamedTuple):
+    """One method against a baseline, paired by task and seed."""
+
+    delta: float  # mean over seeds of the per-seed difference of the mean over tasks
+    ci95: float  # its 95% half-width over the seeds (0 for one seed)
+    p: float  # Wilcoxon signed-rank over the (task, seed) differences, two-sided
+    pairs: int  # (task, seed) pairs
+    seeds: int
+
+
+def compare(
+    results: Results, base: Results, tasks: Sequence[str], which: str = 'final'
+) -> Comparison | None:
+    """``results`` minus ``base``, paired by seed and task; None without a common seed.
+
+    A method run once without seeds (deterministic) pairs its one run with every seed of
+    the other."""
+    seeds, base_seeds = _common_seeds(results, tasks), _common_seeds(base, tasks)
+    if seeds == {'-'}:
+        pairs = [('-', s) for s in sorted(base_seeds)]
+    elif base_seeds == {'-'}:
+        pairs = [(s, '-') for s in sorted(seeds)]
+    else:
+        pairs = [(s, s) for s in sorted(seeds & base_seeds)]
+    if not pairs:
+        return None
+    diffs = [[results[t][a][which] - base[t][b][which] for t in tasks] for a, b in pairs]
+    per_seed = _stat([statistics.fmean(d) for d in diffs])
+    flat = [d for row in diffs for d in row]
+    return Comparison(per_seed.mean, per_seed.ci95, wilcoxon_p(flat), len(flat), len(pairs))
+
+
+def wilcoxon_p(differences: Sequence[float]) -> float:
+    """Two-sided Wilcoxon signed-rank p-value (zero differences dropped; 1.0 when none
+    is left)."""
+    from scipy import stats
+
+    if not any(abs(d) > 1e-9 for d in differences):
+        return 1.0
+    return float(stats.wilcoxon(differences, zero_method='wilcox').pvalue)
+
+
+def holm(pvalues: Mapping[str, float]) -> dict[str, float]:
+    """Holm's step-down adjustment of a family of p-values (keys kept)."""
+    order = sorted(pvalues, key=pvalues.get)
+    adjusted, running = {}, 0.0
+    for rank, key in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * pvalues[key]))
+        adjusted[key] = running
+    return adjusted
+
+
+def comparisons(
+    methods: Mapping[str, Results],
+    baselines: Sequence[str],
+    which: str = 'final',
+    suite: str | None = None,
+) -> dict[str, dict[str, tuple[Comparison, float]]]:
+    """``baseline -> method -> (comparison, Holm-adjusted p)`` for every other method."""
+    tasks, _ = _task_order(methods, suite)
+    out = {}
+    for base in baselines:
+        if base not in methods:
+            raise ValueError(f'baseline {base!r} is not a method of the board: {list(methods)}')
+        found = {
+            m: c
+            for m, results in methods.items()
+            if m != base and (c := compare(results, methods[base], tasks, which)) is not None
+        }
+        adjusted = holm({m: c.p for m, c in found.items()})
+        out[base] = {m: (c, adjusted[m]) for m, c in found.items()}
+    return out
+
+
+ALPHA = 0.05
+
+
+def mark(comparison: tuple[Comparison, float] | None) -> str:
+    """``▲`` better, ``▼`` worse (Holm-adjusted p < 0.05), ``=`` no significant
+    difference, ``-`` the baseline itself or not comparable."""
+    if comparison is None:
+        return '-'
+    c, p = comparison
+    if p >= ALPHA:
+        return '='
+    return '▲' if c.delta > 0 else '▼'
+
+
 def table_rows(
     methods: Mapping[str, Results],
     which: str = 'final',
     tasks: Sequence[str] | None = None,
     names: Mapping[str, str] | None = None,
     suite: str | None = None,
+    spread: str = 'ci95',
+    baselines: Sequence[str] = (),
 ) -> tuple[list[str], list[list[str]]]:
     """Header and rows: one row per method, one column per task, then the averages,
-    the number of seeds, the trainable parameters (without head) and minutes per run.
-    ``suite`` names the suite the tasks belong to (default: found from the tasks)."""
+    the number of seeds, the trainable parameters (without head), minutes per run and,
+    per baseline, the row's mark against it (:func:`mark`). ``suite`` names the suite
+    the tasks belong to (default: found from the tasks); ``spread``: what follows
+    ``±``, ``'ci95'`` (the 95% half-width) or ``'std'``."""
     if which not in ('final', 'best'):
         raise ValueError(f"which must be 'final' or 'best', got {which!r}")
+    if spread not in ('ci95', 'std'):
+        raise ValueError(f"spread must be 'ci95' or 'std', got {spread!r}")
     order, suite = _task_order(methods, suite)
     tasks = list(tasks) if tasks is not None else order
     keys = [*GROUPS, 'mean', 'group_mean'] if suite else ['mean']
     count = len(SUITES[suite][0]) if suite else len(tasks)
     labels = {'mean': f'mean ({count})', 'group_mean': 'mean of groups'}
+    names = names or {}
+    against = comparisons(methods, baselines, which, suite)
     header = [
         'method',
         *tasks,
@@ -221,6 +354,7 @@ def table_rows(
         'seeds',
         'params',
         'min/run',
+        *(f'vs {names.get(b, b)}' for b in baselines),
     ]
     rows = []
     for method, results in methods.items():
@@ -228,15 +362,48 @@ def table_rows(
         params = agg['params']
         rows.append(
             [
-                (names or {}).get(method, method),
-                *(_fmt(agg['per_task'].get(t)) for t in tasks),
-                *(_fmt(agg['averages'].get(k)) for k in keys),
+                names.get(method, method),
+                *(_fmt(agg['per_task'].get(t), spread) for t in tasks),
+                *(_fmt(agg['averages'].get(k), spread) for k in keys),
                 str(agg['seeds']),
                 '-' if params is None else f'{params:,}',
                 '-' if math.isnan(agg['minutes']) else f'{agg["minutes"]:.2f}',
+                *(mark(against[b].get(method)) for b in baselines),
             ]
         )
     return header, rows
+
+
+def comparison_rows(
+    methods: Mapping[str, Results],
+    baselines: Sequence[str],
+    which: str = 'final',
+    names: Mapping[str, str] | None = None,
+    suite: str | None = None,
+) -> tuple[list[str], list[list[str]]]:
+    """Per method and baseline: the difference of the mean over tasks with its 95%
+    interval, and the Holm-adjusted p-value."""
+    names = names or {}
+    against = comparisons(methods, baselines, which, suite)
+    header = ['method']
+    for base in baselines:
+        header += [f'Δ vs {names.get(base, base)} [95% CI]', f'p vs {names.get(base, base)}']
+    rows = []
+    for method in methods:
+        row = [names.get(method, method)]
+        for base in baselines:
+            found = against[base].get(method)
+            if found is None:
+                row += ['-', '-']
+                continue
+            c, p = found
+            row += [f'{c.delta:+.1f} [{c.delta - c.ci95:+.1f}, {c.delta + c.ci95:+.1f}]', _p(p)]
+        rows.append(row)
+    return header, rows
+
+
+def _p(p: float) -> str:
+    return '< 0.001' if p < 0.001 else f'{p:.3f}'
 
 
 def write_report(
@@ -245,10 +412,12 @@ def write_report(
     which: str = 'final',
     names: Mapping[str, str] | None = None,
     suite: str | None = None,
+    baselines: Sequence[str] = (),
 ) -> list[str]:
-    """Write ``<out_prefix>.md``, ``.csv`` (means and standard deviations in separate
-    columns) and ``.png``; return the paths. ``suite``: as in :func:`table_rows`."""
-    header, rows = table_rows(methods, which, names=names, suite=suite)
+    """Write ``<out_prefix>.md``, ``.csv`` (means, standard deviations and 95%
+    half-widths in separate columns) and ``.png``; return the paths. ``suite``: as in
+    :func:`table_rows`; ``baselines``: methods every row is compared with."""
+    header, rows = table_rows(methods, which, names=names, suite=suite, baselines=baselines)
     os.makedirs(osp.dirname(osp.abspath(out_prefix)), exist_ok=True)
     label = (
         'final-epoch top-1 accuracy (%)'
@@ -256,16 +425,30 @@ def write_report(
         else 'BEST-epoch top-1 accuracy (%), chosen on the test set: optimistic'
     )
     md = [
-        f'{label}; mean ± standard deviation over seeds. "-": not run (averages need every task).',
+        f'{label}; mean ± the half-width of its 95% confidence interval over seeds (no '
+        'interval: one run). "-": not run (averages need every task).',
         '',
         '| ' + ' | '.join(header) + ' |',
         '|' + '---|' * len(header),
     ]
     md += ['| ' + ' | '.join(row) + ' |' for row in rows]
+    if baselines:
+        c_header, c_rows = comparison_rows(methods, baselines, which, names, suite)
+        md += [
+            '',
+            '"vs" columns: ▲ better, ▼ worse than the baseline, = no significant difference '
+            '(Wilcoxon signed-rank over the runs paired by task and seed, two-sided, '
+            'Holm-adjusted over the rows, p < 0.05). Differences of the mean over the '
+            'tasks, paired by seed, with their 95% confidence interval over the seeds:',
+            '',
+            '| ' + ' | '.join(c_header) + ' |',
+            '|' + '---|' * len(c_header),
+        ]
+        md += ['| ' + ' | '.join(row) + ' |' for row in c_rows]
     paths = [f'{out_prefix}.md', f'{out_prefix}.csv', f'{out_prefix}.png']
     with open(paths[0], 'w') as f:
         f.write('\n'.join(md) + '\n')
-    _write_csv(methods, which, paths[1], names, suite)
+    _write_csv(methods, which, paths[1], names, suite, baselines)
     _bar_chart(methods, which, label, paths[2], names, suite)
     return paths
 
@@ -276,13 +459,17 @@ def _write_csv(
     path: str,
     names: Mapping[str, str] | None,
     suite: str | None = None,
+    baselines: Sequence[str] = (),
 ) -> None:
     tasks, suite = _task_order(methods, suite)
     keys = [*GROUPS, 'mean', 'group_mean'] if suite else ['mean']
+    against = comparisons(methods, baselines, which, suite)
     header = ['method']
     for col in [*tasks, *keys]:
-        header += [col, f'{col}_std']
+        header += [col, f'{col}_std', f'{col}_ci95']
     header += ['seeds', 'trainable_without_head', 'minutes_per_run']
+    for base in baselines:
+        header += [f'vs_{base}_delta', f'vs_{base}_ci95', f'vs_{base}_p_holm', f'vs_{base}']
     with open(path, 'w', newline='') as f:
         writer = csv.writer(f)
         writer.writerow(header)
@@ -292,9 +479,83 @@ def _write_csv(
             cells = [agg['per_task'].get(t) for t in tasks]
             cells += [agg['averages'].get(k) for k in keys]
             for cell in cells:
-                row += ['', ''] if cell is None else [f'{cell[0]:.2f}', f'{cell[1]:.2f}']
+                row += ['', '', ''] if cell is None else [f'{v:.2f}' for v in cell]
             row += [agg['seeds'], agg['params'] or '', f'{agg["minutes"]:.3f}']
+            for base in baselines:
+                found = against[base].get(method)
+                if found is None:
+                    row += ['', '', '', '-']
+                else:
+                    c, p = found
+                    row += [f'{c.delta:.2f}', f'{c.ci95:.2f}', f'{p:.4f}', mark(found)]
             writer.writerow(row)
+
+
+RUN_COLUMNS = (
+    'method',
+    'label',
+    'task',
+    'seed',
+    'final',
+    'best',
+    'seconds',
+    'trainable_without_head',
+)
+
+
+def write_runs(
+    methods: Mapping[str, Results], path: str, names: Mapping[str, str] | None = None
+) -> int:
+    """Every run as one CSV row (:data:`RUN_COLUMNS`; seed ``-``: a run without seeds),
+    methods in the given order; returns the number of runs."""
+    count = 0
+    with open(path, 'w', newline='') as f:
+        writer = csv.writer(f)
+        writer.writerow(RUN_COLUMNS)
+        for method, results in methods.items():
+            for task in sorted(results):
+                for seed in sorted(results[task], key=lambda s: (s != '-', s.zfill(6))):
+                    r = results[task][seed]
+                    writer.writerow(
+                        [
+                            method,
+                            (names or {}).get(method, method),
+                            task,
+                            seed,
+                            repr(float(r['final'])),
+                            repr(float(r.get('best', r['final']))),
+                            r.get('seconds', ''),
+                            r.get('trainable_without_head', ''),
+                        ]
+                    )
+                    count += 1
+    return count
+
+
+def read_runs(path: str) -> tuple[dict[str, dict[str, dict[str, dict]]], dict[str, str]]:
+    """The methods (in the file's order, ``method -> task -> seed -> result``) and
+    their row labels, from a :func:`write_runs` file."""
+    methods: dict[str, dict[str, dict[str, dict]]] = {}
+    names: dict[str, str] = {}
+    with open(path, newline='') as f:
+        reader = csv.DictReader(f)
+        missing = set(RUN_COLUMNS) - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f'{path} is not a runs file: no column {sorted(missing)}')
+        for row in reader:
+            result = dict(final=float(row['final']), best=float(row['best']))
+            if row['seconds']:
+                result['seconds'] = float(row['seconds'])
+            if row['trainable_without_head']:
+                result['trainable_without_head'] = int(row['trainable_without_head'])
+            tasks = methods.setdefault(row['method'], {})
+            if row['seed'] in tasks.setdefault(row['task'], {}):
+                raise ValueError(
+                    f'{path}: {row["method"]} / {row["task"]} / seed {row["seed"]} twice'
+                )
+            tasks[row['task']][row['seed']] = result
+            names[row['method']] = row['label']
+    return methods, names
 
 
 def _bar_chart(
@@ -317,12 +578,13 @@ def _bar_chart(
     cmap = plt.get_cmap('tab20')
     for i, (method, results) in enumerate(methods.items()):
         agg = aggregate(results, which, tasks, suite)
-        stats = [agg['per_task'].get(t, (0.0, 0.0)) for t in tasks]
+        empty = Stat(0.0, 0.0, 0.0)
+        stats = [agg['per_task'].get(t, empty) for t in tasks]
         if len(tasks) > 1:
-            stats.append(agg['averages'].get('mean', (0.0, 0.0)))
+            stats.append(agg['averages'].get('mean', empty))
         xs = [j + i * width for j in range(len(columns))]
-        ys = [0.0 if math.isnan(m) else m for m, _ in stats]
-        errs = [0.0 if math.isnan(s) else s for _, s in stats]
+        ys = [0.0 if math.isnan(s.mean) else s.mean for s in stats]
+        errs = [0.0 if math.isnan(s.ci95) else s.ci95 for s in stats]  # 95% intervals
         ax.bar(
             xs,
             ys,
@@ -349,18 +611,86 @@ def _bar_chart(
     plt.close(fig)
 
 
+def sweep_methods(sweep_dir: str, extra: Sequence[str] = ()) -> tuple[dict, dict[str, str]]:
+    """The methods of a tools/vtab_sweep.py work dir, in the sweep's order after the
+    ``extra`` folders (results of another tool in the same layout, e.g. the
+    logistic-regression probe), and their row labels (a config's ``board_name``, an
+    extra run's ``label``)."""
+    args_file = osp.join(sweep_dir, 'sweep_args.json')
+    if not osp.isfile(args_file):
+        raise FileNotFoundError(f'{sweep_dir} holds no sweep_args.json: not a sweep work dir')
+    with open(args_file) as f:
+        configs = json.load(f)['methods']
+    methods, names = {}, {}
+    for name in extra:
+        results = load_results(osp.join(sweep_dir, name))
+        if not results:
+            raise FileNotFoundError(f'no result.json under {osp.join(sweep_dir, name)}')
+        methods[name] = results
+        labels = {r.get('label') for seeds in results.values() for r in seeds.values()}
+        names[name] = labels.pop() if len(labels) == 1 and None not in labels else name
+    from mmengine.config import Config
+
+    for name, config in configs.items():
+        methods[name] = load_results(osp.join(sweep_dir, name))
+        label = Config.fromfile(config).get('board_name') if osp.isfile(config) else None
+        names[name] = str(label) if label else name
+    return methods, names
+
+
 def main(argv=None) -> int:
-    """``python tools/vtab_report.py task-result RUN_DIR [--seconds S]``: store a finished
-    run's ``result.json`` (what a Slurm run of tools/vtab_sweep.py does when it ends)."""
+    """``task-result RUN_DIR [--seconds S]``: store a finished run's ``result.json``
+    (what a Slurm run of tools/vtab_sweep.py does when it ends); ``runs`` and ``board``:
+    see the module's docstring."""
     import argparse
     import sys
 
-    parser = argparse.ArgumentParser(description='Store the result of a finished sweep run.')
+    parser = argparse.ArgumentParser(description='Store, collect and report sweep results.')
     commands = parser.add_subparsers(dest='command', required=True)
     task = commands.add_parser('task-result', help='write RUN_DIR/result.json from its logs')
     task.add_argument('run_dir')
     task.add_argument('--seconds', type=float, help='the training time to record')
+    runs = commands.add_parser('runs', help="write every run of a sweep's work dir to a CSV")
+    runs.add_argument('sweep_dir')
+    runs.add_argument('--out', required=True, help='the CSV to write')
+    runs.add_argument(
+        '--extra',
+        nargs='+',
+        default=[],
+        help='other method folders of the work dir to list first (e.g. a probe)',
+    )
+    board = commands.add_parser('board', help='tables and chart from a runs CSV')
+    board.add_argument('runs_csv')
+    board.add_argument('--out', required=True, help='prefix of the .md, .csv and .png')
+    board.add_argument('--suite', choices=sorted(SUITES), help='default: found from the tasks')
+    board.add_argument(
+        '--baselines', nargs='+', default=[], help='methods (runs CSV names) to compare with'
+    )
+    board.add_argument('--best-epoch', action='store_true', help='optimistic: see the docstring')
     args = parser.parse_args(argv)
+    if args.command == 'runs':
+        try:
+            methods, names = sweep_methods(args.sweep_dir, args.extra)
+        except (OSError, ValueError) as err:
+            parser.error(str(err))
+        count = write_runs(methods, args.out, names)
+        print(f'[report] {count} runs of {len(methods)} methods -> {args.out}')
+        return 0
+    if args.command == 'board':
+        try:
+            methods, names = read_runs(args.runs_csv)
+            paths = write_report(
+                methods,
+                args.out,
+                'best' if args.best_epoch else 'final',
+                names=names,
+                suite=args.suite,
+                baselines=args.baselines,
+            )
+        except (OSError, ValueError) as err:
+            parser.error(str(err))
+        print('[report] ' + ', '.join(paths))
+        return 0
     extra = {} if args.seconds is None else dict(seconds=args.seconds)
     try:
         result = write_task_result(args.run_dir, **extra)

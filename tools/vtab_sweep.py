@@ -40,7 +40,9 @@ far and says how many are still in Slurm's hands.
 recipe without touching the test split - and writes to ``<work-dir>`` as usual (use a
 separate one). The table - per-task accuracy (mean ± std over seeds), group means, the
 mean over tasks and the mean of group means, trainable parameters and minutes per run -
-is written as Markdown, CSV and a bar chart PNG to ``<work-dir>/vtab_results.{md,csv,png}``.
+is written as Markdown, CSV and a bar chart PNG to ``<work-dir>/vtab_results.{md,csv,png}``,
+and every run (method, task, seed, accuracy, time) to ``<work-dir>/vtab_runs.csv``, from
+which ``python tools/vtab_report.py board`` rebuilds the tables with comparisons.
 Accuracy is the final epoch's; ``--best-epoch`` reports the best epoch instead,
 labelled as optimistic (it is chosen on the test set).
 
@@ -171,7 +173,7 @@ def main(argv=None) -> int:
         threads = args.threads or (threads_per_run(jobs) if jobs > 1 else 0)
     if threads and not slurm:  # before anything imports torch: OpenMP reads it when loaded
         os.environ['OMP_NUM_THREADS'] = os.environ['MKL_NUM_THREADS'] = str(threads)
-    from vtab_report import SUITES, load_results, write_report, write_task_result
+    from vtab_report import SUITES, load_results, write_report, write_runs, write_task_result
 
     from mmwst.datasets.vtab import EXTRA_TASKS, canonical_task
 
@@ -269,7 +271,9 @@ def main(argv=None) -> int:
         # the suite's averages when every task run is one of its tasks (not for digits)
         suite=args.suite if set(tasks) <= set(suite_tasks) else None,
     )
-    say('[sweep] report: ' + ', '.join(paths))
+    runs_csv = osp.join(args.work_dir, 'vtab_runs.csv')
+    write_runs(methods, runs_csv, labels)
+    say('[sweep] report: ' + ', '.join([*paths, runs_csv]))
     if args.report_only and any(state.job for state in states.values()):
         say(_slurm_summary(states))
     if failed:

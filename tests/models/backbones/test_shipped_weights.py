@@ -67,3 +67,16 @@ def test_a_linear_probe_on_a_generated_task_beats_a_random_vit_by_far(tmp_path):
         model = probe.build_backbone(weights, host, seed=0)
         scores[name] = probe.probe(model, str(tmp_path), ['dsprites_loc'])['dsprites_loc']
     assert scores['pretrained']['test'] > scores['random']['test'] + 10, scores
+    # deterministic: the same backbone probes to the same figure again, and a board row
+    # of it (a sweep's layout without seeds) holds it as the run's final accuracy
+    again = probe.probe(
+        probe.build_backbone(shipped_vit(), host, seed=5), str(tmp_path), ['dsprites_loc']
+    )
+    assert again['dsprites_loc']['test'] == scores['pretrained']['test']
+    assert again['dsprites_loc']['C'] == scores['pretrained']['C']
+    from tools.vtab_report import load_results
+
+    probe.write_runs(again, str(tmp_path / 'board' / 'probe'), 'a probe')
+    (run,) = load_results(str(tmp_path / 'board' / 'probe'))['dsprites_loc'].values()
+    assert run['final'] == scores['pretrained']['test'] and run['label'] == 'a probe'
+    assert run['trainable_without_head'] == 0 and run['deterministic']
