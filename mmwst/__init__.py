@@ -12,7 +12,8 @@ from .config_lookup import register as _register_config_package  # noqa: E402
 
 _register_config_package()
 
-# registers the safe checkpoint loader, hooks, backbones and tuners
+# registers the hooks, runner, backbones, tuners and datasets (nothing else changes:
+# mmengine's checkpoint loader is swapped only inside mmwst's runner and tools)
 from . import datasets, engine, models  # noqa: E402,F401,I001
 
 __all__ = ['__version__']

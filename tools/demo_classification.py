@@ -39,7 +39,7 @@ def main(argv=None):
 
     import mmwst  # noqa: F401
     from mmwst.datasets.generation.digits import write_digits_vtab
-    from mmwst.engine import prepare_config
+    from mmwst.engine import prepare_config, safe_loading
 
     start = time.time()
     task_dir = write_digits_vtab(args.data_root)
@@ -53,8 +53,9 @@ def main(argv=None):
         cfg, config_path=args.config, work_dir=args.work_dir, resume='auto', cfg_options=options
     )
     runner = Runner.from_cfg(cfg)
-    runner.train()
-    metrics = runner.test()
+    with safe_loading():  # resuming reads checkpoints with weights_only=True
+        runner.train()
+        metrics = runner.test()
     top1 = metrics.get('accuracy/top1')
     print(f'[demo] finished in {time.time() - start:.0f} s; checkpoints in {args.work_dir}')
     print(

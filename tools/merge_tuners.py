@@ -75,13 +75,15 @@ def main(argv=None) -> int:
     from mmengine.runner import load_checkpoint
 
     import mmwst  # noqa: F401
+    from mmwst.engine import safe_loading
 
     cfg = Config.fromfile(args.config)
     cfg.merge_from_dict(args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     plain = plain_model_config(cfg.model)  # fails early on unsupported models
     model = MODELS.build(cfg.model)
-    checkpoint = load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
+    with safe_loading():  # weights_only=True, with an error that says what to do
+        checkpoint = load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
     backbone = model.backbone
     backbone.merge_tuners()
     with backbone.full_state_dict():

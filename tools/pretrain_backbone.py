@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     from safetensors.torch import save_file
 
     import mmwst  # noqa: F401  (checks the stack, registers mmwst)
-    from mmwst.engine import prepare_config
+    from mmwst.engine import prepare_config, safe_loading
     from mmwst.models.backbones import TunedVisionTransformer
 
     name = osp.splitext(osp.basename(args.config))[0]
@@ -96,9 +96,10 @@ def main(argv=None) -> int:
     )
     start = time.time()
     runner = Runner.from_cfg(cfg)
-    runner.train()
-    train_seconds = time.time() - start
-    metrics = runner.test()
+    with safe_loading():  # resuming reads checkpoints with weights_only=True
+        runner.train()
+        train_seconds = time.time() - start
+        metrics = runner.test()
 
     last = osp.join(work_dir, 'last_checkpoint')
     with open(last) as f:

@@ -47,7 +47,7 @@ def main(argv=None):
     from mmengine.runner import Runner
 
     import mmwst  # noqa: F401
-    from mmwst.engine import finish_distributed, prepare_config
+    from mmwst.engine import finish_distributed, prepare_config, safe_loading
 
     cfg = Config.fromfile(args.config)
     prepare_config(
@@ -66,7 +66,8 @@ def main(argv=None):
         runner = RUNNERS.build(cfg)
     else:
         runner = Runner.from_cfg(cfg)
-    metrics = runner.test()
+    with safe_loading():  # mmengine reads local checkpoints with weights_only=True
+        metrics = runner.test()
     rank = runner.rank
     del runner  # freed by finish_distributed's collection, before the group goes
     finish_distributed()

@@ -57,7 +57,7 @@ def main(argv=None):
     from mmengine.runner import Runner
 
     import mmwst  # noqa: F401  (checks the installed stack, registers mmwst)
-    from mmwst.engine import DivergedError, finish_distributed, prepare_config
+    from mmwst.engine import DivergedError, finish_distributed, prepare_config, safe_loading
 
     cfg = Config.fromfile(args.config)
     prepare_config(
@@ -76,7 +76,8 @@ def main(argv=None):
     else:
         runner = Runner.from_cfg(cfg)
     try:
-        runner.train()
+        with safe_loading():  # mmengine reads local checkpoints with weights_only=True
+            runner.train()
     except DivergedError as err:
         sys.exit(f'[mmwst] {err}')
     del runner  # freed by finish_distributed's collection, before the group goes

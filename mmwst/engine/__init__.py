@@ -5,6 +5,7 @@ from .checkpoint import (
     from_weights_only,
     load_local_checkpoint,
     register_safe_loader,
+    safe_loading,
     to_weights_only,
 )
 from .class_check import CheckClassesHook, check_classes
@@ -17,8 +18,6 @@ from .pyramid_check import CheckPyramidHook, PyramidMismatchError, check_pyramid
 from .resume import ResumeNoticeHook, choose_resume_checkpoint
 from .runner import CheckedRunner
 from .schedulers import WarmupCosineLR, WarmupCosineParamScheduler
-
-register_safe_loader()
 
 __all__ = [
     'CheckClassesHook',
@@ -45,5 +44,6 @@ __all__ = [
     'load_local_checkpoint',
     'prepare_config',
     'register_safe_loader',
+    'safe_loading',
     'to_weights_only',
 ]

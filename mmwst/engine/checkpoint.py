@@ -11,10 +11,15 @@ mmwst fixes this at the source instead of weakening the loader:
   contains only tensors and plain containers (``HistoryBuffer`` -> a tagged dict of
   tensors, ``numpy`` arrays -> tagged tensors, numpy scalars -> Python numbers), and
   restores the original objects after a checkpoint is read.
-* :func:`load_local_checkpoint` replaces mmengine's loader for local files. It always
-  calls ``torch.load(..., weights_only=True)`` - on every torch version, also those whose
+* :func:`load_local_checkpoint` loads local files. It always calls
+  ``torch.load(..., weights_only=True)`` - on every torch version, also those whose
   default is still ``False`` - and turns a refusal into an error that says why and how to
-  convert a file you trust (``tools/sanitize_checkpoint.py``).
+  convert a file you trust (``tools/sanitize_checkpoint.py``). mmengine uses it for
+  local paths inside :func:`safe_loading` only: mmwst's runner
+  (:class:`~mmwst.engine.CheckedRunner`) and tools enter it while they load, and
+  ``import mmwst`` leaves mmengine's loader as it was for every other model in the
+  process. :func:`register_safe_loader` makes the swap for the whole process, for
+  those who want it.
 
 Nothing is ever unpickled with ``weights_only=False`` except by that explicit,
 opt-in tool.
@@ -22,10 +27,12 @@ opt-in tool.
 
 from __future__ import annotations
 
+import contextlib
 import os.path as osp
 import pickle
 import zipfile
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -193,5 +200,32 @@ def checkpoint_is_intact(path: str) -> bool:
 
 
 def register_safe_loader() -> None:
-    """Make mmengine load every local file through :func:`load_local_checkpoint`."""
+    """Make mmengine load every local file through :func:`load_local_checkpoint`, in the
+    whole process from now on (opt-in: ``import mmwst`` does not call it)."""
     CheckpointLoader.register_scheme(prefixes='', loader=load_local_checkpoint, force=True)
+
+
+@contextlib.contextmanager
+def safe_loading() -> Iterator[None]:
+    """Within the block, mmengine loads local checkpoints through
+    :func:`load_local_checkpoint`; on leaving it (also by an exception), the loader that
+    was there before is back. Blocks may nest.
+
+    Examples:
+        >>> from mmengine.runner.checkpoint import CheckpointLoader
+        >>> before = CheckpointLoader._schemes['']
+        >>> with safe_loading():
+        ...     CheckpointLoader._schemes[''] is load_local_checkpoint
+        True
+        >>> CheckpointLoader._schemes[''] is before
+        True
+    """
+    before = CheckpointLoader._schemes.get('')
+    CheckpointLoader._schemes[''] = load_local_checkpoint
+    try:
+        yield
+    finally:  # the table as it is now: registering a scheme replaces the dict
+        if before is None:
+            CheckpointLoader._schemes.pop('', None)
+        else:
+            CheckpointLoader._schemes[''] = before

@@ -13,6 +13,11 @@ target: the model's backbone, compiled in place (``nn.Module.compile``, so check
 their keys), instead of mmengine's ``train_step``, which would trace the optimizer step and
 the logging with it and recompile again and again. On an H100 a compiled ViT-B/16 trains
 1.39x (full fine-tuning) and 1.90x (LoRA) faster than the eager one (``docs/benchmark.md``).
+
+While it trains, validates, tests, loads or resumes, mmengine reads local checkpoints
+through mmwst's loader (``torch.load(weights_only=True)`` with errors that say what to do,
+:func:`~mmwst.engine.checkpoint.safe_loading`); outside those calls mmengine's own loader
+is back, so other models in the same process are not affected.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from mmengine.runner import Runner
 from torch import nn
 
 from ..registry import RUNNERS
+from .checkpoint import safe_loading
 from .data_check import check_required_paths
 
 
@@ -44,7 +50,16 @@ class CheckedRunner(Runner):
     def train(self):
         loaders = ('train', 'val') if self._val_loop is not None else ('train',)
         check_required_paths(self.cfg, loaders)
-        return super().train()
+        with safe_loading():
+            return super().train()
+
+    def load_checkpoint(self, *args, **kwargs):
+        with safe_loading():
+            return super().load_checkpoint(*args, **kwargs)
+
+    def resume(self, *args, **kwargs):
+        with safe_loading():
+            return super().resume(*args, **kwargs)
 
     def _maybe_compile(self, target: str) -> None:
         options = self.cfg.get('compile', None)
@@ -71,8 +86,10 @@ class CheckedRunner(Runner):
 
     def val(self):
         check_required_paths(self.cfg, ('val',))
-        return super().val()
+        with safe_loading():
+            return super().val()
 
     def test(self):
         check_required_paths(self.cfg, ('test',))
-        return super().test()
+        with safe_loading():
+            return super().test()

@@ -3,6 +3,8 @@
 import itertools
 import os.path as osp
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from mmwst.engine.checkpoint import (
     UnsafeCheckpointError,
     from_weights_only,
     load_local_checkpoint,
+    safe_loading,
     to_weights_only,
 )
 from tests.helpers import REPO, run_tool
@@ -101,13 +104,82 @@ def test_loader_explains_refusal_and_missing_file(tmp_path):
         load_local_checkpoint(str(tmp_path / 'nope.pth'))
 
 
-def test_mmengine_loads_through_the_safe_loader(tmp_path):
-    from mmengine.runner.checkpoint import CheckpointLoader
+def test_mmengine_loads_through_the_safe_loader_inside_safe_loading(tmp_path):
+    from mmengine.runner.checkpoint import CheckpointLoader, load_from_local
 
     path = tmp_path / 'foreign.pth'
     torch.save({'meta': {'obj': Opaque()}}, path)
-    with pytest.raises(UnsafeCheckpointError):
+    with safe_loading():
+        with pytest.raises(UnsafeCheckpointError):
+            CheckpointLoader.load_checkpoint(str(path))
+        with safe_loading():  # nested: still mmwst's, and still after the inner block
+            pass
+        assert CheckpointLoader._schemes[''] is load_local_checkpoint
+    # outside, mmengine's own loader again (torch's refusal, not mmwst's), also after
+    # the block was left by an exception
+    assert CheckpointLoader._schemes[''] is load_from_local
+    with pytest.raises(KeyError), safe_loading():
+        raise KeyError('left by an exception')
+    assert CheckpointLoader._schemes[''] is load_from_local
+    with pytest.raises(pickle.UnpicklingError):
         CheckpointLoader.load_checkpoint(str(path))
+
+
+def test_the_checked_runner_loads_through_the_safe_loader(tmp_path):
+    from mmengine.model import BaseModel
+    from mmengine.runner.checkpoint import CheckpointLoader, load_from_local
+
+    from mmwst.engine import CheckedRunner
+
+    class Tiny(BaseModel):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(2, 2)
+
+        def forward(self, inputs, data_samples=None, mode='tensor'):
+            return self.linear(inputs)
+
+    runner = CheckedRunner(model=Tiny(), work_dir=str(tmp_path / 'work'))
+    path = tmp_path / 'foreign.pth'
+    torch.save({'state_dict': {}, 'meta': {'obj': Opaque()}}, path)
+    with pytest.raises(UnsafeCheckpointError, match='sanitize_checkpoint.py'):
+        runner.load_checkpoint(str(path))
+    with pytest.raises(UnsafeCheckpointError):
+        runner.resume(str(path))
+    assert CheckpointLoader._schemes[''] is load_from_local
+    # an mmwst checkpoint loads, its state restored
+    good = tmp_path / 'good.pth'
+    weights = {'linear.weight': torch.eye(2), 'linear.bias': torch.ones(2)}
+    torch.save({'state_dict': weights, 'meta': {}}, good)
+    runner.load_checkpoint(str(good))
+    torch.testing.assert_close(runner.model.linear.bias.data, torch.ones(2))
+
+
+def test_import_mmwst_changes_nothing_for_a_plain_model(tmp_path):
+    """In a fresh interpreter: mmengine's loader table is the same before and after
+    ``import mmwst``, and a plain mmdet model loads through mmengine's own loader."""
+    path = tmp_path / 'foreign.pth'
+    torch.save({'state_dict': {}, 'meta': {'obj': Opaque()}}, path)
+    code = f"""
+import pickle, sys
+sys.path.insert(0, {REPO!r})
+from mmengine.runner.checkpoint import CheckpointLoader, load_checkpoint, load_from_local
+from mmdet.models.backbones import ResNet
+before = dict(CheckpointLoader._schemes)
+import mmwst
+assert dict(CheckpointLoader._schemes) == before, 'import mmwst changed the loaders'
+assert CheckpointLoader._schemes[''] is load_from_local
+model = ResNet(depth=18)
+try:
+    load_checkpoint(model, {str(path)!r})
+except pickle.UnpicklingError:
+    print('mmengine refused it, as without mmwst')
+"""
+    proc = subprocess.run(
+        [sys.executable, '-c', code], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'mmengine refused it, as without mmwst' in proc.stdout
 
 
 def test_sanitize_tool_needs_trust_and_produces_a_loadable_copy(tmp_path):
