@@ -206,7 +206,12 @@ def skip_broken_mmpretrain_multimodal() -> None:
     """mmpretrain 1.2 imports its multimodal models (BLIP, ...) whenever transformers is
     installed, and they fail to import with transformers 5. mmwst uses none of them: with
     transformers >= 5, tell mmpretrain that the multimodal extra is absent (it registers
-    placeholders instead) before anything imports it."""
+    placeholders instead) before anything imports it.
+
+    The only change ``import mmwst`` makes outside its own classes, and only where it is
+    needed: without transformers >= 5, or with mmpretrain imported already, it does
+    nothing; with it, ``import mmpretrain`` would fail for everyone, and the multimodal
+    models it would have offered could not be built anyway."""
     found = _installed_version('transformers')
     if found is None or Version(found) < Version('5') or 'mmpretrain' in sys.modules:
         return
