@@ -4,7 +4,7 @@
 # recipe is in lora-freqfit_vit-b16_vtab-1k.py); lr chosen on train800 -> val200 of three
 # tasks (docs/mini_vtab.md).
 _base_ = ['../_base_/mini_vtab_vit-t.py']
-board_name = 'FreqFit + LoRA'
+board_name = 'FreqFit + LoRA (r=8, 6 linears)'
 lr = 1e-2
 optim_wrapper = dict(optimizer=dict(lr=lr))
 model = dict(

@@ -3,7 +3,7 @@
 # ../_base_/mini_vtab_vit-t.py; this method's learning rate was chosen on train800 ->
 # val200 of three tasks (docs/mini_vtab.md), never on the test split.
 _base_ = ['../_base_/mini_vtab_vit-t.py']
-board_name = 'linear probe'
+board_name = 'linear probe (SGD head)'
 lr = 1e-1
 optim_wrapper = dict(optimizer=dict(lr=lr))
 model = dict(backbone=dict(tuners=[dict(type='mmwst.LinearProbe')]))

@@ -19,7 +19,7 @@ def test_every_method_has_a_mini_vtab_config():
         'adaptformer', 'vpt', 'wst', 'hst', 'freqfit', 'rlrr', 'patt', 'prefix', 'mini_vtab',
     }  # fmt: skip
     assert methods == expected
-    assert len(CONFIGS) == 22  # + VPT deep, two random-ViT rows, four dense variants
+    assert len(CONFIGS) == 23  # + VPT deep, FreqFit on LoRA (q,v), two random-ViT rows, 4 dense
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=lambda p: osp.relpath(p, REPO)[8:-3])

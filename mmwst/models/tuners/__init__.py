@@ -4,6 +4,7 @@ from .dora import DoRA
 from .freqfit import FreqFit
 from .hst import HST
 from .lora import LoRA
+from .mona import Mona
 from .patt import PATT
 from .prefix import PrefixTuning
 from .rlrr import RLRR
@@ -31,6 +32,7 @@ __all__ = [
     'LNTune',
     'LinearProbe',
     'LoRA',
+    'Mona',
     'PrefixTuning',
     'TokenContext',
     'UnsupportedHostError',
