@@ -31,6 +31,7 @@ PUBLISHED = {
     'rlrr': 288_768,
     'patt': 239_712,
     'prefix': 14_272_512,
+    'mona': 2_684_928,
 }
 #: configs named after a combination: counted per file (LoRA on all six Linears + FreqFit)
 FILE_COUNTS = {
@@ -44,6 +45,7 @@ FILE_COUNTS = {
 #: methods defined for one host only (docs/methods.md): the rest have ViT-B/16 and Swin-B
 ONE_HOST = {'wst': {'vit'}, 'hst': {'vit'}, 'freqfit': {'vit'}, 'swin_bapat': {'swin'}}
 SWIN_BAPAT = 6_201_088  # PATT (kv, r=128) + AdaptFormer (r=64) in Swin-B's 24 blocks
+SWIN_COUNTS = {'swin_bapat': SWIN_BAPAT, 'mona': 3_667_456}  # Mona: 48 adapters, r = 64
 CONFIGS = sorted(
     p for p in glob.glob(osp.join(REPO, 'configs', '*', '*vtab-1k.py')) if '_base_' not in p
 )
@@ -76,8 +78,8 @@ def test_config_builds_and_counts(path):
     else:
         assert type(model.backbone).__name__ == 'TunedSwinTransformer'
         assert len(model.backbone.blocks) == 24
-        if _method(path) == 'swin_bapat':
-            assert report.trainable_without_head == SWIN_BAPAT
+        if _method(path) in SWIN_COUNTS:
+            assert report.trainable_without_head == SWIN_COUNTS[_method(path)]
 
 
 def test_every_baseline_has_both_hosts():

@@ -1,0 +1,4 @@
+# Mona (r = 64, the release's) in every block of a frozen ViT-B/16, one VTAB-1k task,
+# mmwst's shared AdamW recipe (the paper reports no VTAB-1k recipe of its own).
+_base_ = ['../_base_/vtab1k_vit-b16.py']
+model = dict(backbone=dict(tuners=[dict(type='mmwst.Mona', bottleneck=64)]))
