@@ -30,6 +30,7 @@ DET_CONFIGS = (
     'configs/dense/beside-vit_coco.py',
     'configs/dense/dinov2/dense_dinov2-l-reg4_coco.py',
     'configs/dense/dinov2/lora_sfp_dinov2-l-reg4_coco.py',
+    'configs/mona/swin-b_coco.py',
 )
 SEG_CONFIGS = (
     'configs/wst_ade20k.py',
@@ -39,12 +40,16 @@ SEG_CONFIGS = (
     'configs/dense/beside-vit_ade20k.py',
     'configs/dense/dinov2/dense_dinov2-l-reg4_ade20k.py',
     'configs/dense/dinov2/lora_sfp_dinov2-l-reg4_ade20k.py',
+    'configs/mona/swin-b_ade20k.py',
 )
 DEMO_DET = 'configs/demo/shapes_cascade_mask_rcnn.py'
 DEMO_SEG = 'configs/demo/shapes_upernet.py'
 VIT_B_WIDTH = 768
 TINY_WIDTH = 64
 TINY_SIDE = (16, 32, 48, 64)
+#: the tiny Swin that stands for Swin-B: four stages, widths 16 / 32 / 64 / 128
+TINY_SWIN = dict(embed_dims=16, depths=[2, 2, 2, 2], num_heads=[1, 2, 4, 8])
+SWIN_B_WIDTH = 128
 
 
 def _mark(path: str):
@@ -56,7 +61,10 @@ def load(path: str) -> Config:
 
 
 def pyramid_widths(backbone: dict, width: int) -> tuple[int, ...]:
-    """The four map widths a backbone config emits (DenseTunedViT's documented interface)."""
+    """The four map widths a backbone config emits (DenseTunedViT's documented interface;
+    Swin: its four stages, doubling from ``width``)."""
+    if backbone['type'] == 'mmwst.TunedSwinTransformer':
+        return tuple(width * 2**i for i in range(4))
     if backbone['type'] == 'mmwst.DenseTunedViT':
         if backbone.get('pyramid') == 'mixed':  # WST's branch fine, the side network coarse
             return (width // 4, width // 4, *backbone['hst']['channels'][2:])
@@ -76,17 +84,23 @@ def head_widths(cfg: Config) -> tuple[int, ...]:
 
 
 def shrink(cfg: Config) -> Config:
-    """The same detector / segmentor around a 4-block width-64 ViT, without a checkpoint."""
+    """The same detector / segmentor around a 4-block width-64 ViT (a Swin one around
+    :data:`TINY_SWIN`), without a checkpoint."""
     backbone = cfg.model.backbone
-    backbone.arch = dict(
-        embed_dims=TINY_WIDTH, num_layers=4, num_heads=4, feedforward_channels=2 * TINY_WIDTH
-    )
+    swin = backbone.type == 'mmwst.TunedSwinTransformer'
+    if swin:
+        backbone.arch = dict(TINY_SWIN)
+        backbone.window_size = 4
+    else:
+        backbone.arch = dict(
+            embed_dims=TINY_WIDTH, num_layers=4, num_heads=4, feedforward_channels=2 * TINY_WIDTH
+        )
     backbone.img_size = 64
     backbone.pretrained = None
     backbone.drop_path_rate = 0.0
     if backbone.get('hst') is not None:
         backbone.hst = dict(channels=TINY_SIDE, num_heads=(1, 2, 2, 4))
-    widths = list(pyramid_widths(backbone, TINY_WIDTH))
+    widths = list(pyramid_widths(backbone, TINY_SWIN['embed_dims'] if swin else TINY_WIDTH))
     if 'decode_head' in cfg.model:
         # no padding to the 512x512 crop: the inputs keep their own (small) sizes, padded
         # to what both the patch and the coarsest map divide
@@ -216,8 +230,14 @@ def test_head_widths_follow_the_backbone(path):
 
     cfg = load(path)
     arch = cfg.model.backbone.arch
-    width = VisionTransformer.arch_zoo[DINOV2_ARCHS.get(arch, arch)]['embed_dims']
-    assert width == (1024 if 'dinov2-l' in path else VIT_B_WIDTH)
+    if cfg.model.backbone.type == 'mmwst.TunedSwinTransformer':
+        from mmpretrain.models.backbones import SwinTransformer
+
+        width = SwinTransformer.arch_zoo[arch]['embed_dims']
+        assert width == SWIN_B_WIDTH and cfg.model.backbone.out_indices == (0, 1, 2, 3)
+    else:
+        width = VisionTransformer.arch_zoo[DINOV2_ARCHS.get(arch, arch)]['embed_dims']
+        assert width == (1024 if 'dinov2-l' in path else VIT_B_WIDTH)
     widths = pyramid_widths(cfg.model.backbone, width)
     assert head_widths(cfg) == widths
     if 'auxiliary_head' in cfg.model:
@@ -371,6 +391,10 @@ def test_demo_segmentor_lowers_the_loss_and_evaluates(shapes_root, tmp_path, one
                 'data/coco/val2017',
                 'cocodataset.org',
             ],
+        ),
+        (
+            'configs/mona/swin-b_coco.py',
+            ['checkpoints/swin-base_in21k.pth', 'data/coco/train2017', 'ImageNet-21k Swin-B'],
         ),
         (
             'configs/wst_ade20k.py',

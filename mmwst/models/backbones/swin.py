@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
+from mmengine.logging import print_log
 from mmpretrain.models.backbones import SwinTransformer
 from mmpretrain.models.utils import resize_pos_embed
 from mmpretrain.models.utils.attention import WindowMSA
@@ -102,7 +104,32 @@ class TunedSwinTransformer(TunableHostMixin, SwinTransformer):
         if 'state_dict' in state and isinstance(state['state_dict'], dict):
             state = state['state_dict']
         state = {k: v for k, v in state.items() if not k.startswith(('head.', 'neck.'))}
-        return _strip_prefixes(state, ('module.', 'backbone.'))
+        return self._add_output_norms(_strip_prefixes(state, ('module.', 'backbone.')), path)
+
+    def _add_output_norms(self, state: dict[str, Tensor], path: str) -> dict[str, Tensor]:
+        """A classification checkpoint holds the norm after the last stage only; the
+        norms a dense backbone adds after the other stages it outputs (``out_indices``)
+        are then LayerNorms with weight 1 and bias 0 and stay frozen - as the Mona
+        release and mmdet's non-strict Swin loading leave them. Only for a file that
+        holds the last stage's norm: any other missing key still fails the strict check."""
+        last = f'norm{len(self.stages) - 1}'
+        if f'{last}.weight' not in state:
+            return state
+        added = []
+        for i in self.out_indices:
+            norm = getattr(self, f'norm{i}')
+            if f'norm{i}.weight' in state or f'norm{i}.bias' in state:
+                continue
+            state[f'norm{i}.weight'] = torch.ones_like(norm.weight)
+            state[f'norm{i}.bias'] = torch.zeros_like(norm.bias)
+            added.append(f'norm{i}')
+        if added:
+            print_log(
+                f'{path} holds no {", ".join(added)} (a classification checkpoint): those '
+                'output norms start at weight 1, bias 0 and stay frozen',
+                logger='current',
+            )
+        return state
 
     def forward_host(self, x: Tensor) -> tuple[Tensor, ...]:
         self._check_input(x)

@@ -115,6 +115,41 @@ def test_swin_host_counts_blocks_across_stages():
     assert not any(p.requires_grad for p in host.parameters())
 
 
+def test_swin_outputs_of_every_stage_load_a_classification_checkpoint(tmp_path):
+    """A classification file holds the last stage's norm only: the other stages' output
+    norms start at weight 1, bias 0, frozen; a file without even the last norm is
+    refused as before."""
+    arch = dict(embed_dims=16, depths=[2, 2], num_heads=[2, 4])
+    torch.manual_seed(0)
+    classifier = TunedSwinTransformer(arch=arch, img_size=64, window_size=4, out_indices=(1,))
+    with torch.no_grad():
+        classifier.norm1.weight.normal_()
+    with classifier.full_state_dict():
+        state = {f'backbone.{k}': v for k, v in classifier.state_dict().items()}
+    path = tmp_path / 'swin.pth'
+    torch.save({'state_dict': state}, path)
+    dense = TunedSwinTransformer(
+        arch=arch,
+        img_size=64,
+        window_size=4,
+        out_indices=(0, 1),
+        pretrained=str(path),
+        tuners=[dict(type='mmwst.Mona', bottleneck=4)],
+    )
+    dense.init_weights()
+    torch.testing.assert_close(dense.norm0.weight, torch.ones(16), rtol=0, atol=0)
+    torch.testing.assert_close(dense.norm0.bias, torch.zeros(16), rtol=0, atol=0)
+    torch.testing.assert_close(dense.norm1.weight, classifier.norm1.weight, rtol=0, atol=0)
+    assert not dense.norm0.weight.requires_grad
+    del state['backbone.norm1.weight'], state['backbone.norm1.bias']
+    torch.save({'state_dict': state}, path)
+    broken = TunedSwinTransformer(
+        arch=arch, img_size=64, window_size=4, out_indices=(0, 1), pretrained=str(path)
+    )
+    with pytest.raises(ValueError, match='norm'):
+        broken.init_weights()
+
+
 def test_gradient_checkpointing_gives_the_same_gradients():
     torch.manual_seed(0)
     plain = _host(tuners=[dict(type='mmwst.LoRA', rank=2)]).train()
