@@ -34,6 +34,12 @@ tables and the chart from such a CSV::
 
     python tools/vtab_report.py runs SWEEP_DIR --out runs.csv [--extra NAME ...]
     python tools/vtab_report.py board runs.csv --out PREFIX [--baselines NAME ...]
+
+``restore`` writes a runs CSV back into a sweep's folders (one ``result.json`` per run,
+none overwritten), so that a sweep continued on another machine, or after its work dir
+was lost, trains only the runs the file does not hold::
+
+    python tools/vtab_report.py restore runs.csv SWEEP_DIR
 """
 
 from __future__ import annotations
@@ -611,6 +617,32 @@ def _bar_chart(
     plt.close(fig)
 
 
+def restore_runs(path: str, sweep_dir: str) -> tuple[int, int]:
+    """Write every run of a :func:`write_runs` file as ``result.json`` in the sweep's
+    layout under ``sweep_dir``; runs that have one already are left alone. Returns
+    ``(written, kept)``."""
+    methods, names = read_runs(path)
+    written = kept = 0
+    for method, results in methods.items():
+        for task, seeds in results.items():
+            for seed, result in seeds.items():
+                run_dir = osp.join(
+                    sweep_dir, method, task, *([] if seed == '-' else [f'seed{seed}'])
+                )
+                target = osp.join(run_dir, 'result.json')
+                if osp.isfile(target):
+                    kept += 1
+                    continue
+                os.makedirs(run_dir, exist_ok=True)
+                record = dict(result, restored_from=osp.abspath(path))
+                if seed == '-':
+                    record['label'] = names[method]
+                with open(target, 'w') as f:
+                    json.dump(record, f, indent=2)
+                written += 1
+    return written, kept
+
+
 def sweep_methods(sweep_dir: str, extra: Sequence[str] = ()) -> tuple[dict, dict[str, str]]:
     """The methods of a tools/vtab_sweep.py work dir, in the sweep's order after the
     ``extra`` folders (results of another tool in the same layout, e.g. the
@@ -659,6 +691,9 @@ def main(argv=None) -> int:
         default=[],
         help='other method folders of the work dir to list first (e.g. a probe)',
     )
+    restore = commands.add_parser('restore', help="write a runs CSV back into a sweep's folders")
+    restore.add_argument('runs_csv')
+    restore.add_argument('sweep_dir')
     board = commands.add_parser('board', help='tables and chart from a runs CSV')
     board.add_argument('runs_csv')
     board.add_argument('--out', required=True, help='prefix of the .md, .csv and .png')
@@ -675,6 +710,13 @@ def main(argv=None) -> int:
             parser.error(str(err))
         count = write_runs(methods, args.out, names)
         print(f'[report] {count} runs of {len(methods)} methods -> {args.out}')
+        return 0
+    if args.command == 'restore':
+        try:
+            written, kept = restore_runs(args.runs_csv, args.sweep_dir)
+        except (OSError, ValueError) as err:
+            parser.error(str(err))
+        print(f'[report] {written} runs restored into {args.sweep_dir}, {kept} there already')
         return 0
     if args.command == 'board':
         try:

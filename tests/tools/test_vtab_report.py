@@ -172,3 +172,31 @@ def test_runs_file_round_trips_and_the_board_rebuilds_from_it(tmp_path):
         check=False,
     )
     assert bad.returncode == 2 and 'missing.csv' in bad.stderr
+
+
+def test_restore_writes_the_runs_back_into_a_sweeps_folders(tmp_path):
+    """A sweep continued elsewhere: the runs file becomes result.json files that the
+    sweep's loader reads as the same results, and nothing already there is overwritten."""
+    from tools.vtab_report import load_results, restore_runs, write_runs
+
+    methods = {
+        'probe': {t: {'-': dict(final=40.0 + i, best=40.0 + i)} for i, t in enumerate(MINI)},
+        'lora': {
+            t: {s: dict(r, best=r['final'], seconds=2.5) for s, r in seeds.items()}
+            for t, seeds in _runs(0.0, seeds=range(2)).items()
+        },
+    }
+    path = tmp_path / 'runs.csv'
+    write_runs(methods, str(path), {'probe': 'a probe', 'lora': 'LoRA'})
+    sweep = tmp_path / 'sweep'
+    kept = sweep / 'lora' / 'digits' / 'seed0' / 'result.json'
+    kept.parent.mkdir(parents=True)
+    kept.write_text('{"final": 99.0, "best": 99.0}')
+    assert restore_runs(str(path), str(sweep)) == (7 + 14 - 1, 1)
+    assert load_results(str(sweep / 'lora'))['digits']['0']['final'] == 99.0  # left alone
+    back = load_results(str(sweep / 'lora'))
+    assert back['clevr_dist']['1']['final'] == methods['lora']['clevr_dist']['1']['final']
+    assert back['clevr_dist']['1']['seconds'] == 2.5
+    probe = load_results(str(sweep / 'probe'))
+    assert probe['digits']['-']['final'] == 40.0 and probe['digits']['-']['label'] == 'a probe'
+    assert restore_runs(str(path), str(sweep)) == (0, 21)  # a second call writes nothing
