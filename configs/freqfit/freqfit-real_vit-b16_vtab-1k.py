@@ -14,3 +14,7 @@ model = dict(
         ]
     )
 )
+# the trainable parameters without the head as the paper and docs/methods.md state
+# them, checked against the built model by tests/configs/test_baseline_configs.py
+# (LoRA on all six Linears + FreqFit (real))
+trainable_without_head = 1_327_104 + 1_138_176

@@ -23,3 +23,7 @@ model = dict(
         ],
     )
 )
+# the trainable parameters without the head as the paper and docs/methods.md state
+# them, checked against the built model by tests/configs/test_baseline_configs.py
+# (LoRA on all six Linears + FreqFit (1-D))
+trainable_without_head = 1_327_104 + 1_976_832

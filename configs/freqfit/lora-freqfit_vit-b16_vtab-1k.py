@@ -41,3 +41,7 @@ param_scheduler = [
     ),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=100, val_interval=10)
+# the trainable parameters without the head as the paper and docs/methods.md state
+# them, checked against the built model by tests/configs/test_baseline_configs.py
+# (LoRA on all six Linears + FreqFit (complex))
+trainable_without_head = 1_327_104 + 2_256_384

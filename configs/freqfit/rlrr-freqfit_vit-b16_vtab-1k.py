@@ -11,3 +11,7 @@ model = dict(
     ),
     head=dict(init_cfg=dict(_delete_=True, type='Constant', layer='Linear', val=0)),
 )
+# the trainable parameters without the head as the paper and docs/methods.md state
+# them, checked against the built model by tests/configs/test_baseline_configs.py
+# (RLRR + FreqFit (complex))
+trainable_without_head = 288_768 + 2_256_384

@@ -7,3 +7,7 @@ model = dict(
         tuners=[dict(type='mmwst.SSF'), dict(type='mmwst.FreqFit', filter_type='complex')]
     )
 )
+# the trainable parameters without the head as the paper and docs/methods.md state
+# them, checked against the built model by tests/configs/test_baseline_configs.py
+# (SSF + FreqFit (complex))
+trainable_without_head = 205_824 + 2_256_384

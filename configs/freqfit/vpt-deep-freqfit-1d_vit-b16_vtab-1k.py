@@ -13,3 +13,7 @@ model = dict(
         ]
     )
 )
+# the trainable parameters without the head as the paper and docs/methods.md state
+# them, checked against the built model by tests/configs/test_baseline_configs.py
+# (VPT-deep + FreqFit (1-D))
+trainable_without_head = 92_160 + 2_076_672

@@ -75,3 +75,6 @@ param_scheduler = [
 ]
 train_cfg = dict(max_epochs=cosine_epochs + cooldown_epochs, val_interval=10)
 auto_scale_lr = dict(base_batch_size=batch_size)
+# the trainable parameters without the head as the paper and docs/methods.md state
+# them, checked against the built model by tests/configs/test_baseline_configs.py
+trainable_without_head = 764_840

@@ -62,3 +62,6 @@ train_pipeline = [
     dict(type='PackInputs'),
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+# the trainable parameters without the head as the paper and docs/methods.md state
+# them, checked against the built model by tests/configs/test_baseline_configs.py
+trainable_without_head = 288_768

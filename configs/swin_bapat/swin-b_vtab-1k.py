@@ -9,3 +9,7 @@ model = dict(
         ]
     )
 )
+# the trainable parameters without the head as the paper and docs/methods.md state
+# them, checked against the built model by tests/configs/test_baseline_configs.py
+# (PATT (kv, r=128) + AdaptFormer (r=64) in 24 blocks)
+trainable_without_head = 6_201_088

@@ -44,3 +44,6 @@ param_scheduler = [
     )
 ]
 train_cfg = dict(max_epochs=110)
+# the trainable parameters without the head as the paper and docs/methods.md state
+# them, checked against the built model by tests/configs/test_baseline_configs.py
+trainable_without_head = 83_160

@@ -122,7 +122,8 @@ def test_board_tables_equal_the_csv(doc, raw):
     assert not wrong, '\n'.join(wrong)
 
 
-#: README's method table: its label -> the board's row(s) ("/": two rows in one cell)
+#: README's method table: its label -> the board's row(s) ("/": two rows in one cell);
+#: a method not on the board is not listed and its README cell must be "-"
 README_ROWS = {
     'linear probe': ['linear probe'],
     'full fine-tuning': ['full fine-tuning'],
@@ -130,7 +131,6 @@ README_ROWS = {
     'LN-tune': ['LN-tune'],
     'SSF': ['SSF'],
     'LoRA (r=8, q,v)': ['LoRA (r=8, q,v)'],
-    'DoRA (r=8, q,v)': [],
     'Adapter (r=8)': ['Adapter (r=8)'],
     'AdaptFormer (r=64)': ['AdaptFormer (r=16)'],
     'VPT-shallow / deep (10)': ['VPT-shallow (10)', 'VPT-deep (10)'],
@@ -140,8 +140,6 @@ README_ROWS = {
     'RLRR': ['RLRR'],
     'PATT (kv, r=8)': ['PATT (kv, r=8)'],
     'prefix tuning (10 tokens)': ['prefix tuning (10)'],
-    'Mona (r=64)': [],
-    'Swin-BAPAT': [],
 }
 
 
@@ -150,10 +148,11 @@ def test_readme_method_table_equals_the_board():
     results = board()
     header, rows = table_with('README.md', 'method', 'mini-VTAB (mmwst)')
     column = header.index('mini-VTAB (mmwst)')
-    assert {r[0] for r in rows} == set(README_ROWS), 'README rows changed: update README_ROWS'
+    # a README row with a board figure maps to its board rows here; any other says "-"
+    assert set(README_ROWS) <= {r[0] for r in rows}, 'README rows changed: update README_ROWS'
     wrong = []
     for cells in rows:
-        methods = README_ROWS[cells[0]]
+        methods = README_ROWS.get(cells[0], [])
         # a trailing note such as "(r=16)" or "(on LoRA)" names the board's variant
         cell = re.sub(r'\s*\([^)]*\)', '', cells[column])
         quoted = [c.strip() for c in cell.split('/')] if methods else []

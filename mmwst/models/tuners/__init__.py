@@ -1,39 +1,30 @@
-from .adapters import Adapter, AdaptFormer
-from .base import BaseTuner, BlockSpec, HostSpec, TokenContext, UnsupportedHostError
-from .dora import DoRA
-from .freqfit import FreqFit
-from .hst import HST
-from .lora import LoRA
-from .mona import Mona
-from .patt import PATT
-from .prefix import PrefixTuning
-from .rlrr import RLRR
-from .simple import BitFit, FullFineTune, LinearProbe, LNTune
-from .ssf import SSF
-from .vpt import VPT
-from .wst import WST
+"""The tuners: one module per method, each registering its class(es) in mmwst's MODELS.
 
-__all__ = [
-    'HST',
-    'PATT',
-    'RLRR',
-    'SSF',
-    'VPT',
-    'WST',
-    'AdaptFormer',
-    'Adapter',
-    'BaseTuner',
-    'BitFit',
-    'BlockSpec',
-    'DoRA',
-    'FreqFit',
-    'FullFineTune',
-    'HostSpec',
-    'LNTune',
-    'LinearProbe',
-    'LoRA',
-    'Mona',
-    'PrefixTuning',
-    'TokenContext',
-    'UnsupportedHostError',
-]
+Every module of this package is imported here and every tuner class it defines is
+exported under its own name (``from mmwst.models.tuners import LoRA``): a new method's
+file is picked up without an edit here.
+"""
+
+import importlib
+import pkgutil
+
+from .base import BaseTuner, BlockSpec, HostSpec, TokenContext, UnsupportedHostError
+
+__all__ = ['BaseTuner', 'BlockSpec', 'HostSpec', 'TokenContext', 'UnsupportedHostError']
+
+
+def _export_tuners() -> None:
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        module = importlib.import_module(f'{__name__}.{info.name}')
+        for name, obj in vars(module).items():
+            if (
+                isinstance(obj, type)
+                and issubclass(obj, BaseTuner)
+                and obj is not BaseTuner
+                and obj.__module__ == module.__name__
+            ):
+                globals()[name] = obj
+                __all__.append(name)
+
+
+_export_tuners()

@@ -42,6 +42,26 @@ def test_every_registered_tuner_has_a_table_row():
     assert registered and not registered - in_table, sorted(registered - in_table)
 
 
+def test_every_tuner_is_exported_and_registered():
+    """The package exports each tuner class of its modules (found, not listed), and
+    exactly those are the tuners in the registry."""
+    import mmwst.models.tuners as package
+
+    exported = {
+        name
+        for name in package.__all__
+        if isinstance(getattr(package, name), type)
+        and issubclass(getattr(package, name), BaseTuner)
+        and name != 'BaseTuner'
+    }
+    registered = {
+        name
+        for name, cls in MODELS.module_dict.items()
+        if isinstance(cls, type) and issubclass(cls, BaseTuner)
+    }
+    assert exported == registered and 'Mona' in exported
+
+
 def _image(kind: str, size_index: int = 0, batch: int = 2, seed: int = 0) -> torch.Tensor:
     h, w = SIZES[kind][size_index]
     return torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(seed))
