@@ -165,6 +165,8 @@ class BaseTuner(BaseModule):
             probe), the reason, which the host states when it refuses a combination.
         supported_hosts: the host kinds the method runs on; the host refuses others with
             :class:`UnsupportedHostError`, giving ``host_reason``.
+        on_board: whether the method has a mini-VTAB row (a ``vit-t_mini-vtab.py``
+            config in its folder).
     """
 
     mergeable: ClassVar[bool] = False
@@ -174,6 +176,10 @@ class BaseTuner(BaseModule):
     host_reason: ClassVar[str] = ''
     #: Why the method cannot be combined with any other tuner (None: it can).
     alone: ClassVar[str | None] = None
+    #: Whether the method has a row on the mini-VTAB board, i.e. a
+    #: ``configs/<method>/vit-t_mini-vtab.py`` (the config tests hold every method
+    #: folder to it).
+    on_board: ClassVar[bool] = True
 
     def __init__(self, init_cfg: dict | list | None = None) -> None:
         super().__init__(init_cfg=init_cfg)

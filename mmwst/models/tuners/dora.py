@@ -52,6 +52,8 @@ class DoRA(LoRA):
         torch.Size([1, 32])
     """
 
+    on_board = False  # no mini-VTAB row yet
+
     def __init__(
         self,
         rank: int = 8,

@@ -113,6 +113,7 @@ class Mona(BaseTuner):
     """
 
     supported_hosts = ('vit', 'swin')
+    on_board = False  # no mini-VTAB row yet
     host_reason = (
         "SAM's encoder runs its blocks on windows of (B, h, w, D) maps; Mona is defined on "
         'token sequences of ViT and Swin blocks'
