@@ -24,6 +24,24 @@ bench_measure = importlib.import_module('benchmarking.measure')
 TINY = dict(arch='tiny', img_size=32, batch=2, warmup=1, repeats=1)
 
 
+def test_the_benchmarked_methods_are_those_that_say_so():
+    """Each tuner class whose ``benchmarked`` is true is timed by some entry of the
+    benchmark's list, and no entry uses one that says false."""
+    from benchmarking.methods import METHODS
+
+    from mmwst.models.tuners import BaseTuner
+    from mmwst.registry import MODELS
+
+    used = {t['type'].split('.')[-1] for tuners in METHODS.values() for t in tuners}
+    tuners = {
+        name: cls
+        for name, cls in MODELS.module_dict.items()
+        if isinstance(cls, type) and issubclass(cls, BaseTuner)
+    }
+    assert used <= set(tuners)
+    assert used == {name for name, cls in tuners.items() if cls.benchmarked}, used
+
+
 @pytest.mark.slow
 def test_benchmark_tiny(tmp_path):
     out = tmp_path / 'bench'

@@ -167,6 +167,7 @@ class BaseTuner(BaseModule):
             :class:`UnsupportedHostError`, giving ``host_reason``.
         on_board: whether the method has a mini-VTAB row (a ``vit-t_mini-vtab.py``
             config in its folder).
+        benchmarked: whether the benchmark times it.
     """
 
     mergeable: ClassVar[bool] = False
@@ -180,6 +181,9 @@ class BaseTuner(BaseModule):
     #: ``configs/<method>/vit-t_mini-vtab.py`` (the config tests hold every method
     #: folder to it).
     on_board: ClassVar[bool] = True
+    #: Whether ``tools/benchmark.py`` times the method (an entry of
+    #: ``tools/benchmarking/methods.py`` uses it; a test holds the list to the flags).
+    benchmarked: ClassVar[bool] = True
 
     def __init__(self, init_cfg: dict | list | None = None) -> None:
         super().__init__(init_cfg=init_cfg)

@@ -53,6 +53,7 @@ class DoRA(LoRA):
     """
 
     on_board = False  # no mini-VTAB row yet
+    benchmarked = False  # not timed by tools/benchmark.py yet
 
     def __init__(
         self,
