@@ -62,6 +62,18 @@ def test_init_is_the_releases():
     assert layer.drop.p == 0.1
 
 
+def _tuned_host(kind: str):
+    """The tiny host of ``kind`` with Mona (r = 8), every adapter moved off its init, in
+    eval mode; and its Mona."""
+    torch.manual_seed(0)
+    model = build_host(kind, [dict(type='mmwst.Mona', bottleneck=8)])
+    model.init_weights()
+    mona = model.tuners[0]
+    for layer in (*mona.after_attn, *mona.after_mlp):
+        _perturbed(layer)
+    return model.eval(), mona
+
+
 def _record_blocks(model, blocks):
     """Each block's input (args) and output, from hooks on the blocks."""
     seen = []
@@ -74,13 +86,7 @@ def test_two_places_in_each_vit_block_and_the_class_token_untouched():
     """Block by block: out = Mona_1(x + attn(ln1(x))) + MLP(ln2(...)), and the next
     block's input is Mona_2(out); the class token and the register tokens pass both
     adapters unchanged."""
-    torch.manual_seed(0)
-    model = build_host('dinov2', [dict(type='mmwst.Mona', bottleneck=8)])
-    model.init_weights()
-    mona = model.tuners[0]
-    for layer in (*mona.after_attn, *mona.after_mlp):
-        _perturbed(layer)
-    model.eval()
+    model, mona = _tuned_host('dinov2')
     seen = _record_blocks(model, model.layers)
     image = torch.randn(2, 3, 56, 84)
     model(image)
@@ -101,13 +107,7 @@ def test_two_places_in_each_vit_block_and_the_class_token_untouched():
 
 
 def test_two_places_in_each_swin_block_on_each_stages_grid():
-    torch.manual_seed(0)
-    model = build_host('swin', [dict(type='mmwst.Mona', bottleneck=8)])
-    model.init_weights()
-    mona = model.tuners[0]
-    for layer in (*mona.after_attn, *mona.after_mlp):
-        _perturbed(layer)
-    model.eval()
+    model, mona = _tuned_host('swin')
     blocks = [block for stage in model.stages for block in stage.blocks]
     seen = _record_blocks(model, blocks)
     model(torch.randn(2, 3, 64, 96))
