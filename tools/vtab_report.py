@@ -336,12 +336,14 @@ def table_rows(
     suite: str | None = None,
     spread: str = 'ci95',
     baselines: Sequence[str] = (),
+    against: Mapping | None = None,
 ) -> tuple[list[str], list[list[str]]]:
     """Header and rows: one row per method, one column per task, then the averages,
     the number of seeds, the trainable parameters (without head), minutes per run and,
     per baseline, the row's mark against it (:func:`mark`). ``suite`` names the suite
     the tasks belong to (default: found from the tasks); ``spread``: what follows
-    ``±``, ``'ci95'`` (the 95% half-width) or ``'std'``."""
+    ``±``, ``'ci95'`` (the 95% half-width) or ``'std'``; ``against``: the
+    :func:`comparisons` with ``baselines``, when the caller has them already."""
     if which not in ('final', 'best'):
         raise ValueError(f"which must be 'final' or 'best', got {which!r}")
     if spread not in ('ci95', 'std'):
@@ -352,7 +354,8 @@ def table_rows(
     count = len(SUITES[suite][0]) if suite else len(tasks)
     labels = {'mean': f'mean ({count})', 'group_mean': 'mean of groups'}
     names = names or {}
-    against = comparisons(methods, baselines, which, suite)
+    if against is None:
+        against = comparisons(methods, baselines, which, suite)
     header = [
         'method',
         *tasks,
@@ -386,11 +389,13 @@ def comparison_rows(
     which: str = 'final',
     names: Mapping[str, str] | None = None,
     suite: str | None = None,
+    against: Mapping | None = None,
 ) -> tuple[list[str], list[list[str]]]:
     """Per method and baseline: the difference of the mean over tasks with its 95%
-    interval, and the Holm-adjusted p-value."""
+    interval, and the Holm-adjusted p-value (``against``: as in :func:`table_rows`)."""
     names = names or {}
-    against = comparisons(methods, baselines, which, suite)
+    if against is None:
+        against = comparisons(methods, baselines, which, suite)
     header = ['method']
     for base in baselines:
         header += [f'Δ vs {names.get(base, base)} [95% CI]', f'p vs {names.get(base, base)}']
@@ -423,7 +428,10 @@ def write_report(
     """Write ``<out_prefix>.md``, ``.csv`` (means, standard deviations and 95%
     half-widths in separate columns) and ``.png``; return the paths. ``suite``: as in
     :func:`table_rows`; ``baselines``: methods every row is compared with."""
-    header, rows = table_rows(methods, which, names=names, suite=suite, baselines=baselines)
+    against = comparisons(methods, baselines, which, suite)  # once, for every table
+    header, rows = table_rows(
+        methods, which, names=names, suite=suite, baselines=baselines, against=against
+    )
     os.makedirs(osp.dirname(osp.abspath(out_prefix)), exist_ok=True)
     label = (
         'final-epoch top-1 accuracy (%)'
@@ -439,7 +447,7 @@ def write_report(
     ]
     md += ['| ' + ' | '.join(row) + ' |' for row in rows]
     if baselines:
-        c_header, c_rows = comparison_rows(methods, baselines, which, names, suite)
+        c_header, c_rows = comparison_rows(methods, baselines, which, names, suite, against)
         md += [
             '',
             '"vs" columns: ▲ better, ▼ worse than the baseline, = no significant difference '
@@ -454,7 +462,7 @@ def write_report(
     paths = [f'{out_prefix}.md', f'{out_prefix}.csv', f'{out_prefix}.png']
     with open(paths[0], 'w') as f:
         f.write('\n'.join(md) + '\n')
-    _write_csv(methods, which, paths[1], names, suite, baselines)
+    _write_csv(methods, which, paths[1], names, suite, baselines, against)
     _bar_chart(methods, which, label, paths[2], names, suite)
     return paths
 
@@ -466,10 +474,12 @@ def _write_csv(
     names: Mapping[str, str] | None,
     suite: str | None = None,
     baselines: Sequence[str] = (),
+    against: Mapping | None = None,
 ) -> None:
     tasks, suite = _task_order(methods, suite)
     keys = [*GROUPS, 'mean', 'group_mean'] if suite else ['mean']
-    against = comparisons(methods, baselines, which, suite)
+    if against is None:
+        against = comparisons(methods, baselines, which, suite)
     header = ['method']
     for col in [*tasks, *keys]:
         header += [col, f'{col}_std', f'{col}_ci95']
