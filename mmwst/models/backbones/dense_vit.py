@@ -7,7 +7,6 @@ from contextlib import nullcontext
 
 import torch
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from ...registry import MODELS
 from ..layers.hst_side import HSTSide, SideState, hst_side_count
@@ -243,6 +242,7 @@ class DenseTunedViT(TunedVisionTransformer):
         image = x
         with nullcontext() if self.host_grad else torch.no_grad():
             tokens, ctx = self._embed_tokens(x)  # (B, prefix + h*w, D)
+            tokens = self._run_hooks('before_blocks', tokens, ctx)
         grid, prefix = ctx.patch_resolution, ctx.num_prefix
         bands = self.wst.embed(image) if self.wst is not None else None  # T_0 = DWT(S_0)
         # the side network turns the branch's sub-bands into S_{l+1} itself, per stage
@@ -253,7 +253,8 @@ class DenseTunedViT(TunedVisionTransformer):
         # output, split once), or whole in `tokens` where they are the output itself
         pieces = None
         last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
+        for spec in self.blocks:
+            i = spec.index
             if hooks:
                 tokens = torch.cat(pieces, dim=1) if pieces is not None else tokens
                 pieces = None
@@ -266,7 +267,7 @@ class DenseTunedViT(TunedVisionTransformer):
                 tokens = torch.cat([self.side.meta(i, patches), front, patches], dim=1)
             elif pieces is not None:
                 tokens = torch.cat(pieces, dim=1)
-            out = self._run_block(layer, tokens)
+            out = self._run_block(spec, tokens, ctx)
             if not self.host_grad:  # no feedback
                 tokens, pieces, patches = out, None, out[:, prefix:]
             else:
@@ -306,15 +307,13 @@ class DenseTunedViT(TunedVisionTransformer):
             for t in self.tuners
         )
 
-    def _run_block(self, layer: nn.Module, tokens: Tensor) -> Tensor:
+    def _run_block(self, spec, tokens: Tensor, ctx) -> Tensor:
         """One frozen block: without autograd beside the ViT, checkpointed with
         ``with_cp`` in training."""
         if not self.host_grad:
             with torch.no_grad():
-                return layer(tokens)
-        if self.with_cp and self.training and torch.is_grad_enabled():
-            return checkpoint(layer, tokens, use_reentrant=False)
-        return layer(tokens)
+                return spec.block(tokens)
+        return self._checkpointed_block(spec, tokens, ctx)
 
 
 PYRAMIDS = ('side', 'wst', 'mixed')

@@ -13,7 +13,12 @@
   the ``pretrained`` file, or fails naming what is missing;
 * loads ``pretrained`` weights from a local file and refuses missing or mis-shaped
   keys instead of leaving a random "frozen" backbone;
-* merges and unmerges mergeable tuners.
+* merges and unmerges mergeable tuners;
+* walks the blocks (:meth:`TunableHostMixin._walk_blocks`), once for every host: each
+  tuner's hooks around each block, the checks on the tokens the tuners add, gradient
+  checkpointing and a tuner's replacement of the output. A host supplies only its own
+  block step (:meth:`~TunableHostMixin._block_step`) and what it does between blocks
+  (:meth:`~TunableHostMixin._between_blocks`: outputs, final norms, downsampling).
 """
 
 from __future__ import annotations
@@ -25,9 +30,10 @@ from contextlib import contextmanager
 import torch
 from mmengine.logging import print_log
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from ...registry import MODELS
-from ..tuners.base import BaseTuner, BlockSpec, UnsupportedHostError
+from ..tuners.base import BaseTuner, BlockSpec, TokenContext, UnsupportedHostError
 from .weights import check_state_dict
 
 TUNERS_ATTR = 'tuners'
@@ -49,7 +55,12 @@ class TunableHostMixin:
     :meth:`_make_block_specs`, :meth:`final_norms` and :meth:`_read_pretrained`.
     """
 
-    host_kind: str = ''  # 'vit' or 'swin'
+    host_kind: str = ''  # 'vit', 'swin' or 'sam'
+    #: Why the host needs every token on its patch grid (SAM's windows), or '' where
+    #: tuners may insert tokens as long as they remove them before the blocks end.
+    grid_tokens_only: str = ''
+    #: Gradient checkpointing of the blocks in training (hosts that offer ``with_cp``).
+    with_cp: bool = False
 
     # ---- construction ----------------------------------------------------------------
     def _setup_tuners(
@@ -127,6 +138,64 @@ class TunableHostMixin:
                 f'{(ph, pw)}; resize or pad the images (e.g. a Pad transform with '
                 f'size_divisor={ph})'
             )
+
+    # ---- the walk over the blocks -------------------------------------------------------
+    def _walk_blocks(self, x: Tensor, ctx: TokenContext) -> tuple[Tensor, ...]:
+        """Run the blocks on the tokens ``x`` ``(B, prefix + h*w, D)`` entering the first
+        one: every tuner's ``before_blocks``, then per block its ``before_block``, the
+        host's block (recomputed in backward with ``with_cp``), its ``after_block`` and
+        the host's :meth:`_between_blocks`; after the last block ``after_blocks``. Tokens
+        a tuner inserts must be gone when the blocks end. Returns the host's outputs, or
+        the output a tuner put in ``ctx.output``."""
+        prefix = ctx.num_prefix
+        outs: list[Tensor] = []
+        x = self._run_hooks('before_blocks', x, ctx)
+        last = len(self.blocks) - 1
+        for spec in self.blocks:
+            x = self._run_hooks('before_block', x, ctx, spec.index)
+            x = self._checkpointed_block(spec, x, ctx)
+            x = self._run_hooks('after_block', x, ctx, spec.index)
+            if spec.index == last:
+                x = self._run_hooks('after_blocks', x, ctx)
+                if ctx.num_prefix != prefix:
+                    raise RuntimeError(
+                        f'the tuners left {ctx.num_prefix - prefix} inserted tokens in the '
+                        'sequence after the last block; a tuner that inserts tokens must '
+                        'remove them again (and lower ctx.num_prefix) by after_blocks'
+                    )
+            x = self._between_blocks(spec, x, ctx, outs)
+        return ctx.output if ctx.output is not None else tuple(outs)
+
+    def _run_hooks(self, hook: str, x: Tensor, ctx: TokenContext, *index: int) -> Tensor:
+        """Every tuner's ``hook`` in list order; on a host that needs every token on its
+        grid, a hook that changes the number of tokens stops the pass."""
+        for tuner in self.tuners:
+            out = getattr(tuner, hook)(*index, x, ctx)
+            if self.grid_tokens_only and out.shape[1] != x.shape[1]:
+                raise RuntimeError(
+                    f'{type(tuner).__name__} changed the number of tokens ({x.shape[1]} -> '
+                    f'{out.shape[1]}) in {hook}: {self.grid_tokens_only}'
+                )
+            x = out
+        return x
+
+    def _checkpointed_block(self, spec: BlockSpec, x: Tensor, ctx: TokenContext) -> Tensor:
+        if self.with_cp and self.training and torch.is_grad_enabled():
+            # recompute the block in backward instead of storing its activations
+            return checkpoint(self._block_step, spec, x, ctx, use_reentrant=False)
+        return self._block_step(spec, x, ctx)
+
+    def _block_step(self, spec: BlockSpec, x: Tensor, ctx: TokenContext) -> Tensor:
+        """The host's block ``spec`` on the token sequence ``x`` (same shape out)."""
+        return spec.block(x)
+
+    def _between_blocks(
+        self, spec: BlockSpec, x: Tensor, ctx: TokenContext, outs: list[Tensor]
+    ) -> Tensor:
+        """What the host does after block ``spec`` and its tuners' hooks: append its
+        outputs to ``outs``, apply final norms, change the grid (``ctx``); returns the
+        tokens the next block reads."""
+        raise NotImplementedError
 
     # ---- freezing --------------------------------------------------------------------
     def host_named_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:

@@ -60,6 +60,7 @@ class TunedSAMViT(TunableHostMixin, ViTSAM):
 
     host_kind = 'sam'
     num_extra_tokens = 0
+    grid_tokens_only = "SAM's windowed attention needs every token on the patch grid"
 
     def __init__(
         self,
@@ -111,9 +112,8 @@ class TunedSAMViT(TunableHostMixin, ViTSAM):
     # ---- forward -----------------------------------------------------------------------
     def forward_host(self, x: Tensor) -> tuple[Tensor, ...]:
         self._check_input(x)
-        image, batch = x, x.shape[0]
+        image = x
         x, grid = self.patch_embed(x)  # (B, h*w, C)
-        h, w = grid
         if self.use_abs_pos:
             pos = resize_pos_embed(
                 self.pos_embed.flatten(1, 2),
@@ -123,35 +123,22 @@ class TunedSAMViT(TunableHostMixin, ViTSAM):
                 num_extra_tokens=0,
             )
             x = self.drop_after_pos(x + pos)
-        ctx = TokenContext(image=image, patch_resolution=(h, w), num_prefix=0)
-        x = self._tuner_step('before_blocks', x, ctx)
-        outs, last = [], len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
-            x = self._tuner_step('before_block', x, ctx, i)
-            x = layer(x.reshape(batch, h, w, -1)).reshape(batch, h * w, -1)
-            x = self._tuner_step('after_block', x, ctx, i)
-            if i == last:
-                x = self._tuner_step('after_blocks', x, ctx)
-            if i in self.out_indices:
-                fmap = x.transpose(1, 2).reshape(batch, -1, h, w)
-                if self.out_channels > 0:
-                    fmap = self.channel_reduction(fmap)
-                outs.append(self._format_output(fmap))
-        if ctx.output is not None:
-            return ctx.output
-        return tuple(outs)
+        ctx = TokenContext(image=image, patch_resolution=tuple(grid), num_prefix=0)
+        return self._walk_blocks(x, ctx)
 
-    def _tuner_step(self, hook: str, x: Tensor, ctx: TokenContext, *index) -> Tensor:
-        """Every tuner's ``hook`` on the token sequence; none may add tokens."""
-        for tuner in self.tuners:
-            out = getattr(tuner, hook)(*index, x, ctx)
-            if out.shape[1] != x.shape[1]:
-                raise RuntimeError(
-                    f'{type(tuner).__name__} changed the number of tokens ({x.shape[1]} -> '
-                    f"{out.shape[1]}) in {hook}: SAM's windowed attention needs every token "
-                    'on the patch grid'
-                )
-            x = out
+    def _block_step(self, spec: BlockSpec, x: Tensor, ctx: TokenContext) -> Tensor:
+        """SAM's blocks read the tokens as a map ``(B, h, w, C)``."""
+        h, w = ctx.patch_resolution
+        return spec.block(x.unflatten(1, (h, w))).flatten(1, 2)
+
+    def _between_blocks(self, spec: BlockSpec, x: Tensor, ctx: TokenContext, outs: list) -> Tensor:
+        """An output for each index in ``out_indices``: the neck's map (or the block's
+        with ``out_channels=0``)."""
+        if spec.index in self.out_indices:
+            fmap = x.transpose(1, 2).unflatten(2, ctx.patch_resolution)
+            if self.out_channels > 0:
+                fmap = self.channel_reduction(fmap)
+            outs.append(self._format_output(fmap))
         return x
 
 

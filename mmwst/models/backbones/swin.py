@@ -50,6 +50,10 @@ class TunedSwinTransformer(TunableHostMixin, SwinTransformer):
     """
 
     host_kind = 'swin'
+    grid_tokens_only = (
+        "Swin's shifted windows need every token on the patch grid (VPT and prefix tuning "
+        'act inside the windows, not on the sequence)'
+    )
 
     def __init__(
         self,
@@ -145,33 +149,27 @@ class TunedSwinTransformer(TunableHostMixin, SwinTransformer):
             )
         x = self.drop_after_pos(x)
         ctx = TokenContext(image=image, patch_resolution=tuple(hw_shape), num_prefix=0)
-        for tuner in self.tuners:
-            x = tuner.before_blocks(x, ctx)
+        return self._walk_blocks(x, ctx)
 
-        outs = []
-        index = 0
-        for s, stage in enumerate(self.stages):
-            for block in stage.blocks:
-                for tuner in self.tuners:
-                    x = tuner.before_block(index, x, ctx)
-                x = block(x, hw_shape)
-                for tuner in self.tuners:
-                    x = tuner.after_block(index, x, ctx)
-                index += 1
-            if s == len(self.stages) - 1:
-                for tuner in self.tuners:
-                    x = tuner.after_blocks(x, ctx)
-            if stage.downsample is not None and self.out_after_downsample:
-                x, hw_shape = stage.downsample(x, hw_shape)
-                ctx.patch_resolution = tuple(hw_shape)
-            if s in self.out_indices:
-                out = getattr(self, f'norm{s}')(x)
-                # (B, H*W, C) -> (B, C, H, W)
-                out = out.view(-1, *hw_shape, self.num_features[s]).permute(0, 3, 1, 2)
-                outs.append(out.contiguous())
-            if stage.downsample is not None and not self.out_after_downsample:
-                x, hw_shape = stage.downsample(x, hw_shape)
-                ctx.patch_resolution = tuple(hw_shape)
-        if ctx.output is not None:
-            return ctx.output
-        return tuple(outs)
+    def _block_step(self, spec: BlockSpec, x: Tensor, ctx: TokenContext) -> Tensor:
+        return spec.block(x, ctx.patch_resolution)  # its stage's grid
+
+    def _between_blocks(self, spec: BlockSpec, x: Tensor, ctx: TokenContext, outs: list) -> Tensor:
+        """At the end of each stage: its output (after the stage's norm, as a map) where
+        ``out_indices`` asks, and the patch merging into the next stage's grid."""
+        s = spec.stage
+        stage = self.stages[s]
+        if spec.block is not stage.blocks[-1]:
+            return x
+        hw_shape = ctx.patch_resolution
+        if stage.downsample is not None and self.out_after_downsample:
+            x, hw_shape = stage.downsample(x, hw_shape)
+        if s in self.out_indices:
+            out = getattr(self, f'norm{s}')(x)
+            # (B, H*W, C) -> (B, C, H, W)
+            out = out.view(-1, *hw_shape, self.num_features[s]).permute(0, 3, 1, 2)
+            outs.append(out.contiguous())
+        if stage.downsample is not None and not self.out_after_downsample:
+            x, hw_shape = stage.downsample(x, hw_shape)
+        ctx.patch_resolution = tuple(hw_shape)
+        return x

@@ -10,7 +10,6 @@ from mmpretrain.models.backbones import VisionTransformer
 from mmpretrain.models.utils import resize_pos_embed
 from mmpretrain.models.utils.attention import MultiheadAttention
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from ...registry import MODELS
 from ..layers.tunable import make_tunable_attention
@@ -293,40 +292,21 @@ class TunedVisionTransformer(TunableHostMixin, VisionTransformer):
     # ---- forward -----------------------------------------------------------------------
     def forward_host(self, x: Tensor) -> tuple[Tensor, ...]:
         self._check_input(x)
-        x, ctx = self._embed_tokens(x)
-        patch_resolution = ctx.patch_resolution
-        outs = []
-        last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
-            for tuner in self.tuners:
-                x = tuner.before_block(i, x, ctx)
-            if self.with_cp and self.training and torch.is_grad_enabled():
-                # recompute the block in backward instead of storing its activations
-                x = checkpoint(layer, x, use_reentrant=False)
-            else:
-                x = layer(x)
-            for tuner in self.tuners:
-                x = tuner.after_block(i, x, ctx)
-            if i == last:
-                for tuner in self.tuners:
-                    x = tuner.after_blocks(x, ctx)
-                if ctx.num_prefix != self.num_prefix_tokens:
-                    raise RuntimeError(
-                        'a tuner left extra tokens in the sequence '
-                        f'({ctx.num_prefix} prefix tokens at the end)'
-                    )
-                if self.final_norm and self.out_type != 'avg_patch':
-                    x = self.ln1(x)
-            if i in self.out_indices:
-                outs.append(self._format_output(x, patch_resolution))
-        if ctx.output is not None:
-            return ctx.output
-        return tuple(outs)
+        return self._walk_blocks(*self._embed_tokens(x))
+
+    def _between_blocks(self, spec, x: Tensor, ctx: TokenContext, outs: list) -> Tensor:
+        """The final norm after the last block (not with ``'avg_patch'``, which norms the
+        mean), and an output for each index in ``out_indices``."""
+        if spec.index == len(self.layers) - 1 and self.final_norm and self.out_type != 'avg_patch':
+            x = self.ln1(x)
+        if spec.index in self.out_indices:
+            outs.append(self._format_output(x, ctx.patch_resolution))
+        return x
 
     def _embed_tokens(self, x: Tensor) -> tuple[Tensor, TokenContext]:
         """Patch embedding, class token, position embedding (resized to the input's
-        grid), pre-norm, then every tuner's ``before_blocks``: the tokens ``(B, prefix +
-        h*w, D)`` entering the first block and the forward pass's :class:`TokenContext`."""
+        grid), register tokens, pre-norm: the tokens ``(B, prefix + h*w, D)`` before the
+        tuners' ``before_blocks`` and the forward pass's :class:`TokenContext`."""
         image, batch = x, x.shape[0]
         x, grid = self.patch_embed(x)  # (B, h*w, D)
         if self.cls_token is not None:
@@ -346,8 +326,6 @@ class TunedVisionTransformer(TunableHostMixin, VisionTransformer):
         ctx = TokenContext(
             image=image, patch_resolution=tuple(grid), num_prefix=self.num_prefix_tokens
         )
-        for tuner in self.tuners:
-            x = tuner.before_blocks(x, ctx)
         return x, ctx
 
     def _format_output(self, x: Tensor, hw) -> Tensor:

@@ -9,6 +9,9 @@ from timm.models.vision_transformer import VisionTransformer as TimmViT
 
 from mmwst.models import TunedSwinTransformer, TunedVisionTransformer
 from mmwst.models.backbones.convert import convert_vit
+from mmwst.models.tuners import BaseTuner
+from tests.models.tuners.table import HOSTS as TABLE_HOSTS
+from tests.models.tuners.table import SIZES, blocks, build_host
 from tests.npz_writer import vit_to_npz
 
 ARCH = dict(embed_dims=48, num_layers=2, num_heads=3, feedforward_channels=96)
@@ -262,3 +265,80 @@ def test_avg_featmap_on_a_file_without_its_norm_names_the_output_type():
     assert 'arch=' not in message  # the architecture is right
     # the advised output type fits the file
     TunedVisionTransformer(**shipped_vit_host(out_type='avg_patch')).init_weights()
+
+
+# ---- the one walk over the blocks, on every host -------------------------------------------
+class _StrayToken(BaseTuner):
+    """Inserts one token before block 0 and never removes it (a broken tuner)."""
+
+    supported_hosts = ('vit', 'swin', 'sam')
+
+    def before_block(self, index, x, ctx):
+        if index:
+            return x
+        ctx.num_prefix += 1
+        return torch.cat([x[:, :1], x], dim=1)
+
+
+class _Probe(BaseTuner):
+    """Records which hooks ran, in order, with the token count each saw."""
+
+    supported_hosts = ('vit', 'swin', 'sam')
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def before_blocks(self, x, ctx):
+        self.seen.append(('before_blocks', None, x.shape[1]))
+        return x
+
+    def before_block(self, index, x, ctx):
+        self.seen.append(('before_block', index, x.shape[1]))
+        return x
+
+    def after_block(self, index, x, ctx):
+        self.seen.append(('after_block', index, x.shape[1]))
+        return x
+
+    def after_blocks(self, x, ctx):
+        self.seen.append(('after_blocks', None, x.shape[1]))
+        return x
+
+
+@pytest.mark.parametrize('kind', TABLE_HOSTS)
+def test_every_host_runs_the_hooks_in_one_order(kind):
+    """before_blocks, then before/after each block (numbered across Swin's stages, each
+    seeing its stage's grid), then after_blocks once, on every host alike."""
+    probe = _Probe()
+    model = build_host(kind, [probe]).eval()
+    with torch.no_grad():
+        model(torch.randn(1, 3, *SIZES[kind][0]))
+    n = len(blocks(kind))
+    names = [(hook, index) for hook, index, _ in probe.seen]
+    assert names == [('before_blocks', None)] + [
+        (hook, i) for i in range(n) for hook in ('before_block', 'after_block')
+    ] + [('after_blocks', None)]
+    counts = [c for hook, _, c in probe.seen if hook == 'before_block']
+    assert counts == [c for hook, _, c in probe.seen if hook == 'after_block']
+    if kind == 'swin':  # each stage's grid, smaller after each patch merging
+        assert counts == sorted(counts, reverse=True) and counts[0] > counts[-1]
+    else:
+        assert len(set(counts)) == 1
+
+
+@pytest.mark.parametrize('kind', ['vit', 'dinov2', 'eva02'])
+def test_a_token_left_behind_is_named_on_every_host(kind):
+    model = build_host(kind, [_StrayToken()]).eval()
+    with pytest.raises(RuntimeError, match='left 1 inserted tokens'):
+        with torch.no_grad():
+            model(torch.randn(1, 3, *SIZES[kind][0]))
+
+
+@pytest.mark.parametrize(('kind', 'why'), [('sam', "SAM's windowed"), ('swin', "Swin's shifted")])
+def test_windowed_hosts_refuse_a_token_off_their_grid_at_the_hook_that_adds_it(kind, why):
+    model = build_host(kind, [_StrayToken()]).eval()
+    message = rf'_StrayToken changed the number of tokens .* in before_block: {why}'
+    with pytest.raises(RuntimeError, match=message):
+        with torch.no_grad():
+            model(torch.randn(1, 3, *SIZES[kind][0]))
