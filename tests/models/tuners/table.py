@@ -1,8 +1,9 @@
 """The shared tuner table: one row per method, checked by test_tuner_table.py.
 
-Every method in mmwst has a row here: the baselines below, and every other method in
-a ``table_<method>.py`` module beside this file that defines ``CASES`` (collected by
-:func:`all_cases`). ``count`` gives the expected number of trainable
+Every method in mmwst has a row here: the baselines below, and every other method's
+``CASES`` in its own test file beside this one, ``test_<method>.py`` (or in a
+``table_<method>.py`` module where other tests import the row's helpers: HST's widths,
+RLRR's count), collected by :func:`all_cases`. ``count`` gives the expected number of trainable
 backbone parameters from the block widths alone (an independent formula, never the
 implementation's own bookkeeping); ``None`` means "see ``count_by_name``", a
 name-based count used for the Swin host's irregular layers.
@@ -247,13 +248,20 @@ CASES = [
 
 
 def all_cases() -> list[Case]:
-    """The baseline rows plus the ``CASES`` of every ``table_<method>.py`` module."""
+    """The baseline rows plus the ``CASES`` of every ``table_<method>.py`` module and of
+    every ``test_<method>.py`` that defines them."""
     import glob
     import importlib.util
     import os.path as osp
 
     cases = list(CASES)
-    for path in sorted(glob.glob(osp.join(osp.dirname(__file__), 'table_*.py'))):
+    here = osp.dirname(__file__)
+    paths = glob.glob(osp.join(here, 'table_*.py')) + [
+        path
+        for path in glob.glob(osp.join(here, 'test_*.py'))
+        if '\nCASES = ' in open(path, encoding='utf-8').read()
+    ]
+    for path in sorted(paths, key=osp.basename):
         spec = importlib.util.spec_from_file_location(osp.basename(path)[:-3], path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
@@ -268,6 +276,27 @@ def perturb_tuners(model: nn.Module, seed: int = 0) -> None:
         for p in model.parameters():
             if p.requires_grad:
                 p.add_(torch.randn(p.shape, generator=gen) * 0.05)
+
+
+def assert_merge_round_trip(
+    model: nn.Module, image: torch.Tensor, output: Callable | None = None
+) -> None:
+    """Merging keeps the output (to 1e-5), unmerging keeps it too and brings every weight
+    back (to 1e-5 / 1e-6): nothing blown up by dividing by a scale or factor near zero.
+    ``output(model, image)``: the tensor compared (default: the first output)."""
+    output = output or (lambda m, x: m(x)[0])
+    with model.full_state_dict():
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        expected = output(model, image)
+        model.merge_tuners()
+        torch.testing.assert_close(output(model, image), expected, rtol=1e-5, atol=1e-5)
+        model.unmerge_tuners()
+        torch.testing.assert_close(output(model, image), expected, rtol=1e-5, atol=1e-5)
+    with model.full_state_dict():
+        after = model.state_dict()
+    for name, value in before.items():
+        torch.testing.assert_close(after[name], value, rtol=1e-5, atol=1e-6, msg=name)
 
 
 class WithHead(nn.Module):

@@ -9,7 +9,32 @@ import torch.nn.functional as F
 from mmwst.models.backbones import TunedSAMViT, TunedSwinTransformer, TunedVisionTransformer
 from mmwst.models.tuners import Mona, UnsupportedHostError
 from mmwst.models.tuners.mona import MonaLayer
-from tests.models.tuners.table import SWIN_ARCH, VIT_ARCH, build_host
+from tests.models.tuners.table import SWIN_ARCH, TOKEN_HOSTS, VIT_ARCH, Case, blocks, build_host
+
+# ---- the row in the shared tuner table (tests/models/tuners/table.py) ----
+BOTTLENECK = 8
+
+
+def _mona(kind: str) -> int:
+    """Per adapter, counted layer by layer as the release builds it: project1 (d x r + r),
+    project2 (r x d + d), three depthwise convolutions with bias (r (9 + 25 + 49) + 3 r),
+    the 1x1 projector (r x r + r), the LayerNorm (2 d), gamma and gamma_x (d each); two
+    adapters per block."""
+    r = BOTTLENECK
+    per = lambda d: (d * r + r) + (r * d + d) + r * (9 + 25 + 49) + 3 * r + (r * r + r) + 4 * d  # noqa: E731
+    return sum(2 * per(d) for d, _ in blocks(kind))
+
+
+CASES = [
+    Case(
+        'mona',
+        [dict(type='mmwst.Mona', bottleneck=BOTTLENECK)],
+        False,
+        False,
+        _mona,
+        hosts=TOKEN_HOSTS,
+    )
+]
 
 
 def release_mona(layer: MonaLayer, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:

@@ -15,7 +15,7 @@ from torch.overrides import TorchFunctionMode
 import mmwst.models.tuners.rlrr  # noqa: F401  (registers mmwst.RLRR)
 from mmwst.models.param_report import parameter_report
 from tests.helpers import REPO
-from tests.models.tuners.table import build_host, perturb_tuners
+from tests.models.tuners.table import assert_merge_round_trip, build_host, perturb_tuners
 
 D, HIDDEN, LAYERS = 768, 3072, 12  # ViT-B/16
 RLRR_BLOCK = 4 * (D + D + D) + (D + HIDDEN + HIDDEN) + (HIDDEN + D + D) + 2 * 2 * D
@@ -401,18 +401,7 @@ def test_unmerge_restores_exactly_where_an_ssf_scale_or_a_factor_is_near_zero():
         rlrr.pairs.gamma[key][:3] = torch.tensor([0.0, 1e-6, -1e-5])
         rlrr.scale_out['0_proj'][0] = 1.0
         rlrr.scale_in['0_proj'][0, 0] = -1.0 + 1e-6  # 1 + s_out s_in ~ 1e-6
-    with model.full_state_dict():
-        before = {k: v.clone() for k, v in model.state_dict().items()}
-    image = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        expected = model(image)[0]
-        model.merge_tuners()
-        torch.testing.assert_close(model(image)[0], expected, rtol=1e-5, atol=1e-5)
-        model.unmerge_tuners()
-    with model.full_state_dict():
-        after = model.state_dict()
-    for name, value in before.items():  # back where they were, not blown up by ~1/0
-        torch.testing.assert_close(after[name], value, rtol=1e-6, atol=1e-6, msg=name)
+    assert_merge_round_trip(model, torch.randn(2, 3, 32, 32))
 
 
 @pytest.mark.parametrize('config', ['vit-b16_vtab-1k.py', 'swin-b_vtab-1k.py'])

@@ -17,6 +17,7 @@ from tests.models.tuners.table import (
     SIZES,
     WithHead,
     all_cases,
+    assert_merge_round_trip,
     build_host,
     patch_size,
     perturb_tuners,
@@ -196,18 +197,7 @@ def test_merge_equals_unmerged_and_unmerge_restores(case, kind):
         with pytest.raises(ValueError, match='not mergeable'):
             model.merge_tuners()
         return
-    with model.full_state_dict():
-        weights = copy.deepcopy(model.state_dict())
-    x = _image(kind)
-    with torch.no_grad():
-        expected = _output(model, x)
-        model.merge_tuners()
-        torch.testing.assert_close(_output(model, x), expected, rtol=1e-5, atol=1e-5)
-        model.unmerge_tuners()
-        torch.testing.assert_close(_output(model, x), expected, rtol=1e-5, atol=1e-5)
-    with model.full_state_dict():
-        for key, value in model.state_dict().items():
-            torch.testing.assert_close(value, weights[key], rtol=1e-5, atol=1e-6)
+    assert_merge_round_trip(model, _image(kind), _output)
 
 
 @pytest.mark.parametrize('case, kind', PARAMS)
