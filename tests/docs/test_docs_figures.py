@@ -562,3 +562,44 @@ def test_mixed_pyramid_table_equals_the_csv():
             if float(run[key]) != source:
                 wrong.append(f'wst seed {run["seed"]}: {key} {run[key]}, demo_runs.json {source}')
     assert not wrong, '\n'.join(wrong)
+
+
+# ---- the pretraining data's choice, on val200 (docs/pretrained.md) ---------------------------
+PRETRAIN_CHOICE = {
+    'FractalDB-style, 256 categories': 'fractaldb-256',
+    'procedural scenes, 256 categories': 'scenes-256',
+    'procedural scenes, 64 categories': 'scenes-64',
+    'random ViT, seed 0': 'random_seed0',
+    'random ViT, seed 1': 'random_seed1',
+}
+MINI_VTAB_TASKS = [
+    'digits', 'land_cover', 'cell_patches', 'dsprites_loc', 'dsprites_ori', 'clevr_count',
+    'clevr_dist',
+]  # fmt: skip
+
+
+def test_pretraining_choice_table_equals_the_probe_records():
+    """Each candidate's val200 scores, their mean, the test mean beside it and the
+    upstream accuracy, as the probes and the pretraining cards wrote them; the chosen
+    data (the fractals) has the best val200 mean."""
+    header, rows = table_with('docs/pretrained.md', 'mean (val200)')
+    assert {r[0] for r in rows} == set(PRETRAIN_CHOICE)
+    wrong, means = [], {}
+    for cells in rows:
+        name = PRETRAIN_CHOICE[cells[0]]
+        probe = json.loads(read(f'docs/pretrained/{name}_probe.json'))['tasks']
+        val = [probe[t]['val'] for t in MINI_VTAB_TASKS]
+        figures = [(cells[header.index(t)], val[i]) for i, t in enumerate(MINI_VTAB_TASKS)]
+        figures.append((cells[header.index('mean (val200)')].strip('*'), sum(val) / 7))
+        test = sum(probe[t]['test'] for t in MINI_VTAB_TASKS) / 7
+        figures.append((cells[header.index('mean (test, not used)')], test))
+        upstream = cells[header.index('upstream top-1')]
+        if upstream != '-':
+            card = json.loads(read(f'docs/pretrained/{name}_card.json'))
+            figures.append((upstream.rstrip('%'), card['upstream']['accuracy/top1']))
+        for quoted, raw in figures:
+            if not agrees(quoted, str(raw)):
+                wrong.append(f'docs/pretrained.md, {cells[0]}: {quoted}, the record: {raw}')
+        means[name] = sum(val) / 7
+    assert not wrong, '\n'.join(wrong)
+    assert max(means, key=means.get) == 'fractaldb-256'
