@@ -58,7 +58,7 @@ def pyramid_widths(backbone: dict, width: int) -> tuple[int, ...]:
     Swin: its four stages, doubling from ``width``)."""
     if backbone['type'] == 'mmwst.TunedSwinTransformer':
         return tuple(width * 2**i for i in range(4))
-    if backbone['type'] == 'mmwst.DenseTunedViT':
+    if backbone['type'] in ('mmwst.DenseTunedViT', 'mmwst.DenseTunedEVA02'):
         if backbone.get('pyramid') == 'mixed':  # WST's branch fine, the side network coarse
             return (width // 4, width // 4, *backbone['hst']['channels'][2:])
         if backbone.get('hst') is not None:
@@ -228,6 +228,11 @@ def test_head_widths_follow_the_backbone(path):
 
         width = SwinTransformer.arch_zoo[arch]['embed_dims']
         assert width == SWIN_B_WIDTH and cfg.model.backbone.out_indices == (0, 1, 2, 3)
+    elif cfg.model.backbone.type == 'mmwst.DenseTunedEVA02':
+        from mmwst.models.backbones.eva02 import EVA02_ARCHS
+
+        width = EVA02_ARCHS[arch][0]
+        assert width == 1024 and arch == 'eva02-l'
     else:
         width = VisionTransformer.arch_zoo[DINOV2_ARCHS.get(arch, arch)]['embed_dims']
         assert width == (1024 if 'dinov2-l' in path else VIT_B_WIDTH)
@@ -240,7 +245,7 @@ def test_head_widths_follow_the_backbone(path):
 def test_dense_backbone_matches_its_interface():
     dense = [load(p).model.backbone for p in DET_CONFIGS]
     # the ViT-B/16 ones (DINOv2's patch 14 takes other input sizes: built in the tests below)
-    dense = [b for b in dense if b.type == 'mmwst.DenseTunedViT' and b.get('patch_size') == 16]
+    dense = [b for b in dense if b.type.startswith('mmwst.DenseTuned') and b.patch_size == 16]
     assert len(dense) >= 3
     for backbone in dense:
         backbone = shrink(Config(dict(model=dict(backbone=backbone, neck=None)))).model.backbone

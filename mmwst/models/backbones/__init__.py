@@ -1,5 +1,5 @@
 from ..tuners.base import BlockSpec
-from .dense_vit import DenseTunedViT
+from .dense_vit import DenseTunedEVA02, DenseTunedViT, dense_backbone_for
 from .eva02 import TunedEVA02
 from .host import TunableHostMixin
 from .sam import TunedSAMViT
@@ -7,6 +7,7 @@ from .swin import TunedSwinTransformer
 from .vit import TunedVisionTransformer
 
 __all__ = [
+    'DenseTunedEVA02',
     'DenseTunedViT',
     'BlockSpec',
     'TunableHostMixin',
@@ -14,4 +15,5 @@ __all__ = [
     'TunedSAMViT',
     'TunedSwinTransformer',
     'TunedVisionTransformer',
+    'dense_backbone_for',
 ]

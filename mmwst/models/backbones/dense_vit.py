@@ -13,6 +13,7 @@ from ..layers.hst_side import HSTSide, SideState, hst_side_count
 from ..layers.wst_branch import WSTBranch, wst_branch_count
 from ..layers.wst_pyramid import WSTPyramid, wst_pyramid_count
 from ..tuners.base import BaseTuner
+from .eva02 import TunedEVA02
 from .vit import TunedVisionTransformer
 
 DEFAULT_WST = dict(rank=2, scale=1.0)
@@ -314,6 +315,53 @@ class DenseTunedViT(TunedVisionTransformer):
             with torch.no_grad():
                 return spec.block(tokens)
         return self._checkpointed_block(spec, tokens, ctx)
+
+
+@MODELS.register_module()
+class DenseTunedEVA02(DenseTunedViT, TunedEVA02):
+    """The dense backbone of :class:`DenseTunedViT` on a frozen EVA-02
+    (:class:`TunedEVA02`: rotary positions, SwiGLU MLPs, sub-LN): the same four maps, the
+    same two modes and arguments; the host's arguments are EVA-02's (``arch`` such as
+    ``'eva02-l'``, ``patch_size`` 14, ``rope_ref_grid``, ``sub_ln``, ``pretrained`` in
+    timm's ``eva02_*`` layout). Through the ViT, HST's meta token sits in front of the
+    class token, where the rotary embedding leaves tokens unrotated, as it leaves the
+    class token.
+
+    Examples:
+        >>> import torch
+        >>> from mmwst.models.backbones import DenseTunedEVA02
+        >>> arch = dict(embed_dims=32, num_layers=4, num_heads=2, feedforward_channels=64)
+        >>> model = DenseTunedEVA02(arch=arch, img_size=56, patch_size=14,
+        ...                         hst=dict(channels=(8, 16, 16, 32), num_heads=(1, 2, 2, 4)))
+        >>> [tuple(m.shape) for m in model(torch.rand(1, 3, 224, 224))]
+        [(1, 8, 56, 56), (1, 16, 28, 28), (1, 16, 14, 14), (1, 32, 7, 7)]
+    """
+
+
+def dense_backbone_for(host: str | type) -> type:
+    """The dense backbone class for a host class (or its registered name,
+    ``'mmwst.TunedEVA02'`` or ``'TunedEVA02'``): :class:`DenseTunedViT` for the plain
+    ViT class (classic, DINOv2 with registers, CLIP-style), :class:`DenseTunedEVA02`
+    for EVA-02. SAM's encoder and Swin are refused with the reason."""
+    name = host if isinstance(host, str) else host.__name__
+    name = name.split('.')[-1]
+    if name == 'TunedSAMViT':
+        raise ValueError(
+            "SAM's image encoder has no dense backbone: it has no class token, whose "
+            "per-layer output is the side network's key beside the ViT, and its windowed "
+            "attention has no place for HST's meta token, the key through the ViT. Use "
+            "TunedSAMViT's own neck map (out_type='featmap') with mmwst.SimpleFeaturePyramid."
+        )
+    if name == 'TunedSwinTransformer':
+        raise ValueError(
+            'Swin needs no dense backbone: its four stages are a pyramid at strides 4 to 32 '
+            'already; use TunedSwinTransformer with out_indices=(0, 1, 2, 3) and any tuner '
+            '(configs/mona/swin-b_coco.py)'
+        )
+    dense = {'TunedVisionTransformer': DenseTunedViT, 'TunedEVA02': DenseTunedEVA02}
+    if name not in dense:
+        raise ValueError(f'no dense backbone for {host!r}; hosts: {", ".join(dense)}')
+    return dense[name]
 
 
 PYRAMIDS = ('side', 'wst', 'mixed')

@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from mmwst.models import DenseTunedViT
+from mmwst.models.backbones import DenseTunedEVA02, TunedVisionTransformer, dense_backbone_for
 from mmwst.models.param_report import parameter_report
+from tests.models.tuners.table import DENSE_SIZES, VIT_HOSTS, build_dense
 from tests.models.tuners.table_hst import hst_parts
 
 ARCH = dict(embed_dims=64, num_layers=4, num_heads=4, feedforward_channels=128)
@@ -349,3 +351,52 @@ def test_beside_the_vit_inference_launches_at_most_3x_the_frozen_forwards_operat
     finally:
         del ARCHS['b12_narrow']
     assert infer['dense_beside_vit'] <= 3 * infer['frozen'], infer
+
+
+# ---- on every ViT-like host of the shared table -------------------------------------------
+DENSE_VARIANTS = {
+    'wst+hst': dict(wst=dict(rank=2)),
+    'mixed': dict(wst=dict(rank=2), pyramid='mixed'),
+    'wst': dict(wst=dict(rank=2), hst=None),
+}
+
+
+@pytest.mark.parametrize('host_grad', [True, False], ids=['through', 'beside'])
+@pytest.mark.parametrize('variant', DENSE_VARIANTS)
+@pytest.mark.parametrize('kind', VIT_HOSTS)
+def test_four_maps_and_gradients_on_every_vit_like_host(kind, variant, host_grad):
+    """The classic ViT, DINOv2 with registers, CLIP-style and EVA-02 hosts: four maps at
+    the declared strides and widths, every trainable parameter reached by the gradient,
+    the host's frozen weights by none, and the trained count equals
+    ``dense_param_count()``."""
+    torch.manual_seed(0)
+    model = build_dense(kind, host_grad, **DENSE_VARIANTS[variant])
+    model.init_weights()
+    model.train()
+    h, w = DENSE_SIZES[kind]
+    outs = model(torch.randn(1, 3, h, w))
+    assert [tuple(o.shape[1:]) for o in outs] == [
+        (c, h // s, w // s) for c, s in zip(model.out_channels, model.out_strides)
+    ]
+    assert model.out_strides == (4, 8, 16, 32)
+    sum(o.float().pow(2).mean() for o in outs).backward()
+    trained = [n for n, p in model.named_parameters() if p.requires_grad]
+    missed = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert trained and not missed, missed
+    frozen = [n for n, p in model.host_named_parameters() if not p.requires_grad]
+    assert frozen and all(dict(model.named_parameters())[n].grad is None for n in frozen)
+    assert sum(p.numel() for n, p in model.named_parameters() if p.requires_grad) == (
+        model.dense_param_count()
+    )
+
+
+def test_each_host_class_names_its_dense_backbone_or_the_reason_it_has_none():
+    """SAM's encoder has no class token (the side network's key beside the ViT) and its
+    windows have no place for HST's meta token (its key through the ViT); Swin's stages
+    are a pyramid already."""
+    assert dense_backbone_for('mmwst.TunedEVA02') is DenseTunedEVA02
+    assert dense_backbone_for(TunedVisionTransformer) is DenseTunedViT
+    with pytest.raises(ValueError, match='no class token'):
+        dense_backbone_for('mmwst.TunedSAMViT')
+    with pytest.raises(ValueError, match='pyramid at strides 4 to 32 already'):
+        dense_backbone_for('TunedSwinTransformer')

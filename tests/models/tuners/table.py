@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from mmwst.models import TunedSwinTransformer, TunedVisionTransformer
-from mmwst.models.backbones import DenseTunedViT, TunedEVA02, TunedSAMViT
+from mmwst.models.backbones import DenseTunedViT, TunedEVA02, TunedSAMViT, dense_backbone_for
 
 VIT_ARCH = dict(embed_dims=32, num_layers=4, num_heads=2, feedforward_channels=64)
 SWIN_ARCH = dict(embed_dims=16, depths=[2, 2], num_heads=[2, 4])
@@ -51,7 +51,7 @@ DENSE_HST = dict(channels=[8, 12, 16, 32], num_heads=[1, 2, 2, 4])
 
 
 def build_host(kind: str, tuners, img_size: int | None = None, **kwargs) -> nn.Module:
-    """The tiny host of ``kind`` with ``tuners``: ``'vit'``, ``'swin'``, or the dense
+    """The tiny host of ``kind`` with ``tuners``: one of :data:`HOSTS`, or the dense
     backbone on the tiny ViT through it (``'dense'``) or beside it (``'dense_beside'``;
     ``kwargs`` may set ``wst`` / ``hst``). ``img_size`` builds it for another input
     size than its first one in :data:`SIZES`."""
@@ -60,65 +60,72 @@ def build_host(kind: str, tuners, img_size: int | None = None, **kwargs) -> nn.M
     if kind in ('dense', 'dense_beside'):
         kwargs.setdefault('hst', DENSE_HST)
         return DenseTunedViT(
-            arch=VIT_ARCH,
-            img_size=img_size,
-            patch_size=8,
-            tuners=tuners,
-            host_grad=kind == 'dense',
-            **kwargs,
+            **_host_args('vit', img_size), tuners=tuners, host_grad=kind == 'dense', **kwargs
         )
+    cls = {'eva02': TunedEVA02, 'sam': TunedSAMViT, 'swin': TunedSwinTransformer}.get(
+        kind, TunedVisionTransformer
+    )
+    return cls(**_host_args(kind, img_size), tuners=tuners, **kwargs)
+
+
+def build_dense(kind: str, host_grad: bool = True, **kwargs) -> nn.Module:
+    """The dense backbone on the tiny ViT-like host ``kind`` (one of :data:`VIT_HOSTS`),
+    with the tiny side network unless ``kwargs`` set ``hst``; inputs of
+    :data:`DENSE_SIZES`."""
+    if kind not in VIT_HOSTS:
+        raise ValueError(f'no dense backbone on {kind!r}')
+    kwargs.setdefault('hst', DENSE_HST)
+    host = TunedEVA02 if kind == 'eva02' else TunedVisionTransformer
+    cls = dense_backbone_for(host)
+    return cls(**_host_args(kind, DENSE_SIZES[kind][0]), host_grad=host_grad, **kwargs)
+
+
+#: inputs of the dense backbone on each ViT-like host: divisible by the patch and by 32
+DENSE_SIZES = {'vit': (64, 96), 'dinov2': (224, 224), 'clip': (64, 96), 'eva02': (224, 224)}
+
+
+def _host_args(kind: str, img_size: int) -> dict:
+    """The constructor arguments of the tiny host ``kind`` (its class: :func:`build_host`)."""
     if kind == 'vit':
-        return TunedVisionTransformer(
-            arch=VIT_ARCH, img_size=img_size, patch_size=8, tuners=tuners, **kwargs
-        )
+        return dict(arch=VIT_ARCH, img_size=img_size, patch_size=8)
     if kind == 'dinov2':
-        return TunedVisionTransformer(
+        return dict(
             arch=VIT_ARCH,
             img_size=img_size,
             patch_size=14,
             layer_scale_init_value=0.5,
             num_register_tokens=2,
-            tuners=tuners,
-            **kwargs,
         )
     if kind == 'eva02':
-        return TunedEVA02(
+        return dict(
             arch=dict(VIT_ARCH, feedforward_channels=EVA_HIDDEN),
             img_size=img_size,
             patch_size=14,
             sub_ln=True,
-            tuners=tuners,
-            **kwargs,
         )
     if kind == 'sam':
-        return TunedSAMViT(
+        return dict(
             arch=dict(VIT_ARCH, global_attn_indexes=[1, 3]),
             img_size=img_size,
             patch_size=8,
             window_size=2,
             out_channels=32,
-            tuners=tuners,
-            **kwargs,
         )
     if kind == 'clip':
-        return TunedVisionTransformer(
+        return dict(
             arch=VIT_ARCH,
             img_size=img_size,
             patch_size=8,
             pre_norm=True,
             patch_cfg=dict(bias=False),
             norm_cfg=dict(type='LN', eps=1e-5),
-            tuners=tuners,
-            **kwargs,
         )
-    return TunedSwinTransformer(
+    return dict(
         arch=SWIN_ARCH,
         img_size=img_size,
         window_size=4,
         out_indices=(1,),
         drop_path_rate=0.0,
-        tuners=tuners,
-        **kwargs,
     )
 
 
