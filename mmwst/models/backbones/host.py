@@ -51,8 +51,13 @@ def refuse_frozen_stages(kwargs: Mapping) -> None:
 class TunableHostMixin:
     """Lifecycle of a frozen host with tuners. See the module docstring.
 
-    Subclasses call :meth:`_setup_tuners` at the end of ``__init__`` and implement
-    :meth:`_make_block_specs`, :meth:`final_norms` and :meth:`_read_pretrained`.
+    The constructor is shared: it takes the tuner arguments (``tuners``, ``pretrained``,
+    ``save_frozen``, ``frozen_dtype``), refuses ``frozen_stages``, has the host built by
+    :meth:`_build_host` (by default the mmpretrain class's own constructor with every other
+    argument) and then attaches the tuners. Subclasses override :meth:`_build_host` where
+    they prepare arguments or finish the host, and implement :meth:`_make_block_specs`,
+    :meth:`final_norms`, :meth:`_read_pretrained`, :meth:`_block_step` (where a block
+    takes more than the tokens) and :meth:`_between_blocks`.
     """
 
     host_kind: str = ''  # 'vit', 'swin' or 'sam'
@@ -63,6 +68,24 @@ class TunableHostMixin:
     with_cp: bool = False
 
     # ---- construction ----------------------------------------------------------------
+    def __init__(
+        self,
+        *args,
+        tuners: Sequence[dict] = (),
+        pretrained: str | None = None,
+        save_frozen: bool = False,
+        frozen_dtype: str | None = None,
+        **kwargs,
+    ) -> None:
+        refuse_frozen_stages(kwargs)
+        self._build_host(*args, pretrained=pretrained, **kwargs)
+        self._setup_tuners(tuners, pretrained, save_frozen, frozen_dtype)
+
+    def _build_host(self, *args, pretrained: str | None = None, **kwargs) -> None:
+        """Build the frozen host from the mmpretrain class's arguments (``pretrained``:
+        the file, for hosts that read what the caller left unset from it)."""
+        super().__init__(*args, **kwargs)
+
     def _setup_tuners(
         self, tuners, pretrained: str | None, save_frozen: bool, frozen_dtype=None
     ) -> None:

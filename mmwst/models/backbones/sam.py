@@ -4,7 +4,7 @@ neck, from mmpretrain's ``ViTSAM``."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from ...registry import MODELS
 from ..tuners.base import BlockSpec, TokenContext
 from .convert import _unwrap
-from .host import TunableHostMixin, refuse_frozen_stages
+from .host import TunableHostMixin
 from .weights import read_checkpoint
 
 
@@ -62,19 +62,9 @@ class TunedSAMViT(TunableHostMixin, ViTSAM):
     num_extra_tokens = 0
     grid_tokens_only = "SAM's windowed attention needs every token on the patch grid"
 
-    def __init__(
-        self,
-        *args,
-        tuners: Sequence[dict] = (),
-        pretrained: str | None = None,
-        save_frozen: bool = False,
-        frozen_dtype: str | None = None,
-        **kwargs,
-    ) -> None:
-        refuse_frozen_stages(kwargs)
+    def _build_host(self, *args, pretrained: str | None = None, **kwargs) -> None:
         kwargs.setdefault('out_type', 'featmap')
-        super().__init__(*args, **kwargs)
-        self._setup_tuners(tuners, pretrained, save_frozen, frozen_dtype)
+        super()._build_host(*args, **kwargs)
 
     # ---- host description ------------------------------------------------------------
     def _make_block_specs(self) -> list[BlockSpec]:

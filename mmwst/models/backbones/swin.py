@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from ...registry import MODELS
 from ..layers.tunable import make_tunable_attention
 from ..tuners.base import BlockSpec, TokenContext
-from .host import TunableHostMixin, refuse_frozen_stages
+from .host import TunableHostMixin
 from .weights import read_checkpoint
 
 
@@ -55,21 +55,11 @@ class TunedSwinTransformer(TunableHostMixin, SwinTransformer):
         'act inside the windows, not on the sequence)'
     )
 
-    def __init__(
-        self,
-        *args,
-        tuners: Sequence[dict] = (),
-        pretrained: str | None = None,
-        save_frozen: bool = False,
-        frozen_dtype: str | None = None,
-        **kwargs,
-    ) -> None:
-        refuse_frozen_stages(kwargs)
-        super().__init__(*args, **kwargs)
+    def _build_host(self, *args, pretrained: str | None = None, **kwargs) -> None:
+        super()._build_host(*args, **kwargs)
         for block in self.stages.modules():
             if isinstance(block, WindowMSA):  # one fused attention call per window batch
                 make_tunable_attention(block)
-        self._setup_tuners(tuners, pretrained, save_frozen, frozen_dtype)
 
     def _make_block_specs(self) -> list[BlockSpec]:
         specs = []

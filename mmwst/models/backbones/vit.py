@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os.path as osp
-from collections.abc import Sequence
 
 import torch
 from mmpretrain.models.backbones import VisionTransformer
@@ -15,7 +14,7 @@ from ...registry import MODELS
 from ..layers.tunable import make_tunable_attention
 from ..tuners.base import BlockSpec, TokenContext
 from .convert import load_vit_weights
-from .host import TunableHostMixin, refuse_frozen_stages
+from .host import TunableHostMixin
 from .weights import adapt_pos_embed
 
 #: DINOv2 hosts by name: mmpretrain's widths, with the release's patch size (14), image
@@ -149,19 +148,15 @@ class TunedVisionTransformer(TunableHostMixin, VisionTransformer):
     host_kind = 'vit'
     OUT_TYPES = VisionTransformer.OUT_TYPES | {'avg_patch'}
 
-    def __init__(
+    def _build_host(
         self,
         *args,
-        tuners: Sequence[dict] = (),
         pretrained: str | None = None,
-        save_frozen: bool = False,
-        frozen_dtype: str | None = None,
         out_type: str = 'cls_token',
         with_cp: bool = False,
         num_register_tokens: int | None = None,
         **kwargs,
     ) -> None:
-        refuse_frozen_stages(kwargs)
         if args:  # mmpretrain's positional arch
             kwargs['arch'], args = args[0], args[1:]
         _dinov2_defaults(kwargs)
@@ -177,7 +172,7 @@ class TunedVisionTransformer(TunableHostMixin, VisionTransformer):
             raise ValueError(
                 f'num_register_tokens must be a non-negative integer, got {registers!r}'
             )
-        super().__init__(*args, out_type=out_type, **kwargs)
+        super()._build_host(*args, out_type=out_type, **kwargs)
         if self.out_type == 'avg_patch' and not self.final_norm:
             raise ValueError(
                 "out_type='avg_patch' normalises with the final norm; it needs final_norm=True"
@@ -192,7 +187,6 @@ class TunedVisionTransformer(TunableHostMixin, VisionTransformer):
             self.layers = nn.ModuleList(block_factory(i) for i in range(self.num_layers))
         self._cached_pretrained = cached
         self.with_cp = with_cp
-        self._setup_tuners(tuners, pretrained, save_frozen, frozen_dtype)
 
     @staticmethod
     def _convert_file(path: str) -> dict[str, Tensor]:
