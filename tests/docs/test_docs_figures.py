@@ -4,6 +4,10 @@ Raw files: the mini-VTAB board (``docs/mini_vtab/vtab_results.csv``), the dense
 backbone's two mini-VTAB tasks (``docs/dense_modes/mini_vtab_results.csv``) and the
 shapes demo's runs of the dense variants (``docs/dense_modes/demo_summaries.json``).
 
+The board's CSV and tables are themselves rebuilt here from every run of the board
+(``docs/mini_vtab/vtab_runs.csv``) by ``tools/vtab_report.py board``, so a figure cannot
+drift from the runs it summarises.
+
 The rounding rule: a figure is quoted with fewer decimals than the raw file or as many;
 accuracies, means and standard deviations with one decimal (the board's tables), minutes
 per run with two, mAP with three. The CSV files hold two decimals and were written from
@@ -23,6 +27,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BOARD_CSV = 'docs/mini_vtab/vtab_results.csv'
+BOARD_RUNS = 'docs/mini_vtab/vtab_runs.csv'
+#: the board's baselines: every row is compared with them (the runs file's method names)
+BOARD_BASELINES = {'lora/vit-t_mini-vtab': 'LoRA (r=8, q,v)', 'full_finetune': 'full fine-tuning'}
 DENSE_CSV = 'docs/dense_modes/mini_vtab_results.csv'
 DEMO_JSON = 'docs/dense_modes/demo_summaries.json'
 
@@ -33,7 +40,11 @@ BOARD_COLUMNS = {
     'seeds': 'seeds',
     'params': 'trainable_without_head',
     'min/run': 'minutes_per_run',
+    **{f'vs {label}': f'vs_{base}' for base, label in BOARD_BASELINES.items()},
 }
+#: what follows "±" in each raw file's tables: the board's 95% intervals, the dense
+#: variants' standard deviations
+SPREAD = {BOARD_CSV: '_ci95'}
 
 
 def read(path: str) -> str:
@@ -84,13 +95,18 @@ def table_with(path: str, *columns: str) -> tuple[list[str], list[list[str]]]:
     return matching[0]
 
 
-def check_cell(where: str, cell: str, row: dict[str, str], key: str) -> list[str]:
-    """A board cell (``mean ± std``, ``-`` or a plain figure) against the CSV's row."""
+def check_cell(
+    where: str, cell: str, row: dict[str, str], key: str, spread: str = '_std'
+) -> list[str]:
+    """A board cell (``mean ± spread``, ``-``, a plain figure or a mark) against the
+    CSV's row; ``spread``: the suffix of the column ``±`` quotes."""
     cell = cell.replace('*', '')
+    if key.startswith('vs_'):  # a mark: the CSV holds the same symbol
+        return [] if cell == row[key] else [f'{where}: {cell} but the CSV has {row[key]}']
     if cell == '-':
         return [] if row[key] == '' else [f'{where}: "-" but the CSV has {row[key]}']
     parts = [p.strip() for p in cell.split('±')]
-    raws = [row[key] or '0'] + ([row[f'{key}_std']] if len(parts) == 2 else [])
+    raws = [row[key] or '0'] + ([row[f'{key}{spread}']] if len(parts) == 2 else [])
     return [
         f'{where}: {quoted} but the CSV has {raw}'
         for quoted, raw in zip(parts, raws)
@@ -118,14 +134,69 @@ def test_board_tables_equal_the_csv(doc, raw):
         for column, cell in zip(header[1:], cells[1:]):
             key = BOARD_COLUMNS.get(column, column)
             assert key in row, f'{doc}: column {column!r} is not in {raw}'
-            wrong += check_cell(f'{doc}, {cells[0]}, {column}', cell, row, key)
+            wrong += check_cell(
+                f'{doc}, {cells[0]}, {column}', cell, row, key, SPREAD.get(raw, '_std')
+            )
+    assert not wrong, '\n'.join(wrong)
+
+
+def test_board_is_rebuilt_from_its_runs(tmp_path):
+    """The board's CSV and Markdown are what ``tools/vtab_report.py board`` writes from
+    the committed runs, to the byte (the command in docs/mini_vtab.md)."""
+    from tools.vtab_report import read_runs, write_report
+
+    methods, names = read_runs(str(REPO / BOARD_RUNS))
+    md, table, _ = write_report(
+        methods, str(tmp_path / 'board'), names=names, baselines=list(BOARD_BASELINES)
+    )
+    assert open(table).read() == read(BOARD_CSV)
+    assert open(md).read() == read('docs/mini_vtab/vtab_results.md')
+    command = (
+        f'python tools/vtab_report.py board {BOARD_RUNS} --out docs/mini_vtab/vtab_results '
+        f'--baselines {" ".join(BOARD_BASELINES)}'
+    )
+    assert command in flat('docs/mini_vtab.md')
+    # five seeds of every trained row; the deterministic probe once per task
+    for method, results in methods.items():
+        seeds = {seed for runs in results.values() for seed in runs}
+        assert seeds == ({'-'} if method == 'logreg_probe' else set('01234')), method
+        assert len(results) == 7, method
+
+
+@pytest.mark.parametrize('doc', ['docs/mini_vtab.md', 'docs/mini_vtab/vtab_results.md'])
+def test_board_comparisons_equal_the_csv(doc):
+    """The comparison table: each row's difference with its interval and its adjusted
+    p-value against each baseline."""
+    results = board()
+    header, rows = table_with(doc, 'method', f'p vs {next(iter(BOARD_BASELINES.values()))}')
+    assert {r[0] for r in rows} == set(results)
+    wrong = []
+    for cells in rows:
+        row = results[cells[0]]
+        for base, label in BOARD_BASELINES.items():
+            delta = cells[header.index(f'Δ vs {label} [95% CI]')]
+            p = cells[header.index(f'p vs {label}')]
+            if row[f'vs_{base}'] == '-':
+                wrong += [] if delta == p == '-' else [f'{doc}, {cells[0]}: {delta} {p}']
+                continue
+            mean, low, high = re.findall(r'[+-]\d+\.\d', delta)
+            ci = float(row[f'vs_{base}_ci95'])
+            figures = [(mean, row[f'vs_{base}_delta'])]
+            figures += [(low, f'{float(row[f"vs_{base}_delta"]) - ci:.4f}')]
+            figures += [(high, f'{float(row[f"vs_{base}_delta"]) + ci:.4f}')]
+            for quoted, raw in figures:
+                if abs(float(quoted) - float(raw)) > 0.051:
+                    wrong.append(f'{doc}, {cells[0]} vs {label}: {quoted}, the CSV: {raw}')
+            raw_p = float(row[f'vs_{base}_p_holm'])
+            if p == '< 0.001' and raw_p >= 0.001 or p != '< 0.001' and not agrees(p, str(raw_p)):
+                wrong.append(f'{doc}, {cells[0]} vs {label}: p {p}, the CSV: {raw_p}')
     assert not wrong, '\n'.join(wrong)
 
 
 #: README's method table: its label -> the board's row(s) ("/": two rows in one cell);
 #: a method not on the board is not listed and its README cell must be "-"
 README_ROWS = {
-    'linear probe': ['linear probe'],
+    'linear probe': ['linear probe (logistic regression)'],
     'full fine-tuning': ['full fine-tuning'],
     'BitFit': ['BitFit'],
     'LN-tune': ['LN-tune'],
@@ -136,7 +207,7 @@ README_ROWS = {
     'VPT-shallow / deep (10)': ['VPT-shallow (10)', 'VPT-deep (10)'],
     'WST': ['WST'],
     'HST': ['HST'],
-    'FreqFit (complex / real; 1-D)': ['FreqFit + LoRA'],
+    'FreqFit (complex / real; 1-D)': ['FreqFit + LoRA (r=8, q,v)'],
     'RLRR': ['RLRR'],
     'PATT (kv, r=8)': ['PATT (kv, r=8)'],
     'prefix tuning (10 tokens)': ['prefix tuning (10)'],
@@ -160,7 +231,7 @@ def test_readme_method_table_equals_the_board():
             assert cell == '-', f'README, {cells[0]}: not on the board, but quotes {cell}'
         assert len(quoted) == len(methods), f'README, {cells[0]}: {cells[column]}'
         for method, figure in zip(methods, quoted):
-            wrong += check_cell(f'README, {cells[0]}', figure, results[method], 'mean')
+            wrong += check_cell(f'README, {cells[0]}', figure, results[method], 'mean', '_ci95')
     assert not wrong, '\n'.join(wrong)
 
 
@@ -171,79 +242,98 @@ B, D = BOARD_CSV, DENSE_CSV
 PROSE = [
     (
         'README.md',
-        '(a random frozen ViT: {} with the linear probe, {} with LoRA)',
-        [(B, 'linear probe, random ViT', 'mean'), (B, 'LoRA, random ViT', 'mean')],
+        '(a random frozen ViT: {} with the SGD-head linear probe, {} with LoRA)',
+        [(B, 'linear probe (SGD head), random ViT', 'mean'), (B, 'LoRA, random ViT', 'mean')],
     ),
     (
         'README.md',
         'e.g. LoRA {} ± {}%, {} ± {}% from a random frozen ViT',
         [
             (B, 'LoRA (r=8, q,v)', 'digits'),
-            (B, 'LoRA (r=8, q,v)', 'digits_std'),
+            (B, 'LoRA (r=8, q,v)', 'digits_ci95'),
             (B, 'LoRA, random ViT', 'digits'),
-            (B, 'LoRA, random ViT', 'digits_std'),
+            (B, 'LoRA, random ViT', 'digits_ci95'),
         ],
     ),
     (
         'docs/mini_vtab.md',
-        'The same linear probe reaches {} from the shipped backbone and {} from a random '
-        'ViT; LoRA reaches {} against {} from a random ViT.',
+        'Logistic regression on the frozen features reaches {}; an SGD-trained head on the '
+        'same features reaches {} ± {}',
         [
-            (B, 'linear probe', 'mean'),
-            (B, 'linear probe, random ViT', 'mean'),
+            (B, 'linear probe (logistic regression)', 'mean'),
+            (B, 'linear probe (SGD head)', 'mean'),
+            (B, 'linear probe (SGD head)', 'mean_ci95'),
+        ],
+    ),
+    (
+        'docs/mini_vtab.md',
+        'VPT-shallow ({} ± {}) is below the probe, VPT-deep ({} ± {}) and prefix tuning '
+        '({} ± {}) are level with it',
+        [
+            (B, 'VPT-shallow (10)', 'mean'),
+            (B, 'VPT-shallow (10)', 'mean_ci95'),
+            (B, 'VPT-deep (10)', 'mean'),
+            (B, 'VPT-deep (10)', 'mean_ci95'),
+            (B, 'prefix tuning (10)', 'mean'),
+            (B, 'prefix tuning (10)', 'mean_ci95'),
+        ],
+    ),
+    (
+        'docs/mini_vtab.md',
+        'The SGD-head probe reaches {} from the shipped backbone and {} from a random ViT; '
+        'LoRA reaches {} against {} from a random ViT.',
+        [
+            (B, 'linear probe (SGD head)', 'mean'),
+            (B, 'linear probe (SGD head), random ViT', 'mean'),
             (B, 'LoRA (r=8, q,v)', 'mean'),
             (B, 'LoRA, random ViT', 'mean'),
         ],
     ),
     (
         'docs/mini_vtab.md',
-        '(dsprites orientation: {} vs {} for the probe)',
-        [(B, 'linear probe', 'dsprites_ori'), (B, 'linear probe, random ViT', 'dsprites_ori')],
-    ),
-    (
-        'docs/mini_vtab.md',
-        'RLRR ({}) is within the spread of full fine-tuning ({} ± {})',
+        '(dsprites orientation: {} vs {} for the SGD-head probe)',
         [
-            (B, 'RLRR', 'mean'),
-            (B, 'full fine-tuning', 'mean'),
-            (B, 'full fine-tuning', 'mean_std'),
+            (B, 'linear probe (SGD head)', 'dsprites_ori'),
+            (B, 'linear probe (SGD head), random ViT', 'dsprites_ori'),
         ],
     ),
     (
         'docs/mini_vtab.md',
-        'Adapter, AdaptFormer, WST, BitFit ({}-{}); VPT-deep ({}), prefix tuning ({}) '
-        'and VPT-shallow ({}) trail.',
-        [
-            (B, 'BitFit', 'mean'),
-            (B, 'Adapter (r=8)', 'mean'),
-            (B, 'VPT-deep (10)', 'mean'),
-            (B, 'prefix tuning (10)', 'mean'),
-            (B, 'VPT-shallow (10)', 'mean'),
-        ],
+        'than full fine-tuning** ({} ± {}).',
+        [(B, 'full fine-tuning', 'mean'), (B, 'full fine-tuning', 'mean_ci95')],
     ),
     (
         'docs/mini_vtab.md',
-        'VPT-shallow is under the probe on dsprites_loc ({} vs {}) and cell_patches ({} vs {})',
+        '**Against LoRA** ({} ± {}):',
+        [(B, 'LoRA (r=8, q,v)', 'mean'), (B, 'LoRA (r=8, q,v)', 'mean_ci95')],
+    ),
+    (
+        'docs/mini_vtab.md',
+        'VPT-shallow is under the logistic-regression probe on dsprites_loc ({} vs {}) and '
+        'cell_patches ({} vs {})',
         [
             (B, 'VPT-shallow (10)', 'dsprites_loc'),
-            (B, 'linear probe', 'dsprites_loc'),
+            (B, 'linear probe (logistic regression)', 'dsprites_loc'),
             (B, 'VPT-shallow (10)', 'cell_patches'),
-            (B, 'linear probe', 'cell_patches'),
+            (B, 'linear probe (logistic regression)', 'cell_patches'),
         ],
     ),
     (
         'docs/mini_vtab.md',
-        '*FreqFit + LoRA on clevr_dist* ({} ± {})',
-        [(B, 'FreqFit + LoRA', 'clevr_dist'), (B, 'FreqFit + LoRA', 'clevr_dist_std')],
+        '*FreqFit + LoRA (6 linears) on clevr_dist* ({} ± {})',
+        [
+            (B, 'FreqFit + LoRA (r=8, 6 linears)', 'clevr_dist'),
+            (B, 'FreqFit + LoRA (r=8, 6 linears)', 'clevr_dist_ci95'),
+        ],
     ),
     (
         'docs/dense_modes.md',
-        'the linear probe of the same frozen ViT reaches {} (dsprites_loc) and {} '
-        '(clevr_count), HST as a classification tuner {} and {}, full fine-tuning {} '
+        'the logistic-regression linear probe of the same frozen ViT reaches {} (dsprites_loc) '
+        'and {} (clevr_count), HST as a classification tuner {} and {}, full fine-tuning {} '
         'and {}.',
         [
-            (B, 'linear probe', 'dsprites_loc'),
-            (B, 'linear probe', 'clevr_count'),
+            (B, 'linear probe (logistic regression)', 'dsprites_loc'),
+            (B, 'linear probe (logistic regression)', 'clevr_count'),
             (B, 'HST', 'dsprites_loc'),
             (B, 'HST', 'clevr_count'),
             (B, 'full fine-tuning', 'dsprites_loc'),
@@ -326,6 +416,7 @@ def test_dense_variant_table_equals_its_raw_files():
 LR_LABELS = {
     'vpt shallow': 'vpt/vpt-shallow_vit-t_mini-vtab',
     'vpt deep': 'vpt/vpt-deep_vit-t_mini-vtab',
+    'freqfit (q,v)': 'freqfit/lora-qv-freqfit_vit-t_mini-vtab',
 }
 
 
