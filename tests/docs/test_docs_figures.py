@@ -211,6 +211,7 @@ README_ROWS = {
     'RLRR': ['RLRR'],
     'PATT (kv, r=8)': ['PATT (kv, r=8)'],
     'prefix tuning (10 tokens)': ['prefix tuning (10)'],
+    'Mona (r=64)': ['Mona (r=64)'],
 }
 
 

@@ -113,7 +113,6 @@ class Mona(BaseTuner):
     """
 
     supported_hosts = ('vit', 'swin')
-    on_board = False  # no mini-VTAB row yet
     benchmarked = False  # not timed by tools/benchmark.py yet
     host_reason = (
         "SAM's encoder runs its blocks on windows of (B, h, w, D) maps; Mona is defined on "
