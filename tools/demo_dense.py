@@ -3,7 +3,7 @@
     python tools/demo_dense.py [--work-dir work_dirs/demo] [--data-root data/shapes]
         [--only det|seg] [--det-config ...] [--seg-config ...]
         [--num-train 1000] [--num-val 50] [--image-size 128] [--seed 0]
-        [--jobs 2] [--det-options k=v ...] [--seg-options k=v ...]
+        [--jobs 2] [--threads N] [--det-options k=v ...] [--seg-options k=v ...]
 
 1. Writes the procedural shapes dataset (COCO instances with masks + semantic maps,
    deterministic from a seed) if it is missing.
@@ -55,6 +55,16 @@ _TRAIN_LINE = re.compile(
     r'.*?eta: (?P<eta>[\d:]+(?: day[s]?, [\d:]+)?).*?\bloss: (?P<loss>[-\d.e+naif]+)'
 )
 _PRINT = threading.Lock()
+# glibc's allocator hands every freed block above its threshold back to the system, and a
+# training step frees and takes back the same large activations: each is then paged in
+# and zeroed again by the kernel (millions of page faults per run). Keeping them in the
+# process (blocks up to 32 MiB from the heap, the heap never trimmed) makes a step of
+# either model about 5% faster on the demo's 2-core machine; other C libraries ignore it.
+MALLOC_ENV = dict(
+    MALLOC_MMAP_THRESHOLD_=str(32 << 20),
+    MALLOC_TRIM_THRESHOLD_=str(4 << 30),
+    MALLOC_TOP_PAD_=str(256 << 20),
+)
 
 
 def say(line: str) -> None:
@@ -153,11 +163,19 @@ def main(argv=None) -> int:
         help='tasks trained at once, the cores shared out between them (1: one after the '
         'other, each with every core)',
     )
+    parser.add_argument(
+        '--threads',
+        type=int,
+        help='threads of each training (default: the cores shared out between the jobs); '
+        'the thread count changes the order of floating-point sums, hence the figures',
+    )
     parser.add_argument('--det-options', nargs='+', default=[], metavar='KEY=VALUE')
     parser.add_argument('--seg-options', nargs='+', default=[], metavar='KEY=VALUE')
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f'--jobs must be at least 1, got {args.jobs}')
+    if args.threads is not None and args.threads < 1:
+        parser.error(f'--threads must be at least 1, got {args.threads}')
     for option in args.det_options + args.seg_options:
         if '=' not in option:
             parser.error(f'config overrides are KEY=VALUE, got {option!r}')
@@ -181,12 +199,13 @@ def main(argv=None) -> int:
     jobs = min(args.jobs, len(tasks))
     # the cores are shared out: two small trainings side by side, one thread each on 2
     # cores, finish sooner than one after the other with two threads each
-    threads = max(1, _cores() // jobs)
+    threads = args.threads or max(1, _cores() // jobs)
     env = dict(
         os.environ,
         SHAPES_ROOT=osp.abspath(args.data_root),  # read by the configs
         OMP_NUM_THREADS=str(threads),
         MKL_NUM_THREADS=str(threads),
+        **MALLOC_ENV,
     )
 
     def run_task(task: str) -> dict:

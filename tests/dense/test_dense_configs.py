@@ -494,21 +494,54 @@ DEMO_VARIANTS = {
 }
 
 
-def test_the_mixed_pyramid_detector_is_the_demo_with_its_pyramid_changed():
-    """configs/demo/dense_modes/mixed-pyramid_shapes_cascade_mask_rcnn.py: WST + HST
-    through the ViT as the through-vit variant, with pyramid='mixed'; the FPN reads the
-    widths the backbone emits and the rest of the demo is untouched."""
-    base = load('configs/demo/shapes_cascade_mask_rcnn.py')
-    cfg = load('configs/demo/dense_modes/mixed-pyramid_shapes_cascade_mask_rcnn.py')
-    backbone = build(cfg).backbone
+EARLIER_BUDGET = 'configs/demo/dense_modes/earlier-budget_shapes_cascade_mask_rcnn.py'
+
+
+def test_the_demo_detector_reads_the_mixed_pyramid_through_the_vit():
+    """configs/demo/shapes_cascade_mask_rcnn.py: WST + HST through the ViT with
+    pyramid='mixed' (WST's branch at strides 4 and 8, the side network's stages at 16 and
+    32), the FPN reading the widths the backbone emits, RoIs read by SeparableRoIAlign."""
+    from mmwst.models.layers.roi_align import SeparableRoIAlign
+    from mmwst.models.roi_extractor import SeparableRoIExtractor
+
+    cfg = load(DEMO_DET)
+    model = build(cfg)
+    backbone = model.backbone
     assert backbone.pyramid_mode == 'mixed' and backbone.host_grad
     assert backbone.wst is not None and backbone.side is not None
     maps = backbone(torch.rand(1, 3, 128, 128))
     assert tuple(m.shape[1] for m in maps) == tuple(backbone.out_channels) == head_widths(cfg)
     width = cfg.model.backbone.arch['embed_dims']
     assert pyramid_widths(cfg.model.backbone, width) == head_widths(cfg)
-    for key in ('train_cfg', 'optim_wrapper', 'param_scheduler', 'train_dataloader'):
-        assert cfg[key] == base[key], key
+    extractors = [model.roi_head.bbox_roi_extractor, model.roi_head.mask_roi_extractor]
+    for stage in extractors:
+        for extractor in stage:
+            assert isinstance(extractor, SeparableRoIExtractor)
+            assert all(isinstance(layer, SeparableRoIAlign) for layer in extractor.roi_layers)
+    assert cfg.train_dataloader.dataset.indices == 1000 and cfg.train_cfg.max_epochs == 3
+
+
+def test_the_earlier_budget_is_the_demo_detector_on_200_images_for_10_epochs():
+    """The configs behind the docs' earlier detector figures (the trade-off table, the
+    study, the mixed-pyramid table) keep what those runs had: the first 200 images, 10
+    epochs with the cosine decay over them, mmcv's RoIAlign kernel; nothing else differs
+    from the demo's detector, and the mixed-pyramid config is that budget itself."""
+    demo, earlier = load(DEMO_DET), load(EARLIER_BUDGET)
+    assert earlier.train_dataloader.dataset.indices == 200
+    assert earlier.train_cfg.max_epochs == 10 and earlier.param_scheduler[1].end == 10
+    for key in ('bbox_roi_extractor', 'mask_roi_extractor'):
+        assert earlier.model.roi_head[key].type == 'SingleRoIExtractor'
+        assert demo.model.roi_head[key].type == 'mmwst.SeparableRoIExtractor'
+    expected = demo.to_dict()
+    expected['max_epochs'] = 10
+    expected['train_dataloader']['dataset']['indices'] = 200
+    expected['param_scheduler'][1]['end'] = 10
+    expected['train_cfg'].update(max_epochs=10, val_interval=10)
+    for key in ('bbox_roi_extractor', 'mask_roi_extractor'):
+        expected['model']['roi_head'][key]['type'] = 'SingleRoIExtractor'
+    assert earlier.to_dict() == expected
+    mixed = load('configs/demo/dense_modes/mixed-pyramid_shapes_cascade_mask_rcnn.py')
+    assert mixed.to_dict() == earlier.to_dict()
 
 
 @pytest.mark.parametrize('task', ['shapes_cascade_mask_rcnn', 'shapes_upernet'])
@@ -516,7 +549,8 @@ def test_the_mixed_pyramid_detector_is_the_demo_with_its_pyramid_changed():
 def test_demo_variants_build_what_they_name(variant, task):
     """Each variant is the demo with one switch changed; its heads read the maps the built
     backbone really emits (width and count), and only the named parts train."""
-    base = load(f'configs/demo/{task}.py')
+    # the detector's variants start from the earlier budget, the segmentor's from the demo
+    base = load(EARLIER_BUDGET if task == 'shapes_cascade_mask_rcnn' else f'configs/demo/{task}.py')
     cfg = load(f'configs/demo/dense_modes/{variant}_{task}.py')
     expected = DEMO_VARIANTS[variant]
     model = build(cfg)

@@ -74,7 +74,8 @@ def agrees(quoted: str, raw: str) -> bool:
 
 def tables(path: str) -> list[tuple[list[str], list[list[str]]]]:
     """Every Markdown table of a file: (header, rows), cells stripped."""
-    found, lines = [], read(path).splitlines()
+    # a table may sit indented in a list item
+    found, lines = [], [line.lstrip() for line in read(path).splitlines()]
     i = 0
     while i < len(lines):
         if lines[i].startswith('|') and i + 1 < len(lines) and lines[i + 1].startswith('|---'):
@@ -639,8 +640,11 @@ def test_mixed_pyramid_table_equals_the_csv():
             values = sorted((r[key] for r in runs), key=float)
             if not (agrees(low, values[0]) and agrees(high, values[-1])):
                 wrong.append(f'{pyramid}: {key} {cells[column]}, CSV {values[0]}-{values[-1]}')
-    # WST's rows are the demo's own runs (docs/demo/demo_runs.json)
-    demo = {str(r['seed']): r for r in json.loads(read('docs/demo/demo_runs.json'))['runs']}
+    # WST's rows are the demo's own runs (docs/dense_modes/wst_pyramid_demo_runs.json)
+    demo = {
+        str(r['seed']): r
+        for r in json.loads(read('docs/dense_modes/wst_pyramid_demo_runs.json'))['runs']
+    }
     for run in (r for r in rows if r['pyramid'] == 'wst'):
         figures = demo[run['seed']]
         for key, source in (
@@ -652,8 +656,94 @@ def test_mixed_pyramid_table_equals_the_csv():
             ('heldout_segm_mAP', figures['held_out']['segm_mAP']),
         ):
             if float(run[key]) != source:
-                wrong.append(f'wst seed {run["seed"]}: {key} {run[key]}, demo_runs.json {source}')
+                wrong.append(
+                    f'wst seed {run["seed"]}: {key} {run[key]}, wst_pyramid_demo_runs.json {source}'
+                )
     assert not wrong, '\n'.join(wrong)
+
+
+# ---- the demo detector (docs/dense_modes.md, README) ----------------------------------------
+DEMO_DET_CSV = 'docs/dense_modes/demo_detector_runs.csv'
+
+
+def _demo_detector_runs() -> list[dict[str, str]]:
+    with open(REPO / DEMO_DET_CSV, newline='') as f:
+        return list(csv.DictReader(f))
+
+
+def _range(values: list[str]) -> tuple[str, str]:
+    ordered = sorted(values, key=float)
+    return ordered[0], ordered[-1]
+
+
+def test_demo_detector_tables_equal_the_csv():
+    """The budget table (validation, seed 0) and the seeds table (validation and
+    held-out) of docs/dense_modes.md against the runs' CSV; docs/demo/demo_runs.json and
+    the README's held-out and validation ranges say the same."""
+    runs = _demo_detector_runs()
+    budget = [r for r in runs if r['seed'] == '0']
+    header, table = table_with('docs/dense_modes.md', 'training images', 'iterations')
+    assert len(table) == len(budget) == 3
+    wrong = []
+    for cells, run in zip(table, budget):
+        for column, key in (
+            ('training images', 'images'),
+            ('epochs', 'epochs'),
+            ('iterations', 'iterations'),
+            ('bbox mAP', 'bbox_mAP'),
+            ('mAP@50', 'bbox_mAP_50'),
+            ('mask mAP', 'segm_mAP'),
+            ('minutes', 'minutes'),
+        ):
+            quoted = cells[header.index(column)].replace('*', '')
+            if not agrees(quoted, run[key]):
+                wrong.append(
+                    f'budget {run["images"]} x {run["epochs"]}: {column} {quoted}, CSV {run[key]}'
+                )
+    demo = sorted((r for r in runs if r['run'] == 'demo'), key=lambda r: int(r['seed']))
+    assert [r['seed'] for r in demo] == ['0', '1', '2']
+    header, table = table_with('docs/dense_modes.md', 'seeds 0 / 1 / 2', 'mask mAP')
+    assert [c[0].replace('*', '').split(' (')[0] for c in table] == ['validation', 'held-out']
+    for cells, prefix in zip(table, ('', 'heldout_')):
+        quoted = cells[1].replace('*', '').split('/')
+        for q, run in zip(quoted, demo, strict=True):
+            if not agrees(q.strip(), run[prefix + 'bbox_mAP']):
+                wrong.append(f'{prefix}bbox_mAP seed {run["seed"]}: {q.strip()}, CSV')
+        for column, key in ((2, 'bbox_mAP_50'), (3, 'segm_mAP')):
+            low, high = cells[column].split('-')
+            values = _range([r[prefix + key] for r in demo])
+            if not (agrees(low, values[0]) and agrees(high, values[1])):
+                wrong.append(f'{prefix}{key}: {cells[column]}, CSV {values}')
+    record = {r['seed']: r for r in json.loads(read('docs/demo/demo_runs.json'))['runs']}
+    for run in demo:
+        saved = record[int(run['seed'])]
+        for key in ('bbox_mAP', 'bbox_mAP_50', 'segm_mAP'):
+            if float(run[key]) != saved['det'][key]:
+                wrong.append(f'demo_runs.json seed {run["seed"]}: {key}')
+            if float(run['heldout_' + key]) != saved['held_out'][key]:
+                wrong.append(f'demo_runs.json seed {run["seed"]}: held-out {key}')
+    readme = flat('README.md')
+    for sentence, key in (
+        ('Cascade Mask R-CNN bbox mAP **{}-{}** over seeds 0-2', 'heldout_bbox_mAP'),
+        ('(mAP@50 {}-{}, mask mAP', 'heldout_bbox_mAP_50'),
+        ('On the validation images: bbox mAP {}-{}', 'bbox_mAP'),
+    ):
+        found = re.search(r'([\d.]+)'.join(map(re.escape, sentence.split('{}'))), readme)
+        assert found, f'README no longer says {sentence!r}'
+        low, high = _range([r[key] for r in demo])
+        if not (agrees(found[1], low) and agrees(found[2], high)):
+            wrong.append(f'README {sentence!r}: {found.groups()}, CSV {low}-{high}')
+    assert not wrong, '\n'.join(wrong)
+
+
+def test_roi_align_speed_table_equals_the_tools_output():
+    """docs/dense_modes.md's RoIAlign timings are tools/roi_align_speed.py's output, saved."""
+    output = read('docs/dense_modes/roi_align_speed.txt')
+    measured = re.findall(
+        r'^\s*(\d+x\d+)\s+(forward|backward)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+x)$', output, re.M
+    )
+    header, table = table_with('docs/dense_modes.md', 'mmcv (ms)', 'separable (ms)')
+    assert [tuple(cells) for cells in table] == measured
 
 
 # ---- the pretraining data's choice, on val200 (docs/pretrained.md) ---------------------------

@@ -1,6 +1,7 @@
 from .bottleneck import Bottleneck
 from .hst_side import HSTSide, SideState
 from .norm import LayerNorm2d
+from .roi_align import SeparableRoIAlign, build_separable_roi_extractor
 from .scale_shift import ScaleShiftPairs
 from .spectral import SpectralFilter1d, SpectralFilter2d
 from .tunable import (
@@ -23,6 +24,7 @@ __all__ = [
     'IDWT2d',
     'LayerNorm2d',
     'ScaleShiftPairs',
+    'SeparableRoIAlign',
     'SideState',
     'SpectralFilter1d',
     'SpectralFilter2d',
@@ -33,6 +35,7 @@ __all__ = [
     'WSTPyramid',
     'add_kv_fn',
     'add_weight_fn',
+    'build_separable_roi_extractor',
     'concat_kv',
     'dwt2d',
     'idwt2d',
