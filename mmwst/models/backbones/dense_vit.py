@@ -285,9 +285,9 @@ class DenseTunedViT(TunedVisionTransformer):
                     patches = torch.add(patches, delta, alpha=self.wst_scale)
                     tokens, pieces = None, (front, patches)
             if self.side is not None and not self.host_grad:  # the class token's output
-                self.side.step_tokens(side, i, image, tokens, 1, grid, bands)
+                side = self.side.step_tokens(side, i, image, tokens, 1, grid, bands)
             elif self.side is not None:  # m_l; F_l = X_{l+1}; S_{l+1} = IDWT(T_{l+1})
-                self.side.step(side, i, image, key, _as_map(patches, grid), bands)
+                side = self.side.step(side, i, image, key, _as_map(patches, grid), bands)
             if i == last and self.tuners:
                 tokens = torch.cat(pieces, dim=1) if pieces is not None else tokens
                 for tuner in self.tuners:

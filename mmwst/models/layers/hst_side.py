@@ -3,15 +3,17 @@
 :class:`HSTSide` owns HST's parameters - the meta tokens, the transformation bridges and
 their norms, the :class:`~.side_network.HierarchicalSideNetwork` and, in mmwst's dense
 design, the bridges from WST's fine branch - and the math of one side step. The state
-of a forward pass (:class:`SideState`) belongs to the caller: the classification tuner
-(:class:`~mmwst.models.tuners.HST`) keeps it for its host's token hooks, the dense
-backbone (:class:`~mmwst.models.backbones.DenseTunedViT`) in its own loop.
+of a forward pass (:class:`SideState`, a value) belongs to the caller, who hands it to
+each step and keeps the state the step returns, as with WST's branch
+(:meth:`~mmwst.models.layers.WSTBranch.step`): the classification tuner
+(:class:`~mmwst.models.tuners.HST`) for its host's token hooks, the dense backbone
+(:class:`~mmwst.models.backbones.DenseTunedViT`) in its own loop.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -36,22 +38,28 @@ class _Layer:
     branch: Tensor | None
 
 
-@dataclass
+@dataclass(frozen=True)
 class SideState:
-    """The side network's progress during one forward pass.
+    """The side network's progress during one forward pass, as a value: each step
+    (:meth:`HSTSide.step`, :meth:`HSTSide.step_tokens`, :meth:`HSTSide.run_stage`)
+    returns the next state and leaves the one it was given as it was.
 
+    ``maps``: the finished stages' maps ``(B, C_s, H_s, W_s)``; ``pending``: the current
+    stage's layers so far; ``grid``: the ViT's patch grid ``(h, w)``;
     ``branch_transform``: set by a caller that passes WST's sub-bands ``T_{l+1}``
-    ``(B, h, w, D)`` as each layer's branch instead of the branch state ``S_{l+1}``;
-    the side network then maps them to ``S_{l+1}`` itself, once per stage for all its
+    ``(B, h, w, D)`` as each layer's branch instead of the branch state ``S_{l+1}``; the
+    side network then maps them to ``S_{l+1}`` itself, once per stage for all its
     layers (e.g. ``WSTBranch.spatial``)."""
 
-    tokens: Tensor | None = None  # current stage's side tokens (B, H_s*W_s, C_s)
-    hw: tuple[int, int] | None = None  # current stage's grid (H_s, W_s)
-    fmap: Tensor | None = None  # last finished stage (B, C_s, H_s, W_s)
-    maps: list[Tensor] = field(default_factory=list)  # every finished stage
-    grid: tuple[int, int] | None = None  # the ViT's patch grid (h, w)
-    pending: list[_Layer] = field(default_factory=list)  # the current stage's layers so far
+    maps: tuple[Tensor, ...] = ()
+    pending: tuple[_Layer, ...] = ()
+    grid: tuple[int, int] | None = None
     branch_transform: Callable[[Tensor], Tensor] | None = None
+
+    @property
+    def fmap(self) -> Tensor | None:
+        """The last finished stage's map (None before the first)."""
+        return self.maps[-1] if self.maps else None
 
 
 class HSTSide(nn.Module):
@@ -198,12 +206,12 @@ class HSTSide(nn.Module):
         key: Tensor,
         patches: Tensor,
         branch: Tensor | None = None,
-    ) -> None:
+    ) -> SideState:
         """Hand the side network ViT layer ``index``; after the last layer of a stage,
-        run that stage's side blocks (:meth:`run_stage`).
+        run that stage's side blocks (:meth:`run_stage`). Returns the next state.
 
         Args:
-            state (SideState): This forward pass's state, updated in place.
+            state (SideState): This forward pass's state so far (left as it is).
             index (int): The ViT layer ``l``.
             image (Tensor): The input image ``(B, C, H, W)`` (read by the stem).
             key (Tensor): ``m_l``, the layer's key tokens ``(B, M, D)`` (or one,
@@ -215,9 +223,8 @@ class HSTSide(nn.Module):
         """
         if key.dim() == 2:
             key = key.unsqueeze(1)  # one key token: (B, D) -> (B, 1, D)
-        state.grid = tuple(patches.shape[1:3])
         layer = _Layer(None, key.shape[1], key, patches.flatten(1, 2), branch)
-        self._add(state, index, image, layer)
+        return self._add(state, index, image, layer, tuple(patches.shape[1:3]))
 
     def step_tokens(
         self,
@@ -228,25 +235,29 @@ class HSTSide(nn.Module):
         num_keys: int,
         grid: tuple[int, int],
         branch: Tensor | None = None,
-    ) -> None:
+    ) -> SideState:
         """:meth:`step` for a layer whose keys and patch map are parts of one tensor:
         its output ``tokens`` ``(B, T, D)``, whose first ``num_keys`` tokens are
         ``m_l`` and whose last ``h * w`` (``grid``) are ``F_l``. A stage then bridges
         its layers' keys and patches with one product."""
-        state.grid = tuple(grid)
-        self._add(state, index, image, _Layer(tokens, num_keys, None, None, branch))
+        layer = _Layer(tokens, num_keys, None, None, branch)
+        return self._add(state, index, image, layer, tuple(grid))
 
-    def _add(self, state: SideState, index: int, image: Tensor, layer: _Layer) -> None:
+    def _add(
+        self, state: SideState, index: int, image: Tensor, layer: _Layer, grid: tuple[int, int]
+    ) -> SideState:
         stage, block = self.stage_of(index)
         if self.branch_bridges is not None and layer.branch is None:
             raise ValueError('this side network reads a fine branch: pass branch=S_{l+1}')
-        state.pending.append(layer)
+        state = replace(state, pending=(*state.pending, layer), grid=grid)
         if block == self.depths[stage] - 1:
-            self.run_stage(state, stage, image)
+            state = self.run_stage(state, stage, image)
+        return state
 
-    def run_stage(self, state: SideState, stage: int, image: Tensor) -> None:
+    def run_stage(self, state: SideState, stage: int, image: Tensor) -> SideState:
         """Embed stage ``stage``, run its ``k`` side blocks on the layers in
-        ``state.pending`` and close it into a map.
+        ``state.pending`` and close it into a map; returns the state with that map
+        added and no layer pending.
 
         The side blocks depend on one another only through the side tokens; everything
         they read from the ViT runs once for the stage on the ``k`` layers stacked
@@ -255,12 +266,12 @@ class HSTSide(nn.Module):
         LayerNorms as one group norm (group ``j`` normalised with layer ``j``'s weight
         and bias) and the cross-attentions' key side (:func:`key_terms`).
         """
-        layers, state.pending = state.pending, []
+        layers = state.pending
         blocks = self.net.blocks[stage]
         depth = len(blocks)
         first = sum(self.depths[:stage])
         norms = self.bridge_norms[first : first + depth]
-        state.tokens, state.hw = self.net.embed(stage, image if stage == 0 else state.fmap)
+        tokens, hw = self.net.embed(stage, image if stage == 0 else state.fmap)
         bridge = self.bridges[stage]
         (h, w), keys = state.grid, layers[0].num_keys
         if layers[0].tokens is not None:
@@ -273,7 +284,7 @@ class HSTSide(nn.Module):
             maps = bridge(torch.stack([layer.patches for layer in layers], dim=2))
         batch, channels = maps.shape[0], maps.shape[-1]
         # f_l: (B, h, w, k * C_s) -> (B, H_s * W_s, k * C_s) -> (B, H_s * W_s, k, C_s)
-        fine = _resized_tokens(maps.reshape(batch, h, w, depth * channels), state.hw)
+        fine = _resized_tokens(maps.reshape(batch, h, w, depth * channels), hw)
         fine = fine.unflatten(2, (depth, channels))
         # g_l = LN_l(T_s(m_l)): (B * M, k * C_s), one group per layer, normalised with that
         # layer's weight and bias; the norms' weights ride in the attention biases' copy
@@ -293,16 +304,23 @@ class HSTSide(nn.Module):
         if fold:  # the output projection's bias joins f_l: (B, H_s * W_s, k, C_s)
             fine = fine + terms.proj_bias.to(fine.dtype)
         if self.branch_bridges is not None:
-            fine = fine + self._branch(stage, [layer.branch for layer in layers], state)
+            branches = [layer.branch for layer in layers]
+            fine = fine + self._branch(stage, branches, hw, state.branch_transform)
         fines = fine.unbind(2)
         for j, block in enumerate(blocks):
             own = (terms.queries[j], terms.offsets[j], terms.values[j])
             own += (None if fold else terms.proj_bias[j],)
-            state.tokens = block(state.tokens, None, fines[j], terms=own)
-        state.fmap = self.net.finish(stage, state.tokens, state.hw)
-        state.maps.append(state.fmap)
+            tokens = block(tokens, None, fines[j], terms=own)
+        fmap = self.net.finish(stage, tokens, hw)
+        return replace(state, maps=(*state.maps, fmap), pending=())
 
-    def _branch(self, stage: int, branches: Sequence[Tensor], state: SideState) -> Tensor:
+    def _branch(
+        self,
+        stage: int,
+        branches: Sequence[Tensor],
+        hw: tuple[int, int],
+        transform: Callable[[Tensor], Tensor] | None,
+    ) -> Tensor:
         """``B_s(bilinear(S_{l+1}, (H_s, W_s)))`` of the stage's ``k`` layers as tokens
         ``(B, H_s*W_s, k, C_s)``, computed as ``bilinear(B_s(S_{l+1}))``: the same values
         (the bilinear weights of each output pixel sum to one, so the resize commutes
@@ -311,8 +329,8 @@ class HSTSide(nn.Module):
         pass."""
         depth, batch = len(branches), branches[0].shape[0]
         stacked = torch.stack(branches).flatten(0, 1)
-        if state.branch_transform is not None:  # T_{l+1} (k * B, h, w, D) -> S_{l+1}
-            stacked = state.branch_transform(stacked)
+        if transform is not None:  # T_{l+1} (k * B, h, w, D) -> S_{l+1}
+            stacked = transform(stacked)
         bridge = self.branch_bridges[stage]
         # (k * B, D/4, 2h * 2w) -> (k * B, C_s, 2h * 2w): one product over the channels
         # of every pixel, kept NCHW as the transform returns it -> (k * B, C_s, 2h, 2w)
@@ -320,10 +338,8 @@ class HSTSide(nn.Module):
         weight = bridge.weight.to(flat.dtype).expand(flat.shape[0], -1, -1)
         projected = torch.baddbmm(bridge.bias.to(flat.dtype)[:, None], weight, flat)
         projected = projected.unflatten(2, stacked.shape[-2:])
-        if tuple(projected.shape[-2:]) != tuple(state.hw):
-            projected = F.interpolate(
-                projected, size=state.hw, mode='bilinear', align_corners=False
-            )
+        if tuple(projected.shape[-2:]) != tuple(hw):
+            projected = F.interpolate(projected, size=hw, mode='bilinear', align_corners=False)
         # (k * B, C_s, H_s, W_s) -> (k, B, C_s, H_s * W_s) -> (B, H_s * W_s, k, C_s)
         return projected.flatten(2).unflatten(0, (depth, batch)).permute(1, 3, 0, 2)
 

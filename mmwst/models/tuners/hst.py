@@ -189,7 +189,9 @@ class HST(BaseTuner):
     def after_block(self, index: int, x: Tensor, ctx: TokenContext) -> Tensor:
         # m_l: the first M tokens; F_l: the last h*w (B, h, w, D); read as one tensor
         grid = ctx.patch_resolution
-        self.side.step_tokens(ctx.state[self], index, ctx.image, x, self.num_meta_tokens, grid)
+        ctx.state[self] = self.side.step_tokens(
+            ctx.state[self], index, ctx.image, x, self.num_meta_tokens, grid
+        )
         ctx.num_prefix -= self.num_meta_tokens
         return x[:, self.num_meta_tokens :]  # [prefix; patches]: (B, N, D)
 

@@ -281,10 +281,12 @@ def test_without_host_grad_the_side_keys_are_the_class_token_outputs():
     record = _block_io(model)
     keys = []
     step = model.side.step_tokens
-    model.side.step_tokens = lambda state, i, image, tokens, num_keys, *rest: (
-        keys.append(tokens[:, :num_keys]),
-        step(state, i, image, tokens, num_keys, *rest),
-    )
+
+    def read_the_key(state, i, image, tokens, num_keys, *rest):
+        keys.append(tokens[:, :num_keys])
+        return step(state, i, image, tokens, num_keys, *rest)
+
+    model.side.step_tokens = read_the_key
     with torch.no_grad():
         model(torch.randn(1, 3, 64, 64))
     assert len(keys) == len(model.layers)

@@ -96,10 +96,10 @@ def _batched(side: HSTSide, image, tokens, bands, whole: bool, num_meta: int = 1
     state = SideState(branch_transform=lambda t: idwt(t, channels_last=True))
     for i, out in enumerate(tokens):
         if whole:  # the layer's output as one tensor, as the HST tuner hands it over
-            side.step_tokens(state, i, image, out, num_meta, GRID, bands[i])
+            state = side.step_tokens(state, i, image, out, num_meta, GRID, bands[i])
         else:  # keys and patch map apart, as the dense backbone through the ViT
             patches = out[:, -GRID[0] * GRID[1] :].unflatten(1, GRID)
-            side.step(state, i, image, out[:, :num_meta], patches, bands[i])
+            state = side.step(state, i, image, out[:, :num_meta], patches, bands[i])
     return state.maps
 
 
@@ -136,3 +136,29 @@ def test_several_meta_tokens_per_layer():
         expected = _literal(side, image, tokens, bands, num_meta=2)
     for a, b in zip(ours, expected):
         torch.testing.assert_close(a, b)
+
+
+def test_a_step_returns_the_next_state_and_leaves_the_given_one_as_it_was():
+    """States flow as values (as WST's branch states do): a forward pass can be resumed
+    from any earlier state, and two passes from one state give the same maps."""
+    side = _side(branch=True).eval()
+    image, tokens, bands = _inputs(branch=True)
+    idwt = IDWT2d('haar').double()
+    start = SideState(branch_transform=lambda t: idwt(t, channels_last=True))
+    states = [start]
+    with torch.no_grad():
+        for i, out in enumerate(tokens):
+            states.append(side.step_tokens(states[-1], i, image, out, 1, GRID, bands[i]))
+    per_stage = LAYERS // 4
+    for i, state in enumerate(states):  # each state as its step left it
+        assert len(state.maps) == i // per_stage
+        assert len(state.pending) == i % per_stage
+    assert states[0] == start and start.maps == () and start.pending == ()
+    # the last stage again from the state before it: the same map
+    before = states[-1 - per_stage]
+    with torch.no_grad():
+        again = before
+        for i in range(LAYERS - per_stage, LAYERS):
+            again = side.step_tokens(again, i, image, tokens[i], 1, GRID, bands[i])
+    torch.testing.assert_close(again.maps[-1], states[-1].maps[-1], rtol=0, atol=0)
+    assert len(before.maps) == 3 and before.pending == ()
