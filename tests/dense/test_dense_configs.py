@@ -576,3 +576,38 @@ def test_demo_variants_build_what_they_name(variant, task):
     if expected['hst'] and expected['host_grad']:
         parts |= {'layers'}  # the ViT's LayerNorms, which HST trains through the ViT
     assert trained == parts
+
+
+#: a method's shapes-demo row: ``configs/<method>/vit-t_shapes_<task>.py`` (found, not
+#: listed: a method's new row is checked here without an edit)
+SHAPES_ROWS = sorted(
+    osp.relpath(p, REPO)
+    for p in glob.glob(osp.join(REPO, 'configs', '*', 'vit-t_shapes_*.py'))
+    if osp.basename(osp.dirname(p)) != 'demo'
+)
+
+
+@pytest.mark.parametrize('path', SHAPES_ROWS, ids=lambda p: p.split('/')[1] + ':' + p[-12:-3])
+def test_a_methods_shapes_row_is_the_demo_with_its_tuner(path):
+    """A method's shapes-demo row (configs/mona/vit-t_shapes_*.py): the demo's model and
+    recipe with the method's tuners in the shipped ViT and a simple feature pyramid of its
+    stride-8 map; the neck and heads fit the maps (mmwst's pyramid check) and only the
+    tuners train in the backbone."""
+    from mmwst.engine.pyramid_check import check_pyramid
+
+    task = osp.basename(path)[len('vit-t_') : -len('.py')]
+    base = load(f'configs/demo/{task}.py')
+    cfg = load(path)
+    model = build(cfg)
+    check_pyramid(model)
+    backbone = model.backbone
+    assert len(backbone.tuners) >= 1
+    pyramid = model.neck[0] if isinstance(model.neck, torch.nn.Sequential) else model.neck
+    assert pyramid.strides == [4, 8, 16, 32]
+    maps = pyramid(backbone(torch.rand(1, 3, 128, 128)))
+    assert [m.shape[-1] for m in maps] == [32, 16, 8, 4]
+    for key in ('train_cfg', 'optim_wrapper', 'param_scheduler', 'train_dataloader'):
+        assert cfg[key] == base[key], key
+    trained = {n.split('.')[0] for n, p in backbone.named_parameters() if p.requires_grad}
+    assert trained == {'tuners'}
+

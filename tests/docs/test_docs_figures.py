@@ -736,6 +736,33 @@ def test_demo_detector_tables_equal_the_csv():
     assert not wrong, '\n'.join(wrong)
 
 
+def test_shapes_rows_table_equals_the_csv():
+    """docs/dense_modes.md's table of the shapes demo on WST + HST and on Mona against
+    the runs' CSV; every config it names exists."""
+    with open(REPO / 'docs/dense_modes/shapes_rows.csv', newline='') as f:
+        rows = list(csv.DictReader(f))
+    header, table = table_with('docs/dense_modes.md', 'held-out mask mAP', 'mIoU', 'backbone')
+    assert [c[0] for c in table] == [r['row'] for r in rows]
+    wrong = []
+    for cells, row in zip(table, rows):
+        for key in ('det_config', 'seg_config'):
+            assert (REPO / row[key]).is_file(), row[key]
+        det, seg = cells[1].split(' / ')
+        checks = [
+            (det, row['det_trainable_backbone_neck']),
+            (seg, row['seg_trainable_backbone_neck']),
+            (cells[2], row['bbox_mAP']),
+            (cells[3], row['heldout_bbox_mAP']),
+            (cells[4], row['heldout_segm_mAP']),
+            (cells[5], row['mIoU']),
+            *zip(cells[6].split(' / '), (row['det_minutes'], row['seg_minutes'])),
+        ]
+        wrong += [
+            f'{row["row"]}: {q} against {v}' for q, v in checks if not agrees(q.strip('*'), v)
+        ]
+    assert not wrong, '\n'.join(wrong)
+
+
 def test_roi_align_speed_table_equals_the_tools_output():
     """docs/dense_modes.md's RoIAlign timings are tools/roi_align_speed.py's output, saved."""
     output = read('docs/dense_modes/roi_align_speed.txt')

@@ -1,4 +1,4 @@
-"""mmwst.SimpleFeaturePyramid at a patch size that is not a multiple of 4 (patch 14)."""
+"""mmwst.SimpleFeaturePyramid at patch sizes other than 16: 14 (resampled) and 8."""
 
 import pytest
 import torch
@@ -28,3 +28,17 @@ def test_a_constant_map_stays_constant_through_the_resampling():
 def test_a_bad_stride_is_refused():
     with pytest.raises(ValueError, match='integer >= 2'):
         SimpleFeaturePyramid(in_channels=32, in_stride=1)
+
+
+def test_a_stride_8_map_gives_the_strides_4_8_16_32_with_a_quarter_scale():
+    neck = SimpleFeaturePyramid(in_channels=32, in_stride=8, scales=(2.0, 1.0, 0.5, 0.25))
+    assert neck.strides == [4, 8, 16, 32] and neck.out_channels == [16, 32, 32, 32]
+    x = torch.randn(2, 32, 15, 9)  # odd sizes: the last windows are partial (ceil mode)
+    maps = neck([x])
+    assert [tuple(m.shape[-2:]) for m in maps] == [(30, 18), (15, 9), (8, 5), (4, 3)]
+    assert torch.equal(maps[1], x)
+    # the quarter scale is the half scale applied twice
+    halved = torch.nn.functional.max_pool2d(maps[2], kernel_size=2, stride=2, ceil_mode=True)
+    assert torch.equal(maps[3], halved)
+    with pytest.raises(ValueError, match=r'\(2.0, 1.0, 0.5, 0.25\)'):
+        SimpleFeaturePyramid(in_channels=32, in_stride=8, scales=(2.0, 1.0, 0.5, 0.125))

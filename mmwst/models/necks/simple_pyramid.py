@@ -19,6 +19,9 @@ class SimpleFeaturePyramid(BaseModule):
     From the last ViT feature map ``(B, D, h, w)`` (backbone ``out_type='featmap'``):
     stride 4 = two 2x transposed convolutions (D -> D/2 -> D/4, LayerNorm + GELU between),
     stride 8 = one (D -> D/2), stride 16 = the map itself, stride 32 = 2x max-pooling.
+    From a stride-8 map (patch 8) the same four strides are the scales
+    ``(2, 1, 0.5, 0.25)``: one transposed convolution, the map, 2x and 4x max-pooling
+    (widths ``(D/2, D, D, D)``).
     The maps keep these widths - ``(D/4, D/2, D, D)`` - and go on to mmdet's ``FPN`` or
     straight to mmseg's ``UPerHead``, exactly like the dense WST/HST backbone's pyramid,
     so every tuner can be compared with the same detector and segmentor.
@@ -30,8 +33,8 @@ class SimpleFeaturePyramid(BaseModule):
     Args:
         in_channels (int): D, the ViT width.
         in_index (int): Which backbone output to use. Defaults to -1 (the last).
-        scales (Sequence[float]): Which maps to emit, relative to the input map.
-            Defaults to ``(4.0, 2.0, 1.0, 0.5)``.
+        scales (Sequence[float]): Which maps to emit, relative to the input map, taken
+            from 4, 2, 1, 0.5 and 0.25. Defaults to ``(4.0, 2.0, 1.0, 0.5)``.
         in_stride (int): Stride of the input map (the ViT's patch size): the maps come
             out at ``in_stride / scale``. A stride that is not a multiple of 4 (patch 14:
             DINOv2, EVA-02) is first resampled (bilinear) to the stride-16 grid of the
@@ -60,9 +63,12 @@ class SimpleFeaturePyramid(BaseModule):
         init_cfg=None,
     ) -> None:
         super().__init__(init_cfg)
-        unknown = set(scales) - {4.0, 2.0, 1.0, 0.5}
+        unknown = set(scales) - {4.0, 2.0, 1.0, 0.5, 0.25}
         if unknown or not scales:
-            raise ValueError(f'scales must be taken from (4.0, 2.0, 1.0, 0.5), got {scales}')
+            raise ValueError(
+                f'scales must be taken from (4.0, 2.0, 1.0, 0.5, 0.25), got {scales}; for a '
+                'stride-8 map (patch 8) strides 4 / 8 / 16 / 32 are (2.0, 1.0, 0.5, 0.25)'
+            )
         if in_channels % 4:
             raise ValueError(f'in_channels must be divisible by 4, got {in_channels}')
         self.in_channels = in_channels
@@ -85,7 +91,7 @@ class SimpleFeaturePyramid(BaseModule):
             else None
         )
         self.up2 = nn.ConvTranspose2d(in_channels, half, 2, stride=2) if 2.0 in scales else None
-        widths = {4.0: quarter, 2.0: half, 1.0: in_channels, 0.5: in_channels}
+        widths = {4.0: quarter, 2.0: half, 1.0: in_channels, 0.5: in_channels, 0.25: in_channels}
         self.out_channels = [widths[s] for s in self.scales]
         self.strides = [int(self.base_stride / s) for s in self.scales]
 
@@ -108,6 +114,7 @@ class SimpleFeaturePyramid(BaseModule):
                 outs.append(self.up2(x))
             elif scale == 1.0:
                 outs.append(x)
-            else:
-                outs.append(F.max_pool2d(x, kernel_size=2, stride=2, ceil_mode=True))
+            else:  # 0.5 or 0.25: 2x or 4x max-pooling (4x equals 2x twice, ceil mode)
+                size = int(1 / scale)
+                outs.append(F.max_pool2d(x, kernel_size=size, stride=size, ceil_mode=True))
         return tuple(outs)

@@ -201,3 +201,14 @@ def test_tokens_that_do_not_fit_the_grid_are_refused():
     with pytest.raises(RuntimeError, match=r'17 tokens, expected 1 in front of a 4x5 grid'):
         Mona._on_grid(MonaLayer(8, 4), torch.randn(1, 17, 8), 1, (4, 5))
     assert SWIN_ARCH  # the table's Swin is the one the Swin test builds
+
+
+def test_mona_has_a_shapes_demo_row():
+    """The detector and segmentor of the shapes demo with Mona (checked, with every
+    method's shapes row, in tests/dense/test_dense_configs.py)."""
+    from tests.dense.test_dense_configs import SHAPES_ROWS
+
+    assert {
+        'configs/mona/vit-t_shapes_cascade_mask_rcnn.py',
+        'configs/mona/vit-t_shapes_upernet.py',
+    } <= set(SHAPES_ROWS)
