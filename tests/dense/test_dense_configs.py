@@ -610,4 +610,3 @@ def test_a_methods_shapes_row_is_the_demo_with_its_tuner(path):
         assert cfg[key] == base[key], key
     trained = {n.split('.')[0] for n, p in backbone.named_parameters() if p.requires_grad}
     assert trained == {'tuners'}
-
