@@ -21,7 +21,7 @@ class SeparableRoIExtractor(SingleRoIExtractor):
     ``finest_scale``) whose RoI layers are :class:`SeparableRoIAlign`: mmcv's RoIAlign
     values, computed as two matrix products per image, several times faster on the
     small maps of a detector trained on the CPU (the shapes demo's Cascade Mask R-CNN
-    spends most of its step in mmcv's RoIAlign kernel otherwise).
+    spends about a third of its step in mmcv's RoIAlign kernel otherwise).
 
     ``roi_layer`` is written as for mmdet: ``dict(type='RoIAlign', output_size=7,
     sampling_ratio=0)`` (``aligned`` defaults to True as in mmcv); a ``'max'`` pool or

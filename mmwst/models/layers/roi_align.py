@@ -164,9 +164,13 @@ def _axis_weights(
         grid = torch.full_like(size, float(sampling_ratio))
     else:  # mmcv: ceil(roi size / pooled size), no sample where the size is not positive
         grid = torch.ceil(size / bins).clamp(min=0.0)
-    most = max(int(grid.max().item()), 1) if grid.numel() else 1
+    most = grid.max().item()  # the regions are never empty here (forward returns first)
     if not math.isfinite(most) or most > 4096:
-        raise ValueError(f'a region needs {most} sample points per bin; its box is not finite')
+        raise ValueError(
+            f'a region needs {most} sample points per bin and axis (at most 4096): its box '
+            'is not finite or far larger than the map'
+        )
+    most = max(int(most), 1)
     p = torch.arange(bins, dtype=size.dtype, device=size.device)
     i = torch.arange(most, dtype=size.dtype, device=size.device)
     # sample coordinates (n, bins, most): start + p * bin + (i + 0.5) * bin / grid

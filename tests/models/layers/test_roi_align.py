@@ -71,6 +71,9 @@ def test_refuses_what_it_does_not_compute():
         SeparableRoIAlign(7, sampling_ratio=-1)
     with pytest.raises(ValueError, match=r'rois must be \(n, 5\)'):
         SeparableRoIAlign(7)(torch.zeros(1, 2, 8, 8), torch.zeros(3, 4))
+    for bad in (float('inf'), float('nan')):  # named, not an overflow deep inside
+        with pytest.raises(ValueError, match='sample points per bin'):
+            SeparableRoIAlign(7)(torch.zeros(1, 2, 8, 8), torch.tensor([[0, 0, 0, bad, 5.0]]))
 
 
 def test_extractor_builds_separable_layers_and_reads_the_same_features():
