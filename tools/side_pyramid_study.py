@@ -73,14 +73,12 @@ class MixedPyramidDenseViT(DenseTunedViT):
         self.mix = tuple(mix)
         self.wst_pyramid = WSTPyramid(self.embed_dims)
         self._last = None
-        step, last = self.side.step, len(self.layers) - 1
 
-        def step_and_keep_the_last(state, i, image, key, fmap, bands, *args, **kwargs):
-            if i == last:  # the last patch map X_L and the branch's sub-bands T_L
-                self._last = (fmap, bands)
-            return step(state, i, image, key, fmap, bands, *args, **kwargs)
-
-        self.side.step = step_and_keep_the_last
+    def _between_blocks(self, spec, x, ctx, outs):
+        if spec.index == len(self.layers) - 1:  # the last patch map X_L and WST's T_L
+            patches = x[:, ctx.num_prefix :].unflatten(1, ctx.patch_resolution)
+            self._last = (patches, ctx.state[self.wst])
+        return super()._between_blocks(spec, x, ctx, outs)
 
     @property
     def out_channels(self) -> tuple[int, ...]:
@@ -98,6 +96,6 @@ class MixedPyramidDenseViT(DenseTunedViT):
     def forward_host(self, x):
         side = super().forward_host(x)
         patches, bands = self._last
-        wst = self.wst_pyramid(self.wst.spatial(bands), patches, x.shape[-2:])
+        wst = self.wst_pyramid(self.wst.branch.spatial(bands), patches, x.shape[-2:])
         picked = {'side': lambda s, w: s, 'wst': lambda s, w: w, 'zero': lambda s, w: s * 0.0}
         return tuple(picked[m](s, w) for m, s, w in zip(self.mix, side, wst))

@@ -570,7 +570,6 @@ def test_demo_variants_build_what_they_name(variant, task):
         assert cfg[key] == base[key], key
     trained = {n.split('.')[0] for n, p in backbone.named_parameters() if p.requires_grad}
     parts = {name for name in ('wst', 'hst') if expected[name]}
-    parts = {'side' if name == 'hst' else name for name in parts}
     if not expected['hst']:
         parts |= {'pyramid'}  # WST alone: its pyramid makes the four maps
     if expected['hst'] and expected['host_grad']:

@@ -442,11 +442,14 @@ def profile_step(model, step, device: str, top: int = 15, labelled: bool = True)
             labels[module] = f'vit.{name}'
     containers = (torch.nn.ModuleList, torch.nn.ModuleDict, torch.nn.ParameterList)
     parts = [(type(t).__name__, t) for t in getattr(backbone, 'tuners', [])]
-    parts += [  # the dense backbone's own branch, side network and pyramid
-        (f'dense.{name}', getattr(backbone, name))
-        for name in ('wst', 'side', 'pyramid')
-        if isinstance(getattr(backbone, name, None), torch.nn.Module)
-    ]
+    # the dense backbone's parts: WST's branch, HST's side network, the pyramid
+    wst = getattr(backbone, 'wst', None)
+    dense = dict(
+        wst=getattr(wst, 'branch', None),
+        side=getattr(backbone, 'side', None),
+        pyramid=getattr(backbone, 'pyramid', None),
+    )
+    parts += [(f'dense.{n}', m) for n, m in dense.items() if isinstance(m, torch.nn.Module)]
     for kind, tuner in parts:
         for path, module in tuner.named_modules():
             # 'side.blocks.0.1' -> 'side.blocks': list members share their list's label

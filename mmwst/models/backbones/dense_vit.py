@@ -9,10 +9,10 @@ import torch
 from torch import Tensor, nn
 
 from ...registry import MODELS
-from ..layers.hst_side import HSTSide, SideState, hst_side_count
-from ..layers.wst_branch import WSTBranch, wst_branch_count
+from ..layers.hst_side import HSTSide
 from ..layers.wst_pyramid import WSTPyramid, wst_pyramid_count
-from ..tuners.base import BaseTuner
+from ..tuners.hst import HST
+from ..tuners.wst import WST
 from .eva02 import TunedEVA02
 from .vit import TunedVisionTransformer
 
@@ -24,11 +24,15 @@ DEFAULT_HST = dict(channels=(64, 128, 256, 384), num_heads=(2, 4, 8, 12))
 class DenseTunedViT(TunedVisionTransformer):
     """Four NCHW maps at strides 4 / 8 / 16 / 32 from a frozen plain ViT (mmdet, mmseg).
 
-    Our dense design (no reference code exists): a frozen ViT, WST's fine branch
-    (:class:`~mmwst.models.layers.WSTBranch`) and HST's hierarchical side network
-    (:class:`~mmwst.models.layers.HSTSide`), driven by one loop over the ViT's layers in
-    :meth:`forward`. For an image ``(B, 3, H, W)``, a ViT of width D, patch size p
-    (grid h x w) and L layers, per layer ``l``:
+    Our dense design (no reference code exists): a composition of a frozen ViT, the
+    :class:`~mmwst.models.tuners.WST` tuner (its fine branch,
+    :class:`~mmwst.models.layers.WSTBranch`) and the :class:`~mmwst.models.tuners.HST`
+    tuner (its hierarchical side network, :class:`~mmwst.models.layers.HSTSide`) - the
+    classification tuners' own classes, added as the host's parts after the user's
+    ``tuners`` and driven by the host's one block walk
+    (:meth:`~mmwst.models.backbones.host.TunableHostMixin._walk_blocks`); this class only
+    picks their modes and assembles the four maps. For an image ``(B, 3, H, W)``, a ViT
+    of width D, patch size p (grid h x w) and L layers, per layer ``l``:
 
     1. the patch tokens entering the layer are the patch map ``X_l`` ``(B, h, w, D)``
        (channels-last: a view of the tokens, no copy);
@@ -59,10 +63,12 @@ class DenseTunedViT(TunedVisionTransformer):
       detector the side network's own stride-4/8 maps do not train the RoI heads, WST's
       do (docs/dense_modes.md).
 
-    Further tuners (``tuners``, e.g. LoRA) run their hooks around each block before WST
-    and HST see the tokens.
+    Further tuners (``tuners``, e.g. LoRA, Mona) come first in the walk: their hooks
+    around each block run before WST's and HST's, and see HST's meta token counted in
+    ``ctx.num_prefix`` while it is in the sequence, as on every host.
 
-    Two modes (``host_grad``):
+    Two modes (``host_grad``), which set the parts' modes (WST's ``feedback``, HST's
+    ``key``):
 
     - ``True`` (through the ViT, as WST and HST are published): gradients flow through
       the frozen blocks to WST's feedback, HST's meta tokens and the ViT's LayerNorms,
@@ -78,8 +84,9 @@ class DenseTunedViT(TunedVisionTransformer):
     Args:
         wst (dict, optional): WST arguments (``rank``, ``scale``, ``wavelet``), or None
             to switch WST off. Defaults to ``dict(rank=2, scale=1.0)``.
-        hst (dict, optional): HST side-network arguments (``channels``, ``num_heads``,
-            ``mlp_ratio``, ``qkv_bias``, ``drop_path_rate``), or None. Defaults to widths
+        hst (dict, optional): HST arguments (``channels``, ``num_heads``,
+            ``mlp_ratio``, ``qkv_bias``, ``drop_path_rate``, ``num_meta``,
+            ``block_indices``), or None. Defaults to widths
             (64, 128, 256, 384) and heads (2, 4, 8, 12).
         host_grad (bool): Back-propagate through the frozen ViT. Defaults to True.
         pyramid (str, optional): ``'side'``, ``'wst'`` or ``'mixed'`` (above). Defaults
@@ -89,6 +96,8 @@ class DenseTunedViT(TunedVisionTransformer):
             arguments (``arch``, ``img_size``, ``patch_size``, ``pretrained``...).
 
     Attributes:
+        wst (WST | None): The WST part (its branch: ``wst.branch``).
+        hst (HST | None): The HST part (its side network: ``hst.side``, also ``side``).
         out_channels (tuple[int, ...]): Widths of the four maps.
         out_strides (tuple[int, ...]): Their strides relative to the input, (4, 8, 16, 32).
 
@@ -133,188 +142,118 @@ class DenseTunedViT(TunedVisionTransformer):
                 'them or set host_grad=True'
             )
         kwargs.setdefault('out_type', 'featmap')
-        super().__init__(*args, tuners=tuners, **kwargs)
-        self.host_grad = bool(host_grad)
-        dim, layers = self.embed_dims, len(self.layers)
-        in_channels = self.patch_embed.projection.in_channels
-        wst = dict(wst) if wst is not None else None
-        self._hst_cfg = dict(hst or {})  # mlp_ratio and qkv_bias, for the count
-        self.wst_scale = float(wst.pop('scale', 1.0)) if wst is not None else 0.0
-        self.wst = (
-            WSTBranch(in_channels, dim, self.patch_size, layers, **wst) if wst is not None else None
-        )
-        self.pyramid_mode = pyramid
+        # the two methods, as the tuners that drive them everywhere, after the user's
+        wst_part = WST(**wst, feedback=host_grad) if wst is not None else None
+        parts = [('wst', wst_part)] if wst_part is not None else []
         if hst is not None:
-            self.side = HSTSide(
-                dim,
-                layers,
-                **hst,
-                meta_tokens=self.host_grad,
-                branch_dims=dim // 4 if self.wst is not None else None,
-                in_channels=in_channels,
-            )
-            self.pyramid = WSTPyramid(dim, fine_only=True) if pyramid == 'mixed' else None
+            hst = dict(hst)
+            if 'num_meta' in hst:  # the side network's name for it
+                hst['num_meta_tokens'] = hst.pop('num_meta')
+            key = 'meta' if host_grad else 'cls'
+            parts.append(('hst', HST(**hst, output='pyramid', key=key, branch=wst_part)))
+        super().__init__(*args, tuners=tuners, parts=parts, **kwargs)
+        for name in ('wst', 'hst'):
+            if name not in self._modules:
+                setattr(self, name, None)
+        self.host_grad = bool(host_grad)
+        self.pyramid_mode = pyramid
+        if pyramid == 'mixed':
+            self.pyramid = WSTPyramid(self.embed_dims, fine_only=True)
+        elif pyramid == 'wst':
+            self.pyramid = WSTPyramid(self.embed_dims)
         else:
-            self.side = None
-            self.pyramid = WSTPyramid(dim)
-        self._freeze_host()  # again, now that the side network decides about the norms
-        self._store_frozen()
+            self.pyramid = None
+        self._register_load_state_dict_pre_hook(_rename_fused_keys, with_module=True)
+
+    @property
+    def side(self) -> HSTSide | None:
+        """HST's side network (``hst.side``), or None without HST."""
+        return self.hst.side if self.hst is not None else None
 
     @property
     def out_channels(self) -> tuple[int, ...]:
         """Widths of the four maps."""
         if self.pyramid_mode == 'mixed':
-            return (*self.pyramid.out_channels, *self.side.channels[2:])
-        if self.side is not None:
-            return tuple(self.side.channels)
+            return (*self.pyramid.out_channels, *self.hst.channels[2:])
+        if self.pyramid_mode == 'side':
+            return tuple(self.hst.channels)
         return tuple(self.pyramid.out_channels)
 
     @property
     def out_strides(self) -> tuple[int, ...]:
         """Strides of the four maps relative to the input image: (4, 8, 16, 32)."""
         if self.pyramid_mode == 'mixed':
-            return (*self.pyramid.out_strides, *self.side.strides[2:])
-        if self.side is not None:
-            return tuple(self.side.strides)
+            return (*self.pyramid.out_strides, *self.hst.out_strides[2:])
+        if self.pyramid_mode == 'side':
+            return tuple(self.hst.out_strides)
         return tuple(self.pyramid.out_strides)
 
     def dense_param_count(self) -> int:
         """Trainable parameters of the dense parts, from the widths alone (the tuners in
-        ``tuners`` count their own): WST's branch
-        (:func:`~mmwst.models.layers.wst_branch.wst_branch_count`), then the side network
-        with its bridges (:func:`~mmwst.models.layers.hst_side.hst_side_count`; through
-        the ViT with one meta token per layer and the ViT's LayerNorms, ``4 L D``) or
-        the WST pyramid (:func:`~mmwst.models.layers.wst_pyramid.wst_pyramid_count`;
-        ``pyramid='mixed'``: both, the WST pyramid's fine levels only)."""
-        dim, layers, channels = self.embed_dims, len(self.layers), self.in_channels
-        total = 0
-        if self.wst is not None:
-            total += wst_branch_count(channels, dim, self.patch_size, layers, self.wst.rank)
-        if self.side is None:
-            return total + wst_pyramid_count(dim)
-        total += hst_side_count(
-            dim,
-            layers,
-            self.side.channels,
-            in_channels=channels,
-            mlp_ratio=self._hst_cfg.get('mlp_ratio', 4.0),
-            qkv_bias=self._hst_cfg.get('qkv_bias', True),
-            num_meta=self.side.num_meta,
-            branch_dims=dim // 4 if self.wst is not None else None,
-        )
-        if self.pyramid_mode == 'mixed':
-            total += wst_pyramid_count(dim, fine_only=True)
-        return total + (4 * layers * dim if self.host_grad else 0)
-
-    def trained_host_parameters(self) -> list[nn.Parameter]:
-        """The tuners' host parameters and, through the ViT with HST, the ViT's
-        LayerNorms (``norm1``, ``norm2`` of every block), which HST trains."""
-        return super().trained_host_parameters() + self._side_norms()
-
-    def _side_norms(self) -> list[nn.Parameter]:
-        if getattr(self, 'side', None) is None or not self.host_grad:
-            return []
-        return [p for spec in self.blocks for n in (spec.norm1, spec.norm2) for p in n.parameters()]
+        ``tuners`` count their own): WST's count (:meth:`WST.param_count
+        <mmwst.models.tuners.WST.param_count>`), HST's (:meth:`HST.param_count
+        <mmwst.models.tuners.HST.param_count>`: the side network with its bridges and,
+        through the ViT, one meta token per layer and the ViT's LayerNorms, ``4 L D``)
+        and the WST pyramid's (:func:`~mmwst.models.layers.wst_pyramid.wst_pyramid_count`;
+        ``pyramid='mixed'``: its fine levels only)."""
+        total = sum(part.param_count(self) for part in (self.wst, self.hst) if part is not None)
+        if self.pyramid_mode != 'side':
+            total += wst_pyramid_count(self.embed_dims, fine_only=self.pyramid_mode == 'mixed')
+        return total
 
     def named_parts(self) -> list[tuple[str, list[nn.Parameter]]]:
         parts = super().named_parts()
         if self.wst is not None:
             parts.append(('dense: WST branch', list(self.wst.parameters())))
-        if self.side is not None:
-            side = [*self.side.parameters(), *self._side_norms()]
+        if self.hst is not None:
+            side = [*self.hst.parameters(), *self.hst.host_parameters(self)]
             parts.append(('dense: HST side network', side))
-            if self.pyramid is not None:
-                parts.append(('dense: WST pyramid, fine levels', list(self.pyramid.parameters())))
-        else:
+        if self.pyramid_mode == 'mixed':
+            parts.append(('dense: WST pyramid, fine levels', list(self.pyramid.parameters())))
+        elif self.pyramid_mode == 'wst':
             parts.append(('dense: WST pyramid', list(self.pyramid.parameters())))
         return parts
 
     def init_weights(self) -> None:
         if getattr(self, '_mmwst_init_done', False):
             return
-        for part in (self.wst, self.side, self.pyramid):
+        for part in (self.wst, self.hst):  # each draws once (a second call is a no-op)
             if part is not None:
-                part.reset_parameters()
+                part.init_weights()
+        if self.pyramid is not None:
+            self.pyramid.reset_parameters()
         super().init_weights()
 
     # ---- forward -------------------------------------------------------------------------
     def forward_host(self, x: Tensor) -> tuple[Tensor, ...]:
         self._check_input(x)
-        image = x
         with nullcontext() if self.host_grad else torch.no_grad():
             tokens, ctx = self._embed_tokens(x)  # (B, prefix + h*w, D)
-            tokens = self._run_hooks('before_blocks', tokens, ctx)
-        grid, prefix = ctx.patch_resolution, ctx.num_prefix
-        bands = self.wst.embed(image) if self.wst is not None else None  # T_0 = DWT(S_0)
-        # the side network turns the branch's sub-bands into S_{l+1} itself, per stage
-        side = SideState(branch_transform=self.wst.spatial if self.wst is not None else None)
-        hooks = self._token_hooks()
-        meta = self.side.num_meta if self.side is not None and self.host_grad else 0
-        # the tokens between blocks as [prefix | patches] pieces (views of the block's
-        # output, split once), or whole in `tokens` where they are the output itself
-        pieces = None
-        last = len(self.layers) - 1
-        for spec in self.blocks:
-            i = spec.index
-            if hooks:
-                tokens = torch.cat(pieces, dim=1) if pieces is not None else tokens
-                pieces = None
-                for tuner in self.tuners:
-                    tokens = tuner.before_block(i, tokens, ctx)
-            front, patches = pieces or (tokens[:, :prefix], tokens[:, prefix:])
-            if self.wst is not None:  # W_l from T_l and X_l; T_{l+1} = W_l
-                bands = self.wst.step(i, bands, _as_map(patches, grid))
-            if meta:  # [M_l; prefix; patches]
-                tokens = torch.cat([self.side.meta(i, patches), front, patches], dim=1)
-            elif pieces is not None:
-                tokens = torch.cat(pieces, dim=1)
-            out = self._run_block(spec, tokens, ctx)
-            if not self.host_grad:  # no feedback
-                tokens, pieces, patches = out, None, out[:, prefix:]
-            else:
-                hw = out.shape[1] - meta - prefix
-                key, front, patches = out.split([meta, prefix, hw], dim=1)
-                tokens, pieces = None, (front, patches)
-                if hooks:
-                    tokens, pieces = torch.cat(pieces, dim=1), None
-                    for tuner in self.tuners:
-                        tokens = tuner.after_block(i, tokens, ctx)
-                    front, patches = tokens[:, :prefix], tokens[:, prefix:]
-                if bands is not None:  # WST's feedback into the ViT: X_{l+1}
-                    delta = bands.flatten(1, 2).to(patches.dtype)  # (B, h*w, D)
-                    patches = torch.add(patches, delta, alpha=self.wst_scale)
-                    tokens, pieces = None, (front, patches)
-            if self.side is not None and not self.host_grad:  # the class token's output
-                side = self.side.step_tokens(side, i, image, tokens, 1, grid, bands)
-            elif self.side is not None:  # m_l; F_l = X_{l+1}; S_{l+1} = IDWT(T_{l+1})
-                side = self.side.step(side, i, image, key, _as_map(patches, grid), bands)
-            if i == last and self.tuners:
-                tokens = torch.cat(pieces, dim=1) if pieces is not None else tokens
-                for tuner in self.tuners:
-                    tokens = tuner.after_blocks(tokens, ctx)
-                patches = tokens[:, prefix:]
+        # the one walk: the user's tuners, then WST (W_l, the feedback) and HST (meta
+        # token, side blocks), block after block; HST's four maps come back in ctx.output
+        out = self._walk_blocks(tokens, ctx)
         if self.pyramid_mode == 'side':
-            return tuple(side.maps)
-        branch = self.wst.spatial(bands)  # S_L = IDWT(W_{L-1})
+            return out
+        branch = self.wst.branch.spatial(ctx.state[self.wst])  # S_L = IDWT(W_{L-1})
         if self.pyramid_mode == 'mixed':  # WST's branch at strides 4, 8; the side's 16, 32
-            return (*self.pyramid(branch, None, image.shape[-2:]), *side.maps[2:])
-        return self.pyramid(branch, _as_map(patches, grid), image.shape[-2:])
+            return (*self.pyramid(branch, None, x.shape[-2:]), *out[2:])
+        patches = out[0][:, ctx.num_prefix :].unflatten(1, ctx.patch_resolution)
+        return self.pyramid(branch, patches, x.shape[-2:])
 
-    def _token_hooks(self) -> bool:
-        """Whether a tuner in ``tuners`` reads or rewrites the tokens around the blocks."""
-        return any(
-            type(t).before_block is not BaseTuner.before_block
-            or type(t).after_block is not BaseTuner.after_block
-            for t in self.tuners
-        )
-
-    def _run_block(self, spec, tokens: Tensor, ctx) -> Tensor:
-        """One frozen block: without autograd beside the ViT, checkpointed with
-        ``with_cp`` in training."""
+    def _checkpointed_block(self, spec, tokens: Tensor, ctx) -> Tensor:
+        """One frozen block: without autograd beside the ViT, else as every host runs
+        it (recomputed in backward with ``with_cp``)."""
         if not self.host_grad:
             with torch.no_grad():
-                return spec.block(tokens)
-        return self._checkpointed_block(spec, tokens, ctx)
+                return self._block_step(spec, tokens, ctx)
+        return super()._checkpointed_block(spec, tokens, ctx)
+
+    def _between_blocks(self, spec, x: Tensor, ctx, outs: list) -> Tensor:
+        """No final norm: the last block's tokens, as the tuners leave them, are the
+        output (the WST pyramid reads their patch map)."""
+        if spec.index == len(self.layers) - 1:
+            outs.append(x)
+        return x
 
 
 @MODELS.register_module()
@@ -390,6 +329,13 @@ def _check_pyramid(pyramid: str | None, wst: dict | None, hst: dict | None) -> s
     return pyramid
 
 
-def _as_map(patches: Tensor, grid: tuple[int, int]) -> Tensor:
-    """Patch tokens ``(B, h*w, D)`` as a channels-last map ``(B, h, w, D)`` (a view)."""
-    return patches.unflatten(1, grid)
+def _rename_fused_keys(module, state_dict, prefix, *args) -> None:
+    """Checkpoints written before WST and HST became the dense backbone's parts hold the
+    branch under ``wst.`` and the side network under ``side.``; they are now
+    ``wst.branch.`` and ``hst.side.``. Renamed on load, so such checkpoints resume."""
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        rest = key[len(prefix) :]
+        if rest.startswith('wst.') and not rest.startswith('wst.branch.'):
+            state_dict[f'{prefix}wst.branch.{rest[4:]}'] = state_dict.pop(key)
+        elif rest.startswith('side.'):
+            state_dict[f'{prefix}hst.{rest}'] = state_dict.pop(key)

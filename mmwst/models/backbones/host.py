@@ -14,8 +14,9 @@
 * loads ``pretrained`` weights from a local file and refuses missing or mis-shaped
   keys instead of leaving a random "frozen" backbone;
 * merges and unmerges mergeable tuners;
-* walks the blocks (:meth:`TunableHostMixin._walk_blocks`), once for every host: each
-  tuner's hooks around each block, the checks on the tokens the tuners add, gradient
+* walks the blocks (:meth:`TunableHostMixin._walk_blocks`), once for every host and
+  every use (classification, and the dense backbone's WST and HST): each tuner's hooks
+  around each block, the checks on the tokens the tuners add, gradient
   checkpointing and a tuner's replacement of the output. A host supplies only its own
   block step (:meth:`~TunableHostMixin._block_step`) and what it does between blocks
   (:meth:`~TunableHostMixin._between_blocks`: outputs, final norms, downsampling).
@@ -52,9 +53,14 @@ class TunableHostMixin:
     """Lifecycle of a frozen host with tuners. See the module docstring.
 
     The constructor is shared: it takes the tuner arguments (``tuners``, ``pretrained``,
-    ``save_frozen``, ``frozen_dtype``), refuses ``frozen_stages``, has the host built by
-    :meth:`_build_host` (by default the mmpretrain class's own constructor with every other
-    argument) and then attaches the tuners. Subclasses override :meth:`_build_host` where
+    ``save_frozen``, ``frozen_dtype``, and ``parts`` from a subclass), refuses
+    ``frozen_stages``, has the host built by :meth:`_build_host` (by default the
+    mmpretrain class's own constructor with every other argument) and then attaches the
+    tuners: first the user's ``tuners`` (under ``tuners.<i>``), then the ``parts``, the
+    tuners a host class adds itself (the dense backbone's WST and HST), each under its
+    own name. The blocks' walk runs the hooks of both, the user's first; the host is
+    frozen once, after both, so that what counts as the host is everything built before
+    them. Subclasses override :meth:`_build_host` where
     they prepare arguments or finish the host, and implement :meth:`_make_block_specs`,
     :meth:`final_norms`, :meth:`_read_pretrained`, :meth:`_block_step` (where a block
     takes more than the tokens) and :meth:`_between_blocks`.
@@ -75,11 +81,12 @@ class TunableHostMixin:
         pretrained: str | None = None,
         save_frozen: bool = False,
         frozen_dtype: str | None = None,
+        parts: Sequence[tuple[str, BaseTuner]] = (),
         **kwargs,
     ) -> None:
         refuse_frozen_stages(kwargs)
         self._build_host(*args, pretrained=pretrained, **kwargs)
-        self._setup_tuners(tuners, pretrained, save_frozen, frozen_dtype)
+        self._setup_tuners(tuners, pretrained, save_frozen, frozen_dtype, parts)
 
     def _build_host(self, *args, pretrained: str | None = None, **kwargs) -> None:
         """Build the frozen host from the mmpretrain class's arguments (``pretrained``:
@@ -87,7 +94,12 @@ class TunableHostMixin:
         super().__init__(*args, **kwargs)
 
     def _setup_tuners(
-        self, tuners, pretrained: str | None, save_frozen: bool, frozen_dtype=None
+        self,
+        tuners,
+        pretrained: str | None,
+        save_frozen: bool,
+        frozen_dtype=None,
+        parts: Sequence[tuple[str, BaseTuner]] = (),
     ) -> None:
         if pretrained is not None and not isinstance(pretrained, str):
             raise TypeError(f'pretrained must be a local file path or None, got {pretrained!r}')
@@ -98,6 +110,7 @@ class TunableHostMixin:
         self._full_state = False
         _python_drop_rates(self)
         self.blocks = self._make_block_specs()
+        self._walk_tuners: tuple[BaseTuner, ...] = ()
         # everything registered so far belongs to the host
         self._host_param_names = tuple(name for name, _ in self.named_parameters())
         self._host_buffer_names = tuple(name for name, _ in self.named_buffers())
@@ -122,6 +135,11 @@ class TunableHostMixin:
             built.append(tuner)
         _refuse_contradictions(built)
         setattr(self, TUNERS_ATTR, built)
+        for name, part in parts:  # chosen by the host class: no host-kind check
+            part.build(self)
+            setattr(self, name, part)
+        #: every tuner whose hooks the walk runs, in order: the user's, then the parts
+        self._walk_tuners = (*built, *(part for _, part in parts))
         self._freeze_host()
         self._store_frozen()
         self._register_state_dict_hook(_drop_frozen_from_state_dict)
@@ -192,7 +210,7 @@ class TunableHostMixin:
     def _run_hooks(self, hook: str, x: Tensor, ctx: TokenContext, *index: int) -> Tensor:
         """Every tuner's ``hook`` in list order; on a host that needs every token on its
         grid, a hook that changes the number of tokens stops the pass."""
-        for tuner in self.tuners:
+        for tuner in self._walk_tuners:
             out = getattr(tuner, hook)(*index, x, ctx)
             if self.grid_tokens_only and out.shape[1] != x.shape[1]:
                 raise RuntimeError(
@@ -227,22 +245,23 @@ class TunableHostMixin:
             yield name, params[name]
 
     def host_modules(self) -> Iterator[nn.Module]:
-        """Every module of the host (the tuners and their sub-modules excluded)."""
-        tuner_modules = {id(m) for m in self.tuners.modules()}
+        """Every module of the host (the tuners, parts and their sub-modules excluded)."""
+        tuner_modules = {id(m) for t in self._walk_tuners for m in t.modules()}
         for module in self.modules():
             if id(module) not in tuner_modules:
                 yield module
 
     def trained_host_parameters(self) -> list[nn.Parameter]:
-        """The host's own parameters that train (those the tuners declare)."""
-        return [p for tuner in self.tuners for p in tuner.host_parameters(self)]
+        """The host's own parameters that train (those the tuners and parts declare)."""
+        return [p for tuner in self._walk_tuners for p in tuner.host_parameters(self)]
 
     def _freeze_host(self) -> None:
         trained = {id(p) for p in self.trained_host_parameters()}
         for _, param in self.host_named_parameters():
             param.requires_grad_(id(param) in trained)
-        for param in self.tuners.parameters():
-            param.requires_grad_(True)
+        for tuner in self._walk_tuners:
+            for param in tuner.parameters():
+                param.requires_grad_(True)
 
     def _store_frozen(self) -> None:
         """Hold the frozen host parameters in ``frozen_dtype`` (half their memory in

@@ -5,9 +5,9 @@ their norms, the :class:`~.side_network.HierarchicalSideNetwork` and, in mmwst's
 design, the bridges from WST's fine branch - and the math of one side step. The state
 of a forward pass (:class:`SideState`, a value) belongs to the caller, who hands it to
 each step and keeps the state the step returns, as with WST's branch
-(:meth:`~mmwst.models.layers.WSTBranch.step`): the classification tuner
-(:class:`~mmwst.models.tuners.HST`) for its host's token hooks, the dense backbone
-(:class:`~mmwst.models.backbones.DenseTunedViT`) in its own loop.
+(:meth:`~mmwst.models.layers.WSTBranch.step`): its one driver is the tuner
+(:class:`~mmwst.models.tuners.HST`), from its host's token hooks, in classification and
+as a part of the dense backbone (:class:`~mmwst.models.backbones.DenseTunedViT`).
 """
 
 from __future__ import annotations

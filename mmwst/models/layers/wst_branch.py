@@ -1,10 +1,10 @@
 """WST's trainable branch as stateless steps (Zeng, Huang and Wang, AAAI 2025).
 
 :class:`WSTBranch` owns WST's parameters and math and keeps no state between calls:
-the caller passes the branch state in and gets the next one back. The classification
-tuner (:class:`~mmwst.models.tuners.WST`) drives it from the host's token hooks; the
-dense backbone (:class:`~mmwst.models.backbones.DenseTunedViT`) drives it from its own
-loop over the ViT's layers.
+the caller passes the branch state in and gets the next one back. Its one driver is
+the tuner (:class:`~mmwst.models.tuners.WST`), from the host's token hooks, in
+classification and as a part of the dense backbone
+(:class:`~mmwst.models.backbones.DenseTunedViT`).
 
 Patch maps are channels-last, ``(B, h, w, D)``: a ViT's patch tokens ``(B, h * w, D)``
 reshaped, which costs no copy, and the layout in which WST's bottlenecks (Linears over
@@ -160,7 +160,8 @@ def patch_map(tokens: Tensor, num_prefix: int, grid: tuple[int, int]) -> Tensor:
 def add_to_patches(tokens: Tensor, num_prefix: int, delta: Tensor, scale: float) -> Tensor:
     """``tokens`` with ``scale * delta`` (channels-last ``(B, h, w, D)``) added to the
     patch tokens; the prefix tokens (class token...) untouched."""
-    patches = tokens[:, num_prefix:]
+    # one split, not two slices: in backward its pieces' gradients join in one kernel
+    front, patches = tokens.split([num_prefix, tokens.shape[1] - num_prefix], dim=1)
     # (B, h, w, D) -> (B, h * w, D); one kernel for the scaled sum
     patches = torch.add(patches, delta.reshape(patches.shape).to(tokens.dtype), alpha=scale)
-    return torch.cat([tokens[:, :num_prefix], patches], dim=1)
+    return torch.cat([front, patches], dim=1)

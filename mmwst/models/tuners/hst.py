@@ -15,8 +15,10 @@ from ..layers.hst_side import (
     hst_side_count,
 )
 from .base import BaseTuner, HostSpec, TokenContext
+from .wst import WST
 
 OUTPUTS = ('cls', 'pyramid')
+KEYS = ('meta', 'cls')
 
 
 @MODELS.register_module()
@@ -47,8 +49,11 @@ class HST(BaseTuner):
        (:class:`~mmwst.models.layers.side_network.HierarchicalSideNetwork`).
 
     The math lives in :class:`~mmwst.models.layers.HSTSide` (``self.side``); this tuner
-    drives it from the host's token hooks (the dense backbone drives the same module from
-    its own loop). The side network runs each stage once the ViT has run its layers, with
+    is its one driver, from the host's token hooks, in classification and in the dense
+    backbone (:class:`~mmwst.models.backbones.DenseTunedViT` adds it as a part, with
+    ``output='pyramid'`` and, beside the ViT, ``key='cls'``; with WST on, the side
+    network also reads WST's branch state after each layer, ``branch``). The side
+    network runs each stage once the ViT has run its layers, with
     the work that only reads the ViT (bridges, resizes, the key side of the
     cross-attentions) batched over those layers; nothing per layer is kept beyond the
     current stage. The tuner replaces the backbone's output:
@@ -88,6 +93,16 @@ class HST(BaseTuner):
         num_meta_tokens (int): Meta tokens per layer, ``M``. Defaults to 1.
         block_indices (Sequence[int], optional): The last ViT layer (0-based) of each
             stage, increasing and ending at ``L - 1``. Defaults to None (equal groups).
+        key (str): What each side block reads as the layer's key ``m_l``: ``'meta'``,
+            the meta tokens' output (the Meta-Register, above); or ``'cls'``, the class
+            token's output - nothing is inserted into the ViT and its LayerNorms stay
+            frozen, so the tuner needs no gradient through the ViT (the dense backbone
+            beside the ViT). Defaults to 'meta'.
+        branch (WST, optional): A :class:`~mmwst.models.tuners.WST` tuner listed before
+            this one on the same host, whose branch state ``S_{l+1}`` each side block
+            also reads (``f_l += B_s(bilinear(S_{l+1}))``, mmwst's dense design). Given
+            in Python (the dense backbone passes its own); not part of the state.
+            Defaults to None.
         init_cfg (dict, optional): Unused; initialisation is the method's own.
 
     Examples:
@@ -117,12 +132,21 @@ class HST(BaseTuner):
         output: str = 'cls',
         num_meta_tokens: int = 1,
         block_indices: Sequence[int] | None = None,
+        key: str = 'meta',
+        branch: WST | None = None,
         init_cfg=None,
     ) -> None:
         super().__init__(init_cfg)
         check_stage_widths(channels, num_heads)
         if output not in OUTPUTS:
             raise ValueError(f'output must be one of {OUTPUTS}, got {output!r}')
+        if key not in KEYS:
+            raise ValueError(f'key must be one of {KEYS}, got {key!r}')
+        if branch is not None and not isinstance(branch, WST):
+            raise TypeError(
+                f'branch must be the WST tuner whose state the side network reads, got '
+                f'{type(branch).__name__}'
+            )
         self.channels = tuple(channels)
         self.num_heads = tuple(num_heads)
         self.mlp_ratio = mlp_ratio
@@ -131,8 +155,17 @@ class HST(BaseTuner):
         self.output = output
         self.num_meta_tokens = num_meta_tokens
         self.block_indices = None if block_indices is None else tuple(block_indices)
+        self.key = key
+        # a reference, not a sub-module: the WST tuner is registered where it is listed
+        self._branch = (branch,) if branch is not None else ()
 
     def build(self, host: HostSpec) -> None:
+        if self.key == 'cls' and host.num_extra_tokens < 1:
+            raise ValueError(
+                "HST with key='cls' reads each layer's class-token output, but this host "
+                'has no class token (with_cls_token=False): build it with one, or use '
+                "key='meta'"
+            )
         self.side = HSTSide(
             host.blocks[0].dim,
             len(host.blocks),
@@ -144,6 +177,8 @@ class HST(BaseTuner):
             in_channels=host.in_channels,
             num_meta=self.num_meta_tokens,
             block_indices=self.block_indices,
+            meta_tokens=self.key == 'meta',
+            branch_dims=host.embed_dims // 4 if self._branch else None,
         )
 
     def param_count(self, host: HostSpec) -> int:
@@ -159,10 +194,11 @@ class HST(BaseTuner):
             in_channels=host.in_channels,
             mlp_ratio=self.mlp_ratio,
             qkv_bias=self.qkv_bias,
-            num_meta=self.num_meta_tokens,
+            num_meta=self.num_meta_tokens if self.key == 'meta' else 0,
             block_indices=self.block_indices,
+            branch_dims=dim // 4 if self._branch else None,
         )
-        return side + 4 * layers * dim
+        return side + (4 * layers * dim if self.key == 'meta' else 0)
 
     @property
     def out_strides(self) -> tuple[int, ...]:
@@ -170,6 +206,8 @@ class HST(BaseTuner):
         return self.side.strides
 
     def host_parameters(self, host: HostSpec) -> Iterator[nn.Parameter]:
+        if self.key != 'meta':  # nothing back-propagates through the ViT to its norms
+            return
         for spec in host.blocks:
             yield from spec.norm1.parameters()
             yield from spec.norm2.parameters()
@@ -179,19 +217,28 @@ class HST(BaseTuner):
 
     # ---- token hooks -------------------------------------------------------------------
     def before_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
-        ctx.state[self] = SideState()
+        # reading WST's sub-bands T_{l+1}, the side network makes S_{l+1} itself, per stage
+        spatial = self._branch[0].branch.spatial if self._branch else None
+        ctx.state[self] = SideState(branch_transform=spatial)
         return x
 
     def before_block(self, index: int, x: Tensor, ctx: TokenContext) -> Tensor:
+        if self.key != 'meta':
+            return x
         ctx.num_prefix += self.num_meta_tokens
         return torch.cat([self.side.meta(index, x), x], dim=1)  # (B, M + N, D)
 
     def after_block(self, index: int, x: Tensor, ctx: TokenContext) -> Tensor:
-        # m_l: the first M tokens; F_l: the last h*w (B, h, w, D); read as one tensor
+        # m_l: the first M tokens (or the class token); F_l: the last h*w (B, h, w, D),
+        # after the tuners listed before this one (WST's feedback); read as one tensor
         grid = ctx.patch_resolution
+        keys = self.num_meta_tokens if self.key == 'meta' else 1
+        branch = ctx.state[self._branch[0]] if self._branch else None  # T_{l+1} = W_l
         ctx.state[self] = self.side.step_tokens(
-            ctx.state[self], index, ctx.image, x, self.num_meta_tokens, grid
+            ctx.state[self], index, ctx.image, x, keys, grid, branch
         )
+        if self.key != 'meta':
+            return x
         ctx.num_prefix -= self.num_meta_tokens
         return x[:, self.num_meta_tokens :]  # [prefix; patches]: (B, N, D)
 

@@ -113,7 +113,6 @@ class Mona(BaseTuner):
     """
 
     supported_hosts = ('vit', 'swin')
-    benchmarked = False  # not timed by tools/benchmark.py yet
     host_reason = (
         "SAM's encoder runs its blocks on windows of (B, h, w, D) maps; Mona is defined on "
         'token sequences of ViT and Swin blocks'
@@ -125,8 +124,9 @@ class Mona(BaseTuner):
         self.dropout = dropout
         self.after_attn = nn.ModuleList()
         self.after_mlp = nn.ModuleList()
-        #: block index -> (tokens in front of the grid, grid) of the running forward
-        self._grids: dict[int, tuple[int, tuple[int, int]]] = {}
+        #: the running forward's token context: the MLP's pre-hook reads the tokens in
+        #: front of the grid there when the block runs, after every tuner's before_block
+        self._ctx: TokenContext | None = None
 
     def build(self, host: HostSpec) -> None:
         for spec in host.blocks:
@@ -146,8 +146,12 @@ class Mona(BaseTuner):
             layer.reset_parameters()
 
     # ---- the two places --------------------------------------------------------------
-    def before_block(self, index: int, x: Tensor, ctx: TokenContext) -> Tensor:
-        self._grids[index] = (ctx.num_prefix, tuple(ctx.patch_resolution))
+    def before_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
+        self._ctx = ctx
+        return x
+
+    def after_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
+        self._ctx = None
         return x
 
     def after_block(self, index: int, x: Tensor, ctx: TokenContext) -> Tensor:
@@ -159,8 +163,15 @@ class Mona(BaseTuner):
                 f'Mona expects block {index} to call its MLP as ffn(norm2(x), identity=x); '
                 f'{type(module).__name__} was called without identity='
             )
-        prefix, grid = self._grids[index]
-        x = self._on_grid(self.after_attn[index], kwargs['identity'], prefix, grid)
+        ctx = self._ctx
+        if ctx is None:
+            raise RuntimeError(
+                f"Mona: block {index} ran outside its host's forward pass (the adapters "
+                'need the token context it sets up); call the backbone, not its blocks'
+            )
+        x = self._on_grid(
+            self.after_attn[index], kwargs['identity'], ctx.num_prefix, ctx.patch_resolution
+        )
         return (norm2(x), *args[1:]), dict(kwargs, identity=x)
 
     @staticmethod

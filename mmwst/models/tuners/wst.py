@@ -57,9 +57,11 @@ class WST(BaseTuner):
     floating-point rounding, and only ``S_0`` is ever transformed.
 
     The math lives in :class:`~mmwst.models.layers.WSTBranch` (``self.branch``); this
-    tuner drives it from the host's token hooks. The dense backbone
-    (:class:`~mmwst.models.backbones.DenseTunedViT`) drives the same module from its own
-    loop.
+    tuner is its one driver, from the host's token hooks, in classification and in the
+    dense backbone (:class:`~mmwst.models.backbones.DenseTunedViT` adds it as a part).
+    The state ``T_l`` lives in the pass's ``ctx.state[tuner]``, replaced at each step;
+    after the blocks it holds ``T_L = W_{L-1}``, which the dense backbone and HST's side
+    network read.
 
     Initialisation: ``D_l`` and ``U_l`` weights ``trunc_normal(std=0.02)``, biases 0;
     the fine patch embedding uses ``nn.Conv2d``'s default initialisation.
@@ -74,6 +76,10 @@ class WST(BaseTuner):
         scale (float): ``s``, the factor on the branch output added to the backbone's
             patch tokens. A per-task hyper-parameter: the released settings use 10
             for caltech101 and 0.1 for dtd. Defaults to 1.0.
+        feedback (bool): Add ``s * W_l`` to the block's patch tokens (step 5). False
+            runs the branch beside the host without writing back (the dense backbone
+            beside the ViT, where the ViT computes its frozen features exactly).
+            Defaults to True.
         wavelet (str): Name of an orthogonal PyWavelets wavelet for the DWT / IDWT
             (``'haar'``, ``'db2'``, ``'sym4'``...). Longer filters extend the branch
             state periodically at its borders (see
@@ -108,6 +114,7 @@ class WST(BaseTuner):
         rank: int = 2,
         scale: float = 1.0,
         wavelet: str = 'haar',
+        feedback: bool = True,
         init_cfg: dict | list[dict] | None = None,
     ) -> None:
         super().__init__(init_cfg)
@@ -122,6 +129,7 @@ class WST(BaseTuner):
         self.rank = int(rank)
         self.scale = float(scale)
         self.wavelet = wavelet
+        self.feedback = bool(feedback)
 
     # ---- construction ------------------------------------------------------------------
     def build(self, host: HostSpec) -> None:
@@ -160,7 +168,10 @@ class WST(BaseTuner):
         return x
 
     def after_block(self, index: int, x: Tensor, ctx: TokenContext) -> Tensor:
+        if not self.feedback:
+            return x
         return add_to_patches(x, ctx.num_prefix, ctx.state[self], self.scale)
 
     def extra_repr(self) -> str:
-        return f'rank={self.rank}, scale={self.scale}, wavelet={self.wavelet!r}'
+        text = f'rank={self.rank}, scale={self.scale}, wavelet={self.wavelet!r}'
+        return text if self.feedback else text + ', feedback=False'

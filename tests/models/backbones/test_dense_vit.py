@@ -12,6 +12,7 @@ import torch
 from mmwst.models import DenseTunedViT
 from mmwst.models.backbones import DenseTunedEVA02, TunedVisionTransformer, dense_backbone_for
 from mmwst.models.param_report import parameter_report
+from mmwst.models.tuners.base import BaseTuner
 from tests.models.tuners.table import DENSE_SIZES, VIT_HOSTS, build_dense
 from tests.models.tuners.table_hst import hst_parts
 
@@ -94,7 +95,7 @@ def test_the_side_network_reads_the_wst_branch():
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         before = model(x)
-        model.wst.patch_embed.weight.mul_(2.0)  # changes S_0 and every S_l
+        model.wst.branch.patch_embed.weight.mul_(2.0)  # changes S_0 and every S_l
         after = model(x)
     assert not torch.allclose(before[0], after[0])  # stage 1 sees the branch
     assert _build('hst').side.branch_bridges is None
@@ -148,7 +149,7 @@ def test_adapter_only_checkpoint_round_trip(tmp_path):
         state = source.state_dict()
     # the frozen ViT only: neither tuners nor the dense parts (a pretrained file holding
     # those is refused: the host would not use them)
-    host = {k: v for k, v in state.items() if not k.startswith(('tuners.', 'wst.', 'side.'))}
+    host = {k: v for k, v in state.items() if not k.startswith(('tuners.', 'wst.', 'hst.'))}
     torch.save({'state_dict': host}, tmp_path / 'base.pth')
     model = _build('wst+hst', seed=2, pretrained=str(tmp_path / 'base.pth'))
     with torch.no_grad():
@@ -191,14 +192,15 @@ def test_vit_b16_count():
     assert mixed.out_channels == (192, 192, 256, 384)
 
 
-# ---- one explicit data path: the same outputs as the hook-based implementation ----------
+# ---- the same outputs as the first, hook-based implementation -----------------------------
 def _reference_name(key: str, variant: str) -> str:
-    """The name a parameter had when WST, HST and the WST pyramid were hook tuners."""
+    """The name a parameter had when WST, HST and the WST pyramid were first hook tuners
+    (before they became the dense backbone's parts ``wst.branch`` and ``hst.side``)."""
     hst = 1 if variant.startswith('wst+') else 0
     for pattern, old in (
-        (r'wst\.(.*)', 'tuners.0.{}'),
-        (r'side\.net\.(.*)', f'tuners.{hst}.side.{{}}'),
-        (r'side\.(.*)', f'tuners.{hst}.{{}}'),
+        (r'wst\.branch\.(.*)', 'tuners.0.{}'),
+        (r'hst\.side\.net\.(.*)', f'tuners.{hst}.side.{{}}'),
+        (r'hst\.side\.(.*)', f'tuners.{hst}.{{}}'),
         (r'pyramid\.(.*)', 'tuners.1.{}'),
     ):
         match = re.fullmatch(pattern, key)
@@ -223,7 +225,7 @@ def _fill_by_name(model, variant):
             tensor.copy_(value)
 
 
-def test_the_explicit_loop_equals_the_hook_based_implementation():
+def test_the_dense_backbone_equals_the_first_hook_based_implementation():
     """tests/data/dense_reference.pt holds the outputs that WST + HST (+ WSTPyramid) as hook
     tuners on the ViT gave for weights filled by name (commit 0443b16): same weights,
     same outputs (to 1e-5, absolute or relative: the side network's cross-attention and
@@ -272,6 +274,81 @@ def test_without_host_grad_the_vit_computes_its_frozen_features(variant):
             torch.testing.assert_close(seen_in, tokens, rtol=0, atol=0)
             tokens = layer(tokens)
             torch.testing.assert_close(seen_out, tokens, rtol=0, atol=0)
+
+
+# ---- a composition: the host's one walk with WST and HST as its parts ----------------------
+def test_wst_and_hst_are_the_parts_the_hosts_walk_drives():
+    """No loop of its own: the dense backbone is the host's block walk with the WST and
+    HST tuners (the classification tuners' classes) after the user's tuners."""
+    from mmwst.models.backbones.host import TunableHostMixin
+    from mmwst.models.tuners import HST, WST
+
+    assert DenseTunedViT._walk_blocks is TunableHostMixin._walk_blocks
+    for host_grad in (True, False):
+        model = _build(
+            'wst+hst',
+            host_grad=host_grad,
+            tuners=[] if not host_grad else [dict(type='mmwst.LoRA', rank=2)],
+        )
+        lora, *parts = model._walk_tuners
+        assert type(lora).__name__ == 'LoRA' if host_grad else isinstance(lora, WST)
+        wst, hst = parts if host_grad else [lora, *parts]
+        assert isinstance(wst, WST) and isinstance(hst, HST)
+        assert (wst.feedback, hst.key) == ((True, 'meta') if host_grad else (False, 'cls'))
+        assert model.wst is wst and model.hst is hst and model.side is hst.side
+
+
+class _StrayToken(BaseTuner):
+    """Inserts one token before block 0 and never removes it (a broken tuner)."""
+
+    def before_block(self, index, x, ctx):
+        if index:
+            return x
+        ctx.num_prefix += 1
+        return torch.cat([x[:, :1], x], dim=1)
+
+
+def test_a_token_left_behind_is_named_on_the_dense_backbone_too():
+    """The walk's check on inserted tokens holds here as on every host."""
+    model = _build('wst+hst', tuners=[_StrayToken()]).eval()
+    with pytest.raises(RuntimeError, match='left 1 inserted tokens'):
+        with torch.no_grad():
+            model(torch.randn(1, 3, 64, 64))
+
+
+def test_a_tuner_that_reads_the_grid_runs_inside_the_dense_backbone():
+    """Mona finds the patch grid behind the meta token that HST inserts, because HST
+    counts it in ctx.num_prefix as the walk requires; its adapters learn there."""
+    model = _build('mixed', tuners=[dict(type='mmwst.Mona', bottleneck=4)]).train()
+    outs = model(torch.randn(2, 3, 64, 96))
+    sum(o.square().mean() for o in outs).backward()
+    mona = model.tuners[0]
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in mona.parameters())
+
+
+def test_checkpoints_with_the_earlier_part_names_load():
+    """Checkpoints written when the branch was ``wst.*`` and the side network ``side.*``
+    (before both became parts: ``wst.branch.*``, ``hst.side.*``) load and give the same
+    maps."""
+    source = _build('mixed', seed=1).eval()
+    with source.full_state_dict():
+        state = source.state_dict()
+    old = {}
+    for key, value in state.items():
+        key = re.sub(r'^wst\.branch\.', 'wst.', key)
+        old[re.sub(r'^hst\.side\.', 'side.', key)] = value
+    assert any(k.startswith('side.') for k in old) and not any(k.startswith('hst.') for k in old)
+    model = _build('mixed', seed=2).eval()
+    model.load_state_dict(old)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(source(x), model(x)):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_hst_beside_the_vit_needs_a_class_token():
+    with pytest.raises(ValueError, match="key='cls' reads each layer's class-token output"):
+        _build('wst+hst', host_grad=False, with_cls_token=False, out_type='featmap')
 
 
 def test_without_host_grad_the_side_keys_are_the_class_token_outputs():

@@ -24,7 +24,7 @@ from tests.models.tuners.table import (
 )
 
 #: state-dict prefixes of the dense backbone's own trained parts
-DENSE_PARTS = ('wst.', 'side.', 'pyramid.')
+DENSE_PARTS = ('wst.', 'hst.', 'pyramid.')
 
 PARAMS = [
     pytest.param(case, kind, id=f'{case.id}-{kind}') for case in all_cases() for kind in case.hosts
