@@ -11,6 +11,7 @@ METHODS: dict[str, list[dict]] = {
     'ln_tune': [dict(type='mmwst.LNTune')],
     'ssf': [dict(type='mmwst.SSF')],
     'lora': [dict(type='mmwst.LoRA', rank=8)],
+    'dora': [dict(type='mmwst.DoRA', rank=8)],
     'adapter': [dict(type='mmwst.Adapter', bottleneck=8)],
     'adaptformer': [dict(type='mmwst.AdaptFormer', bottleneck=64)],
     'vpt_deep': [dict(type='mmwst.VPT', num_prompts=10)],
@@ -20,6 +21,7 @@ METHODS: dict[str, list[dict]] = {
     'rlrr': [dict(type='mmwst.RLRR')],
     'patt': [dict(type='mmwst.PATT', rank=8)],
     'prefix': [dict(type='mmwst.PrefixTuning')],
+    'mona': [dict(type='mmwst.Mona', bottleneck=64)],
     'dense_wst_hst': [],  # mmwst.DenseTunedViT with its defaults (through the ViT)
     'dense_beside_vit': [],  # the same, host_grad=False: never back-propagates the ViT
 }

@@ -53,7 +53,6 @@ class DoRA(LoRA):
     """
 
     on_board = False  # no mini-VTAB row yet
-    benchmarked = False  # not timed by tools/benchmark.py yet
 
     def __init__(
         self,

@@ -247,6 +247,42 @@ def test_the_dense_backbone_equals_the_first_hook_based_implementation():
             torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
 
 
+GRAD_REFERENCE = osp.join(osp.dirname(REFERENCE), 'dense_grad_reference.pt')
+
+
+@pytest.mark.parametrize('case', ['wst+hst', 'mixed beside', 'wst+hst+lora', 'hst'])
+def test_values_and_gradients_equal_the_earlier_fused_loop(case):
+    """tests/data/dense_grad_reference.pt holds the maps and every parameter's gradient
+    that the dense backbone gave while it ran its own fused loop over the blocks (commit
+    de50429), for weights filled by name: through and beside the ViT, the side and
+    mixed pyramids, with LoRA inside. The composition (the host's walk with WST and HST
+    as parts) gives the same, to float rounding: the side network now bridges each
+    layer's tokens in one product where the loop bridged keys and patches apart."""
+    reference = torch.load(GRAD_REFERENCE, weights_only=True)
+    expected = reference['cases'][case]
+    model = DenseTunedViT(
+        arch=reference['arch'], img_size=64, patch_size=8, **expected['kwargs']
+    ).train()
+    _fill_by_name(model, expected['variant'])
+    image = torch.randn(2, 3, 64, 96, generator=torch.Generator().manual_seed(1))
+    maps = model(image)
+    loss = 0
+    for i, (out, want) in enumerate(zip(maps, expected['outputs'], strict=True)):
+        torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-5)
+        weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(10 + i))
+        loss = loss + (out * weight).sum()
+    loss.backward()
+    grads = {
+        _reference_name(name, expected['variant']): p.grad
+        for name, p in model.named_parameters()
+        if p.grad is not None
+    }
+    assert grads.keys() == expected['grads'].keys()
+    scale = max(g.abs().max() for g in expected['grads'].values())
+    for name, want in expected['grads'].items():
+        torch.testing.assert_close(grads[name], want, rtol=1e-4, atol=1e-6 * scale, msg=name)
+
+
 # ---- the mode that never back-propagates through the ViT ---------------------------------
 def _block_io(model):
     """Record every block's input and output."""
