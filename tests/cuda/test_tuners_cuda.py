@@ -79,10 +79,19 @@ def _image(shape: tuple[int, int], batch: int = 2, seed: int = 0) -> Tensor:
     return torch.randn(batch, 3, *shape, generator=torch.Generator().manual_seed(seed))
 
 
+def _without_dropout(model: nn.Module) -> nn.Module:
+    """Dropout off: the CPU and the device draw different masks, so a train-mode
+    comparison needs a forward without them (Mona's adapters drop 10%)."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+    return model
+
+
 def _table_subject(case, kind: str, init: bool = True) -> Subject:
     torch.manual_seed(0)
     options = dict(out_type='avg_patch') if kind in VIT_HOSTS else {}
-    model = WithHead(build_host(kind, copy.deepcopy(case.tuners), **options))
+    model = _without_dropout(WithHead(build_host(kind, copy.deepcopy(case.tuners), **options)))
     if init:
         model.backbone.init_weights()
         perturb_tuners(model, seed=1)
