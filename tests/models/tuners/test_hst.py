@@ -397,3 +397,50 @@ def test_config_states_the_recipe():
     assert (schedule.cycle, schedule.warmup, schedule.end) == (100, 10, 110)
     assert (schedule.warmup_start, schedule.eta_min) == (1e-7, 1e-8)
     assert cfg.train_cfg.max_epochs == 110
+
+
+def test_key_cls_reads_the_class_token_and_leaves_the_vit_as_it_is():
+    """key='cls': nothing is inserted into the ViT (its blocks see the frozen model's
+    tokens), each side block's key is the layer's class-token output, only the side
+    network trains (no meta tokens, no ViT norms) and the count formula says so."""
+    hst = dict(type='mmwst.HST', channels=CHANNELS, num_heads=HEADS, key='cls')
+    torch.manual_seed(0)
+    model = TunedVisionTransformer(arch=VIT_ARCH, img_size=32, patch_size=8, tuners=[hst])
+    model.init_weights()
+    tuner = model.tuners[0]
+    seen = []
+    handles = [
+        layer.register_forward_hook(lambda m, i, o: seen.append((i[0], o)))
+        for layer in model.layers
+    ]
+    keys = []
+    step = tuner.side.step_tokens
+
+    def read_the_key(state, i, image, tokens, num_keys, *rest):
+        keys.append(tokens[:, :num_keys])
+        return step(state, i, image, tokens, num_keys, *rest)
+
+    tuner.side.step_tokens = read_the_key
+    x = torch.randn(2, 3, 32, 48)
+    out = model(x)[0]
+    for handle in handles:
+        handle.remove()
+    frozen = TunedVisionTransformer(arch=VIT_ARCH, img_size=32, patch_size=8)
+    with model.full_state_dict():
+        host = {k: v for k, v in model.state_dict().items() if not k.startswith('tuners.')}
+    frozen.load_state_dict(host, strict=False)
+    outputs = []
+    for layer in frozen.layers:
+        layer.register_forward_hook(lambda m, i, o: outputs.append(o))
+    with torch.no_grad():
+        frozen(x)
+    for (_, tuned), plain in zip(seen, outputs, strict=True):  # no token inserted
+        torch.testing.assert_close(tuned, plain, rtol=0, atol=0)
+    assert len(keys) == len(model.layers)
+    for key, (_, block_out) in zip(keys, seen):
+        assert torch.equal(key, block_out[:, :1])
+    out.square().mean().backward()
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trained and all(n.startswith('tuners.0.side.') for n in trained), trained
+    assert tuner.side.meta_tokens is None
+    assert tuner.param_count(model) == sum(p.numel() for p in tuner.parameters())

@@ -271,3 +271,36 @@ def test_user_errors_are_clear():
         WST(scale='10')
     with pytest.raises(ValueError, match='not orthogonal'):
         WST(wavelet='bior2.2')
+
+
+def test_without_feedback_the_branch_runs_beside_the_frozen_tokens():
+    """feedback=False: the host computes its frozen features exactly, while the branch
+    still steps each layer on them (its state after the blocks is the last W_l)."""
+    torch.manual_seed(0)
+    tuned = TunedVisionTransformer(
+        arch=VIT_ARCH,
+        img_size=32,
+        patch_size=8,
+        out_type='raw',
+        tuners=[dict(type='mmwst.WST', scale=10.0, feedback=False)],
+    )
+    tuned.init_weights()
+    perturb_tuners(tuned, seed=1)
+    frozen = TunedVisionTransformer(arch=VIT_ARCH, img_size=32, patch_size=8, out_type='raw')
+    with tuned.full_state_dict():
+        host = {k: v for k, v in tuned.state_dict().items() if not k.startswith('tuners.')}
+    frozen.load_state_dict(host, strict=False)
+    wst = tuned.tuners[0]
+    states = []
+    step = wst.branch.step
+
+    def keep(index, bands, patches):
+        states.append(step(index, bands, patches))
+        return states[-1]
+
+    wst.branch.step = keep
+    x = torch.randn(2, 3, 32, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(tuned(x)[0], frozen(x)[0], rtol=0, atol=0)
+    assert len(states) == len(tuned.layers) and all(s.abs().sum() > 0 for s in states)
+    assert 'feedback=False' in repr(wst)
