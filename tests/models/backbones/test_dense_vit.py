@@ -14,7 +14,7 @@ from mmwst.models.backbones import DenseTunedEVA02, TunedVisionTransformer, dens
 from mmwst.models.param_report import parameter_report
 from mmwst.models.tuners.base import BaseTuner
 from tests.models.tuners.table import DENSE_SIZES, VIT_HOSTS, build_dense
-from tests.models.tuners.table_hst import hst_parts
+from tests.models.tuners.table_hst import hst_parts, record_side_keys
 
 ARCH = dict(embed_dims=64, num_layers=4, num_heads=4, feedforward_channels=128)
 SIDE = dict(channels=(16, 32, 48, 64), num_heads=(1, 2, 2, 4))
@@ -392,14 +392,7 @@ def test_without_host_grad_the_side_keys_are_the_class_token_outputs():
     (the class token's output) as the key."""
     model = _build('wst+hst', host_grad=False).eval()
     record = _block_io(model)
-    keys = []
-    step = model.side.step_tokens
-
-    def read_the_key(state, i, image, tokens, num_keys, *rest):
-        keys.append(tokens[:, :num_keys])
-        return step(state, i, image, tokens, num_keys, *rest)
-
-    model.side.step_tokens = read_the_key
+    keys = record_side_keys(model.side)
     with torch.no_grad():
         model(torch.randn(1, 3, 64, 64))
     assert len(keys) == len(model.layers)

@@ -70,3 +70,17 @@ CASES = [
         hosts=VIT_HOSTS,
     ),
 ]
+
+
+def record_side_keys(side) -> list:
+    """Make ``side`` (an :class:`~mmwst.models.layers.HSTSide`) record the key tokens
+    that each layer hands its :meth:`step_tokens`; returns the list they go into."""
+    keys = []
+    step = side.step_tokens
+
+    def read_the_key(state, index, image, tokens, num_keys, *rest):
+        keys.append(tokens[:, :num_keys])
+        return step(state, index, image, tokens, num_keys, *rest)
+
+    side.step_tokens = read_the_key
+    return keys

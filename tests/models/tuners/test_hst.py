@@ -21,7 +21,7 @@ from mmwst.models.tuners.base import BaseTuner, UnsupportedHostError
 from mmwst.models.tuners.hst import HST
 from tests.helpers import REPO
 from tests.models.tuners.table import VIT_ARCH, build_host, perturb_tuners
-from tests.models.tuners.table_hst import CHANNELS, HEADS, hst_parts
+from tests.models.tuners.table_hst import CHANNELS, HEADS, hst_parts, record_side_keys
 
 CONFIG = osp.join(REPO, 'configs', 'hst', 'vit-b16_vtab-1k.py')
 PATCH = 8  # the tiny host's patch size
@@ -413,14 +413,7 @@ def test_key_cls_reads_the_class_token_and_leaves_the_vit_as_it_is():
         layer.register_forward_hook(lambda m, i, o: seen.append((i[0], o)))
         for layer in model.layers
     ]
-    keys = []
-    step = tuner.side.step_tokens
-
-    def read_the_key(state, i, image, tokens, num_keys, *rest):
-        keys.append(tokens[:, :num_keys])
-        return step(state, i, image, tokens, num_keys, *rest)
-
-    tuner.side.step_tokens = read_the_key
+    keys = record_side_keys(tuner.side)
     x = torch.randn(2, 3, 32, 48)
     out = model(x)[0]
     for handle in handles:
