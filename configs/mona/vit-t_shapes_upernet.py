@@ -1,29 +1,14 @@
 # The shapes demo's segmentor (../demo/shapes_upernet.py, its recipe) with Mona (r = 64) in
 # every block of the shipped frozen ViT-T/8 instead of the dense WST + HST backbone (so
 # through the ViT: Mona sits inside its blocks): the ViT's last map (stride 8) through a
-# simple feature pyramid (strides 4 / 8 / 16 / 32, widths 64 / 128 / 128 / 128) into
-# UperNet. Mona's row of the shapes table in docs/dense_modes.md.
-_base_ = ['../demo/shapes_upernet.py']
+# simple feature pyramid (strides 4 / 8 / 16 / 32, widths 64 / 128 / 128 / 128; both in
+# _shapes_vit.py, shared with the detector) into UperNet. Mona's row of the shapes table in
+# docs/dense_modes.md.
+_base_ = ['../demo/shapes_upernet.py', './_shapes_vit.py']
 
-from mmwst.weights import shipped_vit_host
-
-vit = shipped_vit_host(img_size=128)
-width = vit['arch']['embed_dims']
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='mmwst.TunedVisionTransformer',
-        **vit,
-        drop_path_rate=0.0,
-        out_type='featmap',  # (B, D, H/8, W/8) after the final LayerNorm
-        tuners=[dict(type='mmwst.Mona', bottleneck=64)],
-    ),
-    neck=dict(
-        type='mmwst.SimpleFeaturePyramid',
-        in_channels=width,
-        in_stride=8,
-        scales=(2.0, 1.0, 0.5, 0.25),
-    ),
-    decode_head=dict(in_channels=[width // 2, width, width, width]),
-    auxiliary_head=dict(in_channels=width),  # the stride-16 map
+    backbone={{_base_.mona_backbone}},
+    neck={{_base_.mona_pyramid}},
+    decode_head=dict(in_channels={{_base_.mona_pyramid_channels}}),
+    auxiliary_head=dict(in_channels={{_base_.mona_width}}),  # the stride-16 map
 )
