@@ -2,6 +2,7 @@
 data generated, both models trained, evaluated with the real metrics, pictures drawn, a
 second run resumes instead of training again."""
 
+import importlib.util
 import json
 import os
 import os.path as osp
@@ -13,10 +14,14 @@ from tests.training_logs import last_validation
 
 pytestmark = pytest.mark.slow
 
+# the trainings validate here (the demo skips it by default, as its test evaluates the
+# same images): the test below compares the two
+VALIDATE = 'train_cfg.val_begin=1'
 DET_OPTIONS = [
     'train_cfg.max_epochs=1',
     'default_hooks.logger.interval=1',
     'train_cfg.val_interval=1',
+    VALIDATE,
     'train_dataloader.batch_size=4',
     'param_scheduler=[]',
     # every scored box kept (mmdet's threshold is 0.05), so that the runs have detections
@@ -28,10 +33,18 @@ SEG_OPTIONS = [
     'train_cfg.max_iters=2',
     'default_hooks.logger.interval=1',
     'train_cfg.val_interval=2',
+    VALIDATE,
     'train_dataloader.batch_size=4',
     'default_hooks.checkpoint.interval=2',
     'param_scheduler=[]',
 ]
+
+
+def _demo_module():
+    spec = importlib.util.spec_from_file_location('demo_dense', osp.join(TOOLS, 'demo_dense.py'))
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    return demo
 
 
 def _demo(work_dir, data_root, predictions, *extra):
@@ -107,6 +120,16 @@ def test_demo_dense_end_to_end_and_rerun(tmp_path):
                 proc.stdout,
             )
     assert all(line.startswith('[demo]') for line in lines if '[demo]' in line)
+    # by default the trainings skip their last validation, which the test repeats: the
+    # option comes first in the training's command (so that a user's wins, as here) and
+    # is not passed to the test
+    demo = _demo_module()
+    for task in ('det', 'seg'):
+        train = next(line for line in lines if 'train.py' in line and f'/{task} ' in line)
+        test = next(line for line in lines if 'test.py' in line and f'/{task} ' in line)
+        assert f'--cfg-options {demo.NO_VAL} randomness.seed=0 ' in train, train
+        assert train.index(demo.NO_VAL) < train.index(f' {VALIDATE} '), train
+        assert demo.NO_VAL not in test, test
     # a finished run is evaluated again, not trained again (the detector alone: the
     # segmentor's rerun goes through the same code)
     checkpoint = (work_dir / 'det' / 'epoch_1.pth').stat().st_mtime_ns
@@ -128,11 +151,7 @@ def test_demo_dense_rejects_malformed_overrides(tmp_path):
 def test_progress_lines_read_from_mmengine_logs():
     """What the demo prints while a model trains, from the log lines mmengine writes for
     epoch-based (the detector) and iteration-based (the segmentor) loops."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location('demo_dense', osp.join(TOOLS, 'demo_dense.py'))
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
+    demo = _demo_module()
     prefix = '12/04 00:15:01 - mmengine - INFO - '
     epoch = (
         'Epoch(train)  [3][ 10/25]  base_lr: 2.0000e-04 lr: 2.0000e-04  eta: 0:03:45  '
