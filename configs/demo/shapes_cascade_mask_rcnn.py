@@ -77,15 +77,8 @@ model = dict(
             )
         ],
         mask_roi_extractor=dict(type='mmwst.SeparableRoIExtractor', out_channels=width),
-        # mmdet's FCNMaskHead with its deconvolution and predictor as matrix products
-        # (the same parameters and values; the transposed-convolution kernel took about a
-        # fifth of a step on the CPU)
         mask_head=dict(
-            type='mmwst.ShuffleFCNMaskHead',
-            num_convs=2,
-            in_channels=width,
-            conv_out_channels=width,
-            num_classes=num_classes,
+            num_convs=2, in_channels=width, conv_out_channels=width, num_classes=num_classes
         ),
     ),
     train_cfg=dict(

@@ -500,10 +500,8 @@ EARLIER_BUDGET = 'configs/demo/dense_modes/earlier-budget_shapes_cascade_mask_rc
 def test_the_demo_detector_reads_the_mixed_pyramid_through_the_vit():
     """configs/demo/shapes_cascade_mask_rcnn.py: WST + HST through the ViT with
     pyramid='mixed' (WST's branch at strides 4 and 8, the side network's stages at 16 and
-    32), the FPN reading the widths the backbone emits, RoIs read by SeparableRoIAlign,
-    masks upsampled by matrix products (ShuffleFCNMaskHead)."""
+    32), the FPN reading the widths the backbone emits, RoIs read by SeparableRoIAlign."""
     from mmwst.models.layers.roi_align import SeparableRoIAlign
-    from mmwst.models.mask_head import ShuffleFCNMaskHead
     from mmwst.models.roi_extractor import SeparableRoIExtractor
 
     cfg = load(DEMO_DET)
@@ -520,7 +518,6 @@ def test_the_demo_detector_reads_the_mixed_pyramid_through_the_vit():
         for extractor in stage:
             assert isinstance(extractor, SeparableRoIExtractor)
             assert all(isinstance(layer, SeparableRoIAlign) for layer in extractor.roi_layers)
-    assert all(isinstance(head, ShuffleFCNMaskHead) for head in model.roi_head.mask_head)
     assert cfg.train_dataloader.dataset.indices == 1000 and cfg.train_cfg.max_epochs == 3
 
 
@@ -542,8 +539,6 @@ def test_the_earlier_budget_is_the_demo_detector_on_200_images_for_10_epochs():
     expected['train_cfg'].update(max_epochs=10, val_interval=10)
     for key in ('bbox_roi_extractor', 'mask_roi_extractor'):
         expected['model']['roi_head'][key]['type'] = 'SingleRoIExtractor'
-    assert demo.model.roi_head.mask_head.type == 'mmwst.ShuffleFCNMaskHead'
-    expected['model']['roi_head']['mask_head']['type'] = 'FCNMaskHead'
     assert earlier.to_dict() == expected
     mixed = load('configs/demo/dense_modes/mixed-pyramid_shapes_cascade_mask_rcnn.py')
     assert mixed.to_dict() == earlier.to_dict()

@@ -2,7 +2,7 @@
 # docs/dense_modes.md before "The demo detector" was measured: the demo detector
 # (../shapes_cascade_mask_rcnn.py, the mixed pyramid, lr 1e-3) trained on the first 200
 # generated images for 10 epochs (250 iterations), its RoIs read by mmcv's RoIAlign kernel
-# (mmdet's SingleRoIExtractor) and its masks upsampled by mmdet's FCNMaskHead. The variants of the trade-off table and of the study start
+# (mmdet's SingleRoIExtractor). The variants of the trade-off table and of the study start
 # from here.
 _base_ = ['../shapes_cascade_mask_rcnn.py']
 
@@ -11,7 +11,6 @@ model = dict(
     roi_head=dict(
         bbox_roi_extractor=dict(type='SingleRoIExtractor'),
         mask_roi_extractor=dict(type='SingleRoIExtractor'),
-        mask_head=dict(type='FCNMaskHead'),
     )
 )
 train_dataloader = dict(dataset=dict(indices=200))

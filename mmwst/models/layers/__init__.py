@@ -1,6 +1,5 @@
 from .bottleneck import Bottleneck
 from .hst_side import HSTSide, SideState
-from .mask_upsample import build_shuffle_fcn_mask_head, deconv_relu_logits
 from .norm import LayerNorm2d
 from .roi_align import SeparableRoIAlign, build_separable_roi_extractor
 from .scale_shift import ScaleShiftPairs
@@ -37,9 +36,7 @@ __all__ = [
     'add_kv_fn',
     'add_weight_fn',
     'build_separable_roi_extractor',
-    'build_shuffle_fcn_mask_head',
     'concat_kv',
-    'deconv_relu_logits',
     'dwt2d',
     'idwt2d',
     'make_tunable_attention',
