@@ -369,6 +369,81 @@ def test_figures_in_the_text_equal_the_csv(doc, sentence, sources):
     assert not wrong, '\n'.join(wrong)
 
 
+#: comparisons quoted in docs/mini_vtab.md's prose: the sentence, each {} a signed figure,
+#: and its source - (board row, baseline, quantity), the quantity one of 'delta' (the mean
+#: difference), 'low' / 'high' (its 95% interval), 'below' (minus the difference) or 'p'
+#: (Holm-adjusted); FULL and LORA name the baselines as the board's columns do
+FULL, LORA = 'full_finetune', 'lora/vit-t_mini-vtab'
+COMPARISONS = [
+    (
+        'except the two FreqFit rows, which are not shown to differ (p {} and {})',
+        [
+            ('FreqFit + LoRA (r=8, 6 linears)', FULL, 'p'),
+            ('FreqFit + LoRA (r=8, q,v)', FULL, 'p'),
+        ],
+    ),
+    (
+        'RLRR comes closest with 2% of its trainable parameters: {} points below on average, '
+        'an interval of {} to {}, and below it consistently over tasks and seeds (p {})',
+        [('RLRR', FULL, q) for q in ('below', 'low', 'high', 'p')],
+    ),
+    (
+        'SSF is the same case ({}, interval {} to {}, p {})',
+        [('SSF', FULL, q) for q in ('delta', 'low', 'high', 'p')],
+    ),
+    (
+        '**Against LoRA** (79.7 ± 0.6): full fine-tuning ({}, interval {} to {}), RLRR ({}, {} '
+        'to {}) and FreqFit on all six Linears ({}, {} to {}; the pairs lean its way, p < 0.001,',
+        [
+            *[
+                (row, LORA, q)
+                for row in ['full fine-tuning', 'RLRR']
+                for q in ('delta', 'low', 'high')
+            ],
+            *[('FreqFit + LoRA (r=8, 6 linears)', LORA, q) for q in ('delta', 'low', 'high')],
+        ],
+    ),
+    (
+        'HST shows how the two questions differ: {} points on the mean with an interval of {} '
+        'to {}, yet no consistent lean over the pairs (p {})',
+        [('HST', LORA, q) for q in ('delta', 'low', 'high', 'p')],
+    ),
+    (
+        'FreqFit adds {} points (interval {} to {}, p {})',
+        [('FreqFit + LoRA (r=8, q,v)', LORA, q) for q in ('delta', 'low', 'high', 'p')],
+    ),
+]
+
+
+def _comparison(row: dict[str, str], baseline: str, quantity: str) -> str:
+    if quantity == 'p':
+        return row[f'vs_{baseline}_p_holm']
+    delta, ci = Decimal(row[f'vs_{baseline}_delta']), Decimal(row[f'vs_{baseline}_ci95'])
+    value = {'delta': delta, 'below': -delta, 'low': delta - ci, 'high': delta + ci}[quantity]
+    return str(value)
+
+
+@pytest.mark.parametrize('sentence, sources', COMPARISONS, ids=[c[0][:30] for c in COMPARISONS])
+def test_comparisons_in_the_text_equal_the_board(sentence, sources):
+    """docs/mini_vtab.md's prose on the board: each quoted difference, interval bound and
+    adjusted p-value against the board's CSV (the signs included)."""
+    pieces = sentence.split('{}')
+    assert len(pieces) - 1 == len(sources), f'{sentence!r}: one source per {{}}'
+    pattern = r'([+-]?\d[\d,]*(?:\.\d+)?)'.join(map(re.escape, pieces))
+    found = re.search(pattern, flat('docs/mini_vtab.md'))
+    assert found, f'docs/mini_vtab.md no longer says {sentence!r}: update COMPARISONS'
+    results = board()
+    wrong = []
+    for figure, (name, baseline, quantity) in zip(found.groups(), sources):
+        raw = _comparison(results[name], baseline, quantity)
+        if not agrees(figure.lstrip('+'), raw):
+            wrong.append(f'{name} vs {baseline}, {quantity}: {figure}, the CSV {raw}')
+    if 'p < 0.001' in sentence:
+        p = float(results['FreqFit + LoRA (r=8, 6 linears)'][f'vs_{LORA}_p_holm'])
+        wrong += [] if p < 0.001 else [f'FreqFit (6 linears) vs LoRA: p < 0.001, the CSV {p}']
+    assert not wrong, '\n'.join(wrong)
+
+
 #: docs/dense_modes.md's accuracy table: its label -> the dense CSV's row, the demo's run
 DENSE_VARIANTS = {
     'WST + HST through the ViT': ('dense, through the ViT', None),
