@@ -1,16 +1,16 @@
 # LoRA (r=8 on q and v) on ADE20K with a frozen DINOv2-L/14 with 4 registers, through the
 # plain-ViT pyramid (the stride-14 map resampled to the stride-16 grid, then
 # mmwst.SimpleFeaturePyramid): the same UperNet, recipe and data as
-# configs/dense/lora_sfp_ade20k.py, with the 518 x 518 crops of
-# configs/dense/dinov2/dense_dinov2-l-reg4_ade20k.py. The host and the file it reads:
+# configs/dense/lora_sfp_ade20k.py, with the 518 x 518 crops of the patch-14 hosts
+# (../../_base_/dense/ade20k_patch14.py). The host and the file it reads:
 # configs/dense/dinov2/dense_dinov2-l-reg4_coco.py.
-_base_ = ['../lora_sfp_ade20k.py']
+_base_ = ['../lora_sfp_ade20k.py', '../../_base_/dense/ade20k_patch14.py']
 
 pretrained = 'checkpoints/dinov2_vitl14_reg4_pretrain.pth'
-crop_size = (518, 518)
+crop_size = {{_base_.patch14_crop}}
 vit_width = 1024
 model = dict(
-    data_preprocessor=dict(size=crop_size, test_cfg=dict(size_divisor=14)),
+    data_preprocessor={{_base_.patch14_data_preprocessor}},
     backbone=dict(
         arch='dinov2-l',
         img_size=crop_size,
@@ -22,17 +22,9 @@ model = dict(
     neck=dict(in_channels=vit_width, in_stride=14),
     decode_head=dict(in_channels=[vit_width // 4, vit_width // 2, vit_width, vit_width]),
     auxiliary_head=dict(in_channels=vit_width),
-    test_cfg=dict(mode='slide', crop_size=crop_size, stride=(341, 341)),
+    test_cfg={{_base_.patch14_test_cfg}},
 )
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='RandomResize', scale=(2048, 512), ratio_range=(0.5, 2.0), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PhotoMetricDistortion'),
-    dict(type='PackSegInputs'),
-]
+train_pipeline = {{_base_.patch14_train_pipeline}}
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 custom_hooks = [
     dict(

@@ -2,16 +2,16 @@
 # segmentor, 160k recipe and data as configs/wst_ade20k.py. The host and the file it
 # reads: configs/dense/eva02/dense_eva02-l_coco.py.
 #
-# Crops of 518 x 518 (37 x 37 patches) instead of 512 (mmseg's resizing is kept),
-# sliding-window inference over the same crops; whole images are padded to a multiple of
-# the patch (14). The rotary embedding maps each input's grid onto the 16 x 16 reference
-# grid of the 224-pixel pretraining.
-_base_ = ['../../wst_ade20k.py']
+# Crops of 518 x 518 (37 x 37 patches) instead of 512, whole images padded to a multiple
+# of the patch (14), sliding-window inference over the same crops (all from
+# ../../_base_/dense/ade20k_patch14.py). The rotary embedding maps each input's grid onto
+# the 16 x 16 reference grid of the 224-pixel pretraining.
+_base_ = ['../../wst_ade20k.py', '../../_base_/dense/ade20k_patch14.py']
 
 pretrained = 'checkpoints/eva02_large_patch14_224.pth'
-crop_size = (518, 518)
+crop_size = {{_base_.patch14_crop}}
 model = dict(
-    data_preprocessor=dict(size=crop_size, test_cfg=dict(size_divisor=14)),
+    data_preprocessor={{_base_.patch14_data_preprocessor}},
     backbone=dict(
         type='mmwst.DenseTunedEVA02',
         arch='eva02-l',
@@ -21,17 +21,9 @@ model = dict(
         drop_path_rate=0.3,
         pretrained=pretrained,
     ),
-    test_cfg=dict(mode='slide', crop_size=crop_size, stride=(341, 341)),
+    test_cfg={{_base_.patch14_test_cfg}},
 )
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='RandomResize', scale=(2048, 512), ratio_range=(0.5, 2.0), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PhotoMetricDistortion'),
-    dict(type='PackSegInputs'),
-]
+train_pipeline = {{_base_.patch14_train_pipeline}}
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 custom_hooks = [
     dict(
