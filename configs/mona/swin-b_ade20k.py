@@ -8,23 +8,12 @@
 #
 #   python tools/train.py configs/mona/swin-b_ade20k.py
 #   tools/dist_train.sh configs/mona/swin-b_ade20k.py 8
-_base_ = ['../_base_/dense/upernet_ade20k-160k.py']
+_base_ = ['../_base_/dense/upernet_ade20k-160k.py', './_swin_b.py']
 
-pretrained = 'checkpoints/swin-base_in21k.pth'
-swin_widths = [128, 256, 512, 1024]
+pretrained = {{_base_.mona_swin_pretrained}}
+swin_widths = [128, 256, 512, 1024]  # its four stages
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='mmwst.TunedSwinTransformer',
-        arch='base',
-        img_size=224,
-        window_size=7,
-        drop_path_rate=0.2,
-        out_indices=(0, 1, 2, 3),
-        pad_small_map=True,  # maps smaller than a window (small inputs) are padded to it
-        pretrained=pretrained,
-        tuners=[dict(type='mmwst.Mona', bottleneck=64)],
-    ),
+    backbone={{_base_.mona_swin_backbone}},
     decode_head=dict(in_channels=swin_widths),
     auxiliary_head=dict(in_channels=swin_widths[2]),  # the stride-16 map
 )

@@ -3,9 +3,6 @@
 # kept; whole images padded to a multiple of the patch at test time; sliding-window
 # inference over the same crops. Only variables: each config places them in its model,
 # pipeline and loader.
-# no bases, but the key: mmengine reads a file without _base_ but with imports as a
-# lazy-import config, which its non-lazy children could not inherit
-_base_ = []
 
 patch14_crop = (518, 518)
 patch14_data_preprocessor = dict(size=patch14_crop, test_cfg=dict(size_divisor=14))
