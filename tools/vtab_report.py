@@ -589,39 +589,53 @@ def _bar_chart(
 
     tasks, suite = _task_order(methods, suite)
     columns = tasks + (['mean'] if len(tasks) > 1 else [])
-    width = 0.8 / max(len(methods), 1)
-    fig, ax = plt.subplots(figsize=(max(7.0, 0.35 * len(columns) * max(len(methods), 1)), 4.5))
+    # one panel per task (and the mean), the methods as horizontal bars in the same order
+    # in every panel: the figure grows with the methods downwards, not sideways
+    per_row = max(1, min(4, len(columns)))  # one empty panel when no run has finished
+    rows = max(1, math.ceil(len(columns) / per_row))
+    count = max(len(methods), 1)
+    fig, axes = plt.subplots(
+        rows,
+        per_row,
+        sharey=True,
+        squeeze=False,
+        figsize=(2.6 * per_row + 2.4, rows * (0.8 + 0.17 * count)),
+    )
     cmap = plt.get_cmap('tab20')
-    for i, (method, results) in enumerate(methods.items()):
+    labels = [(names or {}).get(method, method) for method in methods]
+    stats = {}
+    for method, results in methods.items():
         agg = aggregate(results, which, tasks, suite)
         empty = Stat(0.0, 0.0, 0.0)
-        stats = [agg['per_task'].get(t, empty) for t in tasks]
-        if len(tasks) > 1:
-            stats.append(agg['averages'].get('mean', empty))
-        xs = [j + i * width for j in range(len(columns))]
-        ys = [0.0 if math.isnan(s.mean) else s.mean for s in stats]
-        errs = [0.0 if math.isnan(s.ci95) else s.ci95 for s in stats]  # 95% intervals
-        ax.bar(
-            xs,
-            ys,
-            width=width,
-            yerr=errs,
+        stats[method] = {t: agg['per_task'].get(t, empty) for t in tasks}
+        stats[method]['mean'] = agg['averages'].get('mean', empty)
+    for index, ax in enumerate(axes.flat):
+        if index >= len(columns):
+            ax.set_visible(False)
+            continue
+        column = columns[index]
+        values = [stats[m][column] for m in methods]
+        ax.barh(
+            range(len(values)),
+            [0.0 if math.isnan(s.mean) else s.mean for s in values],
+            xerr=[0.0 if math.isnan(s.ci95) else s.ci95 for s in values],  # 95% intervals
             capsize=1.5,
             error_kw=dict(lw=0.6),
-            color=cmap(i % 20),
-            label=(names or {}).get(method, method),
+            color=[cmap(i % 20) for i in range(len(values))],
+            height=0.75,
         )
-    ax.set_xticks([j + width * (len(methods) - 1) / 2 for j in range(len(columns))])
-    ax.set_xticklabels(columns, rotation=30, ha='right')
-    ax.set_ylabel('top-1 accuracy (%)')
-    ax.set_ylim(0, 100)
-    ax.set_title(f'{suite or "tasks"}: {label}', fontsize='medium')
-    ax.legend(
-        fontsize='x-small',
-        ncol=2 if len(methods) > 8 else 1,
-        loc='upper left',
-        bbox_to_anchor=(1.0, 1.0),
+        ax.set_title(column, fontsize='small')
+        ax.set_xlim(0, 100)
+        ax.tick_params(labelsize='x-small')
+        ax.grid(axis='x', lw=0.3, alpha=0.5)
+        if index % per_row == 0:
+            ax.set_yticks(range(len(labels)))
+            ax.set_yticklabels(labels)
+    axes[0][0].invert_yaxis()  # the first method on top (the axes share it)
+    fig.supxlabel(
+        'top-1 accuracy (%); bars: mean over seeds, whiskers: 95% interval', fontsize='small'
     )
+    fig.suptitle(f'{suite or "tasks"}: {label}', fontsize='medium')
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -114,6 +114,24 @@ def test_board_has_marks_and_a_comparison_table(tmp_path):
         write_report(methods, str(tmp_path / 'c'), baselines=['nope'])
 
 
+def test_the_chart_grows_down_with_the_methods_not_sideways(tmp_path):
+    """One panel per task and the mean, the methods as bars down each panel: twenty
+    methods make a taller picture of the same width as three (a board of 21 methods was
+    once 7,056 pixels wide)."""
+    from PIL import Image
+
+    from tools.vtab_report import write_report
+
+    sizes = []
+    for count in (3, 20):
+        methods = {f'm{i}': _runs(float(i)) for i in range(count)}
+        *_, picture = write_report(methods, str(tmp_path / f'{count}'))
+        sizes.append(Image.open(picture).size)
+    (width_3, height_3), (width_20, height_20) = sizes
+    assert width_3 == width_20 <= 2000, sizes
+    assert height_20 > 2 * height_3, sizes
+
+
 def test_runs_file_round_trips_and_the_board_rebuilds_from_it(tmp_path):
     from tools.vtab_report import read_runs, write_report, write_runs
 
