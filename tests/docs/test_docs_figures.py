@@ -838,6 +838,42 @@ def test_shapes_rows_table_equals_the_csv():
     assert not wrong, '\n'.join(wrong)
 
 
+def test_mona_detector_seeds_equal_their_csv():
+    """docs/dense_modes.md's figures of Mona's shapes detector over seeds 0-2 against
+    their CSV, whose seed 0 is the Mona row of the shapes table."""
+    with open(REPO / 'docs/dense_modes/mona_detector_seeds.csv', newline='') as f:
+        seeds = {row['seed']: row for row in csv.DictReader(f)}
+    with open(REPO / 'docs/dense_modes/shapes_rows.csv', newline='') as f:
+        mona = next(r for r in csv.DictReader(f) if r['row'].startswith('Mona'))
+    keys = ('bbox_mAP', 'bbox_mAP_50', 'segm_mAP', 'heldout_bbox_mAP', 'heldout_segm_mAP')
+    assert {k: seeds['0'][k] for k in keys} == {k: mona[k] for k in keys}
+    sentence = (
+        'validation bbox mAP {} and {}, held-out {} and {} (mask {} and {}), so {}-{} held-out '
+        'over seeds 0-2; the half-hidden triangle at {} on seed 1 but {} on seed 2'
+    )
+    found = re.search(
+        r'([\d.]+)'.join(map(re.escape, sentence.split('{}'))), flat('docs/dense_modes.md')
+    )
+    assert found, 'docs/dense_modes.md no longer says the Mona seeds sentence'
+    held_out = sorted((row['heldout_bbox_mAP'] for row in seeds.values()), key=float)
+    expected = [
+        seeds['1']['bbox_mAP'],
+        seeds['2']['bbox_mAP'],
+        seeds['1']['heldout_bbox_mAP'],
+        seeds['2']['heldout_bbox_mAP'],
+        seeds['1']['heldout_segm_mAP'],
+        seeds['2']['heldout_segm_mAP'],
+        held_out[0],
+        held_out[-1],
+        seeds['1']['hidden_triangle_score'],
+        seeds['2']['hidden_triangle_score'],
+    ]
+    wrong = [f'{q} against {r}' for q, r in zip(found.groups(), expected) if not agrees(q, r)]
+    assert not wrong, wrong
+    triangle = f'the half-hidden triangle included (at score {seeds["0"]["hidden_triangle_score"]},'
+    assert triangle in flat('docs/dense_modes.md')
+
+
 def test_roi_align_speed_table_equals_the_tools_output():
     """docs/dense_modes.md's RoIAlign timings are tools/roi_align_speed.py's output, saved."""
     output = read('docs/dense_modes/roi_align_speed.txt')
