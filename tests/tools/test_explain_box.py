@@ -18,12 +18,48 @@ STAGE = re.compile(
 )
 
 
-@pytest.fixture(scope='module')
-def detector(tmp_path_factory):
+# the demo detector with one RoI-head stage (mmdet's StandardRoIHead, class-specific boxes)
+ONE_STAGE = f"""
+_base_ = [{DEMO_DET!r}]
+model = dict(
+    type='FasterRCNN',
+    roi_head=dict(
+        _delete_=True,
+        type='StandardRoIHead',
+        bbox_roi_extractor=dict(
+            type='SingleRoIExtractor',
+            roi_layer=dict(type='RoIAlign', output_size=7, sampling_ratio=0),
+            out_channels=64,
+            featmap_strides=[4, 8, 16, 32],
+        ),
+        bbox_head=dict(
+            type='Shared2FCBBoxHead', in_channels=64, num_classes=3, reg_class_agnostic=False
+        ),
+    ),
+    train_cfg=dict(rcnn=dict(_delete_=True, assigner=dict(type='MaxIoUAssigner',
+        pos_iou_thr=0.5, neg_iou_thr=0.5), sampler=dict(type='RandomSampler', num=64,
+        pos_fraction=0.25), pos_weight=-1)),
+    test_cfg=dict(rcnn=dict(_delete_=True, score_thr=0.05, nms=dict(type='nms',
+        iou_threshold=0.5), max_per_img=20)),
+)
+"""
+
+
+def _checkpoint(config: str, path: str) -> str:
     import torch
     from mmdet.apis import init_detector
 
     import mmwst  # noqa: F401
+
+    torch.manual_seed(0)
+    model = init_detector(config, None, device='cpu')
+    meta = dict(dataset_meta=dict(classes=('circle', 'square', 'triangle')))
+    torch.save(dict(state_dict=model.state_dict(), meta=meta), path)
+    return path
+
+
+@pytest.fixture(scope='module')
+def detector(tmp_path_factory):
     from mmwst.datasets.generation.shapes import write_shapes_dataset
 
     root = tmp_path_factory.mktemp('explain')
@@ -32,12 +68,7 @@ def detector(tmp_path_factory):
         annotations = json.load(f)
     x, y, w, h = annotations['annotations'][0]['bbox']
     image = osp.join(data['val_img_dir'], annotations['images'][0]['file_name'])
-    torch.manual_seed(0)
-    model = init_detector(DEMO_DET, None, device='cpu')
-    checkpoint = str(root / 'detector.pth')
-    classes = ('circle', 'square', 'triangle')
-    meta = dict(dataset_meta=dict(classes=classes))
-    torch.save(dict(state_dict=model.state_dict(), meta=meta), checkpoint)
+    checkpoint = _checkpoint(DEMO_DET, str(root / 'detector.pth'))
     return checkpoint, image, [x, y, x + w, y + h]
 
 
@@ -74,3 +105,18 @@ def test_a_malformed_box_is_refused_before_the_model_is_built(detector):
     args = [DEMO_DET, checkpoint, image, '--box', '10', '10', '5', '20']
     proc = run_tool([osp.join(TOOLS, 'explain_box.py'), *args], cwd=REPO, check=False)
     assert proc.returncode == 2 and 'X2 > X1' in proc.stderr
+
+
+def test_a_one_stage_roi_head_gets_one_verdict_per_region(detector, tmp_path):
+    _, image, box = detector
+    config = tmp_path / 'one_stage.py'
+    config.write_text(ONE_STAGE)
+    checkpoint = _checkpoint(str(config), str(tmp_path / 'one_stage.pth'))
+    args = [str(config), checkpoint, image, '--box', *map(str, box)]
+    lines = run_tool([osp.join(TOOLS, 'explain_box.py'), *args], cwd=REPO).stdout.splitlines()
+    sections = [i for i, line in enumerate(lines) if line.startswith('the RoI head on ')]
+    assert len(sections) == 2
+    for start in sections:
+        stage = STAGE.match(lines[start + 1])
+        assert stage and stage[1] == '0', lines[start + 1]
+        assert start + 2 == len(lines) or not STAGE.match(lines[start + 2])
