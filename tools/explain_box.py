@@ -30,35 +30,33 @@ def _box(values) -> str:
     return '[' + ', '.join(f'{v:.0f}' for v in values) + ']'
 
 
-def _stage_verdicts(model, feats, rois, true_box, classes) -> list[str]:
+def _stage_verdicts(model, feats, rois, true_box, classes, img_meta) -> list[str]:
     """Each stage's class probabilities for ``rois`` (one region) and the box it
-    regresses to, fed to the next stage as a cascade does."""
+    regresses to (mmdet's own ``regress_by_class``: the most probable class's box,
+    clipped to the image), fed to the next stage as a cascade does."""
+    import torch
     from mmdet.structures.bbox import bbox_overlaps
 
     head = model.roi_head
-    stages = getattr(head, 'num_stages', 1)
+    cascade = hasattr(head, 'num_stages')
     lines = []
-    for stage in range(stages):
-        if stages > 1:
+    for stage in range(head.num_stages if cascade else 1):
+        if cascade:
             result = head._bbox_forward(stage, feats, rois)
             bbox_head = head.bbox_head[stage]
         else:
             result = head._bbox_forward(feats, rois)
             bbox_head = head.bbox_head
-        probs = result['cls_score'].softmax(-1)[0]
-        deltas = result['bbox_pred']
-        if not bbox_head.reg_class_agnostic:  # the box of the most probable class
-            label = int(probs[:-1].argmax())
-            deltas = deltas.view(len(deltas), -1, 4)[:, label]
-        boxes = bbox_head.bbox_coder.decode(rois[:, 1:], deltas)
+        probs = result['cls_score'].softmax(-1)
+        label = probs[:, :-1].argmax(dim=1)
+        boxes = bbox_head.regress_by_class(rois[:, 1:], label, result['bbox_pred'], img_meta)
         iou = bbox_overlaps(true_box, boxes)[0, 0].item()
-        verdict = ', '.join(f'{n} {p:.3f}' for n, p in zip([*classes, 'background'], probs))
+        verdict = ', '.join(f'{n} {p:.3f}' for n, p in zip([*classes, 'background'], probs[0]))
         lines.append(
             f'  stage {stage}: region {_box(rois[0, 1:].tolist())} -> {verdict}; '
             f'regressed to {_box(boxes[0].tolist())} (IoU {iou:.2f})'
         )
-        rois = rois.new_zeros(1, 5)
-        rois[0, 1:] = boxes[0]
+        rois = torch.cat([rois[:, :1], boxes], dim=1)
     return lines
 
 
@@ -94,7 +92,8 @@ def explain(config: str, checkpoint: str, image: str, box: list[float], top: int
     batch = model.data_preprocessor(
         dict(inputs=[data['inputs']], data_samples=[data['data_samples']]), False
     )
-    scale = batch['data_samples'][0].metainfo.get('scale_factor', (1.0, 1.0))
+    img_meta = batch['data_samples'][0].metainfo
+    scale = img_meta.get('scale_factor', (1.0, 1.0))
     scale = true_box.new_tensor([scale[0], scale[1], scale[0], scale[1]])
     with torch.no_grad():
         feats = model.extract_feat(batch['inputs'])
@@ -111,7 +110,8 @@ def explain(config: str, checkpoint: str, image: str, box: list[float], top: int
         regions = [('the best proposal', proposals.bboxes[order[0]])] if order else []
         for name, region in [*regions, ('the true box', target[0])]:
             lines.append(f'the RoI head on {name}:')
-            lines += _stage_verdicts(model, feats, bbox2roi([region[None]]), target, classes)
+            rois = bbox2roi([region[None]])
+            lines += _stage_verdicts(model, feats, rois, target, classes, img_meta)
     return lines
 
 
