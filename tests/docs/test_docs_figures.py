@@ -56,6 +56,20 @@ def flat(path: str) -> str:
     return ' '.join(read(path).split())
 
 
+#: how a figure is read where a sentence's ``{}`` stands: digits with thousands commas and
+#: decimals; SIGNED also with its sign; DECIMAL any run of digits and points
+NUMBER = r'(\d[\d,]*(?:\.\d+)?)'
+SIGNED = r'([+-]?\d[\d,]*(?:\.\d+)?)'
+DECIMAL = r'([\d.]+)'
+
+
+def figures_in(sentence: str, text: str, figure: str = NUMBER) -> tuple[str, ...] | None:
+    """The figures ``text`` (a :func:`flat` file) has where ``sentence`` has ``{}``, or
+    None when the text no longer says the sentence."""
+    found = re.search(figure.join(map(re.escape, sentence.split('{}'))), text)
+    return found.groups() if found else None
+
+
 def board(path: str = BOARD_CSV) -> dict[str, dict[str, str]]:
     with open(REPO / path, newline='') as f:
         return {row['method']: row for row in csv.DictReader(f)}
@@ -357,13 +371,12 @@ PROSE = [
     'doc, sentence, sources', PROSE, ids=[f'{p[0]}:{p[1][:30]}' for p in PROSE]
 )
 def test_figures_in_the_text_equal_the_csv(doc, sentence, sources):
-    pieces = sentence.split('{}')
-    assert len(pieces) - 1 == len(sources), f'{sentence!r}: one source per {{}}'
-    found = re.search(r'(\d[\d,]*(?:\.\d+)?)'.join(map(re.escape, pieces)), flat(doc))
+    assert sentence.count('{}') == len(sources), f'{sentence!r}: one source per {{}}'
+    found = figures_in(sentence, flat(doc))
     assert found, f'{doc} no longer says {sentence!r}: update PROSE'
     wrong = [
         f'{doc}: {figure} for {row} / {column}, {raw} has {board(raw)[row][column]}'
-        for figure, (raw, row, column) in zip(found.groups(), sources)
+        for figure, (raw, row, column) in zip(found, sources)
         if not agrees(figure, board(raw)[row][column])
     ]
     assert not wrong, '\n'.join(wrong)
@@ -427,14 +440,12 @@ def _comparison(row: dict[str, str], baseline: str, quantity: str) -> str:
 def test_comparisons_in_the_text_equal_the_board(sentence, sources):
     """docs/mini_vtab.md's prose on the board: each quoted difference, interval bound and
     adjusted p-value against the board's CSV (the signs included)."""
-    pieces = sentence.split('{}')
-    assert len(pieces) - 1 == len(sources), f'{sentence!r}: one source per {{}}'
-    pattern = r'([+-]?\d[\d,]*(?:\.\d+)?)'.join(map(re.escape, pieces))
-    found = re.search(pattern, flat('docs/mini_vtab.md'))
+    assert sentence.count('{}') == len(sources), f'{sentence!r}: one source per {{}}'
+    found = figures_in(sentence, flat('docs/mini_vtab.md'), SIGNED)
     assert found, f'docs/mini_vtab.md no longer says {sentence!r}: update COMPARISONS'
     results = board()
     wrong = []
-    for figure, (name, baseline, quantity) in zip(found.groups(), sources):
+    for figure, (name, baseline, quantity) in zip(found, sources):
         raw = _comparison(results[name], baseline, quantity)
         if not agrees(figure.lstrip('+'), raw):
             wrong.append(f'{name} vs {baseline}, {quantity}: {figure}, the CSV {raw}')
@@ -803,11 +814,11 @@ def test_demo_detector_tables_equal_the_csv():
         ('(mAP@50 {}-{}, mask mAP', 'heldout_bbox_mAP_50'),
         ('On the validation images: bbox mAP {}-{}', 'bbox_mAP'),
     ):
-        found = re.search(r'([\d.]+)'.join(map(re.escape, sentence.split('{}'))), readme)
+        found = figures_in(sentence, readme, DECIMAL)
         assert found, f'README no longer says {sentence!r}'
         low, high = _range([r[key] for r in demo])
-        if not (agrees(found[1], low) and agrees(found[2], high)):
-            wrong.append(f'README {sentence!r}: {found.groups()}, CSV {low}-{high}')
+        if not (agrees(found[0], low) and agrees(found[1], high)):
+            wrong.append(f'README {sentence!r}: {found}, CSV {low}-{high}')
     assert not wrong, '\n'.join(wrong)
 
 
@@ -851,9 +862,7 @@ def test_mona_detector_seeds_equal_their_csv():
         'validation bbox mAP {} and {}, held-out {} and {} (mask {} and {}), so {}-{} held-out '
         'over seeds 0-2; the half-hidden triangle at {} on seed 1 but {} on seed 2'
     )
-    found = re.search(
-        r'([\d.]+)'.join(map(re.escape, sentence.split('{}'))), flat('docs/dense_modes.md')
-    )
+    found = figures_in(sentence, flat('docs/dense_modes.md'), DECIMAL)
     assert found, 'docs/dense_modes.md no longer says the Mona seeds sentence'
     held_out = sorted((row['heldout_bbox_mAP'] for row in seeds.values()), key=float)
     expected = [
@@ -868,7 +877,7 @@ def test_mona_detector_seeds_equal_their_csv():
         seeds['1']['hidden_triangle_score'],
         seeds['2']['hidden_triangle_score'],
     ]
-    wrong = [f'{q} against {r}' for q, r in zip(found.groups(), expected) if not agrees(q, r)]
+    wrong = [f'{q} against {r}' for q, r in zip(found, expected) if not agrees(q, r)]
     assert not wrong, wrong
     triangle = f'the half-hidden triangle included (at score {seeds["0"]["hidden_triangle_score"]},'
     assert triangle in flat('docs/dense_modes.md')
