@@ -4,7 +4,7 @@
 # simple feature pyramid (strides 4 / 8 / 16 / 32, widths 64 / 128 / 128 / 128; both in
 # _shapes_vit.py, shared with the segmentor) into the FPN. Mona's row of the shapes table
 # in docs/dense_modes.md.
-_base_ = ['../demo/shapes_cascade_mask_rcnn.py', './_shapes_vit.py']
+_base_ = ['../demo/dense_modes/no-copy-paste_shapes_cascade_mask_rcnn.py', './_shapes_vit.py']
 
 model = dict(
     backbone={{_base_.mona_backbone}},

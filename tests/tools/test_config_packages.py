@@ -221,7 +221,13 @@ def _runs(shapes_root, digits_root):
             _upstream_tool('mmdet'),
             'my_cascade.py',
             shapes,
-            [*few_images, 'train_cfg.max_epochs=1', 'train_cfg.val_interval=1'],
+            [
+                # the detector's training images sit inside the copy-paste wrapper
+                'train_dataloader.dataset.dataset.indices=4',
+                *few_images[1:],
+                'train_cfg.max_epochs=1',
+                'train_cfg.val_interval=1',
+            ],
         ),
     }
 

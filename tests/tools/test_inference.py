@@ -123,7 +123,7 @@ def predicted(shapes_root, digits_root, random_base, tmp_path_factory):
         'det': [
             osp.join(DEMO, 'shapes_cascade_mask_rcnn.py'),
             'train_cfg.max_epochs=1',
-            'train_dataloader.dataset.indices=2',
+            'train_dataloader.dataset.dataset.indices=2',  # inside the copy-paste wrapper
             'train_dataloader.batch_size=2',
         ],
         'seg': [

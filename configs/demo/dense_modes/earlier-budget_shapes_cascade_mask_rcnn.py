@@ -4,7 +4,7 @@
 # generated images for 10 epochs (250 iterations), its RoIs read by mmcv's RoIAlign kernel
 # (mmdet's SingleRoIExtractor). The variants of the trade-off table and of the study start
 # from here.
-_base_ = ['../shapes_cascade_mask_rcnn.py']
+_base_ = ['./no-copy-paste_shapes_cascade_mask_rcnn.py']
 
 max_epochs = 10
 model = dict(
