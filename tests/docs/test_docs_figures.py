@@ -824,6 +824,8 @@ def test_demo_detector_tables_equal_the_csv():
             ('held-out mask mAP', 'heldout_segm_mAP'),
             ('missed, selection split', 'select_missed'),
             ('false, selection split', 'select_false'),
+            ('missed, held-out', 'heldout_missed'),
+            ('false, held-out', 'heldout_false'),
             ('minutes (detector)', 'minutes'),
         ):
             quoted = cells[header.index(column)].replace('*', '').split('/')
