@@ -78,11 +78,11 @@ def detection_errors(config: str, checkpoint: str, score_thr: float, iou_thr: fl
     for index in range(len(dataset)):
         info = dataset.get_data_info(index)
         found = inference_detector(model, info['img_path']).pred_instances
+        truths = _truths(info)
         counts = count_errors(
-            (found.bboxes, found.scores, found.labels), _truths(info), score_thr, iou_thr
+            (found.bboxes, found.scores, found.labels), truths, score_thr, iou_thr
         )
-        boxes, labels = _truths(info)
-        for label in labels.tolist():
+        for label in truths[1].tolist():
             per_class[classes[label]]['objects'] += 1
         for key in ('missed', 'false'):
             for label in counts[key]:
