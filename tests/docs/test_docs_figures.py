@@ -86,6 +86,18 @@ def agrees(quoted: str, raw: str) -> bool:
     return q in {r.quantize(step, ROUND_HALF_UP), r.quantize(step, ROUND_HALF_DOWN)}
 
 
+def per_seed_disagreements(cell: str, runs: list[dict], key: str, what: str) -> list[str]:
+    """A cell quoting one figure per run (``a / b / c``, bold allowed) against the runs'
+    ``key``, in order: one message per figure that disagrees (a count that differs fails
+    the strict zip)."""
+    quoted = [q.strip() for q in cell.replace('*', '').split('/')]
+    return [
+        f'{what} seed {run["seed"]}: {key} {q}, CSV {run[key]}'
+        for q, run in zip(quoted, runs, strict=True)
+        if not agrees(q, run[key])
+    ]
+
+
 def tables(path: str) -> list[tuple[list[str], list[list[str]]]]:
     """Every Markdown table of a file: (header, rows), cells stripped."""
     # a table may sit indented in a list item
@@ -713,10 +725,7 @@ def test_mixed_pyramid_table_equals_the_csv():
         runs = sorted((r for r in rows if r['pyramid'] == pyramid), key=lambda r: int(r['seed']))
         assert [r['seed'] for r in runs] == ['0', '1', '2'], pyramid
         for column, key in ((1, 'bbox_mAP'), (3, 'heldout_bbox_mAP')):
-            quoted = cells[column].replace('*', '').split('/')
-            for q, run in zip(quoted, runs, strict=True):
-                if not agrees(q.strip(), run[key]):
-                    wrong.append(f'{pyramid} seed {run["seed"]}: {key} {q.strip()}, CSV {run[key]}')
+            wrong += per_seed_disagreements(cells[column], runs, key, pyramid)
         for column, key in (
             (2, 'bbox_mAP_50'),
             (4, 'heldout_bbox_mAP_50'),
@@ -791,10 +800,7 @@ def test_demo_detector_tables_equal_the_csv():
     header, table = table_with('docs/dense_modes.md', 'seeds 0 / 1 / 2', 'mask mAP')
     assert [c[0].replace('*', '').split(' (')[0] for c in table] == ['validation', 'held-out']
     for cells, prefix in zip(table, ('', 'heldout_')):
-        quoted = cells[1].replace('*', '').split('/')
-        for q, run in zip(quoted, demo, strict=True):
-            if not agrees(q.strip(), run[prefix + 'bbox_mAP']):
-                wrong.append(f'{prefix}bbox_mAP seed {run["seed"]}: {q.strip()}, CSV')
+        wrong += per_seed_disagreements(cells[1], demo, prefix + 'bbox_mAP', 'demo')
         for column, key in ((2, 'bbox_mAP_50'), (3, 'segm_mAP')):
             low, high = cells[column].split('-')
             values = _range([r[prefix + key] for r in demo])
@@ -828,10 +834,8 @@ def test_demo_detector_tables_equal_the_csv():
             ('false, held-out', 'heldout_false'),
             ('minutes (detector)', 'minutes'),
         ):
-            quoted = cells[header.index(column)].replace('*', '').split('/')
-            for q, run in zip(quoted, recipe, strict=True):
-                if not agrees(q.strip(), run[key]):
-                    wrong.append(f'{run["run"]} seed {run["seed"]}: {column} {q.strip()}')
+            cell = cells[header.index(column)]
+            wrong += per_seed_disagreements(cell, recipe, key, recipe[0]['run'])
     readme = flat('README.md')
     for sentence, key in (
         ('Cascade Mask R-CNN bbox mAP **{}-{}** over seeds 0-2', 'heldout_bbox_mAP'),
