@@ -54,6 +54,10 @@ model = dict(
         anchor_generator=dict(scales=[4]),  # 16, 32, ... 256 pixels at strides 4 ... 64
     ),
     roi_head=dict(
+        # the three stages' losses weighed alike (mmdet's default halves the second
+        # stage's and quarters the third's): in a 750-step schedule the later stages
+        # otherwise stay behind the first
+        stage_loss_weights=[1, 1, 1],
         bbox_roi_extractor=dict(type='mmwst.SeparableRoIExtractor', out_channels=width),
         # mmdet's three cascade stages (IoU 0.5 / 0.6 / 0.7 and their box-coder scales),
         # restated only because mmengine replaces lists whole; narrower, 3 classes
@@ -98,9 +102,12 @@ model = dict(
                     ignore_iof_thr=-1,
                 ),
                 # 48 regions per image (at most 12 positive): the mask heads, the largest
-                # part of a step, see fewer regions and the step is shorter
+                # part of a step, see fewer regions and the step is shorter. The
+                # positives are shared out evenly between the image's objects, so that
+                # a small or partly hidden one, which has fewer regions on it, is not
+                # left out of a stage's sample; the negatives are drawn at random
                 sampler=dict(
-                    type='RandomSampler',
+                    type='mmwst.InstanceBalancedSampler',
                     num=48,
                     pos_fraction=0.25,
                     neg_pos_ub=-1,

@@ -88,9 +88,22 @@ def _check_count(name: str, value, minimum: int) -> int:
     return int(value)
 
 
+_VERTICES = {1: _CIRCLE_VERTICES, 2: 4, 3: 3}  # a whole shape's polygon, by category id
+
+
+def partly_hidden(category_id: int, polygon) -> bool:
+    """Whether an annotation of this generator is of a partly hidden object: its polygon
+    (flat ``[x0, y0, x1, y1, ...]``) is the outline of the visible part, not the shape's
+    own vertices (3 for a triangle, 4 for a square, 64 for a circle). The outline follows
+    pixel edges, so it has the shape's own count only by rare coincidence."""
+    if category_id not in _VERTICES:
+        raise ValueError(f'category_id is one of {sorted(_VERTICES)}, got {category_id!r}')
+    return len(polygon) != 2 * _VERTICES[category_id]
+
+
 def _shape_vertices(label: int, cx: float, cy: float, radius: float, angle: float) -> np.ndarray:
     """Counter-clockwise (on screen) vertices of a shape, rounded to 0.01 px."""
-    count = {1: _CIRCLE_VERTICES, 2: 4, 3: 3}[label]
+    count = _VERTICES[label]
     theta = angle - np.arange(count) * (2 * math.pi / count)
     vertices = np.stack([cx + radius * np.cos(theta), cy + radius * np.sin(theta)], axis=1)
     return np.round(vertices, 2)
