@@ -776,7 +776,7 @@ def test_demo_detector_tables_equal_the_csv():
     held-out) of docs/dense_modes.md against the runs' CSV; docs/demo/demo_runs.json and
     the README's held-out and validation ranges say the same."""
     runs = _demo_detector_runs()
-    budget = [r for r in runs if r['seed'] == '0' and r['run'] != 'demo']
+    budget = [r for r in runs if r['seed'] == '0' and r['run'] in ('budget', 'before-copy-paste')]
     header, table = table_with('docs/dense_modes.md', 'training images', 'iterations')
     assert len(table) == len(budget) == 3
     wrong = []
@@ -814,16 +814,19 @@ def test_demo_detector_tables_equal_the_csv():
                 wrong.append(f'demo_runs.json seed {run["seed"]}: {key}')
             if float(run['heldout_' + key]) != saved['held_out'][key]:
                 wrong.append(f'demo_runs.json seed {run["seed"]}: held-out {key}')
-    # the recipes' table: before copy-paste against the demo, seeds 0 / 1 / 2 per cell
+    # the recipes' table: before copy-paste, copy-paste and the demo, seeds 0 / 1 / 2 per
+    # cell
     header, table = table_with('docs/dense_modes.md', 'missed, selection split', 'recipe')
-    before = sorted(
-        (r for r in runs if r['run'] == 'before-copy-paste'), key=lambda r: int(r['seed'])
+    before, copy_paste = (
+        sorted((r for r in runs if r['run'] == name), key=lambda r: int(r['seed']))
+        for name in ('before-copy-paste', 'copy-paste')
     )
     assert [c[0].replace('*', '') for c in table] == [
         'before copy-paste',
         'copy-paste, batches of 4, 48 regions',
+        'and positives shared out per object, the stages weighed alike',
     ]
-    for cells, recipe in zip(table, (before, demo)):
+    for cells, recipe in zip(table, (before, copy_paste, demo)):
         for column, key in (
             ('validation bbox mAP', 'bbox_mAP'),
             ('held-out bbox mAP', 'heldout_bbox_mAP'),
