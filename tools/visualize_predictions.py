@@ -108,6 +108,9 @@ def main(argv=None) -> int:
         model = init_detector(cfg, args.checkpoint, device='cpu')
         visualizer = DetLocalVisualizer(name='mmwst_demo_det')
         visualizer.dataset_meta = model.dataset_meta
+        # mmdet shifts each mask's colour by numpy's global generator: seeded, one
+        # checkpoint always gives the same picture
+        np.random.seed(0)
         for path in _images(args.images, args.num):
             image = _enlarge(mmcv.imread(path, channel_order='rgb'), args.scale)
             result = _scaled_detections(inference_detector(model, path), args.scale)
