@@ -183,6 +183,22 @@ def tiny_model_options(cfg) -> dict:
     return options
 
 
+def untrained_detector_checkpoint(config: str, path: str) -> str:
+    """Save the mmdet detector of ``config`` with its initial weights (torch seed 0) and
+    the shapes' class names as a checkpoint at ``path``; return ``path``. For tools that
+    need a checkpoint but whose tests check bookkeeping, not what training learns."""
+    import torch
+    from mmdet.apis import init_detector
+
+    import mmwst  # noqa: F401
+
+    torch.manual_seed(0)
+    model = init_detector(config, None, device='cpu')
+    meta = dict(dataset_meta=dict(classes=('circle', 'square', 'triangle')))
+    torch.save(dict(state_dict=model.state_dict(), meta=meta), path)
+    return path
+
+
 def few_iterations_options(image_size: int = 64, images: int = 4, batch: int = 2) -> dict:
     """Data and schedule overrides: a few iterations, no workers, no checkpoints."""
     pipeline = [

@@ -43,6 +43,17 @@ def _load(config: str, checkpoint: str, cfg_options: dict):
     return model
 
 
+def _one_image_batch(model, item: dict, training: bool) -> dict:
+    """One dataset item through the detector's data preprocessor, as a batch of one."""
+    return model.data_preprocessor(
+        dict(inputs=[item['inputs']], data_samples=[item['data_samples']]), training
+    )
+
+
+def _stages(head) -> str:
+    return ' / '.join(str(stage) for stage in range(head.num_stages))
+
+
 def _object_sizes(instances) -> list[float]:
     masks = getattr(instances, 'masks', None)
     if masks is not None and len(masks) == len(instances):
@@ -84,28 +95,26 @@ def positives_per_object(model, num_images: int, seed: int = 0) -> list[str]:
                 item = dataset[index]
                 sizes[:] = _object_sizes(item['data_samples'].gt_instances)
                 objects += len(sizes)
-                batch = model.data_preprocessor(
-                    dict(inputs=[item['inputs']], data_samples=[item['data_samples']]), True
-                )
+                batch = _one_image_batch(model, item, training=True)
                 model.loss(batch['inputs'], batch['data_samples'])
     finally:
         model.eval()
         for sampler in samplers:
             del sampler.sample  # the class's own method again
-    stages = ' / '.join(str(s) for s in range(head.num_stages))
     lines = [
         f'positive regions per object over {num_images} training images ({objects} objects, '
-        f'{objects / max(num_images, 1):.2f} per image), stages {stages}:'
+        f'{objects / max(num_images, 1):.2f} per image), stages {_stages(head)}:'
     ]
     if objects == 0:
         return lines + ['  no objects']
+    by_size = [sorted(stage_counts) for stage_counts in counts]  # (size, positives)
     third = max(objects // 3, 1)
-    bound = sorted(counts[0])[third - 1][0]
+    bound = by_size[0][third - 1][0]
     for name, part in (
         (f'smallest third (<= {bound:.0f} px)', slice(0, third)),
         ('the rest', slice(third, None)),
     ):
-        groups = [[c for _, c in sorted(stage_counts)[part]] for stage_counts in counts]
+        groups = [[c for _, c in stage_counts[part]] for stage_counts in by_size]
         if not groups[0]:
             continue
         each = ' / '.join(f'{sum(g) / len(g):.2f}' for g in groups)
@@ -132,9 +141,7 @@ def true_box_verdicts(model) -> list[str]:
         instances = item['data_samples'].gt_instances
         if len(instances) == 0:
             continue
-        batch = model.data_preprocessor(
-            dict(inputs=[item['inputs']], data_samples=[item['data_samples']]), False
-        )
+        batch = _one_image_batch(model, item, training=False)
         with torch.no_grad():
             feats = model.extract_feat(batch['inputs'])
             rois = bbox2roi([instances.bboxes.tensor.float()])
@@ -153,10 +160,9 @@ def true_box_verdicts(model) -> list[str]:
             groups = ['all'] * len(labels)
         for j, group in enumerate(groups):
             low.setdefault(group, []).append([bool(p[j, labels[j]] < 0.5) for p in probs])
-    stages = ' / '.join(str(s) for s in range(head.num_stages))
     lines = [
         f'true boxes given their own class below 0.5 over {len(dataset)} validation images, '
-        f'stages {stages}:'
+        f'stages {_stages(head)}:'
     ]
     for group in sorted(low):
         rows = low[group]

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from tests.helpers import REPO, TOOLS, run_tool, tool_env
+from tests.helpers import REPO, TOOLS, run_tool, tool_env, untrained_detector_checkpoint
 
 pytest.importorskip('mmdet')
 
@@ -101,14 +101,7 @@ def test_each_stage_is_asked_about_every_validation_object(shapes, monkeypatch):
 
 
 def test_the_command_prints_both_reports(shapes, tmp_path):
-    import torch
-    from mmdet.apis import init_detector
-
-    import mmwst  # noqa: F401
-
-    checkpoint = str(tmp_path / 'detector.pth')
-    model = init_detector(DEMO_DET, None, device='cpu')
-    torch.save(dict(state_dict=model.state_dict()), checkpoint)
+    checkpoint = untrained_detector_checkpoint(DEMO_DET, str(tmp_path / 'detector.pth'))
     proc = run_tool(
         [
             osp.join(TOOLS, 'cascade_stages.py'),

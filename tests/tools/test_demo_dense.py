@@ -9,7 +9,7 @@ import os.path as osp
 
 import pytest
 
-from tests.helpers import REPO, TOOLS, run_tool
+from tests.helpers import REPO, TOOLS, run_tool, untrained_detector_checkpoint
 from tests.training_logs import last_validation
 
 pytestmark = pytest.mark.slow
@@ -40,11 +40,12 @@ SEG_OPTIONS = [
 ]
 
 
-def _demo_module():
-    spec = importlib.util.spec_from_file_location('demo_dense', osp.join(TOOLS, 'demo_dense.py'))
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
-    return demo
+def _tool_module(name: str):
+    """tools/<name>.py as a module."""
+    spec = importlib.util.spec_from_file_location(name, osp.join(TOOLS, f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _demo(work_dir, data_root, predictions, *extra):
@@ -123,7 +124,7 @@ def test_demo_dense_end_to_end_and_rerun(tmp_path):
     # by default the trainings skip their last validation, which the test repeats: the
     # option comes first in the training's command (so that a user's wins, as here) and
     # is not passed to the test
-    demo = _demo_module()
+    demo = _tool_module('demo_dense')
     for task in ('det', 'seg'):
         train = next(line for line in lines if 'train.py' in line and f'/{task} ' in line)
         test = next(line for line in lines if 'test.py' in line and f'/{task} ' in line)
@@ -151,7 +152,7 @@ def test_demo_dense_rejects_malformed_overrides(tmp_path):
 def test_progress_lines_read_from_mmengine_logs():
     """What the demo prints while a model trains, from the log lines mmengine writes for
     epoch-based (the detector) and iteration-based (the segmentor) loops."""
-    demo = _demo_module()
+    demo = _tool_module('demo_dense')
     prefix = '12/04 00:15:01 - mmengine - INFO - '
     epoch = (
         'Epoch(train)  [3][ 10/25]  base_lr: 2.0000e-04 lr: 2.0000e-04  eta: 0:03:45  '
@@ -170,18 +171,13 @@ def test_a_detector_that_finds_nothing_is_drawn():
     """tools/visualize_predictions.py enlarges each picture; a detector with no detection
     at all (a short or failed training) still gets its empty picture drawn, not mmdet's
     shape assertion on the masks."""
-    import importlib.util
-
     import numpy as np
     import torch
     from mmdet.structures import DetDataSample
     from mmdet.visualization import DetLocalVisualizer
     from mmengine.structures import InstanceData
 
-    path = osp.join(TOOLS, 'visualize_predictions.py')
-    spec = importlib.util.spec_from_file_location('visualize_predictions', path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = _tool_module('visualize_predictions')
     empty = InstanceData(
         bboxes=torch.zeros(0, 4),
         scores=torch.zeros(0),
@@ -203,25 +199,14 @@ def test_a_detector_that_finds_nothing_is_drawn():
 def test_one_checkpoint_always_gives_the_same_picture(tmp_path):
     """mmdet shifts each drawn mask's colour by numpy's global generator; the tool seeds
     it, so a picture does not depend on what ran before it in the process."""
-    import importlib.util
-
     import numpy as np
-    import torch
-    from mmdet.apis import init_detector
 
     from mmwst.datasets.generation.shapes import write_shapes_dataset
 
-    path = osp.join(TOOLS, 'visualize_predictions.py')
-    spec = importlib.util.spec_from_file_location('visualize_predictions', path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = _tool_module('visualize_predictions')
     data = write_shapes_dataset(str(tmp_path / 'shapes'), num_train=1, num_val=2)
     config = osp.join(REPO, 'configs', 'demo', 'shapes_cascade_mask_rcnn.py')
-    torch.manual_seed(0)
-    model = init_detector(config, None, device='cpu')
-    checkpoint = str(tmp_path / 'detector.pth')
-    meta = dict(dataset_meta=dict(classes=('circle', 'square', 'triangle')))
-    torch.save(dict(state_dict=model.state_dict(), meta=meta), checkpoint)
+    checkpoint = untrained_detector_checkpoint(config, str(tmp_path / 'detector.pth'))
     pictures = []
     for seed in (1, 2):
         np.random.seed(seed)  # whatever state the process left

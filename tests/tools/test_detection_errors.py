@@ -8,7 +8,7 @@ import os.path as osp
 
 import pytest
 
-from tests.helpers import REPO, TOOLS, run_tool, tool_env
+from tests.helpers import REPO, TOOLS, run_tool, tool_env, untrained_detector_checkpoint
 
 pytest.importorskip('mmdet')
 
@@ -73,19 +73,11 @@ def test_each_object_and_each_drawn_box_is_judged_on_its_own():
 
 @pytest.fixture(scope='module')
 def detector(tmp_path_factory):
-    import torch
-    from mmdet.apis import init_detector
-
-    import mmwst  # noqa: F401
     from mmwst.datasets.generation.shapes import write_shapes_dataset
 
     root = tmp_path_factory.mktemp('errors')
     data = write_shapes_dataset(str(root / 'shapes'), num_train=1, num_val=3)
-    torch.manual_seed(0)
-    model = init_detector(DEMO_DET, None, device='cpu')
-    meta = dict(dataset_meta=dict(classes=('circle', 'square', 'triangle')))
-    checkpoint = str(root / 'detector.pth')
-    torch.save(dict(state_dict=model.state_dict(), meta=meta), checkpoint)
+    checkpoint = untrained_detector_checkpoint(DEMO_DET, str(root / 'detector.pth'))
     return data, checkpoint, root
 
 

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tests.helpers import REPO, TOOLS, run_tool
+from tests.helpers import REPO, TOOLS, run_tool, untrained_detector_checkpoint
 
 pytest.importorskip('mmdet')
 
@@ -45,19 +45,6 @@ model = dict(
 """
 
 
-def _checkpoint(config: str, path: str) -> str:
-    import torch
-    from mmdet.apis import init_detector
-
-    import mmwst  # noqa: F401
-
-    torch.manual_seed(0)
-    model = init_detector(config, None, device='cpu')
-    meta = dict(dataset_meta=dict(classes=('circle', 'square', 'triangle')))
-    torch.save(dict(state_dict=model.state_dict(), meta=meta), path)
-    return path
-
-
 @pytest.fixture(scope='module')
 def detector(tmp_path_factory):
     from mmwst.datasets.generation.shapes import write_shapes_dataset
@@ -68,7 +55,7 @@ def detector(tmp_path_factory):
         annotations = json.load(f)
     x, y, w, h = annotations['annotations'][0]['bbox']
     image = osp.join(data['val_img_dir'], annotations['images'][0]['file_name'])
-    checkpoint = _checkpoint(DEMO_DET, str(root / 'detector.pth'))
+    checkpoint = untrained_detector_checkpoint(DEMO_DET, str(root / 'detector.pth'))
     return checkpoint, image, [x, y, x + w, y + h]
 
 
@@ -111,7 +98,7 @@ def test_a_one_stage_roi_head_gets_one_verdict_per_region(detector, tmp_path):
     _, image, box = detector
     config = tmp_path / 'one_stage.py'
     config.write_text(ONE_STAGE)
-    checkpoint = _checkpoint(str(config), str(tmp_path / 'one_stage.pth'))
+    checkpoint = untrained_detector_checkpoint(str(config), str(tmp_path / 'one_stage.pth'))
     args = [str(config), checkpoint, image, '--box', *map(str, box)]
     lines = run_tool([osp.join(TOOLS, 'explain_box.py'), *args], cwd=REPO).stdout.splitlines()
     sections = [i for i, line in enumerate(lines) if line.startswith('the RoI head on ')]
