@@ -13,6 +13,7 @@ from .tunable import (
     concat_kv,
     make_tunable_attention,
 )
+from .vit_levels import ViTFineLevels
 from .wavelet import DWT2d, IDWT2d, dwt2d, idwt2d
 from .wst_branch import WSTBranch
 from .wst_pyramid import WSTPyramid
@@ -31,6 +32,7 @@ __all__ = [
     'TunableLinear',
     'TunableMultiheadAttention',
     'TunableWindowMSA',
+    'ViTFineLevels',
     'WSTBranch',
     'WSTPyramid',
     'add_kv_fn',

@@ -23,6 +23,7 @@ VARIANTS = {
     'hst': dict(wst=None, hst=SIDE),
     'wst': dict(wst=dict(rank=2), hst=None),
     'mixed': dict(wst=dict(rank=2), hst=SIDE, pyramid='mixed'),
+    'vit': dict(wst=dict(rank=2), hst=SIDE, pyramid='vit'),
 }
 
 
@@ -123,9 +124,52 @@ def test_the_mixed_pyramid_is_the_wst_branch_fine_and_the_side_network_coarse():
     assert mixed.out_channels == (16, 16, 48, 64) and mixed.out_strides == (4, 8, 16, 32)
 
 
+@pytest.mark.parametrize('host_grad', [True, False], ids=['through', 'beside'])
+def test_the_vit_pyramid_is_the_last_map_fine_and_the_side_network_coarse(host_grad):
+    """pyramid='vit': the maps at strides 16 and 32 are the side network's last two
+    stages, exactly as the side pyramid of the same weights gives them; the one at 8 is
+    the last block's patch map, as the tuners leave it, through the LayerNorm, and the
+    one at 4 its 2x transposed convolution (at p = 8 untouched by any resampling)."""
+    build = partial(_build, patch_size=8, host_grad=host_grad)
+    model = build('vit').eval()
+    side = build('wst+hst', seed=5).eval()
+    with model.full_state_dict():
+        state = {k: v for k, v in model.state_dict().items() if not k.startswith('pyramid.')}
+    with side.full_state_dict():
+        side.load_state_dict(state)
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        outs, reference = model(x), side(x)
+    for level in (2, 3):
+        torch.testing.assert_close(outs[level], reference[level], rtol=0, atol=0)
+    # the tokens the walk leaves after the last block (every tuner's hooks run; patch
+    # tokens last), recorded on a second pass
+    recorded = []
+    walk_step = model._between_blocks
+
+    def record(spec, tokens, ctx, maps):
+        if spec.index == len(model.layers) - 1:
+            recorded.append((tokens, ctx.patch_resolution))
+        return walk_step(spec, tokens, ctx, maps)
+
+    model._between_blocks = record
+    with torch.no_grad():
+        again = model(x)
+    tokens, (h, w) = recorded[0]
+    grid = tokens[:, -h * w :].unflatten(1, (h, w)).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        expected = model.pyramid.norm(grid)
+        expected_up = model.pyramid.up(expected)
+    torch.testing.assert_close(again[1], outs[1], rtol=0, atol=0)
+    torch.testing.assert_close(outs[1], expected, rtol=0, atol=0)
+    torch.testing.assert_close(outs[0], expected_up, rtol=0, atol=0)
+    assert model.out_channels == (32, 64, 48, 64) and model.out_strides == (4, 8, 16, 32)
+
+
 @pytest.mark.parametrize(
     'kwargs, message',
     [
+        (dict(pyramid='vit', hst=None), "pyramid='vit' needs HST"),
         (dict(pyramid='mixed', wst=None, hst=SIDE), "pyramid='mixed' needs WST and HST"),
         (dict(pyramid='mixed', hst=None), "pyramid='mixed' needs WST and HST"),
         (dict(pyramid='side', hst=None), "pyramid='side' needs HST"),
@@ -190,6 +234,17 @@ def test_vit_b16_count():
         == mixed.dense_param_count() - (83_160 + 10_564_672)
     )
     assert mixed.out_channels == (192, 192, 256, 384)
+    # the ViT's fine levels: a LayerNorm (2 x 768) and a transposed convolution to half
+    # the width (768 x 384 x 2 x 2 + 384)
+    vit = DenseTunedViT(arch='b', img_size=224, patch_size=16, pyramid='vit')
+    rows = {r.name: r.trainable for r in parameter_report(vit).rows}
+    assert (
+        rows['dense: ViT fine levels']
+        == 2 * 768 + 768 * 384 * 4 + 384
+        == 1_181_568
+        == vit.dense_param_count() - (83_160 + 10_564_672)
+    )
+    assert vit.out_channels == (384, 768, 256, 384)
 
 
 # ---- the same outputs as the first, hook-based implementation -----------------------------
@@ -465,6 +520,7 @@ def test_beside_the_vit_inference_launches_at_most_3x_the_frozen_forwards_operat
 DENSE_VARIANTS = {
     'wst+hst': dict(wst=dict(rank=2)),
     'mixed': dict(wst=dict(rank=2), pyramid='mixed'),
+    'vit': dict(wst=dict(rank=2), pyramid='vit'),
     'wst': dict(wst=dict(rank=2), hst=None),
 }
 
