@@ -61,6 +61,8 @@ def pyramid_widths(backbone: dict, width: int) -> tuple[int, ...]:
     if backbone['type'] in ('mmwst.DenseTunedViT', 'mmwst.DenseTunedEVA02'):
         if backbone.get('pyramid') == 'mixed':  # WST's branch fine, the side network coarse
             return (width // 4, width // 4, *backbone['hst']['channels'][2:])
+        if backbone.get('pyramid') == 'vit':  # the ViT's last map fine, the side coarse
+            return (width // 2, width, *backbone['hst']['channels'][2:])
         if backbone.get('hst') is not None:
             return tuple(backbone['hst']['channels'])
         return (width // 4, width // 4, width, width)
@@ -548,17 +550,18 @@ EARLIER_BUDGET = 'configs/demo/dense_modes/earlier-budget_shapes_cascade_mask_rc
 NO_COPY_PASTE = 'configs/demo/dense_modes/no-copy-paste_shapes_cascade_mask_rcnn.py'
 
 
-def test_the_demo_detector_reads_the_mixed_pyramid_through_the_vit():
+def test_the_demo_detector_reads_the_vit_pyramid_through_the_vit():
     """configs/demo/shapes_cascade_mask_rcnn.py: WST + HST through the ViT with
-    pyramid='mixed' (WST's branch at strides 4 and 8, the side network's stages at 16 and
-    32), the FPN reading the widths the backbone emits, RoIs read by SeparableRoIAlign."""
+    pyramid='vit' (the last block's patch map at strides 4 and 8, the side network's
+    stages at 16 and 32), the FPN reading the widths the backbone emits, RoIs read by
+    SeparableRoIAlign."""
     from mmwst.models.layers.roi_align import SeparableRoIAlign
     from mmwst.models.roi_extractor import SeparableRoIExtractor
 
     cfg = load(DEMO_DET)
     model = build(cfg)
     backbone = model.backbone
-    assert backbone.pyramid_mode == 'mixed' and backbone.host_grad
+    assert backbone.pyramid_mode == 'vit' and backbone.host_grad
     assert backbone.wst is not None and backbone.side is not None
     maps = backbone(torch.rand(1, 3, 128, 128))
     assert tuple(m.shape[1] for m in maps) == tuple(backbone.out_channels) == head_widths(cfg)
@@ -576,8 +579,9 @@ def test_the_recipe_before_copy_paste_is_the_demo_detector_trained_as_before():
     """The configs behind the docs' earlier detector figures start from the demo's
     detector with its recipe before copy-paste: each image as generated, batches of 8 at
     lr 1e-3, 64 regions per image and stage drawn at random, the stages' losses weighed
-    1 / 0.5 / 0.25, AdamW tensor by tensor. Nothing else differs: the model, the test
-    side and the schedule are the demo's."""
+    1 / 0.5 / 0.25, AdamW tensor by tensor, and the mixed pyramid (WST's branch at
+    strides 4 and 8). Nothing else differs: the rest of the model, the test side and the
+    schedule are the demo's."""
     demo, plain = load(DEMO_DET).to_dict(), load(NO_COPY_PASTE).to_dict()
     wrapped = demo['train_dataloader']['dataset']
     assert wrapped['type'] == 'MultiImageMixDataset'
@@ -613,8 +617,11 @@ def test_the_recipe_before_copy_paste_is_the_demo_detector_trained_as_before():
         assert sampler['type'] == 'mmwst.InstanceBalancedSampler' and sampler['num'] == 48
     assert demo['model']['roi_head']['stage_loss_weights'] == [1, 1, 1]
     roi_head = dict(demo['model']['roi_head'], stage_loss_weights=[1, 0.5, 0.25])
+    assert demo['model']['backbone']['pyramid'] == 'vit'
     expected['model'] = dict(
         demo['model'],
+        backbone=dict(demo['model']['backbone'], pyramid='mixed'),
+        neck=dict(demo['model']['neck'], in_channels=[32, 32, 64, 96]),
         roi_head=roi_head,
         train_cfg=dict(demo['model']['train_cfg'], rcnn=rcnn),
     )

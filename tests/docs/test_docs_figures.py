@@ -814,19 +814,20 @@ def test_demo_detector_tables_equal_the_csv():
                 wrong.append(f'demo_runs.json seed {run["seed"]}: {key}')
             if float(run['heldout_' + key]) != saved['held_out'][key]:
                 wrong.append(f'demo_runs.json seed {run["seed"]}: held-out {key}')
-    # the recipes' table: before copy-paste, copy-paste and the demo, seeds 0 / 1 / 2 per
-    # cell
+    # the recipes' table: before copy-paste, copy-paste, the positives shared out (all on
+    # the mixed pyramid) and the demo, seeds 0 / 1 / 2 per cell
     header, table = table_with('docs/dense_modes.md', 'missed, selection split', 'recipe')
-    before, copy_paste = (
+    before, copy_paste, balanced = (
         sorted((r for r in runs if r['run'] == name), key=lambda r: int(r['seed']))
-        for name in ('before-copy-paste', 'copy-paste')
+        for name in ('before-copy-paste', 'copy-paste', 'instance-balanced')
     )
     assert [c[0].replace('*', '') for c in table] == [
         'before copy-paste',
         'copy-paste, batches of 4, 48 regions',
         'and positives shared out per object, the stages weighed alike',
+        "and the ViT's last map as the fine levels (pyramid='vit')",
     ]
-    for cells, recipe in zip(table, (before, copy_paste, demo)):
+    for cells, recipe in zip(table, (before, copy_paste, balanced, demo)):
         for column, key in (
             ('validation bbox mAP', 'bbox_mAP'),
             ('held-out bbox mAP', 'heldout_bbox_mAP'),

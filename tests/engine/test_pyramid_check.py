@@ -33,7 +33,7 @@ def test_the_demo_models_fit_their_backbone():
 
 def test_a_neck_of_other_widths_is_named_with_the_fix():
     model = _build(DET, 'mmdet', **{'model.neck.in_channels': [32, 48, 64, 128]})
-    with pytest.raises(PyramidMismatchError, match=r'in_channels=\[32, 32, 64, 96\]'):
+    with pytest.raises(PyramidMismatchError, match=r'in_channels=\[64, 128, 64, 96\]'):
         check_pyramid(model)
 
 

@@ -1,9 +1,10 @@
 # The demo's detector (../shapes_cascade_mask_rcnn.py) with its training recipe before
 # copy-paste: each image as generated, batches of 8 at lr 1e-3, 64 regions per image in
 # each cascade stage drawn at random, the stages' losses weighed 1 / 0.5 / 0.25 (mmdet's
-# default), the optimizer's update tensor by tensor. The earlier figures of
+# default), the optimizer's update tensor by tensor, and the mixed pyramid the demo read
+# then (WST's branch state at strides 4 and 8, widths D/4). The earlier figures of
 # docs/dense_modes.md (the budget table, the side network's study and modes, Mona's
-# shapes row) come from this recipe; the model is the demo's.
+# shapes row) come from this recipe; the model is otherwise the demo's.
 _base_ = ['../shapes_cascade_mask_rcnn.py']
 
 train_pipeline = [
@@ -32,6 +33,8 @@ optim_wrapper = dict(
 )
 auto_scale_lr = dict(base_batch_size=8)
 model = dict(
+    backbone=dict(pyramid='mixed'),
+    neck=dict(in_channels=[32, 32, 64, 96]),  # D/4 = 32 twice, the side's last two stages
     roi_head=dict(stage_loss_weights=[1, 0.5, 0.25]),
     train_cfg=dict(
         rcnn=[
