@@ -166,6 +166,43 @@ def test_the_vit_pyramid_is_the_last_map_fine_and_the_side_network_coarse(host_g
     assert model.out_channels == (32, 64, 48, 64) and model.out_strides == (4, 8, 16, 32)
 
 
+def _patch_rank(fine: torch.Tensor) -> int:
+    """Affine rank of a stride-p/2 map's content per patch: its 2x2 cells of every patch
+    as one vector, centred over all patches."""
+    b, c, h, w = fine.shape
+    cells = fine.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5)
+    vectors = cells.reshape(-1, c * 4).double()
+    return int(torch.linalg.matrix_rank(vectors - vectors.mean(0), rtol=1e-5))  # fp32 maps
+
+
+@pytest.mark.parametrize('rank', [2, 3])
+def test_the_mixed_pyramids_fine_maps_come_from_r_numbers_per_patch(rank):
+    """Why the ViT's last map detects better (docs/dense_modes.md): the mixed pyramid's
+    fine maps are S_L = IDWT(W_{L-1}) and its transposed convolution (resampled), and S_L
+    is WST's last rank-r bottleneck's output, so over each patch its cells span an
+    r-dimensional affine subspace; pyramid='vit' reads the last patch map, whose content
+    per patch is not so confined."""
+    x = torch.randn(4, 3, 64, 64)
+    torch.manual_seed(0)
+    mixed = DenseTunedViT(
+        arch=ARCH, img_size=64, patch_size=8, wst=dict(rank=rank), hst=SIDE, pyramid='mixed'
+    ).eval()
+    states = []
+    spatial = mixed.wst.branch.spatial
+    mixed.wst.branch.spatial = lambda state: states.append(spatial(state)) or states[-1]
+    with torch.no_grad():
+        fine = mixed(x)[1]
+    # the last call is S_L, which the pyramid reads (at p = 8 max-pooled to stride 8)
+    pooled = torch.nn.functional.adaptive_max_pool2d(states[-1], fine.shape[-2:])
+    torch.testing.assert_close(fine, pooled, rtol=0, atol=0)
+    assert _patch_rank(states[-1]) == rank
+    vit = _build('vit', patch_size=8).eval()
+    with torch.no_grad():
+        fine = vit(x)[1]  # the last patch map itself at p = 8: one cell per patch
+    flat = fine.permute(0, 2, 3, 1).reshape(-1, fine.shape[1]).double()
+    assert int(torch.linalg.matrix_rank(flat - flat.mean(0), rtol=1e-5)) > 32
+
+
 @pytest.mark.parametrize(
     'kwargs, message',
     [
