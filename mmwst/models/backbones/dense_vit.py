@@ -60,7 +60,7 @@ class DenseTunedViT(TunedVisionTransformer):
     - ``'mixed'`` (WST and HST): WST's branch at strides 4 and 8 (``S_L`` upsampled 2x
       by a transposed convolution, and ``S_L``), the side network's last two stages at
       16 and 32; widths ``(D/4, D/4, C_3, C_4)``. The side network's first two stages
-      still run and feed the last two. The detection configs use it: on the shapes
+      still run and feed the last two. The COCO configs use it: on the shapes
       detector the side network's own stride-4/8 maps do not train the RoI heads, WST's
       do (docs/dense_modes.md).
     - ``'vit'`` (HST; WST optional): the last block's patch map, as the tuners leave it,

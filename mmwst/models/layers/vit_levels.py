@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .norm import LayerNorm2d
-from .wst_pyramid import OUT_STRIDES, _resample
+from .wst_pyramid import OUT_STRIDES, resample_to_strides
 
 
 def vit_levels_count(embed_dims: int) -> int:
@@ -47,8 +47,4 @@ class ViTFineLevels(nn.Module):
     def forward(self, patches: Tensor, image_size: tuple[int, int]) -> tuple[Tensor, Tensor]:
         """The two maps from the last patch map ``(B, h, w, D)``."""
         grid = self.norm(patches.permute(0, 3, 1, 2))  # (B, h, w, D) -> (B, D, h, w)
-        height, width = image_size
-        return tuple(
-            _resample(m, (-(-height // s), -(-width // s)))
-            for m, s in zip((self.up(grid), grid), self.out_strides)
-        )
+        return resample_to_strides((self.up(grid), grid), self.out_strides, image_size)

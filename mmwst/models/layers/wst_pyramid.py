@@ -65,10 +65,16 @@ class WSTPyramid(nn.Module):
             grid = self.norm(patches.permute(0, 3, 1, 2))  # (B, h, w, D) -> (B, D, h, w)
             coarse = F.max_pool2d(grid, kernel_size=2, stride=2, ceil_mode=True)
             maps += (grid, coarse)
-        height, width = image_size
-        return tuple(
-            _resample(m, (-(-height // s), -(-width // s))) for m, s in zip(maps, OUT_STRIDES)
-        )
+        return resample_to_strides(maps, OUT_STRIDES, image_size)
+
+
+def resample_to_strides(
+    maps: tuple[Tensor, ...], strides: tuple[int, ...], image_size: tuple[int, int]
+) -> tuple[Tensor, ...]:
+    """Each map on the grid of its stride for an image of ``image_size``,
+    ``ceil(H / s) x ceil(W / s)`` (what detectors and segmentors assume at that stride)."""
+    height, width = image_size
+    return tuple(_resample(m, (-(-height // s), -(-width // s))) for m, s in zip(maps, strides))
 
 
 def _resample(x: Tensor, size: tuple[int, int]) -> Tensor:
