@@ -26,3 +26,8 @@ mona_pyramid = dict(
     scales=(2.0, 1.0, 0.5, 0.25),
 )
 mona_pyramid_channels = [mona_width // 2, mona_width, mona_width, mona_width]
+# the detectors' neck: the simple feature pyramid, then mmdet's FPN of the demo's width
+mona_detector_neck = [
+    mona_pyramid,
+    dict(type='FPN', in_channels=mona_pyramid_channels, out_channels=64, num_outs=5),
+]

@@ -6,15 +6,4 @@
 # in docs/dense_modes.md.
 _base_ = ['../demo/dense_modes/no-copy-paste_shapes_cascade_mask_rcnn.py', './_shapes_vit.py']
 
-model = dict(
-    backbone={{_base_.mona_backbone}},
-    neck=[
-        {{_base_.mona_pyramid}},
-        dict(
-            type='FPN',
-            in_channels={{_base_.mona_pyramid_channels}},
-            out_channels=64,
-            num_outs=5,
-        ),
-    ],
-)
+model = dict(backbone={{_base_.mona_backbone}}, neck={{_base_.mona_detector_neck}})

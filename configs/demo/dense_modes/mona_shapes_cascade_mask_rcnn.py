@@ -6,15 +6,4 @@
 # the figures of docs/dense_modes.md, "The ViT's last map as the fine levels".
 _base_ = ['../shapes_cascade_mask_rcnn.py', '../../mona/_shapes_vit.py']
 
-model = dict(
-    backbone={{_base_.mona_backbone}},
-    neck=[
-        {{_base_.mona_pyramid}},
-        dict(
-            type='FPN',
-            in_channels={{_base_.mona_pyramid_channels}},
-            out_channels=64,
-            num_outs=5,
-        ),
-    ],
-)
+model = dict(backbone={{_base_.mona_backbone}}, neck={{_base_.mona_detector_neck}})

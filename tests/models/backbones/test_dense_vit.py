@@ -102,23 +102,31 @@ def test_the_side_network_reads_the_wst_branch():
     assert _build('hst').side.branch_bridges is None
 
 
+def _coarse_maps_equal_the_side_pyramids(model, side, x):
+    """``model``'s maps for ``x``, after checking that its two coarse ones equal the side
+    pyramid's of the same weights (``side``: a side-pyramid model, its weights replaced
+    by ``model``'s but the pyramid's)."""
+    with model.full_state_dict():
+        state = {k: v for k, v in model.state_dict().items() if not k.startswith('pyramid.')}
+    with side.full_state_dict():
+        side.load_state_dict(state)
+    with torch.no_grad():
+        outs, reference = model(x), side(x)
+    for level in (2, 3):
+        torch.testing.assert_close(outs[level], reference[level], rtol=0, atol=0)
+    return outs
+
+
 def test_the_mixed_pyramid_is_the_wst_branch_fine_and_the_side_network_coarse():
     """pyramid='mixed': the maps at strides 16 and 32 are the side network's last two
     stages, exactly as the side pyramid of the same weights gives them; those at 4 and 8
     are WST's branch state S_L and its 2x transposed convolution (at p = 16 untouched by
     any resampling); the widths follow."""
     mixed = _build('mixed').eval()
-    side = _build('wst+hst', seed=5).eval()
-    with mixed.full_state_dict():
-        state = {k: v for k, v in mixed.state_dict().items() if not k.startswith('pyramid.')}
-    with side.full_state_dict():
-        side.load_state_dict(state)
     x = torch.randn(2, 3, 64, 96)
+    outs = _coarse_maps_equal_the_side_pyramids(mixed, _build('wst+hst', seed=5).eval(), x)
     with torch.no_grad():
-        outs, reference = mixed(x), side(x)
         expected_up = mixed.pyramid.up(outs[1])
-    for level in (2, 3):
-        torch.testing.assert_close(outs[level], reference[level], rtol=0, atol=0)
     torch.testing.assert_close(outs[0], expected_up, rtol=0, atol=0)
     assert outs[1].shape[1] == ARCH['embed_dims'] // 4
     assert mixed.out_channels == (16, 16, 48, 64) and mixed.out_strides == (4, 8, 16, 32)
@@ -132,16 +140,8 @@ def test_the_vit_pyramid_is_the_last_map_fine_and_the_side_network_coarse(host_g
     one at 4 its 2x transposed convolution (at p = 8 untouched by any resampling)."""
     build = partial(_build, patch_size=8, host_grad=host_grad)
     model = build('vit').eval()
-    side = build('wst+hst', seed=5).eval()
-    with model.full_state_dict():
-        state = {k: v for k, v in model.state_dict().items() if not k.startswith('pyramid.')}
-    with side.full_state_dict():
-        side.load_state_dict(state)
     x = torch.randn(2, 3, 64, 96)
-    with torch.no_grad():
-        outs, reference = model(x), side(x)
-    for level in (2, 3):
-        torch.testing.assert_close(outs[level], reference[level], rtol=0, atol=0)
+    outs = _coarse_maps_equal_the_side_pyramids(model, build('wst+hst', seed=5).eval(), x)
     # the tokens the walk leaves after the last block (every tuner's hooks run; patch
     # tokens last), recorded on a second pass
     recorded = []
