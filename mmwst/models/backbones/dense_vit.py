@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from ...registry import MODELS
 from ..layers.hst_side import HSTSide
 from ..layers.vit_levels import ViTFineLevels, vit_levels_count
+from ..layers.wst_branch import patch_map
 from ..layers.wst_pyramid import WSTPyramid, wst_pyramid_count
 from ..tuners.hst import HST
 from ..tuners.wst import WST
@@ -250,13 +251,12 @@ class DenseTunedViT(TunedVisionTransformer):
         if self.pyramid_mode == 'side':
             return out
         if self.pyramid_mode == 'vit':  # the ViT's last map at strides 4, 8; the side's 16, 32
-            last = ctx.state.pop(LAST_TOKENS)[:, ctx.num_prefix :]
-            patches = last.unflatten(1, ctx.patch_resolution)
-            return (*self.pyramid(patches, x.shape[-2:]), *out[2:])
+            last = patch_map(ctx.state.pop(LAST_TOKENS), ctx.num_prefix, ctx.patch_resolution)
+            return (*self.pyramid(last, x.shape[-2:]), *out[2:])
         branch = self.wst.branch.spatial(ctx.state[self.wst])  # S_L = IDWT(W_{L-1})
         if self.pyramid_mode == 'mixed':  # WST's branch at strides 4, 8; the side's 16, 32
             return (*self.pyramid(branch, None, x.shape[-2:]), *out[2:])
-        patches = out[0][:, ctx.num_prefix :].unflatten(1, ctx.patch_resolution)
+        patches = patch_map(out[0], ctx.num_prefix, ctx.patch_resolution)
         return self.pyramid(branch, patches, x.shape[-2:])
 
     def _checkpointed_block(self, spec, tokens: Tensor, ctx) -> Tensor:
