@@ -1,7 +1,8 @@
 """Benchmark every method against the frozen forward and full fine-tuning.
 
     python tools/benchmark.py [--methods all|NAME ...] [--arch b|tiny] [--img-size 224]
-        [--batch 8] [--device cpu|cuda] [--amp none|bf16|fp16] [--warmup 2] [--repeats 5]
+        [--batch 8] [--device cpu|cuda] [--amp none|bf16|fp16] [--frozen-dtype none|bf16]
+        [--warmup 2] [--repeats 5]
         [--sdpa default|flash|efficient|cudnn|math] [--compile [BACKEND]]
         [--out docs/benchmark/cpu_vit-b16] [--profile hst dense_wst_hst]
         [--ops-only] [--no-counts]
@@ -27,7 +28,10 @@ closest to full fine-tuning with it. Each method runs in its own process; one th
 with its error and the others go on. --rounds N measures the whole list N times in turns
 (A B C, A B C, ...): each ratio is taken within its round, and the table gives the median
 over rounds with the spread ((largest - smallest) / median), the check that two runs of
-the same configuration agree. Writes Markdown, CSV, JSON and a PNG chart.
+the same configuration agree. --frozen-dtype bf16 holds the frozen host weights of every
+method (and of the frozen reference) in bf16, as a parameter-efficient run under bf16
+autocast would: they are then read without a cast. Writes Markdown, CSV, JSON and a
+PNG chart.
 """
 
 import argparse
@@ -66,6 +70,14 @@ def main(argv=None) -> int:
     parser.add_argument('--batch', type=int, default=8)
     parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
     parser.add_argument('--amp', choices=['none', 'bf16', 'fp16'], default='none')
+    parser.add_argument(
+        '--frozen-dtype',
+        choices=['none', 'bf16', 'fp16'],
+        default='none',
+        help="hold every method's frozen host weights in this type (the hosts' frozen_dtype; "
+        'full fine-tuning freezes nothing): with --amp of the same type they need no cast '
+        'in any step, as a parameter-efficient run on a GPU would hold them',
+    )
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument(
@@ -146,6 +158,7 @@ def main(argv=None) -> int:
         batch=args.batch,
         device=args.device,
         amp=args.amp,
+        frozen_dtype=None if args.frozen_dtype == 'none' else args.frozen_dtype,
         warmup=args.warmup,
         repeats=args.repeats,
         profile=args.profile,
@@ -161,9 +174,11 @@ def main(argv=None) -> int:
     rounds = f', median of {args.rounds} rounds in turns' if args.rounds > 1 else ''
     sources = sorted({r['peak_source'] for r in results if r.get('peak_source')})
     peak = f'; peak: {", ".join(sources)}' if sources else ''
+    frozen = f', frozen weights {args.frozen_dtype}' if args.frozen_dtype != 'none' else ''
     title = (
         f'ViT-{args.arch} {args.img_size}x{args.img_size}, batch {args.batch}, '
-        f'{args.device}, amp {args.amp}, sdpa {args.sdpa}, compile {args.compile or "off"}, '
+        f'{args.device}, amp {args.amp}{frozen}, sdpa {args.sdpa}, '
+        f'compile {args.compile or "off"}, '
         f'median of {args.repeats} after {warmup} warm-up{rounds}{peak}; '
         f'{machine_description(args.device)}'
     )

@@ -15,6 +15,9 @@
 #              BENCH_ROUNDS rounds in turns (default 2); WST and HST profiled
 #     dense    the dense backbone at 512, batch 8, through and beside the ViT, eager,
 #              BENCH_ROUNDS rounds; both profiled
+#     vit-frozen-bf16, dense-frozen-bf16  the vit and dense stages with every method's
+#              frozen ViT weights held in bf16 (--frozen-dtype bf16): no cast of them in
+#              any step, as a parameter-efficient run would hold them
 #     compile  ViT-B/16 224, batch 64 under torch.compile: full FT, LoRA, WST, HST
 #     dense-compile  the dense backbone at 512, batch 8, under torch.compile
 #     compile-hst  ViT-B/16 224, batch 64 under torch.compile: frozen, full FT and HST,
@@ -30,8 +33,9 @@
 #   they need through torchvision (tools/gpu/mmcv_ext_torchvision.py, installed as
 #   mmcv._ext): a stand-in for timing, not for training.
 #   GPU_SPEED_SECONDS: the time the whole call may take (default 600); a stage that would
-#   not fit in what is left (by its time on an H200: 290, 160, 330, about 240 (through
-#   the ViT alone: 200), 230, 330 (estimated), 165 and 85 s) is skipped and said so.
+#   not fit in what is left (by its time on an H200: 290, 160, the same for their
+#   frozen-bf16 twins, 330, about 240 (through the ViT alone: 200), 230, 330
+#   (estimated), 165 and 85 s) is skipped and said so.
 #   DEVICE, ARCH, VIT_SIZE/VIT_BATCH, DENSE_SIZE/DENSE_BATCH: for a dry run on a CPU
 #   (DEVICE=cpu ARCH=tiny VIT_SIZE=32 VIT_BATCH=2 DENSE_SIZE=64 DENSE_BATCH=1).
 # LOGDIR receives two files, gpu_speed.log and results.tar.gz (the benchmark's tables,
@@ -113,6 +117,11 @@ for s in "${stages[@]}"; do
         dense) bench dense_512_b8 160 "${dense[@]}" --rounds "$rounds" \
             --profile dense_wst_hst dense_beside_vit \
             --methods frozen full_finetune dense_wst_hst dense_beside_vit ;;
+        vit-frozen-bf16) bench vit_frozen_bf16_224_b64 290 "${vit[@]}" --rounds "$rounds" \
+            --frozen-dtype bf16 --profile hst --methods frozen full_finetune lora ssf rlrr wst hst ;;
+        dense-frozen-bf16) bench dense_frozen_bf16_512_b8 160 "${dense[@]}" --rounds "$rounds" \
+            --frozen-dtype bf16 --profile dense_beside_vit \
+            --methods frozen full_finetune dense_wst_hst dense_beside_vit ;;
         compile) bench compile_224_b64 330 "${vit[@]}" --compile \
             --methods frozen full_finetune lora wst hst ;;
         dense-compile) bench compile_dense_512_b8 240 "${dense[@]}" --compile \
@@ -128,7 +137,7 @@ for s in "${stages[@]}"; do
                 --out "$results/config_speed" "${small[@]}" ;;
         tests) stage tests 70 env MMWST_TEST_DEVICE="$device" "$python" -m pytest -m cuda \
             tests/cuda -q -rfE -p no:cacheprovider --junitxml="$results/cuda_tests.xml" ;;
-        *) say "unknown stage $s (vit dense compile dense-compile compile-hst compile-graphs configs tests)" ;;
+        *) say "unknown stage $s (vit dense vit-frozen-bf16 dense-frozen-bf16 compile dense-compile compile-hst compile-graphs configs tests)" ;;
     esac
 done
 pack

@@ -578,6 +578,10 @@ def test_cli_passes_the_new_options(tmp_path, monkeypatch):
     assert seen['rounds'] == 3 and seen['counts'] is True
     assert cli.main(['--methods', 'lora', '--no-counts', '--out', str(out)]) == 0
     assert seen['counts'] is False
+    assert seen['frozen_dtype'] is None
+    assert cli.main(['--methods', 'lora', '--frozen-dtype', 'bf16', '--out', str(out)]) == 0
+    assert seen['frozen_dtype'] == 'bf16'
+    assert ', frozen weights bf16,' in (tmp_path / 'bench.md').read_text().splitlines()[0]
     assert cli.main(['--methods', 'lora', '--rounds', '3', '--out', str(out)]) == 0
     assert 'median of 3 rounds in turns' in (tmp_path / 'bench.md').read_text().splitlines()[0]
     with pytest.raises(SystemExit):
@@ -621,6 +625,22 @@ def test_operators_are_counted_without_views_and_metadata():
     assert count_ops(lambda: a.t().reshape(-1))[1] == {'clone': 1}
     total, by_name = count_ops(lambda: torch.cat([a, b]).contiguous().transpose(0, 1).clone())
     assert by_name == {'cat': 1, 'clone': 1}
+
+
+def test_frozen_weights_in_bf16_spare_the_steps_their_casts():
+    """--frozen-dtype bf16 under bf16 autocast: the frozen ViT's weights are stored in
+    bf16, so LoRA's step and the merged inference no longer cast them (full fine-tuning,
+    which freezes nothing, is unchanged)."""
+    options = dict(TINY, amp='bf16', ops_only=True)
+    stored = {d: bench_measure.measure('lora', frozen_dtype=d, **options) for d in (None, 'bf16')}
+    assert stored['bf16']['frozen_dtype'] == 'bf16' and stored[None]['frozen_dtype'] is None
+    # 4 layers: qkv, proj and two MLP Linears, weight and bias each, cast every forward
+    assert stored[None]['train_ops'] - stored['bf16']['train_ops'] >= 4 * 8
+    assert stored[None]['infer_ops'] - stored['bf16']['infer_ops'] >= 4 * 8
+    full = {
+        d: bench_measure.measure('full_finetune', frozen_dtype=d, **options) for d in (None, 'bf16')
+    }
+    assert full[None]['train_ops'] == full['bf16']['train_ops']
 
 
 def test_graph_breaks_are_found_and_named():

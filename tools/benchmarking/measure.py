@@ -218,6 +218,7 @@ def measure(
     compile: str | None = None,
     ops_only: bool = False,
     counts: bool = True,
+    frozen_dtype: str | None = None,
 ) -> dict:
     """Measure one method in this process (called by the worker subprocess).
 
@@ -225,6 +226,9 @@ def measure(
     operators per training step and per inference forward, graph breaks - in seconds.
     ``counts=False`` leaves those counts out of a timing run (they are the same on every
     machine, and tracing for the graph breaks takes seconds per method).
+    ``frozen_dtype`` (``'bf16'``, ``'fp16'``) holds every method's frozen host weights in
+    that type, the frozen reference's too (full fine-tuning freezes nothing): with
+    ``amp`` of the same type the frozen weights then need no cast in any step.
 
     Order matters for peak memory: training is timed first (the resident-set peak of a
     fresh process is then the training peak), inference next, FLOPs last. Inference
@@ -247,7 +251,7 @@ def measure(
     if compile:
         warmup = max(warmup, 2)  # a guard that fails on the 2nd call recompiles in warm-up
         graphs_before = _compiled_graphs(), _compiled_graphs('graph_breaks')
-    model = build_classifier(method, arch, img_size).to(device)
+    model = build_classifier(method, arch, img_size, frozen_dtype=frozen_dtype).to(device)
     x = torch.randn(batch, 3, img_size, img_size, device=device)
     target = torch.randint(0, 100, (batch,), device=device)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -258,6 +262,7 @@ def measure(
         batch=batch,
         device=device,
         amp=amp,
+        frozen_dtype=frozen_dtype,
         sdpa=sdpa,
         compile=compile,
         warmup=warmup,
@@ -359,7 +364,8 @@ def measure(
             (infer_s,), firsts, graphs = _timed([infer], device, warmup, 2 * repeats)
             report['infer_s'] = report['frozen_infer_s'] = infer_s
         else:
-            reference = compiled(build_classifier('frozen', arch, img_size).to(device).eval())
+            frozen = build_classifier('frozen', arch, img_size, frozen_dtype=frozen_dtype)
+            reference = compiled(frozen.to(device).eval())
 
             def infer_frozen():
                 with torch.no_grad(), autocast():
@@ -672,7 +678,8 @@ def run_all(
                 print(f'[benchmark] interrupted at {method}: reporting {kept}', flush=True)
                 return add_peak_shares(combine_rounds(measured), peak_tflops)
             result['wall_s'] = time.perf_counter() - start
-            for key in ('arch', 'img_size', 'batch', 'device', 'amp', 'sdpa', 'compile'):
+            keys = ('arch', 'img_size', 'batch', 'device', 'amp', 'frozen_dtype', 'sdpa', 'compile')
+            for key in keys:
                 result.setdefault(key, options.get(key))
             results.append(result)
             if 'error' in result:

@@ -50,7 +50,12 @@ def base_method(method: str) -> str:
     return base
 
 
-def build_classifier(method: str, arch: str, img_size: int, num_classes: int = 100):
+def build_classifier(
+    method: str, arch: str, img_size: int, num_classes: int = 100, frozen_dtype: str | None = None
+):
+    """The method's backbone under a linear head. ``frozen_dtype`` (``'bf16'``,
+    ``'fp16'``) holds the frozen host weights in that type (the hosts' own option; full
+    fine-tuning freezes nothing, so it keeps float32 weights)."""
     import torch
     from torch import nn
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -58,6 +63,8 @@ def build_classifier(method: str, arch: str, img_size: int, num_classes: int = 1
     from mmwst.models import DenseTunedViT, TunedVisionTransformer
 
     kwargs = dict(ARCHS[arch], img_size=img_size, with_cp=method.endswith(CP_SUFFIX))
+    if frozen_dtype is not None:
+        kwargs['frozen_dtype'] = frozen_dtype
     method = base_method(method)
     if method in ('dense_wst_hst', 'dense_beside_vit'):
         if arch == 'tiny':

@@ -265,11 +265,22 @@ class TunableHostMixin:
 
     def _store_frozen(self) -> None:
         """Hold the frozen host parameters in ``frozen_dtype`` (half their memory in
-        bf16); what trains stays in float32."""
+        bf16); what trains stays in float32, and so does a frozen parameter of a
+        normalisation layer another of whose parameters trains (BitFit's LayerNorms: the
+        weight beside a trained bias), since a norm's weight and bias must share a type
+        and autocast does not cast them on every device."""
         if self.frozen_dtype is None:
             return
+        kept = {
+            id(param)
+            for module in self.host_modules()
+            if isinstance(module, NORM_LAYERS)
+            and any(p.requires_grad for p in module.parameters(recurse=False))
+            for param in module.parameters(recurse=False)
+        }
         for _, param in self.host_named_parameters():
-            dtype = torch.float32 if param.requires_grad else self.frozen_dtype
+            trained = param.requires_grad or id(param) in kept
+            dtype = torch.float32 if trained else self.frozen_dtype
             if param.dtype != dtype:
                 param.data = param.data.to(dtype)
 
@@ -402,6 +413,9 @@ class TunableHostMixin:
                     tuner.unmerge(self)
                 tuner.merged = False
 
+
+#: Layers whose weight and bias one operator reads together, in one type.
+NORM_LAYERS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase)
 
 _FROZEN_DTYPES = {'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16, 'fp16': torch.float16,
                   'float16': torch.float16}  # yapf: disable

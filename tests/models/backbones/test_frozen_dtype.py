@@ -66,6 +66,28 @@ def test_frozen_weights_in_bf16_trainables_and_outputs_in_float32(kind):
     assert relative < 2e-2, relative
 
 
+@pytest.mark.parametrize('kind', list(HOSTS))
+def test_bitfit_trains_norm_biases_beside_their_frozen_weights(kind):
+    """BitFit trains every bias, the LayerNorms' too: their frozen weights stay float32
+    beside them (one norm operator reads both), the Linears' weights go to bf16, and a
+    training step runs with outputs close to the float32 model's."""
+    cls, kwargs, shape = HOSTS[kind]
+    full, half = _pair(cls, [dict(type='mmwst.BitFit')], **kwargs)
+    norms = [m for m in half.host_modules() if isinstance(m, torch.nn.LayerNorm)]
+    linears = [m for m in half.host_modules() if isinstance(m, torch.nn.Linear)]
+    assert norms and linears
+    assert all(n.weight.dtype == torch.float32 and not n.weight.requires_grad for n in norms)
+    assert all(n.bias.requires_grad for n in norms)
+    assert {m.weight.dtype for m in linears} == {torch.bfloat16}
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected, got = full(x)[0], half(x)[0]
+    assert ((got - expected).norm() / expected.norm()).item() < 2e-2
+    half.train()
+    half(x)[0].sum().backward()
+    assert all(n.bias.grad is not None and n.bias.grad.dtype == torch.float32 for n in norms)
+
+
 def test_training_step_updates_the_tuners_and_never_the_frozen_weights():
     cls, kwargs, shape = HOSTS['vit']
     _, model = _pair(cls, [dict(type='mmwst.LoRA', rank=4)], **kwargs)
