@@ -273,8 +273,8 @@ def test_ratios_follow_the_timed_runs(monkeypatch):
     costs = {'frozen': (None, 0.25), 'lora': (3.0, 0.5)}
     real_build = bench_measure.build_classifier
 
-    def build(method, arch, img_size):
-        model = real_build(method, arch, img_size)
+    def build(method, arch, img_size, frozen_dtype=None):
+        model = real_build(method, arch, img_size, frozen_dtype=frozen_dtype)
         train_s, infer_s = costs[method]
 
         def tick(module, args):

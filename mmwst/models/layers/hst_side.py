@@ -289,7 +289,11 @@ class HSTSide(nn.Module):
         # g_l = LN_l(T_s(m_l)): (B * M, k * C_s), one group per layer, normalised with that
         # layer's weight and bias; the norms' weights ride in the attention biases' copy
         attns = [b.attn for b in blocks]
-        weights = stage_weights(attns, ([n.weight for n in norms], [n.bias for n in norms]))
+        # under autocast, the blocks' MLPs join the copy: all their weights cast at once
+        low = _autocast_dtype(tokens.device.type)
+        mlps = [(b.mlp[0], b.mlp[2]) for b in blocks] if low is not None else ()
+        vectors = ([n.weight for n in norms], [n.bias for n in norms])
+        weights = stage_weights(attns, vectors, mlps, low)
         g = F.group_norm(
             meta.reshape(batch * keys, depth * channels),
             depth,
@@ -310,6 +314,7 @@ class HSTSide(nn.Module):
         for j, block in enumerate(blocks):
             own = (terms.queries[j], terms.offsets[j], terms.values[j])
             own += (None if fold else terms.proj_bias[j],)
+            own += (weights.mlp[j],) if weights.mlp else ()
             tokens = block(tokens, None, fines[j], terms=own)
         fmap = self.net.finish(stage, tokens, hw)
         return replace(state, maps=(*state.maps, fmap), pending=())
@@ -342,6 +347,13 @@ class HSTSide(nn.Module):
             projected = F.interpolate(projected, size=hw, mode='bilinear', align_corners=False)
         # (k * B, C_s, H_s, W_s) -> (k, B, C_s, H_s * W_s) -> (B, H_s * W_s, k, C_s)
         return projected.flatten(2).unflatten(0, (depth, batch)).permute(1, 3, 0, 2)
+
+
+def _autocast_dtype(device_type: str) -> torch.dtype | None:
+    """Autocast's lower precision where it is on for ``device_type``, else None."""
+    if not torch.is_autocast_enabled(device_type):
+        return None
+    return torch.get_autocast_dtype(device_type)
 
 
 def _resized_tokens(fmap: Tensor, size: tuple[int, int]) -> Tensor:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 if TYPE_CHECKING:
     from .side_network import MetaCrossAttention
@@ -30,38 +30,74 @@ class StageWeights(NamedTuple):
     query_bias: Tensor | None  # b_q of every block (k, C, 1), or None
     proj_bias: Tensor  # (k, C)
     extra: tuple[Tensor, ...]  # the caller's vector groups, each (k, C)
+    #: with ``mlps``: each block's ``(W_1, b_1, W_2, b_2)`` as its MLP's Linears read them
+    mlp: tuple[tuple[Tensor, Tensor, Tensor, Tensor], ...] = ()
 
 
 def stage_weights(
-    attns: Sequence[MetaCrossAttention], extra: Sequence[Sequence[Tensor]] = ()
+    attns: Sequence[MetaCrossAttention],
+    extra: Sequence[Sequence[Tensor]] = (),
+    mlps: Sequence[tuple[nn.Linear, nn.Linear]] = (),
+    dtype: torch.dtype | None = None,
 ) -> StageWeights:
     """Copy the weights of ``k`` cross-attentions (and the caller's ``extra`` groups of
     ``k`` vectors of their width, e.g. LayerNorm weights) into one tensor, rows
-    ``[W_q, W_p^T]``, ``[W_k, W_v]``, then the vectors, for :func:`key_terms`."""
+    ``[W_q, W_p^T]``, ``[W_k, W_v]``, then the vectors, for :func:`key_terms`.
+
+    ``dtype`` (autocast's lower precision, under autocast): everything that feeds a
+    matrix product - the attentions' weights and biases and, with ``mlps`` (the blocks'
+    two MLP Linears), the MLPs' - is cast to it in one copy instead of one cast per
+    weight and per product, and each gradient comes back through one cast; ``extra``
+    keeps the parameters' type (norms run in float32 under autocast). The MLP weights
+    ride as rows of the attentions' width: ``W_1`` (H, C) as it is, ``W_2`` (C, H) read
+    as H rows of C (its own memory, no transpose), the biases as rows where ``C``
+    divides their length.
+    """
     k, dim = len(attns), attns[0].proj.weight.shape[0]
     biased = attns[0].q.bias is not None
-    groups = [[a.proj.bias for a in attns], *extra]
+    vectors = [[a.proj.bias for a in attns]]
     if biased:
-        groups = [
+        vectors = [
             [b for a in attns for b in (a.k.bias, a.v.bias)],
             [a.q.bias for a in attns],
-            *groups,
+            *vectors,
         ]
-    rows = (
-        [w for a in attns for w in (a.q.weight, a.proj.weight.t())]
-        + [w for a in attns for w in (a.k.weight, a.v.weight)]
-        + [v.unsqueeze(0) for g in groups for v in g]
-    )
-    sizes = [2 * k * dim, 2 * k * dim] + [len(g) for g in groups]
-    parts = list(torch.cat(rows).split(sizes))  # (4kC + vectors, C)
+    rows = [w for a in attns for w in (a.q.weight, a.proj.weight.t())]
+    rows += [w for a in attns for w in (a.k.weight, a.v.weight)]
+    mlp_rows, mlp_biases = [], []
+    hidden = mlps[0][0].weight.shape[0] if mlps else 0
+    rowed = len(mlps) > 0 and hidden % dim == 0 and all(f.bias is not None for m in mlps for f in m)
+    for fc1, fc2 in mlps:
+        mlp_rows += [fc1.weight, fc2.weight.reshape(hidden, dim)]  # (H, C) each, views
+        if rowed:
+            mlp_biases += [fc1.bias.reshape(hidden // dim, dim), fc2.bias.unsqueeze(0)]
+    low = [*rows, *mlp_rows, *(v.unsqueeze(0) for g in vectors for v in g), *mlp_biases]
+    high = [v.unsqueeze(0) for g in extra for v in g]
+    sizes = [2 * k * dim, 2 * k * dim, *(w.shape[0] for w in mlp_rows)]
+    sizes += [len(g) for g in vectors] + [b.shape[0] for b in mlp_biases]
+    copied = torch.cat(low + high)  # (4kC + MLP rows + vectors, C)
+    rest = [len(g) for g in extra]
+    if dtype is not None and dtype != copied.dtype:
+        matmul, kept = copied.split([sum(sizes), sum(rest)])
+        parts = [*matmul.to(dtype).split(sizes), *(kept.split(rest) if rest else ())]
+    else:  # one split: its backward joins the gradients in one kernel
+        parts = list(copied.split(sizes + rest))
     query_out = parts.pop(0).reshape(2 * k, dim, dim)
     key_value = parts.pop(0).reshape(2 * k, dim, dim).transpose(1, 2)
+    weights = [parts.pop(0) for _ in mlp_rows]
     kv_bias = q_bias = None
     if biased:
         kv_bias = parts.pop(0).unsqueeze(1)
         q_bias = parts.pop(0).unsqueeze(2)
     proj_bias = parts.pop(0)
-    return StageWeights(query_out, key_value, kv_bias, q_bias, proj_bias, tuple(parts))
+    mlp = []
+    for j, (fc1, fc2) in enumerate(mlps):
+        w1, w2 = weights[2 * j], weights[2 * j + 1].reshape(fc2.weight.shape)
+        b1, b2 = fc1.bias, fc2.bias
+        if mlp_biases:
+            b1, b2 = parts.pop(0).reshape(-1), parts.pop(0).reshape(-1)
+        mlp.append((w1, b1, w2, b2))
+    return StageWeights(query_out, key_value, kv_bias, q_bias, proj_bias, tuple(parts), tuple(mlp))
 
 
 def paired_keys(*parts: Tensor) -> Tensor:

@@ -367,14 +367,15 @@ class SideBlock(nn.Module):
         """``x`` (B, N, C), ``kv`` (B, M, C), ``fine`` (B, N, C) -> (B, N, C).
 
         ``terms``: this block's ``(query, offset, values, proj_bias)`` as its stage
-        computed them for all its blocks at once (:func:`key_terms`); ``kv`` is then not
-        read. Either way the block runs as a module call (:meth:`run`), so that forward
-        hooks (the benchmark's profiler) see it."""
+        computed them for all its blocks at once (:func:`key_terms`), and optionally its
+        MLP's ``(W_1, b_1, W_2, b_2)`` as the stage copied them
+        (:func:`~.side_keys.stage_weights`); ``kv`` is then not read. Either way the
+        block runs as a module call (:meth:`run`), so that forward hooks (the
+        benchmark's profiler) see it."""
         if terms is None:
             keys = key_terms([self.attn], paired_keys(kv.unsqueeze(2)))
             terms = (keys.queries[0], keys.offsets[0], keys.values[0], keys.proj_bias[0])
-        query, offset, values, proj_bias = terms
-        return self.run(x, query, offset, values, fine, proj_bias)
+        return self.run(x, terms[0], terms[1], terms[2], fine, *terms[3:])
 
     def run(
         self,
@@ -384,6 +385,7 @@ class SideBlock(nn.Module):
         values: Tensor,
         fine: Tensor,
         proj_bias: Tensor | None = None,
+        mlp: tuple[Tensor, Tensor, Tensor, Tensor] | None = None,
     ) -> Tensor:
         """The block on side tokens ``x`` (B, N, C) from its keys' precomputed
         :class:`KeyTerms` (``query``, ``offset``, ``values``) and ``fine`` (B, N, C).
@@ -391,7 +393,8 @@ class SideBlock(nn.Module):
         ``proj_bias`` None: ``fine`` already holds the output projection's bias (only
         without active stochastic depth), and ``x + fine + attention`` is one
         ``baddbmm``; otherwise ``proj_bias`` (C,) is added to the attention output
-        before its DropPath."""
+        before its DropPath. ``mlp``: the MLP's ``(W_1, b_1, W_2, b_2)`` as the caller
+        copied them (cast once for a whole stage under autocast); None reads its own."""
         attn = self.attn.weights(x, query, offset, norm=self.norm1)  # (B, N, heads * M)
         if proj_bias is None and x.dtype == values.dtype:
             x = torch.baddbmm(x + fine, attn, values)
@@ -400,9 +403,11 @@ class SideBlock(nn.Module):
         else:
             out = torch.baddbmm(proj_bias.to(values.dtype), attn.to(values.dtype), values)
             x = x + self.drop_path(out) + fine
-        fc1, _, fc2 = self.mlp
-        hidden = norm_then_matmul(x, self.norm2, fc1.weight, fc1.bias)
-        return x + self.drop_path(gelu_linear(hidden, fc2.weight, fc2.bias))
+        if mlp is None:
+            fc1, _, fc2 = self.mlp
+            mlp = (fc1.weight, fc1.bias, fc2.weight, fc2.bias)
+        hidden = norm_then_matmul(x, self.norm2, mlp[0], mlp[1])
+        return x + self.drop_path(gelu_linear(hidden, mlp[2], mlp[3]))
 
 
 class HierarchicalSideNetwork(nn.Module):
