@@ -964,3 +964,45 @@ def test_pretraining_choice_table_equals_the_probe_records():
         means[name] = sum(val) / 7
     assert not wrong, '\n'.join(wrong)
     assert max(means, key=means.get) == 'fractaldb-256'
+
+
+def test_bf16_operator_table_equals_the_json():
+    """docs/benchmark.md's operators per training step under bf16 autocast, row by row
+    against the three --ops-only runs (float32; bf16; bf16 with the frozen weights held in
+    bf16), and the H200 eager step ratios it sets beside them against that run's JSON."""
+    runs = {
+        name: {r['method']: r for r in json.loads(read(f'docs/benchmark/{name}.json'))}
+        for name in ('cpu_ops_fp32', 'cpu_ops_bf16', 'cpu_ops_bf16_frozen')
+    }
+    assert {r.get('amp') for r in runs['cpu_ops_bf16'].values()} == {'bf16'}
+    assert {r.get('frozen_dtype') for r in runs['cpu_ops_bf16_frozen'].values()} == {'bf16'}
+    gpu = {}
+    for raw in ('h200_rework_vit-b16_224_b64', 'h200_rework_dense_512_b8'):
+        gpu.update({r['method']: r for r in json.loads(read(f'docs/benchmark/{raw}.json'))})
+    header, rows = table_with('docs/benchmark.md', 'bf16, frozen weights bf16')
+    col = {name: header.index(name) for name in header}
+    columns = {'float32': 'cpu_ops_fp32', 'bf16': 'cpu_ops_bf16'}
+    columns['bf16, frozen weights bf16'] = 'cpu_ops_bf16_frozen'
+    wrong = []
+    for cells in rows:
+        method = cells[0].strip('`')
+        full = {name: runs[name]['full_finetune']['train_ops'] for name in runs}
+        for label, name in columns.items():
+            ops = runs[name][method]['train_ops']
+            if cells[col[label]] != f'{ops:,}':
+                wrong.append(f'{method}: {label} {cells[col[label]]}, the JSON has {ops}')
+        for label, name in (
+            ('/ full FT', 'cpu_ops_bf16'),
+            ('frozen bf16 / full FT', 'cpu_ops_bf16_frozen'),
+        ):
+            ratio = runs[name][method]['train_ops'] / full[name]
+            if not agrees(cells[col[label]].rstrip('x'), f'{ratio:.4f}'):
+                wrong.append(f'{method}: {label} {cells[col[label]]}, the JSON gives {ratio}')
+        quoted = cells[col['H200 eager step / full FT']]
+        if method in gpu and 'train_vs_full_ft' in gpu[method]:
+            if not agrees(quoted.rstrip('x'), f'{gpu[method]["train_vs_full_ft"]:.4f}'):
+                wrong.append(f'{method}: H200 {quoted}, the JSON has {gpu[method]}')
+        else:
+            assert quoted == '-', method
+    assert len(rows) >= 8
+    assert not wrong, '\n'.join(wrong)
