@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .casting import autocast_dtype, cast_in_one_copy
 from .side_keys import key_terms, paired_keys, stage_weights
 from .side_network import HierarchicalSideNetwork
 
@@ -49,12 +50,15 @@ class SideState:
     ``branch_transform``: set by a caller that passes WST's sub-bands ``T_{l+1}``
     ``(B, h, w, D)`` as each layer's branch instead of the branch state ``S_{l+1}``; the
     side network then maps them to ``S_{l+1}`` itself, once per stage for all its
-    layers (e.g. ``WSTBranch.spatial``)."""
+    layers (e.g. ``WSTBranch.spatial``); ``meta``: every layer's meta tokens (each
+    ``(1, M, D)``) in the ViT tokens' type, cast in one copy where it differs from theirs
+    (:meth:`HSTSide.cast_meta`)."""
 
     maps: tuple[Tensor, ...] = ()
     pending: tuple[_Layer, ...] = ()
     grid: tuple[int, int] | None = None
     branch_transform: Callable[[Tensor], Tensor] | None = None
+    meta: tuple[Tensor, ...] | None = None
 
     @property
     def fmap(self) -> Tensor | None:
@@ -194,9 +198,20 @@ class HSTSide(nn.Module):
             nn.init.trunc_normal_(bridge.weight, std=0.02)
             nn.init.zeros_(bridge.bias)
 
-    def meta(self, index: int, like: Tensor) -> Tensor:
-        """``M_index`` for a batch of tokens ``like`` (B, N, D): ``(B, M, D)``."""
+    def meta(self, index: int, like: Tensor, state: SideState | None = None) -> Tensor:
+        """``M_index`` for a batch of tokens ``like`` (B, N, D): ``(B, M, D)``; from
+        ``state.meta`` where :meth:`cast_meta` cast them all at once."""
+        if state is not None and state.meta is not None:
+            return state.meta[index].to(like.dtype).expand(like.shape[0], -1, -1)
         return self.meta_tokens[index].to(like.dtype).expand(like.shape[0], -1, -1)
+
+    def cast_meta(self, state: SideState, dtype: torch.dtype) -> SideState:
+        """``state`` with every layer's meta tokens in ``dtype``, cast in one copy (one
+        kernel forward and one backward instead of one per layer each), where ``dtype``
+        is not theirs - the tokens of a frozen host held in bf16."""
+        if self.meta_tokens is None or self.meta_tokens[0].dtype == dtype:
+            return state
+        return replace(state, meta=cast_in_one_copy(list(self.meta_tokens), dtype))
 
     def step(
         self,
@@ -290,7 +305,7 @@ class HSTSide(nn.Module):
         # layer's weight and bias; the norms' weights ride in the attention biases' copy
         attns = [b.attn for b in blocks]
         # under autocast, the blocks' MLPs join the copy: all their weights cast at once
-        low = _autocast_dtype(tokens.device.type)
+        low = autocast_dtype(tokens.device.type)
         mlps = [(b.mlp[0], b.mlp[2]) for b in blocks] if low is not None else ()
         vectors = ([n.weight for n in norms], [n.bias for n in norms])
         weights = stage_weights(attns, vectors, mlps, low)
@@ -347,13 +362,6 @@ class HSTSide(nn.Module):
             projected = F.interpolate(projected, size=hw, mode='bilinear', align_corners=False)
         # (k * B, C_s, H_s, W_s) -> (k, B, C_s, H_s * W_s) -> (B, H_s * W_s, k, C_s)
         return projected.flatten(2).unflatten(0, (depth, batch)).permute(1, 3, 0, 2)
-
-
-def _autocast_dtype(device_type: str) -> torch.dtype | None:
-    """Autocast's lower precision where it is on for ``device_type``, else None."""
-    if not torch.is_autocast_enabled(device_type):
-        return None
-    return torch.get_autocast_dtype(device_type)
 
 
 def _resized_tokens(fmap: Tensor, size: tuple[int, int]) -> Tensor:

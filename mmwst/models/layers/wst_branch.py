@@ -24,10 +24,13 @@ consumer reads it (the dense pyramid, the side network's bridges).
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .casting import cast_in_one_copy
 from .wavelet import DWT2d, IDWT2d
 
 
@@ -120,13 +123,28 @@ class WSTBranch(nn.Module):
         ``(B, h, w, D)``."""
         return self.dwt(self.patch_embed(image), channels_last=True)
 
-    def step(self, index: int, bands: Tensor, patches: Tensor) -> Tensor:
+    def cast_bottlenecks(self, dtype: torch.dtype) -> tuple[tuple[Tensor, ...], ...]:
+        """Every layer's bottleneck ``(D_l weight, D_l bias, U_l weight, U_l bias)`` in
+        ``dtype`` (autocast's, under autocast), cast in one copy for all layers instead of
+        four casts per layer at its products and four back (:func:`cast_in_one_copy`):
+        for :meth:`step`'s ``weights``."""
+        params = [
+            t for d, u in zip(self.down, self.up) for t in (d.weight, d.bias, u.weight, u.bias)
+        ]
+        cast = cast_in_one_copy(params, dtype)
+        return tuple(cast[i : i + 4] for i in range(0, len(cast), 4))
+
+    def step(
+        self, index: int, bands: Tensor, patches: Tensor, weights: Sequence[Tensor] | None = None
+    ) -> Tensor:
         """One wavelet block: ``W_l = U_l(D_l(T_l + X_l))``, also the next state.
 
         Args:
             index (int): The layer ``l``.
             bands (Tensor): ``T_l = DWT(S_l)`` channels-last, ``(B, h, w, D)``.
             patches (Tensor): ``X_l`` channels-last, ``(B, h, w, D)``.
+            weights (Sequence[Tensor], optional): This layer's entry of
+                :meth:`cast_bottlenecks`; None reads the parameters themselves.
 
         Returns:
             Tensor: ``W_l`` channels-last ``(B, h, w, D)`` (reshape to ``(B, h * w, D)``
@@ -139,7 +157,10 @@ class WSTBranch(nn.Module):
                 'patch grid the branch was embedded on (a tuner that adds or removes tokens '
                 'must leave them as it found them)'
             )
-        return self.up[index](self.down[index](bands + patches))  # Z_l -> W_l: (B, h, w, D)
+        if weights is None:
+            return self.up[index](self.down[index](bands + patches))  # Z_l -> W_l
+        down_weight, down_bias, up_weight, up_bias = weights
+        return F.linear(F.linear(bands + patches, down_weight, down_bias), up_weight, up_bias)
 
     def spatial(self, bands: Tensor) -> Tensor:
         """The branch state ``S = IDWT(T)``: ``(B, h, w, D)`` -> ``(B, D/4, 2h, 2w)``."""

@@ -219,14 +219,15 @@ class HST(BaseTuner):
     def before_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
         # reading WST's sub-bands T_{l+1}, the side network makes S_{l+1} itself, per stage
         spatial = self._branch[0].branch.spatial if self._branch else None
-        ctx.state[self] = SideState(branch_transform=spatial)
+        ctx.state[self] = self.side.cast_meta(SideState(branch_transform=spatial), x.dtype)
         return x
 
     def before_block(self, index: int, x: Tensor, ctx: TokenContext) -> Tensor:
         if self.key != 'meta':
             return x
         ctx.num_prefix += self.num_meta_tokens
-        return torch.cat([self.side.meta(index, x), x], dim=1)  # (B, M + N, D)
+        meta = self.side.meta(index, x, ctx.state[self])
+        return torch.cat([meta, x], dim=1)  # (B, M + N, D)
 
     def after_block(self, index: int, x: Tensor, ctx: TokenContext) -> Tensor:
         # m_l: the first M tokens (or the class token); F_l: the last h*w (B, h, w, D),

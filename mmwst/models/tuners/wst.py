@@ -7,9 +7,13 @@ import numbers
 from torch import Tensor
 
 from ...registry import MODELS
+from ..layers.casting import autocast_dtype
 from ..layers.wavelet import DWT2d
 from ..layers.wst_branch import WSTBranch, add_to_patches, patch_map, wst_branch_count
 from .base import BaseTuner, HostSpec, TokenContext
+
+#: ``ctx.state`` key (with the tuner) of the bottlenecks cast once under autocast
+BOTTLENECKS = 'wst_bottlenecks'
 
 
 @MODELS.register_module()
@@ -159,12 +163,24 @@ class WST(BaseTuner):
     def before_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
         # this pass's state: T_l = DWT(S_l), the branch in the wavelet domain
         ctx.state[self] = self.branch.embed(ctx.image)  # T_0: (B, h, w, D)
+        # under autocast, every layer's bottleneck cast to its type in one copy
+        low = autocast_dtype(ctx.image.device.type)
+        if low is not None:
+            ctx.state[BOTTLENECKS, self] = self.branch.cast_bottlenecks(low)
         return x
 
     def before_block(self, index: int, x: Tensor, ctx: TokenContext) -> Tensor:
         patches = patch_map(x, ctx.num_prefix, ctx.patch_resolution)  # X_l: (B, h, w, D)
+        cast = ctx.state.get((BOTTLENECKS, self))
         # W_l, which is also T_{l+1} = DWT(IDWT(W_l))
-        ctx.state[self] = self.branch.step(index, ctx.state[self], patches)
+        if cast is None:
+            ctx.state[self] = self.branch.step(index, ctx.state[self], patches)
+        else:
+            ctx.state[self] = self.branch.step(index, ctx.state[self], patches, cast[index])
+        return x
+
+    def after_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
+        ctx.state.pop((BOTTLENECKS, self), None)
         return x
 
     def after_block(self, index: int, x: Tensor, ctx: TokenContext) -> Tensor:

@@ -182,3 +182,37 @@ def test_host_memory_tool_reports_an_allocation_of_known_size(monkeypatch, held_
     assert row['trainable_params'] == 1024 + 2 and row['frozen_params'] == 0
     assert row['step_peak_mb'] == pytest.approx(held_mib, abs=0.1)
     assert row['peak_mb'] == pytest.approx(row['weights_mb'] + held_mib, abs=0.1)
+
+
+def test_hst_casts_its_meta_tokens_to_a_bf16_host_in_one_copy(monkeypatch):
+    """With the frozen ViT in bf16 the tokens run in bf16: HST casts the meta tokens of
+    all layers in one copy (one cast forward, one backward) instead of one per layer,
+    with the same outputs and gradients bit for bit; the step compiles whole."""
+    import torch._dynamo
+
+    from mmwst.models.layers import HSTSide
+    from tools.benchmarking.ops import count_ops
+
+    hst = dict(type='mmwst.HST', channels=(8, 12, 16, 32), num_heads=(1, 2, 2, 4))
+    model = TunedVisionTransformer(
+        arch=ARCH, img_size=32, patch_size=8, tuners=[hst], frozen_dtype='bf16'
+    ).train()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        model(x)[0].sum().backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    once = step()
+    casts = count_ops(step)[1]['_to_copy']
+    with monkeypatch.context() as patch:  # a cast per layer, as each layer reads its own
+        patch.setattr(HSTSide, 'cast_meta', lambda self, state, dtype: state)
+        per_layer = step()
+        per_layer_casts = count_ops(step)[1]['_to_copy']
+    assert once.keys() == per_layer.keys() and any('meta_tokens' in n for n in once)
+    assert all(torch.equal(once[n], per_layer[n]) for n in once)
+    layers = ARCH['num_layers']
+    assert per_layer_casts - casts == 2 * (layers - 1), (per_layer_casts, casts)
+    torch._dynamo.reset()
+    assert torch._dynamo.explain(model)(x).graph_break_count == 0

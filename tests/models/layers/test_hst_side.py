@@ -213,7 +213,7 @@ def test_under_autocast_a_stage_casts_its_weights_in_one_copy(kind, monkeypatch)
     batched, batched_grads = _autocast_step(model, x)
     casts = count_ops(lambda: _autocast_step(model, x))[1]['_to_copy']
     with monkeypatch.context() as patch:  # autocast's own casts, operator by operator
-        patch.setattr(hst_side, '_autocast_dtype', lambda device_type: None)
+        patch.setattr(hst_side, 'autocast_dtype', lambda device_type: None)
         plain, plain_grads = _autocast_step(model, x)
         plain_casts = count_ops(lambda: _autocast_step(model, x))[1]['_to_copy']
     assert all(torch.equal(a, b) for a, b in zip(batched, plain))

@@ -1,0 +1,32 @@
+"""Casting many small parameters for autocast in one copy.
+
+Under autocast every float32 weight a matrix product reads is cast to the lower
+precision at that product, and its gradient cast back: two kernels per weight and step.
+A branch or side network of many small layers (WST's bottlenecks, HST's meta tokens)
+pays more in these launches than in arithmetic. :func:`cast_in_one_copy` casts a list
+of parameters with one concatenation and one cast instead - the same values (a cast
+rounds each element alone), and in the backward pass one concatenation of the
+gradients and one cast back, each parameter's gradient a contiguous piece of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+
+def autocast_dtype(device_type: str) -> torch.dtype | None:
+    """Autocast's lower precision where it is on for ``device_type``, else None."""
+    if not torch.is_autocast_enabled(device_type):
+        return None
+    return torch.get_autocast_dtype(device_type)
+
+
+def cast_in_one_copy(tensors: Sequence[Tensor], dtype: torch.dtype) -> tuple[Tensor, ...]:
+    """``tensors`` cast to ``dtype``, each in its own shape, by one concatenation of
+    their elements and one cast (views of that one copy); gradients flow back to each."""
+    flat = torch.cat([t.reshape(-1) for t in tensors]).to(dtype)
+    pieces = flat.split([t.numel() for t in tensors])
+    return tuple(piece.view(t.shape) for piece, t in zip(pieces, tensors))
