@@ -56,7 +56,11 @@ class MonaLayer(nn.Module):
         p = self.down(z)
         b, n, r = p.shape
         p = p.transpose(1, 2).reshape(b, r, h, w)
-        q = sum(conv(p) for conv in self.dw) / len(self.dw) + p
+        maps = [conv(p) for conv in self.dw]
+        total = maps[0]
+        for other in maps[1:]:  # summed from the first map, not from 0: one kernel less
+            total = total + other
+        q = total / len(maps) + p
         q = q + self.mix(q)
         q = q.reshape(b, r, n).transpose(1, 2)
         return x + self.up(self.drop(F.gelu(q)))
