@@ -201,9 +201,8 @@ class HSTSide(nn.Module):
     def meta(self, index: int, like: Tensor, state: SideState | None = None) -> Tensor:
         """``M_index`` for a batch of tokens ``like`` (B, N, D): ``(B, M, D)``; from
         ``state.meta`` where :meth:`cast_meta` cast them all at once."""
-        if state is not None and state.meta is not None:
-            return state.meta[index].to(like.dtype).expand(like.shape[0], -1, -1)
-        return self.meta_tokens[index].to(like.dtype).expand(like.shape[0], -1, -1)
+        tokens = self.meta_tokens if state is None or state.meta is None else state.meta
+        return tokens[index].to(like.dtype).expand(like.shape[0], -1, -1)
 
     def cast_meta(self, state: SideState, dtype: torch.dtype) -> SideState:
         """``state`` with every layer's meta tokens in ``dtype``, cast in one copy (one

@@ -172,11 +172,9 @@ class WST(BaseTuner):
     def before_block(self, index: int, x: Tensor, ctx: TokenContext) -> Tensor:
         patches = patch_map(x, ctx.num_prefix, ctx.patch_resolution)  # X_l: (B, h, w, D)
         cast = ctx.state.get((BOTTLENECKS, self))
+        weights = None if cast is None else cast[index]
         # W_l, which is also T_{l+1} = DWT(IDWT(W_l))
-        if cast is None:
-            ctx.state[self] = self.branch.step(index, ctx.state[self], patches)
-        else:
-            ctx.state[self] = self.branch.step(index, ctx.state[self], patches, cast[index])
+        ctx.state[self] = self.branch.step(index, ctx.state[self], patches, weights)
         return x
 
     def after_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
