@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .casting import autocast_dtype, cast_in_one_copy
+from .resize import resize_map, resize_tokens
 from .side_keys import key_terms, paired_keys, stage_weights
 from .side_network import HierarchicalSideNetwork
 
@@ -298,7 +299,7 @@ class HSTSide(nn.Module):
             maps = bridge(torch.stack([layer.patches for layer in layers], dim=2))
         batch, channels = maps.shape[0], maps.shape[-1]
         # f_l: (B, h, w, k * C_s) -> (B, H_s * W_s, k * C_s) -> (B, H_s * W_s, k, C_s)
-        fine = _resized_tokens(maps.reshape(batch, h, w, depth * channels), hw)
+        fine = resize_tokens(maps.reshape(batch, h, w, depth * channels), hw)
         fine = fine.unflatten(2, (depth, channels))
         # g_l = LN_l(T_s(m_l)): (B * M, k * C_s), one group per layer, normalised with that
         # layer's weight and bias; the norms' weights ride in the attention biases' copy
@@ -358,21 +359,9 @@ class HSTSide(nn.Module):
         projected = torch.baddbmm(bridge.bias.to(flat.dtype)[:, None], weight, flat)
         projected = projected.unflatten(2, stacked.shape[-2:])
         if tuple(projected.shape[-2:]) != tuple(hw):
-            projected = F.interpolate(projected, size=hw, mode='bilinear', align_corners=False)
+            projected = resize_map(projected, hw)
         # (k * B, C_s, H_s, W_s) -> (k, B, C_s, H_s * W_s) -> (B, H_s * W_s, k, C_s)
         return projected.flatten(2).unflatten(0, (depth, batch)).permute(1, 3, 0, 2)
-
-
-def _resized_tokens(fmap: Tensor, size: tuple[int, int]) -> Tensor:
-    """A channels-last map ``(B, h, w, C)`` bilinearly resized to ``size``, as tokens
-    ``(B, H_s*W_s, C)`` (no resampling when the grid already has that size)."""
-    batch, height, width, channels = fmap.shape
-    if (height, width) == tuple(size):
-        return fmap.reshape(batch, height * width, channels)
-    resized = F.interpolate(
-        fmap.permute(0, 3, 1, 2), size=size, mode='bilinear', align_corners=False
-    )  # (B, C, h, w) -> (B, C, H_s, W_s)
-    return resized.flatten(2).transpose(1, 2)  # -> (B, H_s*W_s, C)
 
 
 def stage_depths(num_layers: int, block_indices: Sequence[int] | None = None) -> tuple[int, ...]:

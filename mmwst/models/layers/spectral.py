@@ -165,13 +165,17 @@ class SpectralFilter2d(nn.Module):
         height, width = x.shape[1:3]
         dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
         tokens = x.to(dtype)
-        # (B, h, w, D) -> (B, h, w // 2 + 1, D), complex
-        spectrum = torch.fft.rfft2(tokens, dim=(1, 2), norm='ortho')
-        # (h, w // 2 + 1, D), broadcast over the batch
-        kernel = self.frequency_filter((height, width), dtype=dtype)
-        # (B, h, w // 2 + 1, D) -> (B, h, w, D), real
-        filtered = torch.fft.irfft2(spectrum * kernel, s=(height, width), dim=(1, 2), norm='ortho')
-        filtered = filtered * self.gamma.to(dtype) + self.beta.to(dtype)
+        # the transform runs over the last two dimensions of a channels-first view, the
+        # same values as over dims (1, 2) of the tokens: there the CPU's FFT returns
+        # strides other than those torch.compile's shape propagation predicts (torch
+        # 2.11), and the compiled graph fails its stride check
+        # (B, h, w, D) -> (B, D, h, w) -> (B, D, h, w // 2 + 1), complex
+        spectrum = torch.fft.rfft2(tokens.permute(0, 3, 1, 2), norm='ortho')
+        # (h, w // 2 + 1, D) -> (D, h, w // 2 + 1), broadcast over the batch
+        kernel = self.frequency_filter((height, width), dtype=dtype).permute(2, 0, 1)
+        # (B, D, h, w // 2 + 1) -> (B, D, h, w) -> (B, h, w, D), real
+        filtered = torch.fft.irfft2(spectrum * kernel, s=(height, width), norm='ortho')
+        filtered = filtered.permute(0, 2, 3, 1) * self.gamma.to(dtype) + self.beta.to(dtype)
         return (tokens + filtered).to(x.dtype)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
@@ -275,10 +279,12 @@ class SpectralFilter1d(nn.Module):
         length = x.shape[1]
         dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
         tokens = x.to(dtype)
-        spectrum = torch.fft.rfft(tokens, dim=1, norm='ortho')  # (B, N // 2 + 1, D)
-        kernel = self.frequency_filter(length, dtype=dtype)  # (N // 2 + 1, D)
-        filtered = torch.fft.irfft(spectrum * kernel, n=length, dim=1, norm='ortho')
-        return (tokens + filtered).to(x.dtype)
+        # over the last dimension of a channels-first view (as SpectralFilter2d does):
+        # (B, N, D) -> (B, D, N) -> (B, D, N // 2 + 1), complex
+        spectrum = torch.fft.rfft(tokens.transpose(1, 2), norm='ortho')
+        kernel = self.frequency_filter(length, dtype=dtype).t()  # (D, N // 2 + 1)
+        filtered = torch.fft.irfft(spectrum * kernel, n=length, norm='ortho')
+        return (tokens + filtered.transpose(1, 2)).to(x.dtype)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         """Keep a filter trained for another length (resized at run time, never

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .norm import LayerNorm2d
+from .resize import resize_map
 
 OUT_STRIDES = (4, 8, 16, 32)
 
@@ -83,4 +84,4 @@ def _resample(x: Tensor, size: tuple[int, int]) -> Tensor:
         return x
     if x.shape[-2] >= size[0] and x.shape[-1] >= size[1]:
         return F.adaptive_max_pool2d(x, size)
-    return F.interpolate(x, size=size, mode='bilinear', align_corners=False)
+    return resize_map(x, size)

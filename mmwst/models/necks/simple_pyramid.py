@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from ...registry import MODELS
 from ..layers.norm import LayerNorm2d
+from ..layers.resize import resize_map
 
 
 @MODELS.register_module()
@@ -105,7 +106,7 @@ class SimpleFeaturePyramid(BaseModule):
         if self.base_stride != self.in_stride:  # e.g. patch 14 -> the stride-16 grid
             h, w = x.shape[-2:]
             size = (-(-h * self.in_stride // 16), -(-w * self.in_stride // 16))
-            x = F.interpolate(x, size=size, mode='bilinear', align_corners=False)
+            x = resize_map(x, size)
         outs = []
         for scale in self.scales:
             if scale == 4.0:

@@ -241,7 +241,7 @@ def test_vit_b16_counts_with_the_released_options(kwargs, expected):
 
 
 def test_fine_map_projects_then_resizes_exactly():
-    from mmwst.models.layers.hst_side import _resized_tokens
+    from mmwst.models.layers.resize import resize_tokens
 
     bridge = torch.nn.Linear(6, 5).double()
     patches = torch.randn(2, 4 * 6, 6, dtype=torch.float64)
@@ -253,7 +253,7 @@ def test_fine_map_projects_then_resizes_exactly():
             .transpose(1, 2)
         )
         projected = bridge(patches).reshape(2, 4, 6, 5)  # channels-last (B, h, w, C)
-        torch.testing.assert_close(_resized_tokens(projected, size), literal)
+        torch.testing.assert_close(resize_tokens(projected, size), literal)
 
 
 # ---- cross-attention over the two key tokens ----------------------------------------------

@@ -1,0 +1,70 @@
+"""The default ``torch.compile`` backend (inductor) on the CPU, forward and backward.
+
+Two models met bugs of torch 2.11's CPU code generation and now avoid them: the side
+network's bilinear resizes (the generated backward read a buffer before allocating it:
+``UnboundLocalError``; they are matrix products now, ``mmwst.models.layers.resize``) and
+FreqFit's Fourier filters (the CPU FFT's output strides differ from the ones the
+compiler predicts for a transform over middle dimensions; the transforms run over the
+last dimensions now). Compiled, each gives eager's values and gradients.
+"""
+
+import os
+import shutil
+
+import pytest
+import torch
+
+from mmwst.models import DenseTunedViT
+from mmwst.models.layers import SpectralFilter1d, SpectralFilter2d
+
+pytestmark = pytest.mark.skipif(
+    not any(shutil.which(c) for c in (os.environ.get('CXX', 'g++'), 'g++', 'c++', 'clang++')),
+    reason="inductor's CPU code needs a C++ compiler (g++ or clang++) on PATH",
+)
+
+
+def _compiled_matches_eager(module, inputs, loss):
+    """One forward and backward of ``module`` eager and compiled with inductor: the
+    outputs and every gradient (inputs' and parameters') agree."""
+
+    def run(fn):
+        outputs = fn(*inputs)
+        leaves = [t for t in (*inputs, *module.parameters()) if t.requires_grad]
+        return loss(outputs), torch.autograd.grad(loss(outputs), leaves)
+
+    torch._dynamo.reset()
+    eager_loss, eager_grads = run(module)
+    compiled_loss, compiled_grads = run(torch.compile(module, backend='inductor'))
+    torch.testing.assert_close(compiled_loss, eager_loss, rtol=1e-5, atol=1e-5)
+    assert len(compiled_grads) == len(eager_grads)
+    for got, want in zip(compiled_grads, eager_grads):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_dense_backbone_trains_compiled():
+    """The WST branch and the HST side network on a frozen ViT: the side network resizes
+    the ViT's maps and the branch's (stride 16 and 8 up to 4), the branch's pyramid too."""
+    torch.manual_seed(0)
+    model = DenseTunedViT(
+        arch=dict(embed_dims=64, num_layers=4, num_heads=4, feedforward_channels=128),
+        img_size=32,
+        patch_size=8,
+        wst=dict(rank=2),
+        hst=dict(channels=(16, 32, 48, 64), num_heads=(1, 2, 2, 4)),
+    )
+    model.init_weights()
+    model.train()
+    image = torch.randn(2, 3, 32, 32)
+    _compiled_matches_eager(model, (image,), lambda maps: sum(m.square().mean() for m in maps))
+
+
+@pytest.mark.parametrize('kind', ['1d', '2d'])
+def test_freqfit_filters_compile(kind):
+    torch.manual_seed(0)
+    if kind == '2d':
+        layer, x = SpectralFilter2d(32, (4, 6), 'complex'), torch.randn(2, 4, 6, 32)
+    else:
+        layer, x = SpectralFilter1d(32, 17, 'complex'), torch.randn(2, 17, 32)
+    for p in layer.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    _compiled_matches_eager(layer, (x.requires_grad_(),), lambda out: out.square().sum())
