@@ -29,6 +29,7 @@ is the same weighted sum of the same pixels, added in another order.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 
 import torch
@@ -43,6 +44,7 @@ KRONECKER_MAX_ENTRIES = 1 << 20
 
 _CACHE: OrderedDict[tuple, tuple[Tensor, ...]] = OrderedDict()
 _CACHE_SIZE = 64
+_CACHE_LOCK = threading.Lock()  # replicas of nn.DataParallel resize in threads
 
 
 def axis_weights(
@@ -90,13 +92,14 @@ def bilinear_weights(
     if torch.compiler.is_compiling():
         return _build(in_hw, out_hw, device, dtype)
     key = (tuple(in_hw), tuple(out_hw), torch.device(device), dtype)
-    found = _CACHE.get(key)
-    if found is None:
-        found = _CACHE[key] = _build(*key)
-        if len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    else:
-        _CACHE.move_to_end(key)
+    with _CACHE_LOCK:
+        found = _CACHE.get(key)
+        if found is None:
+            found = _CACHE[key] = _build(*key)
+            if len(_CACHE) > _CACHE_SIZE:
+                _CACHE.popitem(last=False)
+        else:
+            _CACHE.move_to_end(key)
     return found
 
 
