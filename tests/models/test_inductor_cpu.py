@@ -28,9 +28,9 @@ def _compiled_matches_eager(module, inputs, loss):
     outputs and every gradient (inputs' and parameters') agree."""
 
     def run(fn):
-        outputs = fn(*inputs)
+        value = loss(fn(*inputs))
         leaves = [t for t in (*inputs, *module.parameters()) if t.requires_grad]
-        return loss(outputs), torch.autograd.grad(loss(outputs), leaves)
+        return value, torch.autograd.grad(value, leaves)
 
     torch._dynamo.reset()
     eager_loss, eager_grads = run(module)
