@@ -490,14 +490,23 @@ def test_gpu_busy_time_counts_each_kernel_once():
 
     from torch.autograd import DeviceType
 
-    def event(device, ms, count):
-        return SimpleNamespace(device_type=device, self_device_time_total=ms * 1e3, count=count)
+    def event(device, ms, count, annotation=False):
+        return SimpleNamespace(
+            device_type=device,
+            self_device_time_total=ms * 1e3,
+            count=count,
+            is_user_annotation=annotation,
+        )
 
     events = [
         event(DeviceType.CPU, 6.0, 98),  # aten::mm, its kernels' time charged to it
         event(DeviceType.CUDA, 4.0, 50),  # the kernels themselves
         event(DeviceType.CUDA, 2.0, 48),
         event(DeviceType.CPU, 0.0, 1),
+        # Optimizer.step#AdamW.step's range, on the host and as a device-side span over
+        # kernels already counted
+        event(DeviceType.CPU, 0.0, 1, annotation=True),
+        event(DeviceType.CUDA, 3.0, 1, annotation=True),
     ]
     assert benchmarking.device_busy(events) == (6.0, 98)
     profile = dict(clock='device', compiled=True, total_ms=12.0, busy_ms=6.0, kernels=98)
@@ -510,6 +519,70 @@ def test_gpu_busy_time_counts_each_kernel_once():
     profile.update(clock='cpu', busy_ms=None, kernels=None, busy_share=None, compiled=False)
     title = benchmarking.format_profile(dict(method='wst', profile=profile)).splitlines()[0]
     assert title == '### Profile: wst (one training step, cpu self time 12 ms)'
+
+
+def test_parts_on_a_gpu_give_their_kernels_device_time_once():
+    """A labelled part's row comes from its host-side range: the host's time in it and,
+    on a GPU, the device time of the kernels launched inside it; the device-side copy
+    of the range and a compiled graph's own ranges are not parts; slowest first."""
+    from types import SimpleNamespace
+
+    from torch.autograd import DeviceType
+
+    def event(key, device, host_ms, device_ms, count=12, annotation=True):
+        return SimpleNamespace(
+            key=key,
+            device_type=device,
+            cpu_time_total=host_ms * 1e3,
+            device_time_total=device_ms * 1e3,
+            count=count,
+            is_user_annotation=annotation,
+        )
+
+    events = [
+        event('## vit.layers', DeviceType.CPU, 9.0, 20.0),
+        event('## vit.layers', DeviceType.CUDA, 0.0, 21.0),
+        event('## HST.side.net.blocks', DeviceType.CPU, 12.0, 30.0),
+        event('## Call CompiledFxGraph abc ##', DeviceType.CPU, 1.0, 1.0, count=1),
+        event('aten::mm', DeviceType.CPU, 1.0, 2.0, annotation=False),
+    ]
+    rows = benchmarking.part_times(events, 'cuda')
+    assert rows == [
+        dict(part='HST.side.net.blocks', forward_ms=12.0, device_ms=30.0, calls=12),
+        dict(part='vit.layers', forward_ms=9.0, device_ms=20.0, calls=12),
+    ]
+    profile = dict(clock='device', compiled=False, total_ms=60.0, busy_ms=None, kernels=None)
+    profile.update(ops=[], parts=rows, saved=[])
+    md = benchmarking.format_profile(dict(method='hst', profile=profile))
+    assert '| part (forward, inclusive) | device (ms) | host (ms) | calls |' in md
+    assert '| HST.side.net.blocks | 30.0 | 12.0 | 12 |' in md
+    # on the CPU there is no device time; the slowest by host time first
+    rows = benchmarking.part_times(events[::-1], 'cpu')
+    assert [r['part'] for r in rows] == ['HST.side.net.blocks', 'vit.layers']
+    assert rows[0]['device_ms'] is None
+    profile.update(clock='cpu', parts=rows)
+    assert '| HST.side.net.blocks | 12.0 | 12 |' in benchmarking.format_profile(
+        dict(method='hst', profile=profile)
+    )
+
+
+def test_the_side_networks_blocks_are_a_part_of_hsts_profile():
+    """HST's side network is driven from the ViT's hooks, its blocks three levels down
+    (``side.net.blocks``): they are labelled, so a profile shows their forward time."""
+    import torch
+
+    torch.manual_seed(0)
+    model = benchmarking.build_classifier('hst', 'tiny', 32)
+    x, target = torch.randn(2, 3, 32, 32), torch.tensor([0, 1])
+
+    def step():
+        torch.nn.functional.cross_entropy(model(x), target).backward()
+
+    profile = bench_measure.profile_step(model, step, 'cpu')
+    parts = {p['part']: p for p in profile['parts']}
+    assert parts['HST.side.net.blocks']['calls'] == 4, parts  # one block per layer
+    assert parts['HST.side.net.stem']['calls'] == 1
+    assert parts['HST.side.net.blocks']['device_ms'] is None
 
 
 def test_compile_mode_reaches_torch_compile(monkeypatch, capsys):

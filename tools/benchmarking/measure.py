@@ -420,8 +420,8 @@ def profile_step(model, step, device: str, top: int = 15, labelled: bool = True)
     and the forward time spent inside each part of the model (inclusive).
 
     Parts: the frozen ViT's patch embedding and blocks, and every tuner's modules (and
-    the dense backbone's ``wst`` / ``side`` / ``pyramid``) down to two levels (list
-    members share one label, e.g. ``HST.side.net``, ``dense.wst.dwt``). Times are
+    the dense backbone's ``wst`` / ``side`` / ``pyramid``) down to three levels (list
+    members share one label, e.g. ``HST.side.net.blocks``, ``dense.wst.dwt``). Times are
     inclusive: a tuner part called from inside a block (a hook) counts in both the
     block and itself, a module in both itself and its parent.
 
@@ -458,10 +458,10 @@ def profile_step(model, step, device: str, top: int = 15, labelled: bool = True)
     parts += [(f'dense.{n}', m) for n, m in dense.items() if isinstance(m, torch.nn.Module)]
     for kind, tuner in parts:
         for path, module in tuner.named_modules():
-            # 'side.blocks.0.1' -> 'side.blocks': list members share their list's label
-            parts = [p for p in path.split('.') if p and not p.isdigit()]
-            if parts and len(parts) <= 2 and not isinstance(module, containers):
-                labels.setdefault(module, f'{kind}.{".".join(parts)}')
+            # 'side.net.blocks.0.1' -> 'side.net.blocks': list members share their label
+            names = [p for p in path.split('.') if p and not p.isdigit()]
+            if names and len(names) <= 3 and not isinstance(module, containers):
+                labels.setdefault(module, f'{kind}.{".".join(names)}')
     if labelled:
         labels[model.head] = 'head'
     stack, active, handles = [], [], []
@@ -511,12 +511,9 @@ def profile_step(model, step, device: str, top: int = 15, labelled: bool = True)
             handle.remove()
     events = prof.key_averages()
     key = 'self_device_time_total' if device == 'cuda' else 'self_cpu_time_total'
-    ops = [e for e in events if not e.key.startswith('## ')]
+    ops = [e for e in events if not e.key.startswith('## ') and not _device_annotation(e)]
     total = sum(getattr(e, key) for e in ops) or 1.0
     ops.sort(key=lambda e: getattr(e, key), reverse=True)
-    # the labelled parts ('## part'; a compiled step's own '## Call CompiledFxGraph ##'
-    # ranges are not parts)
-    parts = [e for e in events if e.key.startswith('## ') and labelled]
     busy_ms, kernels = device_busy(events)
     return dict(
         clock='device' if device == 'cuda' else 'cpu',
@@ -535,11 +532,7 @@ def profile_step(model, step, device: str, top: int = 15, labelled: bool = True)
             )
             for e in ops[:top]
         ],
-        parts=sorted(
-            (dict(part=e.key[3:], forward_ms=e.cpu_time_total / 1e3, calls=e.count) for e in parts),
-            key=lambda d: d['forward_ms'],
-            reverse=True,
-        ),
+        parts=part_times(events, device) if labelled else [],
         saved_mb=sum(saved.values()) / 2**20,
         saved=sorted(
             (dict(part=label, saved_mb=nbytes / 2**20) for label, nbytes in saved.items()),
@@ -549,13 +542,55 @@ def profile_step(model, step, device: str, top: int = 15, labelled: bool = True)
     )
 
 
+def part_times(events, device: str) -> list[dict]:
+    """The labelled parts (``'## part'`` ranges) of a profile's averages, slowest first:
+    ``forward_ms``, the host's time inside the part (on a GPU, launching its kernels),
+    and on a GPU ``device_ms``, the device time of every kernel launched inside it -
+    where the forward's GPU time goes. Each part from its host-side range: on a GPU the
+    profiler also records a range as a device-side annotation of the same name, left
+    out; a compiled step's own ``'## Call CompiledFxGraph ##'`` ranges are not parts."""
+    from torch.autograd import DeviceType
+
+    rows = [
+        dict(
+            part=e.key[3:],
+            forward_ms=e.cpu_time_total / 1e3,
+            device_ms=e.device_time_total / 1e3 if device == 'cuda' else None,
+            calls=e.count,
+        )
+        for e in events
+        if e.key.startswith('## ')
+        and not e.key.endswith(' ##')
+        and getattr(e, 'device_type', DeviceType.CPU) == DeviceType.CPU
+    ]
+    return sorted(rows, key=lambda d: d['device_ms'] or d['forward_ms'], reverse=True)
+
+
+def _device_annotation(event) -> bool:
+    """Whether a profiled event is the device-side span of an annotated range: on a GPU
+    the profiler records each ``record_function`` range (``Optimizer.step#AdamW.step``,
+    the parts' ``'## ...'``) also as a device event covering the kernels launched inside
+    it, which would count their time twice."""
+    from torch.autograd import DeviceType
+
+    return bool(getattr(event, 'is_user_annotation', False)) and (
+        getattr(event, 'device_type', DeviceType.CPU) != DeviceType.CPU
+    )
+
+
 def device_busy(events) -> tuple[float, int]:
     """(milliseconds, count) of the device's own events in a profile's averages - its
     kernels, copies and fills, each once: the time the GPU was busy during the profiled
-    step (kernels of one stream do not overlap)."""
+    step (kernels of one stream do not overlap). The device-side spans of annotated
+    ranges (``record_function``: the optimizer's step, the labelled parts) are not
+    work of their own and are left out (:func:`_device_annotation`)."""
     from torch.autograd import DeviceType
 
-    device = [e for e in events if getattr(e, 'device_type', None) == DeviceType.CUDA]
+    device = [
+        e
+        for e in events
+        if getattr(e, 'device_type', None) == DeviceType.CUDA and not _device_annotation(e)
+    ]
     return sum(e.self_device_time_total for e in device) / 1e3, sum(e.count for e in device)
 
 

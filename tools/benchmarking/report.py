@@ -184,7 +184,19 @@ def format_profile(result: dict) -> str:
         f'| `{op["op"]}` | {op["self_ms"]:.1f} | {op["share"]:.1%} | {op["calls"]} |'
         for op in prof['ops']
     ]
-    if prof['parts']:
+    if prof['parts'] and prof['parts'][0].get('device_ms') is not None:
+        # on a GPU: the device time of the kernels each part launched, then the host's
+        lines += [
+            '',
+            '| part (forward, inclusive) | device (ms) | host (ms) | calls |',
+            '|---|---:|---:|---:|',
+        ]
+        lines += [
+            f'| {part["part"]} | {part["device_ms"]:.1f} | {part["forward_ms"]:.1f} '
+            f'| {part["calls"]} |'
+            for part in prof['parts']
+        ]
+    elif prof['parts']:
         lines += [
             '',
             '| part (forward, inclusive) | time (ms) | calls |',
