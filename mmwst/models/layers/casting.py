@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 
 def autocast_dtype(device_type: str) -> torch.dtype | None:
@@ -30,3 +31,16 @@ def cast_in_one_copy(tensors: Sequence[Tensor], dtype: torch.dtype) -> tuple[Ten
     flat = torch.cat([t.reshape(-1) for t in tensors]).to(dtype)
     pieces = flat.split([t.numel() for t in tensors])
     return tuple(piece.view(t.shape) for piece, t in zip(pieces, tensors))
+
+
+class CastLinear(nn.Linear):
+    """An ``nn.Linear`` (the same parameters and state) whose forward can also take its
+    weight and bias as the caller cast them (e.g. in one copy with others,
+    :func:`cast_in_one_copy`), still as a module call: hooks and profilers see it."""
+
+    def forward(
+        self, x: Tensor, weight: Tensor | None = None, bias: Tensor | None = None
+    ) -> Tensor:
+        if weight is None:
+            weight, bias = self.weight, self.bias
+        return F.linear(x, weight, bias)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .casting import autocast_dtype, cast_in_one_copy
+from .casting import CastLinear, autocast_dtype, cast_in_one_copy
 from .resize import resize_map, resize_tokens
 from .side_keys import key_terms, paired_keys, stage_weights
 from .side_network import HierarchicalSideNetwork
@@ -164,7 +164,7 @@ class HSTSide(nn.Module):
             drop_path_rate=drop_path_rate,
             in_channels=in_channels,
         )
-        self.bridges = nn.ModuleList(nn.Linear(embed_dims, c) for c in channels)
+        self.bridges = nn.ModuleList(CastLinear(embed_dims, c) for c in channels)
         self.bridge_norms = nn.ModuleList(
             nn.LayerNorm(channels[self.stage_of(i)[0]]) for i in range(num_layers)
         )
@@ -286,29 +286,36 @@ class HSTSide(nn.Module):
         depth = len(blocks)
         first = sum(self.depths[:stage])
         norms = self.bridge_norms[first : first + depth]
-        tokens, hw = self.net.embed(stage, image if stage == 0 else state.fmap)
+        attns = [b.attn for b in blocks]
+        # the norms' weights ride in the attention biases' copy; under autocast the
+        # blocks' MLPs, the stage's embedding and its bridges join the copy: every weight
+        # of the stage that feeds a product is cast at once, not at each product
+        low = autocast_dtype(image.device.type)
+        mlps = [(b.mlp[0], b.mlp[2]) for b in blocks] if low is not None else ()
+        vectors = ([n.weight for n in norms], [n.bias for n in norms])
+        weights = stage_weights(attns, vectors, mlps, low, self._product_weights(stage, low))
+        cast = list(weights.tensors)  # empty without autocast: each module's own weights
+        embed = self.net.embedding(stage)
+        embed_weights = [cast.pop(0) for _ in embed.product_weights()] if cast else None
+        bridged_by = [cast.pop(0), cast.pop(0)] if cast else []  # T_s's weight and bias
+        branch_weights = (cast.pop(0), cast.pop(0)) if cast else None  # B_s's
+        tokens, hw = embed(image if stage == 0 else state.fmap, embed_weights)
         bridge = self.bridges[stage]
         (h, w), keys = state.grid, layers[0].num_keys
         if layers[0].tokens is not None:
             # (B, T, k, D) -> (B, T, k, C_s) -> m_l (B, M, k, C_s), F_l (B, h*w, k, C_s)
-            bridged = bridge(torch.stack([layer.tokens for layer in layers], dim=2))
+            bridged = bridge(torch.stack([layer.tokens for layer in layers], dim=2), *bridged_by)
             other = bridged.shape[1] - keys - h * w
             meta, _, maps = bridged.split([keys, other, h * w], dim=1)
         else:
-            meta = bridge(torch.stack([layer.keys for layer in layers], dim=2))
-            maps = bridge(torch.stack([layer.patches for layer in layers], dim=2))
+            meta = bridge(torch.stack([layer.keys for layer in layers], dim=2), *bridged_by)
+            maps = bridge(torch.stack([layer.patches for layer in layers], dim=2), *bridged_by)
         batch, channels = maps.shape[0], maps.shape[-1]
         # f_l: (B, h, w, k * C_s) -> (B, H_s * W_s, k * C_s) -> (B, H_s * W_s, k, C_s)
         fine = resize_tokens(maps.reshape(batch, h, w, depth * channels), hw)
         fine = fine.unflatten(2, (depth, channels))
         # g_l = LN_l(T_s(m_l)): (B * M, k * C_s), one group per layer, normalised with that
-        # layer's weight and bias; the norms' weights ride in the attention biases' copy
-        attns = [b.attn for b in blocks]
-        # under autocast, the blocks' MLPs join the copy: all their weights cast at once
-        low = autocast_dtype(tokens.device.type)
-        mlps = [(b.mlp[0], b.mlp[2]) for b in blocks] if low is not None else ()
-        vectors = ([n.weight for n in norms], [n.bias for n in norms])
-        weights = stage_weights(attns, vectors, mlps, low)
+        # layer's weight and bias
         g = F.group_norm(
             meta.reshape(batch * keys, depth * channels),
             depth,
@@ -324,7 +331,8 @@ class HSTSide(nn.Module):
             fine = fine + terms.proj_bias.to(fine.dtype)
         if self.branch_bridges is not None:
             branches = [layer.branch for layer in layers]
-            fine = fine + self._branch(stage, branches, hw, state.branch_transform)
+            branch = self._branch(stage, branches, hw, state.branch_transform, branch_weights)
+            fine = fine + branch
         fines = fine.unbind(2)
         for j, block in enumerate(blocks):
             own = (terms.queries[j], terms.offsets[j], terms.values[j])
@@ -334,19 +342,33 @@ class HSTSide(nn.Module):
         fmap = self.net.finish(stage, tokens, hw)
         return replace(state, maps=(*state.maps, fmap), pending=())
 
+    def _product_weights(self, stage: int, low: torch.dtype | None) -> list[Tensor]:
+        """Under autocast (``low``), the stage's weights that feed products besides its
+        blocks': its embedding's convolutions, its bridge and its branch bridge, in the
+        order :meth:`run_stage` reads them; none without."""
+        if low is None:
+            return []
+        own = [*self.net.embedding(stage).product_weights()]
+        own += [self.bridges[stage].weight, self.bridges[stage].bias]
+        if self.branch_bridges is not None:
+            own += [self.branch_bridges[stage].weight, self.branch_bridges[stage].bias]
+        return own
+
     def _branch(
         self,
         stage: int,
         branches: Sequence[Tensor],
         hw: tuple[int, int],
         transform: Callable[[Tensor], Tensor] | None,
+        weights: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
         """``B_s(bilinear(S_{l+1}, (H_s, W_s)))`` of the stage's ``k`` layers as tokens
         ``(B, H_s*W_s, k, C_s)``, computed as ``bilinear(B_s(S_{l+1}))``: the same values
         (the bilinear weights of each output pixel sum to one, so the resize commutes
         with the affine ``B_s``), with the Linear on the branch's own grid - 4x fewer
         pixels on the stride-4 stage, and only that smaller map kept for its backward
-        pass."""
+        pass. ``weights``: ``B_s``'s weight and bias as the stage cast them (None: its
+        own)."""
         depth, batch = len(branches), branches[0].shape[0]
         stacked = torch.stack(branches).flatten(0, 1)
         if transform is not None:  # T_{l+1} (k * B, h, w, D) -> S_{l+1}
@@ -355,8 +377,9 @@ class HSTSide(nn.Module):
         # (k * B, D/4, 2h * 2w) -> (k * B, C_s, 2h * 2w): one product over the channels
         # of every pixel, kept NCHW as the transform returns it -> (k * B, C_s, 2h, 2w)
         flat = stacked.flatten(2)
-        weight = bridge.weight.to(flat.dtype).expand(flat.shape[0], -1, -1)
-        projected = torch.baddbmm(bridge.bias.to(flat.dtype)[:, None], weight, flat)
+        weight, bias = (bridge.weight, bridge.bias) if weights is None else weights
+        weight = weight.to(flat.dtype).expand(flat.shape[0], -1, -1)
+        projected = torch.baddbmm(bias.to(flat.dtype)[:, None], weight, flat)
         projected = projected.unflatten(2, stacked.shape[-2:])
         if tuple(projected.shape[-2:]) != tuple(hw):
             projected = resize_map(projected, hw)

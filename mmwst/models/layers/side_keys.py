@@ -32,6 +32,8 @@ class StageWeights(NamedTuple):
     extra: tuple[Tensor, ...]  # the caller's vector groups, each (k, C)
     #: with ``mlps``: each block's ``(W_1, b_1, W_2, b_2)`` as its MLP's Linears read them
     mlp: tuple[tuple[Tensor, Tensor, Tensor, Tensor], ...] = ()
+    #: the caller's ``tensors``, each in its own shape, in the copy's precision
+    tensors: tuple[Tensor, ...] = ()
 
 
 def stage_weights(
@@ -39,6 +41,7 @@ def stage_weights(
     extra: Sequence[Sequence[Tensor]] = (),
     mlps: Sequence[tuple[nn.Linear, nn.Linear]] = (),
     dtype: torch.dtype | None = None,
+    tensors: Sequence[Tensor] = (),
 ) -> StageWeights:
     """Copy the weights of ``k`` cross-attentions (and the caller's ``extra`` groups of
     ``k`` vectors of their width, e.g. LayerNorm weights) into one tensor, rows
@@ -52,6 +55,12 @@ def stage_weights(
     ride as rows of the attentions' width: ``W_1`` (H, C) as it is, ``W_2`` (C, H) read
     as H rows of C (its own memory, no transpose), the biases as rows where ``C``
     divides their length.
+
+    ``tensors``: more weights of the stage that feed products (its patch embedding's
+    convolution, its bridges), each with a multiple of ``C`` elements; they ride in the
+    same copy as rows of ``C`` (their own memory, reshaped) and come back in their own
+    shapes as ``StageWeights.tensors``, so that under autocast they too are cast with
+    the rest, their gradients cast back with the rest.
     """
     k, dim = len(attns), attns[0].proj.weight.shape[0]
     biased = attns[0].q.bias is not None
@@ -71,10 +80,19 @@ def stage_weights(
         mlp_rows += [fc1.weight, fc2.weight.reshape(hidden, dim)]  # (H, C) each, views
         if rowed:
             mlp_biases += [fc1.bias.reshape(hidden // dim, dim), fc2.bias.unsqueeze(0)]
+    for t in tensors:
+        if t.numel() % dim:
+            raise ValueError(
+                f'a tensor that joins the stage copy needs a multiple of the width {dim} '
+                f'elements, got shape {tuple(t.shape)}'
+            )
+    carried = [t.reshape(-1, dim) for t in tensors]  # views of contiguous parameters
     low = [*rows, *mlp_rows, *(v.unsqueeze(0) for g in vectors for v in g), *mlp_biases]
+    low += carried
     high = [v.unsqueeze(0) for g in extra for v in g]
     sizes = [2 * k * dim, 2 * k * dim, *(w.shape[0] for w in mlp_rows)]
     sizes += [len(g) for g in vectors] + [b.shape[0] for b in mlp_biases]
+    sizes += [c.shape[0] for c in carried]
     copied = torch.cat(low + high)  # (4kC + MLP rows + vectors, C)
     rest = [len(g) for g in extra]
     if dtype is not None and dtype != copied.dtype:
@@ -97,7 +115,10 @@ def stage_weights(
         if mlp_biases:
             b1, b2 = parts.pop(0).reshape(-1), parts.pop(0).reshape(-1)
         mlp.append((w1, b1, w2, b2))
-    return StageWeights(query_out, key_value, kv_bias, q_bias, proj_bias, tuple(parts), tuple(mlp))
+    own = tuple(parts.pop(0).reshape(t.shape) for t in tensors)
+    return StageWeights(
+        query_out, key_value, kv_bias, q_bias, proj_bias, tuple(parts), tuple(mlp), own
+    )
 
 
 def paired_keys(*parts: Tensor) -> Tensor:
@@ -157,7 +178,9 @@ def key_terms(
     # (2k, B * M, C) -> (k, 2, B, 1, M, C); times the head masks (2, 1, heads, 1, C)
     # -> per head (k, 2, B, heads, M, C) -> (2k, B * heads * M, C)
     spread = projected.reshape(k, 2, batch, 1, keys, dim) * attns[0].head_mask
-    spread = spread.reshape(2 * k, batch * heads * keys, dim)
+    # the float32 mask promotes a product in a lower precision (autocast's): back to it
+    # once here, not once at each of the two products below (and twice back)
+    spread = spread.to(projected.dtype).reshape(2 * k, batch * heads * keys, dim)
     # [K_h W_q; V_h W_p^T]: (2k, B * heads * M, C) x (2k, C, C)
     parts = torch.bmm(spread, w.query_out).reshape(2 * k, batch, heads * keys, dim).unbind(0)
     offsets = [None] * k

@@ -72,6 +72,11 @@ def _to_tokens(x: Tensor) -> tuple[Tensor, tuple[int, int]]:
     return x.flatten(2).transpose(1, 2), (height, width)
 
 
+def _conv(conv: nn.Conv2d, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """``conv`` (its stride, padding, dilation, groups) with the given weight and bias."""
+    return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
 def tokens_to_map(x: Tensor, hw: tuple[int, int]) -> Tensor:
     """Tokens ``(B, H*W, C)`` -> map ``(B, C, H, W)``."""
     # (B, H*W, C) -> (B, C, H*W) -> (B, C, H, W)
@@ -99,14 +104,23 @@ class ConvStem(nn.Module):
         self.conv2 = nn.Conv2d(out_channels, out_channels, 2, stride=2)
         self.norm = nn.LayerNorm(out_channels)
 
-    def forward(self, image: Tensor) -> tuple[Tensor, tuple[int, int]]:
-        """``(B, in, H, W)`` -> tokens ``(B, H/4 * W/4, C)`` and their grid."""
+    def product_weights(self) -> list[Tensor]:
+        """The convolutions' weights and bias, in the order :meth:`forward` takes them."""
+        return [self.conv1.weight, self.conv2.weight, self.conv2.bias]
+
+    def forward(
+        self, image: Tensor, weights: Sequence[Tensor] | None = None
+    ) -> tuple[Tensor, tuple[int, int]]:
+        """``(B, in, H, W)`` -> tokens ``(B, H/4 * W/4, C)`` and their grid.
+        ``weights``: :meth:`product_weights` as the caller cast them (None: its own)."""
         if image.shape[-2] < self.stride or image.shape[-1] < self.stride:
             raise ValueError(
                 f'the side network needs images of at least {self.stride} x {self.stride} '
                 f'pixels, got {tuple(image.shape[-2:])}'
             )
-        x = self.conv2(self.act(self.bn(self.conv1(image))))
+        w1, w2, b2 = self.product_weights() if weights is None else weights
+        x = _conv(self.conv1, image, w1, None)
+        x = _conv(self.conv2, self.act(self.bn(x)), w2, b2)
         tokens, hw = _to_tokens(x)
         return self.norm(tokens), hw
 
@@ -128,9 +142,17 @@ class OverlapPatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1)
         self.norm = nn.LayerNorm(out_channels)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
-        """``(B, in, H, W)`` -> tokens ``(B, ceil(H/2) * ceil(W/2), out)`` and their grid."""
-        tokens, hw = _to_tokens(self.proj(x))
+    def product_weights(self) -> list[Tensor]:
+        """The convolution's weight and bias, in the order :meth:`forward` takes them."""
+        return [self.proj.weight, self.proj.bias]
+
+    def forward(
+        self, x: Tensor, weights: Sequence[Tensor] | None = None
+    ) -> tuple[Tensor, tuple[int, int]]:
+        """``(B, in, H, W)`` -> tokens ``(B, ceil(H/2) * ceil(W/2), out)`` and their grid.
+        ``weights``: :meth:`product_weights` as the caller cast them (None: its own)."""
+        weight, bias = self.product_weights() if weights is None else weights
+        tokens, hw = _to_tokens(_conv(self.proj, x, weight, bias))
         return self.norm(tokens), hw
 
 
@@ -484,9 +506,16 @@ class HierarchicalSideNetwork(nn.Module):
     def reset_parameters(self) -> None:
         init_side_weights(self)
 
-    def embed(self, stage: int, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
-        """Tokens entering ``stage`` from the image (stage 0) or the previous map."""
-        return self.stem(x) if stage == 0 else self.embeds[stage - 1](x)
+    def embedding(self, stage: int) -> ConvStem | OverlapPatchEmbed:
+        """The module that embeds ``stage``'s input: the stem, or a patch embedding."""
+        return self.stem if stage == 0 else self.embeds[stage - 1]
+
+    def embed(
+        self, stage: int, x: Tensor, weights: Sequence[Tensor] | None = None
+    ) -> tuple[Tensor, tuple[int, int]]:
+        """Tokens entering ``stage`` from the image (stage 0) or the previous map;
+        ``weights``: the embedding's ``product_weights()`` as the caller cast them."""
+        return self.embedding(stage)(x, weights)
 
     def finish(self, stage: int, x: Tensor, hw: tuple[int, int]) -> Tensor:
         """The stage's closing LayerNorm; tokens (B, H*W, C) -> map (B, C, H, W)."""

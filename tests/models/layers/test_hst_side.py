@@ -199,10 +199,11 @@ def _tiny_model(kind: str):
 
 @pytest.mark.parametrize('kind', ['hst', 'through', 'beside'])
 def test_under_autocast_a_stage_casts_its_weights_in_one_copy(kind, monkeypatch):
-    """Under bf16 autocast each stage casts its blocks' attention and MLP weights in one
-    copy (the stage's weight copy, cast once) instead of autocast's cast per weight and
-    product: the same outputs and gradients bit for bit, four casts per side block fewer
-    forward and as many backward; and the step still compiles into one graph."""
+    """Under bf16 autocast each stage casts its blocks' attention and MLP weights, its
+    embedding's convolutions and its bridges in one copy (the stage's weight copy, cast
+    once) instead of autocast's cast per weight and product: the same outputs and
+    gradients bit for bit, four casts per side block fewer forward and as many backward,
+    and two per embedding or bridge weight; and the step still compiles into one graph."""
     import torch._dynamo
 
     from mmwst.models.layers import hst_side
@@ -221,6 +222,17 @@ def test_under_autocast_a_stage_casts_its_weights_in_one_copy(kind, monkeypatch)
     assert all(torch.equal(batched_grads[n], plain_grads[n]) for n in plain_grads)
     blocks = 8  # side blocks, one per ViT layer
     assert plain_casts - casts >= 2 * 4 * blocks, (plain_casts, casts)
+    with monkeypatch.context() as patch:  # the embeddings and bridges cast one by one
+        patch.setattr(hst_side.HSTSide, '_product_weights', lambda self, stage, low: [])
+        alone, alone_grads = _autocast_step(model, x)
+        alone_casts = count_ops(lambda: _autocast_step(model, x))[1]['_to_copy']
+    assert all(torch.equal(a, b) for a, b in zip(batched, alone))
+    assert all(torch.equal(batched_grads[n], alone_grads[n]) for n in alone_grads)
+    # the stem's two convolutions (3 tensors), three patch embeddings and four bridges
+    # (2 each), and with WST's branch four branch bridges (2 each): a cast forward and
+    # one back for each
+    joined = 3 + 2 * 3 + 2 * 4 + (0 if kind == 'hst' else 2 * 4)
+    assert alone_casts - casts == 2 * joined, (alone_casts, casts)
     torch._dynamo.reset()
     with torch.autocast('cpu', dtype=torch.bfloat16):
         explained = torch._dynamo.explain(model)(x)

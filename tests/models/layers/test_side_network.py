@@ -176,3 +176,35 @@ def test_side_block_equals_its_formula_with_gradients():
         torch.autograd.grad(ours, inputs, grad), torch.autograd.grad(expected, inputs, grad)
     ):
         torch.testing.assert_close(a, b)
+
+
+def test_a_stage_copy_carries_other_weights_in_their_shapes_and_back():
+    """``stage_weights(..., tensors=...)``: weights with a multiple of the width elements
+    ride in the stage's one copy and come back in their own shapes, cast where a dtype
+    is given, with their gradients; a tensor that does not fit the rows is refused."""
+    from mmwst.models.layers.side_keys import stage_weights
+    from mmwst.models.layers.side_network import ConvStem, OverlapPatchEmbed
+
+    torch.manual_seed(0)
+    attns = [MetaCrossAttention(8, 2) for _ in range(2)]
+    stem, embed = ConvStem(8), OverlapPatchEmbed(8, 8)
+    carried = [*stem.product_weights(), *embed.product_weights()]
+    copy = stage_weights(attns, dtype=torch.bfloat16, tensors=carried)
+    assert [t.shape for t in copy.tensors] == [t.shape for t in carried]
+    assert all(c.dtype == torch.bfloat16 for c in copy.tensors)
+    assert all(torch.equal(c, t.to(torch.bfloat16)) for c, t in zip(copy.tensors, carried))
+    # the embeddings run with the given weights as with their own
+    image = torch.randn(2, 3, 16, 12)
+    tokens, hw = stem(image, [t.float() for t in copy.tensors[:3]])
+    expected = stem(image, [t.to(torch.bfloat16).float() for t in stem.product_weights()])
+    torch.testing.assert_close(tokens, expected[0], rtol=0, atol=0)
+    assert hw == (4, 3) and stem(image)[0].shape == tokens.shape
+    fmap = torch.randn(2, 8, 4, 3)
+    plain = embed(fmap)[0]
+    torch.testing.assert_close(embed(fmap, embed.product_weights())[0], plain, rtol=0, atol=0)
+    # gradients reach each carried parameter in its own shape
+    sum((c.float() * (i + 1)).sum() for i, c in enumerate(copy.tensors)).backward()
+    for i, t in enumerate(carried):
+        torch.testing.assert_close(t.grad, torch.full_like(t, i + 1.0), rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r'multiple of the width 8 elements, got shape \(3, 5\)'):
+        stage_weights(attns, tensors=[torch.zeros(3, 5)])
