@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...registry import MODELS
+from ..layers.casting import cast_in_one_copy
 from ..layers.scale_shift import SAFE_SCALE, ScaleShiftPairs, UnitMoments, param_dtype
 from .base import BaseTuner, HostSpec, TokenContext
 
@@ -39,18 +40,25 @@ class _ResidualRescale(torch.autograd.Function):
     single ``batch_norm`` layout gives: there ``dL/ds_in`` is a product and a sum.
 
     ``zeros`` and ``ones``: the means and variances (:class:`UnitMoments`), as long as
-    the longer side of ``W`` and in :func:`param_dtype` of ``W``.
+    the longer side of ``W`` and in :func:`param_dtype` of ``W``. ``low_out``,
+    ``low_in``: optionally ``s_out``, ``s_in`` already in ``W``'s type (a frozen ``W``
+    held in another precision than the scales, cast for all layers in one copy); the
+    forward reads them instead of casting its own, the gradients are the scales' as
+    without.
     """
 
     @staticmethod
-    def forward(ctx, weight, scale_out, scale_in, zeros, ones):
+    def forward(ctx, weight, scale_out, scale_in, zeros, ones, low_out=None, low_in=None):
         groups, d_in = scale_in.shape
-        s_in = scale_in.to(weight.dtype).unsqueeze(1)  # (groups, 1, d_in)
+        if low_out is None:
+            low_out, low_in = scale_out, scale_in
+        s_in = low_in.to(weight.dtype).unsqueeze(1)  # (groups, 1, d_in)
         # (d_out, d_in) -> (groups, d_out / groups, d_in): one s_in row per slice
         scaled = (weight.view(groups, -1, d_in) * s_in).view_as(weight)
         # (d_out,) -> (d_out, 1): s_out scales the rows
-        rescaled = torch.addcmul(weight, scaled, scale_out.to(weight.dtype).unsqueeze(1))
+        rescaled = torch.addcmul(weight, scaled, low_out.to(weight.dtype).unsqueeze(1))
         ctx.save_for_backward(weight, scaled, scale_out, s_in, zeros, ones)
+        ctx.scale_in_dtype = scale_in.dtype
         return rescaled
 
     @staticmethod
@@ -93,14 +101,15 @@ class _ResidualRescale(torch.autograd.Function):
             )
             grad_scale_in = grad_scale_in.view(1, d_in)
         elif need_in:  # (d_out, d_in) -> (groups, d_out / groups, d_in): each slice's rows
-            grad_scale_in = (by_rows.view(groups, -1, d_in) * weight.view(groups, -1, d_in)).sum(1)
+            products = by_rows.view(groups, -1, d_in) * weight.view(groups, -1, d_in)
+            grad_scale_in = products.sum(1, dtype=ctx.scale_in_dtype)  # summed in s_in's type
         if need_weight:  # a trained W (not RLRR's own): G * (1 + s_out s_in) = G + K * s_in
             # (d_out, d_in) -> (groups, d_out / groups, d_in)
             grad_weight = torch.addcmul(
                 grad.view(groups, -1, d_in), by_rows.view(groups, -1, d_in), s_in
             )
             grad_weight = grad_weight.view_as(weight)
-        return grad_weight, grad_scale_out, grad_scale_in, None, None
+        return grad_weight, grad_scale_out, grad_scale_in, None, None, None, None
 
 
 @MODELS.register_module()
@@ -224,8 +233,10 @@ class RLRR(BaseTuner):
         self.pairs = ScaleShiftPairs()
         self.moments = UnitMoments()  # for the backward of the rescaling
         # this forward pass's shifted biases b + f, made for all layers at once
-        # (before_blocks) and taken by each layer's weight function
+        # (before_blocks) and taken by each layer's weight function; likewise the scales
+        # (s_out, s_in) cast to a frozen host's lower precision in one copy
         self._shifted: dict[str, Tensor] = {}
+        self._cast_scales: dict[str, tuple[Tensor, Tensor]] = {}
 
     # ---- construction ------------------------------------------------------------------
     def _released_swin(self, host: HostSpec) -> bool:
@@ -331,8 +342,11 @@ class RLRR(BaseTuner):
     ) -> tuple[Tensor, Tensor]:
         """``(W * (1 + s_out s_in), b + f)`` for the layer ``key`` with frozen ``W``, ``b``."""
         zeros, ones = self.moments.get(max(weight.shape), param_dtype(weight))
+        cast = self._cast_scales.pop(key, None)
+        if cast is None or cast[0].dtype != weight.dtype:
+            cast = (None, None)
         rescaled = _ResidualRescale.apply(
-            weight, self.scale_out[key], self.scale_in[key], zeros, ones
+            weight, self.scale_out[key], self.scale_in[key], zeros, ones, *cast
         )
         shifted = self._shifted.pop(key, None)
         if shifted is None:  # not made by before_blocks (e.g. a layer called on its own)
@@ -346,14 +360,40 @@ class RLRR(BaseTuner):
     def before_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
         """Shift the biases of all rescaled layers, ``b + f``, in one multi-tensor
         addition (one kernel, like AdamW's fused step) rather than a small addition in
-        each layer; each layer's weight function takes its own."""
+        each layer; each layer's weight function takes its own.
+
+        Where the frozen weights are held in another precision than the scales
+        (``frozen_dtype='bf16'``), the shifts and scales of all those layers are first
+        cast to it in one copy each (:func:`cast_in_one_copy`; the shifts' gradients come
+        back through one cast), where each layer would cast its own three, forward and
+        backward: the same values and gradients."""
         self._shifted.clear()
+        self._cast_scales.clear()
         if self.merged:
             return x
+        by_dtype: dict[torch.dtype, list[str]] = {}
+        for key, linear in self._linears.items():
+            if linear.weight.dtype != self.shift[key].dtype:
+                by_dtype.setdefault(linear.weight.dtype, []).append(key)
+        for dtype, low in by_dtype.items():
+            with torch.no_grad():  # read forward only: the gradients are the scales' own
+                flat = [t for key in low for t in (self.scale_out[key], self.scale_in[key])]
+                scales = cast_in_one_copy(flat, dtype)
+            self._cast_scales.update(zip(low, zip(scales[0::2], scales[1::2])))
+            # b + f in the frozen type where b is in it (or absent)
+            own = [key for key in low if self._bias_dtype(key) in (None, dtype)]
+            if own:
+                shifts = cast_in_one_copy([self.shift[key] for key in own], dtype)
+                self._shifted.update(zip(own, shifts))
+                biased = [key for key in own if self._bias_dtype(key) is not None]
+                if biased:
+                    biases = [self._linears[key].bias for key in biased]
+                    added = torch._foreach_add(biases, [self._shifted[key] for key in biased])
+                    self._shifted.update(zip(biased, added))
         keys = [
             key
-            for key, linear in self._linears.items()
-            if linear.bias is not None and linear.bias.dtype == self.shift[key].dtype
+            for key in self._linears
+            if key not in self._shifted and self._bias_dtype(key) == self.shift[key].dtype
         ]
         if keys:
             biases = [self._linears[key].bias for key in keys]
@@ -361,8 +401,14 @@ class RLRR(BaseTuner):
             self._shifted.update(zip(keys, shifted))
         return x
 
+    def _bias_dtype(self, key: str) -> torch.dtype | None:
+        """The type of layer ``key``'s frozen bias (None: it has none)."""
+        bias = self._linears[key].bias
+        return None if bias is None else bias.dtype
+
     def after_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
         self._shifted.clear()  # all taken, unless a layer did not run
+        self._cast_scales.clear()
         return x
 
     def _drop_branch(self, rate: float, module: nn.Module, inputs, output: Tensor) -> Tensor:

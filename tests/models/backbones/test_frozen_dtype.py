@@ -216,3 +216,55 @@ def test_hst_casts_its_meta_tokens_to_a_bf16_host_in_one_copy(monkeypatch):
     assert per_layer_casts - casts == 2 * (layers - 1), (per_layer_casts, casts)
     torch._dynamo.reset()
     assert torch._dynamo.explain(model)(x).graph_break_count == 0
+
+
+@pytest.mark.parametrize('kind', list(HOSTS))
+def test_rlrr_casts_its_scales_and_shifts_to_a_bf16_host_in_one_copy(kind, monkeypatch):
+    """With the frozen weights in bf16, RLRR casts the scales ``s_out``, ``s_in`` and the
+    shifts ``f`` of all its layers in one copy each (the scales for the forward only,
+    the shifts' gradients back through one cast), and adds the shifts to the frozen
+    biases in one multi-tensor addition, where each layer would cast its own three and
+    add its own: the same outputs and gradients bit for bit, four casts per layer fewer
+    (three forward, one back) against the copies' three; the step compiles whole. On
+    Swin (the released layout) the patch-merging reductions have no bias: their shift
+    is the bias."""
+    import torch._dynamo
+
+    from mmwst.models.tuners import RLRR
+    from tools.benchmarking.ops import count_ops
+
+    cls, kwargs, shape = HOSTS[kind]
+    _, model = _pair(cls, [dict(type='mmwst.RLRR')], **kwargs)
+    model.train()
+    rlrr = model.tuners[0]
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(2)  # Swin's stochastic depth draws the same in every step
+        out = model(x)[0]
+        (out * torch.linspace(-1, 1, out.shape[-1])).sum().backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return out.detach(), grads
+
+    out, grads = step()
+    ops = count_ops(step)[1]
+    casts = ops['_to_copy']
+    with monkeypatch.context() as patch:  # each layer casts and shifts its own
+        patch.setattr(RLRR, 'before_blocks', lambda self, x, ctx: x)
+        alone, alone_grads = step()
+        alone_ops = count_ops(step)[1]
+        alone_casts = alone_ops['_to_copy']
+    assert torch.equal(out, alone)
+    assert grads.keys() == alone_grads.keys() and len(grads) == len(list(rlrr.parameters()))
+    assert all(torch.equal(grads[n], alone_grads[n]) for n in grads), [
+        n for n in grads if not torch.equal(grads[n], alone_grads[n])
+    ]
+    layers = len(rlrr._linears)
+    assert alone_casts - casts == 4 * layers - 3, (alone_casts, casts, layers)
+    # the biased layers' b + f: one multi-tensor addition instead of one addition each
+    biased = sum(linear.bias is not None for linear in rlrr._linears.values())
+    assert ops['_foreach_add'] == 1 and alone_ops['_foreach_add'] == 0
+    assert alone_ops['add'] - ops['add'] == biased, (alone_ops['add'], ops['add'], biased)
+    torch._dynamo.reset()
+    assert torch._dynamo.explain(model)(x).graph_break_count == 0

@@ -417,3 +417,30 @@ def test_vtab_configs_take_the_released_per_task_settings(config, monkeypatch):
     assert cfg.model.backbone.tuners[0].branch_drop_rate == 0.2
     assert any(t['type'] == 'RandomFlip' for t in cfg.train_dataloader.dataset.pipeline)
     assert cfg.model.head.num_classes == 6
+
+
+def test_a_bf16_weights_qkv_scale_gradient_is_summed_in_float32():
+    """With a bf16 frozen ``W`` and float32 q / k / v scales, ``dL/ds_in`` is the sum
+    over each slice's rows of ``K * W`` taken in float32 (the products in bf16, as the
+    step computes them), not rounded to bf16 and cast back: no cast in the backward."""
+    from mmwst.models.layers.scale_shift import UnitMoments
+    from mmwst.models.tuners.rlrr import _ResidualRescale
+    from tools.benchmarking.ops import count_ops
+
+    gen = torch.Generator().manual_seed(0)
+    dim = 16
+    weight = torch.randn(3 * dim, dim, generator=gen).bfloat16()
+    s_out = torch.randn(3 * dim, generator=gen).requires_grad_()
+    s_in = torch.randn(3, dim, generator=gen).requires_grad_()
+    moments = UnitMoments()
+    moments.reserve(3 * dim)
+    zeros, ones = moments.get(3 * dim, torch.float32)
+    grad = torch.randn(3 * dim, dim, generator=gen).bfloat16()
+    out = _ResidualRescale.apply(weight, s_out, s_in, zeros, ones)
+    counted = count_ops(lambda: out.backward(grad))[1]
+    assert counted['_to_copy'] == 0, counted
+    rows = (grad.float() * s_out.detach()[:, None]).bfloat16().view(3, dim, dim)  # K = G s_out
+    products = rows * weight.view(3, dim, dim)
+    assert s_in.grad.dtype == torch.float32
+    torch.testing.assert_close(s_in.grad, products.float().sum(1), rtol=1e-6, atol=1e-6)
+    assert not torch.equal(s_in.grad, products.sum(1).float())  # what a bf16 sum gives
