@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -47,5 +48,15 @@ class Bottleneck(nn.Module):
         nn.init.zeros_(self.up.weight)
         nn.init.zeros_(self.up.bias)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.up(self.act(self.down(x)))
+    def product_weights(self) -> list[Tensor]:
+        """``down``'s and ``up``'s weights and biases, in the order :meth:`forward`
+        takes them."""
+        return [self.down.weight, self.down.bias, self.up.weight, self.up.bias]
+
+    def forward(self, x: Tensor, weights: list[Tensor] | None = None) -> Tensor:
+        """``up(act(down(x)))``; ``weights``: :meth:`product_weights` as the caller cast
+        them (None: its own)."""
+        if weights is None:
+            return self.up(self.act(self.down(x)))
+        down_w, down_b, up_w, up_b = weights
+        return F.linear(self.act(F.linear(x, down_w, down_b)), up_w, up_b)

@@ -12,6 +12,7 @@ gradients and one cast back, each parameter's gradient a contiguous piece of it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +32,27 @@ def cast_in_one_copy(tensors: Sequence[Tensor], dtype: torch.dtype) -> tuple[Ten
     flat = torch.cat([t.reshape(-1) for t in tensors]).to(dtype)
     pieces = flat.split([t.numel() for t in tensors])
     return tuple(piece.view(t.shape) for piece, t in zip(pieces, tensors))
+
+
+class HasProductWeights(Protocol):
+    def product_weights(self) -> list[Tensor]: ...
+
+
+def product_weights_in_one_copy(
+    layers: Sequence[HasProductWeights], dtype: torch.dtype | None
+) -> dict[HasProductWeights, list[Tensor]]:
+    """Under autocast (``dtype``, its lower precision; None: off), each layer's
+    ``product_weights()`` - the weights and biases its products and convolutions read -
+    cast to ``dtype`` in one copy for all ``layers`` (:func:`cast_in_one_copy`), as
+    ``{layer: [its weights cast, in order]}`` for the layers' forward to take instead of
+    their own; empty where there is nothing to cast (autocast off, or the weights
+    already in ``dtype``). Autocast would cast each at its product, and each gradient
+    back: two kernels per tensor and step, against two for the whole copy."""
+    own = [layer.product_weights() for layer in layers]
+    if dtype is None or not own or own[0][0].dtype == dtype:
+        return {}
+    cast = iter(cast_in_one_copy([t for weights in own for t in weights], dtype))
+    return {layer: [next(cast) for _ in weights] for layer, weights in zip(layers, own)}
 
 
 class CastLinear(nn.Linear):

@@ -5,15 +5,38 @@ from __future__ import annotations
 
 from functools import partial
 
-from torch import nn
+from torch import Tensor, nn
 
 from ...registry import MODELS
 from ..layers.bottleneck import Bottleneck
-from .base import BaseTuner, HostSpec
+from ..layers.casting import autocast_dtype, product_weights_in_one_copy
+from .base import BaseTuner, HostSpec, TokenContext
+
+
+class _OneCopyBottlenecks:
+    """Under autocast, the weights of every bottleneck of the tuner cast in one copy
+    before the blocks (:func:`product_weights_in_one_copy`), each bottleneck's hook
+    taking its own; the same values and gradients as autocast's cast per weight."""
+
+    adapters: nn.ModuleDict
+    _cast: dict
+
+    def before_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
+        low = autocast_dtype(x.device.type)
+        self._cast = product_weights_in_one_copy(list(self.adapters.values()), low)
+        return x
+
+    def after_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
+        self._cast = {}
+        return x
+
+    def _bottleneck(self, key: str, x: Tensor) -> Tensor:
+        adapter = self.adapters[key]
+        return adapter(x, self._cast.get(adapter))
 
 
 @MODELS.register_module()
-class Adapter(BaseTuner):
+class Adapter(_OneCopyBottlenecks, BaseTuner):
     """Houlsby adapters: ``h + up(GELU(down(h)))`` on the attention and the MLP output.
 
     Inserted sequentially after each sub-layer's output projection (``proj`` and
@@ -44,6 +67,7 @@ class Adapter(BaseTuner):
         super().__init__(init_cfg)
         self.bottleneck = bottleneck
         self.adapters = nn.ModuleDict()
+        self._cast: dict[Bottleneck, list[Tensor]] = {}
 
     def build(self, host: HostSpec) -> None:
         for spec in host.blocks:
@@ -65,11 +89,11 @@ class Adapter(BaseTuner):
             adapter.reset_parameters()
 
     def _hook(self, key: str, module, inputs, output):
-        return output + self.adapters[key](output)
+        return output + self._bottleneck(key, output)
 
 
 @MODELS.register_module()
-class AdaptFormer(BaseTuner):
+class AdaptFormer(_OneCopyBottlenecks, BaseTuner):
     """AdaptFormer: a scaled bottleneck in parallel with every MLP (paper Eq. 4).
 
     ``x' = x + MLP(LN(x)) + s * up(ReLU(down(LN(x))))``: the adapter reads the MLP's
@@ -102,6 +126,7 @@ class AdaptFormer(BaseTuner):
         self.bottleneck = bottleneck
         self.scale = scale
         self.adapters = nn.ModuleDict()
+        self._cast: dict[Bottleneck, list[Tensor]] = {}
 
     def build(self, host: HostSpec) -> None:
         for spec in host.blocks:
@@ -120,4 +145,4 @@ class AdaptFormer(BaseTuner):
             adapter.reset_parameters()
 
     def _hook(self, key: str, module, inputs, output):
-        return output + self.scale * self.adapters[key](inputs[0])
+        return output + self.scale * self._bottleneck(key, inputs[0])

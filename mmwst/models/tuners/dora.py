@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ...registry import MODELS
-from .base import HostSpec
+from .base import HostSpec, TokenContext
 from .lora import QKV_SLICES, LoRA
 
 
@@ -64,6 +64,12 @@ class DoRA(LoRA):
         super().__init__(rank=rank, alpha=alpha, targets=targets, init_cfg=init_cfg)
         self.magnitude = nn.ParameterDict()  # g: m = ||W|| (1 + g)
         self._saved: dict[tuple[int, str], Tensor] = {}
+
+    def before_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
+        return x  # its factors are read in the weight functions, not cast by LoRA's
+
+    def after_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
+        return x
 
     def _attach_qkv(self, index: int, qkv: nn.Linear, targets: list[str]) -> None:
         """DoRA replaces the weight of the fused qkv projection (its adapted slices

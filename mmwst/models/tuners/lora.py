@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...registry import MODELS
-from .base import BaseTuner, HostSpec
+from ..layers.casting import autocast_dtype, cast_in_one_copy
+from .base import BaseTuner, HostSpec, TokenContext
 
 QKV_SLICES = ('q', 'k', 'v')
 TARGETS = (*QKV_SLICES, 'proj', 'fc1', 'fc2')
@@ -72,6 +73,9 @@ class LoRA(BaseTuner):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.lora_A = nn.ParameterDict()
         self.lora_B = nn.ParameterDict()
+        # this forward pass's (A, B) of every target in the type the products run in,
+        # cast in one copy (before_blocks) where it is not theirs
+        self._cast: dict[str, tuple[Tensor, Tensor]] = {}
 
     def build(self, host: HostSpec) -> None:
         self._layers = {}
@@ -128,8 +132,30 @@ class LoRA(BaseTuner):
             nn.init.kaiming_uniform_(self.lora_A[key], a=math.sqrt(5))
             nn.init.zeros_(self.lora_B[key])
 
+    def before_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
+        """Where the products run in another type than the factors' (autocast's, or a
+        frozen host's bf16 tokens), cast every target's ``A`` and ``B`` to it in one
+        copy (:func:`cast_in_one_copy`: one cast forward, one back) instead of two casts
+        per target each way; the same values and gradients."""
+        self._cast = {}
+        low = autocast_dtype(x.device.type) or x.dtype
+        keys = list(self.lora_A)
+        if self.merged or not keys or self.lora_A[keys[0]].dtype == low:
+            return x
+        flat = [t for key in keys for t in (self.lora_A[key], self.lora_B[key])]
+        cast = cast_in_one_copy(flat, low)
+        self._cast = dict(zip(keys, zip(cast[0::2], cast[1::2])))
+        return x
+
+    def after_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
+        self._cast = {}
+        return x
+
     def _low_rank(self, key: str, x: Tensor) -> Tensor:
-        A, B = self.lora_A[key].to(x.dtype), self.lora_B[key].to(x.dtype)
+        cast = self._cast.get(key)
+        if cast is None or (cast[0].dtype != x.dtype and autocast_dtype(x.device.type) is None):
+            cast = self.lora_A[key].to(x.dtype), self.lora_B[key].to(x.dtype)
+        A, B = cast
         return F.linear(F.linear(self.dropout(x), A), B) * self.scaling
 
     def _delta(self, key: str, module, inputs, output: Tensor) -> Tensor:

@@ -9,10 +9,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...registry import MODELS
+from ..layers.casting import autocast_dtype, product_weights_in_one_copy
 from .base import BaseTuner, HostSpec, TokenContext
 
 #: the depthwise kernels Mona averages ("multi-cognitive": three receptive fields)
 KERNELS = (3, 5, 7)
+
+
+def _conv(conv: nn.Conv2d, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """``conv`` (its padding and groups) with the given weight and bias."""
+    return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
 
 
 class MonaLayer(nn.Module):
@@ -50,20 +56,31 @@ class MonaLayer(nn.Module):
         for conv in (*self.dw, self.mix):
             conv.reset_parameters()
 
-    def forward(self, x: Tensor, grid: tuple[int, int]) -> Tensor:
+    def product_weights(self) -> list[Tensor]:
+        """The weights and biases of its products and convolutions, in the order
+        :meth:`forward` takes them: down, the three depthwise convolutions, the 1x1, up."""
+        convs = [t for conv in (*self.dw, self.mix) for t in (conv.weight, conv.bias)]
+        return [self.down.weight, self.down.bias, *convs, self.up.weight, self.up.bias]
+
+    def forward(
+        self, x: Tensor, grid: tuple[int, int], weights: list[Tensor] | None = None
+    ) -> Tensor:
+        """``x`` (B, h*w, D) on the ``grid`` -> (B, h*w, D). ``weights``:
+        :meth:`product_weights` as the caller cast them (None: its own)."""
         h, w = grid
+        down_w, down_b, *convs, up_w, up_b = self.product_weights() if weights is None else weights
         z = self.norm(x) * self.gamma + x * self.gamma_x
-        p = self.down(z)
+        p = F.linear(z, down_w, down_b)
         b, n, r = p.shape
         p = p.transpose(1, 2).reshape(b, r, h, w)
-        maps = [conv(p) for conv in self.dw]
+        maps = [_conv(conv, p, *convs[2 * i : 2 * i + 2]) for i, conv in enumerate(self.dw)]
         total = maps[0]
         for other in maps[1:]:  # summed from the first map, not from 0: one kernel less
             total = total + other
         q = total / len(maps) + p
-        q = q + self.mix(q)
+        q = q + _conv(self.mix, q, *convs[-2:])
         q = q.reshape(b, r, n).transpose(1, 2)
-        return x + self.up(self.drop(F.gelu(q)))
+        return x + F.linear(self.drop(F.gelu(q)), up_w, up_b)
 
     @staticmethod
     def count(dim: int, bottleneck: int) -> int:
@@ -131,6 +148,8 @@ class Mona(BaseTuner):
         #: the running forward's token context: the MLP's pre-hook reads the tokens in
         #: front of the grid there when the block runs, after every tuner's before_block
         self._ctx: TokenContext | None = None
+        #: under autocast, every adapter's product weights cast in one copy for this pass
+        self._cast: dict[MonaLayer, list[Tensor]] = {}
 
     def build(self, host: HostSpec) -> None:
         for spec in host.blocks:
@@ -151,15 +170,23 @@ class Mona(BaseTuner):
 
     # ---- the two places --------------------------------------------------------------
     def before_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
+        """Under autocast, the product weights of all adapters (twelve tensors each) are
+        cast in one copy (:func:`product_weights_in_one_copy`: one cast forward, one
+        back) instead of autocast's cast of each at its product and of its gradient
+        back; the same values and gradients."""
         self._ctx = ctx
+        layers = [*self.after_attn, *self.after_mlp]
+        self._cast = product_weights_in_one_copy(layers, autocast_dtype(x.device.type))
         return x
 
     def after_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
         self._ctx = None
+        self._cast = {}
         return x
 
     def after_block(self, index: int, x: Tensor, ctx: TokenContext) -> Tensor:
-        return self._on_grid(self.after_mlp[index], x, ctx.num_prefix, ctx.patch_resolution)
+        layer = self.after_mlp[index]
+        return self._on_grid(layer, x, ctx.num_prefix, ctx.patch_resolution, self._cast.get(layer))
 
     def _before_mlp(self, index: int, norm2: nn.Module, module, args, kwargs):
         if 'identity' not in kwargs:
@@ -173,13 +200,20 @@ class Mona(BaseTuner):
                 f"Mona: block {index} ran outside its host's forward pass (the adapters "
                 'need the token context it sets up); call the backbone, not its blocks'
             )
+        layer = self.after_attn[index]
         x = self._on_grid(
-            self.after_attn[index], kwargs['identity'], ctx.num_prefix, ctx.patch_resolution
+            layer, kwargs['identity'], ctx.num_prefix, ctx.patch_resolution, self._cast.get(layer)
         )
         return (norm2(x), *args[1:]), dict(kwargs, identity=x)
 
     @staticmethod
-    def _on_grid(layer: MonaLayer, x: Tensor, prefix: int, grid: tuple[int, int]) -> Tensor:
+    def _on_grid(
+        layer: MonaLayer,
+        x: Tensor,
+        prefix: int,
+        grid: tuple[int, int],
+        weights: list[Tensor] | None = None,
+    ) -> Tensor:
         h, w = grid
         if x.shape[1] != prefix + h * w:
             raise RuntimeError(
@@ -187,5 +221,5 @@ class Mona(BaseTuner):
                 "a tuner that adds tokens must keep the context's num_prefix up to date"
             )
         if prefix == 0:
-            return layer(x, grid)
-        return torch.cat([x[:, :prefix], layer(x[:, prefix:], grid)], dim=1)
+            return layer(x, grid, weights)
+        return torch.cat([x[:, :prefix], layer(x[:, prefix:], grid, weights)], dim=1)

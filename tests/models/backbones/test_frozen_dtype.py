@@ -268,3 +268,107 @@ def test_rlrr_casts_its_scales_and_shifts_to_a_bf16_host_in_one_copy(kind, monke
     assert alone_ops['add'] - ops['add'] == biased, (alone_ops['add'], ops['add'], biased)
     torch._dynamo.reset()
     assert torch._dynamo.explain(model)(x).graph_break_count == 0
+
+
+@pytest.mark.parametrize('where', ['bf16_host', 'autocast'])
+def test_lora_casts_its_factors_in_one_copy(where, monkeypatch):
+    """Where LoRA's products run in bf16 - a frozen host held in bf16, or a float32 host
+    under bf16 autocast - every target's ``A`` and ``B`` are cast in one copy before
+    the blocks (one cast forward, one back), where each target cast its own two each
+    way: the same outputs and gradients bit for bit; the step compiles whole."""
+    import contextlib
+
+    import torch._dynamo
+
+    from mmwst.models.tuners import LoRA
+    from tools.benchmarking.ops import count_ops
+
+    cls, kwargs, shape = HOSTS['vit']
+    full, half = _pair(cls, [dict(type='mmwst.LoRA', rank=4)], **kwargs)
+    model = (half if where == 'bf16_host' else full).train()
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
+    autocast = (
+        torch.autocast('cpu', dtype=torch.bfloat16)
+        if where == 'autocast'
+        else contextlib.nullcontext()
+    )
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        with autocast:
+            out = model(x)[0]
+        (out.float() * torch.linspace(-1, 1, out.shape[-1])).sum().backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return out.detach(), grads
+
+    out, grads = step()
+    casts = count_ops(step)[1]['_to_copy']
+    with monkeypatch.context() as patch:  # each target casts its own
+        patch.setattr(LoRA, 'before_blocks', lambda self, x, ctx: x)
+        alone, alone_grads = step()
+        alone_casts = count_ops(step)[1]['_to_copy']
+    assert torch.equal(out, alone) and grads.keys() == alone_grads.keys()
+    assert all(torch.equal(grads[n], alone_grads[n]) for n in grads)
+    assert any('lora_B' in n for n in grads)
+    targets = len(model.tuners[0].lora_A)  # q and v of 4 blocks
+    assert alone_casts - casts == 4 * targets - 2, (alone_casts, casts, targets)
+    torch._dynamo.reset()
+    with autocast:
+        assert torch._dynamo.explain(model)(x).graph_break_count == 0
+
+
+ONE_COPY_ADAPTERS = {
+    # tuner, its module, product tensors per adapter (weights and biases), adapters
+    'mona': (dict(type='mmwst.Mona', bottleneck=8), 'mona', 12, 2 * ARCH['num_layers']),
+    'adapter': (dict(type='mmwst.Adapter', bottleneck=8), 'adapters', 4, 2 * ARCH['num_layers']),
+    'adaptformer': (
+        dict(type='mmwst.AdaptFormer', bottleneck=8),
+        'adapters',
+        4,
+        ARCH['num_layers'],
+    ),
+}
+
+
+@pytest.mark.parametrize('host', ['float32', 'bf16'])
+@pytest.mark.parametrize('method', list(ONE_COPY_ADAPTERS))
+def test_adapters_cast_their_product_weights_in_one_copy_under_autocast(method, host, monkeypatch):
+    """Under bf16 autocast (a float32 host, or one held in bf16), Mona (down, three
+    depthwise convolutions, the 1x1, up), Adapter and AdaptFormer (down, up) cast the
+    weights and biases of all their adapters' products in one copy before the blocks
+    (one cast forward, one back), where autocast cast each at its product and its
+    gradient back: the same outputs and gradients bit for bit; the step compiles whole."""
+    import importlib
+
+    import torch._dynamo
+
+    from tools.benchmarking.ops import count_ops
+
+    tuner, module, per_adapter, adapters = ONE_COPY_ADAPTERS[method]
+    cls, kwargs, shape = HOSTS['vit']
+    full, half = _pair(cls, [tuner], **kwargs)
+    model = (full if host == 'float32' else half).train()
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(2)  # Mona's dropout draws the same masks in every step
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            out = model(x)[0]
+        (out.float() * torch.linspace(-1, 1, out.shape[-1])).sum().backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return out.detach(), grads
+
+    out, grads = step()
+    casts = count_ops(step)[1]['_to_copy']
+    tuners = importlib.import_module(f'mmwst.models.tuners.{module}')
+    with monkeypatch.context() as patch:  # autocast casts each weight at its product
+        patch.setattr(tuners, 'product_weights_in_one_copy', lambda layers, dtype: {})
+        alone, alone_grads = step()
+        alone_casts = count_ops(step)[1]['_to_copy']
+    assert torch.equal(out, alone) and grads.keys() == alone_grads.keys()
+    assert all(torch.equal(grads[n], alone_grads[n]) for n in grads)
+    assert alone_casts - casts == 2 * per_adapter * adapters - 2, (alone_casts, casts)
+    torch._dynamo.reset()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        assert torch._dynamo.explain(model)(x).graph_break_count == 0
