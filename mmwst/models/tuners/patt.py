@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...registry import MODELS
-from .base import BaseTuner, HostSpec
+from ..layers.casting import autocast_dtype, cast_in_one_copy
+from .base import BaseTuner, HostSpec, TokenContext
 
 #: slots of the fused ``qkv`` output, in row order
 QKV_SLOTS = ('q', 'k', 'v')
@@ -80,6 +81,9 @@ class PATT(BaseTuner):
         self.mode = mode
         self.down = nn.ModuleDict()
         self.up = nn.ModuleDict()
+        # this forward pass's (W_down, b_down, W_up, b_up) of every block in the type the
+        # products run in, cast in one copy (before_blocks) where it is not theirs
+        self._cast: dict[str, list[Tensor]] = {}
 
     def param_count(self, host: HostSpec) -> int:
         """Per block: ``Linear(D -> r)`` and ``Linear(r -> slots x D)``, with biases
@@ -108,11 +112,38 @@ class PATT(BaseTuner):
         for layer in (*self.down.values(), *self.up.values()):
             layer.reset_parameters()  # PyTorch's default Linear init
 
+    def before_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
+        """Where the products run in another type than the weights' (autocast's, or a
+        frozen host's bf16 tokens), cast every block's four weights and biases to it in
+        one copy (:func:`cast_in_one_copy`: one cast forward, one back) instead of four
+        casts per block each way; the same values and gradients."""
+        self._cast = {}
+        low = autocast_dtype(x.device.type) or x.dtype
+        keys = list(self.down)
+        if not keys or self.down[keys[0]].weight.dtype == low:
+            return x
+        own = [self._weights(key) for key in keys]
+        cast = iter(cast_in_one_copy([t for weights in own for t in weights], low))
+        self._cast = {key: [next(cast) for _ in range(4)] for key in keys}
+        return x
+
+    def after_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
+        self._cast = {}
+        return x
+
+    def _weights(self, key: str) -> list[Tensor]:
+        down, up = self.down[key], self.up[key]
+        return [down.weight, down.bias, up.weight, up.bias]
+
     def delta(self, key: str, x: Tensor) -> Tensor:
         """``tanh(x W_down + b_down) W_up + b_up``: ``(..., D) -> (..., m * D)``."""
-        down, up = self.down[key], self.up[key]
-        hidden = torch.tanh(F.linear(x, down.weight.to(x.dtype), down.bias.to(x.dtype)))
-        return F.linear(hidden, up.weight.to(x.dtype), up.bias.to(x.dtype))
+        weights = self._cast.get(key)
+        if weights is None or (
+            weights[0].dtype != x.dtype and autocast_dtype(x.device.type) is None
+        ):
+            weights = [t.to(x.dtype) for t in self._weights(key)]
+        down_w, down_b, up_w, up_b = weights
+        return F.linear(torch.tanh(F.linear(x, down_w, down_b)), up_w, up_b)
 
     def _shift_qkv(self, key: str, module, inputs, output: Tensor) -> Tensor:
         x = inputs[0]  # (..., N, D): the attention input

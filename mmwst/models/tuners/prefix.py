@@ -5,11 +5,13 @@ from __future__ import annotations
 from functools import partial
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...registry import MODELS
+from ..layers.casting import autocast_dtype, product_weights_in_one_copy
 from ..layers.tunable import concat_kv
-from .base import BaseTuner, HostSpec
+from .base import BaseTuner, HostSpec, TokenContext
 
 
 class PrefixEncoder(nn.Module):
@@ -36,9 +38,19 @@ class PrefixEncoder(nn.Module):
         self.down.reset_parameters()
         self.up.reset_parameters()
 
-    def forward(self) -> tuple[Tensor, Tensor]:
-        """The prefix keys and values, each ``(P, D)``."""
-        return self.up(torch.tanh(self.down(self.embedding))).chunk(2, dim=-1)
+    def product_weights(self) -> list[Tensor]:
+        """The tokens and both Linears' weights and biases, in the order :meth:`forward`
+        takes them."""
+        return [self.embedding, self.down.weight, self.down.bias, self.up.weight, self.up.bias]
+
+    def forward(self, weights: list[Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        """The prefix keys and values, each ``(P, D)``; ``weights``:
+        :meth:`product_weights` as the caller cast them (None: its own)."""
+        if weights is None:
+            return self.up(torch.tanh(self.down(self.embedding))).chunk(2, dim=-1)
+        tokens, down_w, down_b, up_w, up_b = weights
+        hidden = torch.tanh(F.linear(tokens, down_w, down_b))
+        return F.linear(hidden, up_w, up_b).chunk(2, dim=-1)
 
 
 @MODELS.register_module()
@@ -106,6 +118,8 @@ class PrefixTuning(BaseTuner):
         self.num_tokens = num_tokens
         self.hidden = hidden
         self.encoders = nn.ModuleDict()
+        #: under autocast, every encoder's tokens and weights cast in one copy this pass
+        self._cast: dict[PrefixEncoder, list[Tensor]] = {}
 
     def param_count(self, host: HostSpec) -> int:
         """Per block of width D: ``P D + D h + h + h 2D + 2D``."""
@@ -122,13 +136,27 @@ class PrefixTuning(BaseTuner):
         for encoder in self.encoders.values():
             encoder.reset_parameters()
 
+    def before_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
+        """Under autocast, every encoder's tokens and Linears (five tensors each) are
+        cast in one copy (:func:`product_weights_in_one_copy`: one cast forward, one
+        back) instead of autocast's cast of each at its product and of its gradient
+        back; the same values and gradients."""
+        low = autocast_dtype(x.device.type)
+        self._cast = product_weights_in_one_copy(list(self.encoders.values()), low)
+        return x
+
+    def after_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
+        self._cast = {}
+        return x
+
     def prefix(self, index: int) -> tuple[Tensor, Tensor]:
         """Block ``index``'s prefix keys and values, each ``(num_tokens, D)``."""
         return self.encoders[str(index)]()
 
     def _append_prefix(self, key: str, x: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         heads, head_dims = k.shape[1], k.shape[3]  # k, v: (B, heads, N, head_dims)
-        pk, pv = self.encoders[key]()  # (P, D) each
+        encoder = self.encoders[key]
+        pk, pv = encoder(self._cast.get(encoder))  # (P, D) each
         # (P, D) -> (1, P, heads, head_dims) -> (1, heads, P, head_dims)
         pk = pk.reshape(1, self.num_tokens, heads, head_dims).transpose(1, 2)
         pv = pv.reshape(1, self.num_tokens, heads, head_dims).transpose(1, 2)

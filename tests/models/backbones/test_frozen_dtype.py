@@ -271,20 +271,26 @@ def test_rlrr_casts_its_scales_and_shifts_to_a_bf16_host_in_one_copy(kind, monke
 
 
 @pytest.mark.parametrize('where', ['bf16_host', 'autocast'])
-def test_lora_casts_its_factors_in_one_copy(where, monkeypatch):
-    """Where LoRA's products run in bf16 - a frozen host held in bf16, or a float32 host
-    under bf16 autocast - every target's ``A`` and ``B`` are cast in one copy before
-    the blocks (one cast forward, one back), where each target cast its own two each
-    way: the same outputs and gradients bit for bit; the step compiles whole."""
+@pytest.mark.parametrize('method', ['lora', 'patt'])
+def test_lora_and_patt_cast_their_weights_in_one_copy(method, where, monkeypatch):
+    """Where LoRA's or PATT's products run in bf16 - a frozen host held in bf16, or a
+    float32 host under bf16 autocast - every target's ``A`` and ``B`` (PATT: every
+    block's down and up weights and biases) are cast in one copy before the blocks (one
+    cast forward, one back), where each cast its own each way: the same outputs and
+    gradients bit for bit; the step compiles whole."""
     import contextlib
 
     import torch._dynamo
 
-    from mmwst.models.tuners import LoRA
+    from mmwst.models.tuners import PATT, LoRA
     from tools.benchmarking.ops import count_ops
 
+    tuner_cls, tuner = {
+        'lora': (LoRA, dict(type='mmwst.LoRA', rank=4)),
+        'patt': (PATT, dict(type='mmwst.PATT', rank=4)),
+    }[method]
     cls, kwargs, shape = HOSTS['vit']
-    full, half = _pair(cls, [dict(type='mmwst.LoRA', rank=4)], **kwargs)
+    full, half = _pair(cls, [tuner], **kwargs)
     model = (half if where == 'bf16_host' else full).train()
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
     autocast = (
@@ -304,14 +310,15 @@ def test_lora_casts_its_factors_in_one_copy(where, monkeypatch):
     out, grads = step()
     casts = count_ops(step)[1]['_to_copy']
     with monkeypatch.context() as patch:  # each target casts its own
-        patch.setattr(LoRA, 'before_blocks', lambda self, x, ctx: x)
+        patch.setattr(tuner_cls, 'before_blocks', lambda self, x, ctx: x)
         alone, alone_grads = step()
         alone_casts = count_ops(step)[1]['_to_copy']
     assert torch.equal(out, alone) and grads.keys() == alone_grads.keys()
     assert all(torch.equal(grads[n], alone_grads[n]) for n in grads)
-    assert any('lora_B' in n for n in grads)
-    targets = len(model.tuners[0].lora_A)  # q and v of 4 blocks
-    assert alone_casts - casts == 4 * targets - 2, (alone_casts, casts, targets)
+    assert len(grads) == len(list(model.tuners[0].parameters()))
+    # LoRA: A and B of q and v in 4 blocks; PATT: 4 tensors in each of 4 blocks
+    tensors = 2 * 2 * ARCH['num_layers'] if method == 'lora' else 4 * ARCH['num_layers']
+    assert alone_casts - casts == 2 * tensors - 2, (alone_casts, casts, tensors)
     torch._dynamo.reset()
     with autocast:
         assert torch._dynamo.explain(model)(x).graph_break_count == 0
@@ -327,6 +334,13 @@ ONE_COPY_ADAPTERS = {
         4,
         ARCH['num_layers'],
     ),
+    # the tokens and both Linears of each block's encoder
+    'prefix': (
+        dict(type='mmwst.PrefixTuning', num_tokens=4, hidden=16),
+        'prefix',
+        5,
+        ARCH['num_layers'],
+    ),
 }
 
 
@@ -334,8 +348,9 @@ ONE_COPY_ADAPTERS = {
 @pytest.mark.parametrize('method', list(ONE_COPY_ADAPTERS))
 def test_adapters_cast_their_product_weights_in_one_copy_under_autocast(method, host, monkeypatch):
     """Under bf16 autocast (a float32 host, or one held in bf16), Mona (down, three
-    depthwise convolutions, the 1x1, up), Adapter and AdaptFormer (down, up) cast the
-    weights and biases of all their adapters' products in one copy before the blocks
+    depthwise convolutions, the 1x1, up), Adapter and AdaptFormer (down, up) and prefix
+    tuning (the tokens, down, up) cast the weights and biases of all their adapters'
+    products in one copy before the blocks
     (one cast forward, one back), where autocast cast each at its product and its
     gradient back: the same outputs and gradients bit for bit; the step compiles whole."""
     import importlib
