@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ...registry import MODELS
+from ..layers.casting import autocast_dtype, cast_in_one_copy
 from .base import HostSpec, TokenContext
 from .lora import QKV_SLICES, LoRA
 
@@ -66,9 +67,23 @@ class DoRA(LoRA):
         self._saved: dict[tuple[int, str], Tensor] = {}
 
     def before_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
-        return x  # its factors are read in the weight functions, not cast by LoRA's
-
-    def after_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
+        """Under autocast, every target's ``A``, ``B`` and (where the frozen weights are
+        in autocast's type too) magnitude ``g`` are cast in one copy
+        (:func:`cast_in_one_copy`: one cast forward, one back), where the weight
+        functions' products and casts cast each, forward and backward; the same values
+        and gradients. Without autocast ``B A`` stays in the factors' type."""
+        self._cast = {}
+        low = autocast_dtype(x.device.type)
+        keys = list(self.lora_A)
+        if self.merged or low is None or not keys or self.lora_A[keys[0]].dtype == low:
+            return x
+        with_g = all(linear.weight.dtype == low for linear in self._layers.values())
+        own = [
+            [self.lora_A[key], self.lora_B[key], *([self.magnitude[key]] if with_g else [])]
+            for key in keys
+        ]
+        cast = iter(cast_in_one_copy([t for tensors in own for t in tensors], low))
+        self._cast = {key: [next(cast) for _ in tensors] for key, tensors in zip(keys, own)}
         return x
 
     def _attach_qkv(self, index: int, qkv: nn.Linear, targets: list[str]) -> None:
@@ -94,12 +109,19 @@ class DoRA(LoRA):
 
     def decomposed(self, key: str, weight: Tensor) -> Tensor:
         """``W'`` for one target from its frozen weight ``W`` (d_out x d_in)."""
-        delta = self.delta_weight(key).to(weight.dtype)
+        cast = self._cast.get(key)
+        if cast is not None and autocast_dtype(weight.device.type) == cast[0].dtype:
+            # the factors as before_blocks cast them: autocast's product of the two
+            delta = (cast[1] @ cast[0] * self.scaling).to(weight.dtype)
+            g = cast[2] if len(cast) == 3 else self.magnitude[key].to(weight.dtype)
+        else:
+            delta = self.delta_weight(key).to(weight.dtype)
+            g = self.magnitude[key].to(weight.dtype)
         direction = weight + delta
         # (d_out, 1): ||W|| / ||W + Delta|| first, so that it is exactly 1 at init (Delta
         # is exactly zero) and W' is bit for bit W
         ratio = weight.norm(dim=1, keepdim=True).detach() / direction.norm(dim=1, keepdim=True)
-        return direction * (ratio * (1 + self.magnitude[key].to(weight.dtype)[:, None]))
+        return direction * (ratio * (1 + g[:, None]))
 
     def _weight(self, key: str, weight: Tensor, bias: Tensor | None):
         return self.decomposed(key, weight), bias

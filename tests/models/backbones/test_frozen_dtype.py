@@ -387,3 +387,44 @@ def test_adapters_cast_their_product_weights_in_one_copy_under_autocast(method, 
     torch._dynamo.reset()
     with torch.autocast('cpu', dtype=torch.bfloat16):
         assert torch._dynamo.explain(model)(x).graph_break_count == 0
+
+
+@pytest.mark.parametrize('host', ['float32', 'bf16'])
+def test_dora_casts_its_factors_in_one_copy_under_autocast(host, monkeypatch):
+    """Under bf16 autocast DoRA casts every target's ``A`` and ``B`` - and its magnitude
+    ``g`` where the frozen weights are bf16 too - in one copy before the blocks, where
+    each weight function's product and casts cast them each way: the same outputs and
+    gradients bit for bit; the step compiles whole."""
+    import torch._dynamo
+
+    from mmwst.models.tuners import DoRA
+    from tools.benchmarking.ops import count_ops
+
+    cls, kwargs, shape = HOSTS['vit']
+    full, half = _pair(cls, [dict(type='mmwst.DoRA', rank=4)], **kwargs)
+    model = (full if host == 'float32' else half).train()
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            out = model(x)[0]
+        (out.float() * torch.linspace(-1, 1, out.shape[-1])).sum().backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return out.detach(), grads
+
+    out, grads = step()
+    casts = count_ops(step)[1]['_to_copy']
+    with monkeypatch.context() as patch:  # each weight function casts its own
+        patch.setattr(DoRA, 'before_blocks', lambda self, x, ctx: x)
+        alone, alone_grads = step()
+        alone_casts = count_ops(step)[1]['_to_copy']
+    assert torch.equal(out, alone) and grads.keys() == alone_grads.keys()
+    assert all(torch.equal(grads[n], alone_grads[n]) for n in grads)
+    assert len(grads) == len(list(model.tuners[0].parameters()))
+    targets = 2 * ARCH['num_layers']  # q and v
+    per_target = 2 if host == 'float32' else 3  # A, B (and g)
+    assert alone_casts - casts == 2 * per_target * targets - 2, (alone_casts, casts)
+    torch._dynamo.reset()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        assert torch._dynamo.explain(model)(x).graph_break_count == 0
