@@ -6,6 +6,10 @@ network's bilinear resizes (the generated backward read a buffer before allocati
 FreqFit's Fourier filters (the CPU FFT's output strides differ from the ones the
 compiler predicts for a transform over middle dimensions; the transforms run over the
 last dimensions now). Compiled, each gives eager's values and gradients.
+
+Under bf16 autocast HST's side network and Mona pass their convolutions' weights cast in
+one copy (views of it); inductor's convolution takes no bias that is a view, so the
+biases stay the modules' own, and both compile.
 """
 
 import os
@@ -14,7 +18,7 @@ import shutil
 import pytest
 import torch
 
-from mmwst.models import DenseTunedViT
+from mmwst.models import DenseTunedViT, TunedVisionTransformer
 from mmwst.models.layers import SpectralFilter1d, SpectralFilter2d
 
 pytestmark = pytest.mark.skipif(
@@ -68,3 +72,40 @@ def test_freqfit_filters_compile(kind):
     for p in layer.parameters():
         torch.nn.init.normal_(p, std=0.3)
     _compiled_matches_eager(layer, (x.requires_grad_(),), lambda out: out.square().sum())
+
+
+@pytest.mark.parametrize('tuner', ['hst', 'mona'])
+def test_one_copy_casts_compile_under_bf16_autocast(tuner):
+    """HST (the stem's and patch embeddings' convolutions) and Mona (its depthwise
+    convolutions) under bf16 autocast, where their weights come from one cast copy:
+    compiled with inductor, one forward and backward gives eager's loss and gradients
+    (to bf16's precision)."""
+    torch.manual_seed(0)
+    cfg = {
+        'hst': dict(type='mmwst.HST', channels=(8, 12, 16, 32), num_heads=(1, 2, 2, 4)),
+        'mona': dict(type='mmwst.Mona', bottleneck=8, dropout=0.0),
+    }[tuner]
+    layers = 4 if tuner == 'hst' else 2  # HST: one side block per stage
+    arch = dict(embed_dims=32, num_layers=layers, num_heads=2, feedforward_channels=64)
+    model = TunedVisionTransformer(arch=arch, img_size=32, patch_size=8, tuners=[cfg])
+    model.init_weights()
+    model.train()
+    image = torch.randn(2, 3, 32, 32)
+    trained = [p for p in model.parameters() if p.requires_grad]
+
+    def run(fn, bf16=True):
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
+            out = fn(image)[0].float()
+            loss = (out * torch.linspace(-1, 1, out.shape[-1])).sum()
+        return loss, torch.cat([g.flatten() for g in torch.autograd.grad(loss, trained)])
+
+    torch._dynamo.reset()
+    _, float32 = run(model, bf16=False)
+    eager_loss, eager = run(model)
+    compiled_loss, compiled = run(torch.compile(model, backend='inductor'))
+    torch.testing.assert_close(compiled_loss, eager_loss, rtol=1e-2, atol=1e-2)
+    # all gradients as one vector: compiled and eager differ by less than twice bf16's
+    # own error against float32 (about 1%; fused kernels round elsewhere than eager's)
+    bf16_error = ((eager - float32).norm() / float32.norm()).item()
+    assert 0 < bf16_error < 0.05
+    assert ((compiled - eager).norm() / eager.norm()).item() < 2 * bf16_error

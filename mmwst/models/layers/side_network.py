@@ -105,8 +105,9 @@ class ConvStem(nn.Module):
         self.norm = nn.LayerNorm(out_channels)
 
     def product_weights(self) -> list[Tensor]:
-        """The convolutions' weights and bias, in the order :meth:`forward` takes them."""
-        return [self.conv1.weight, self.conv2.weight, self.conv2.bias]
+        """The convolutions' weights, in the order :meth:`forward` takes them (their
+        biases stay their own: inductor's convolution takes no bias that is a view)."""
+        return [self.conv1.weight, self.conv2.weight]
 
     def forward(
         self, image: Tensor, weights: Sequence[Tensor] | None = None
@@ -118,9 +119,9 @@ class ConvStem(nn.Module):
                 f'the side network needs images of at least {self.stride} x {self.stride} '
                 f'pixels, got {tuple(image.shape[-2:])}'
             )
-        w1, w2, b2 = self.product_weights() if weights is None else weights
+        w1, w2 = self.product_weights() if weights is None else weights
         x = _conv(self.conv1, image, w1, None)
-        x = _conv(self.conv2, self.act(self.bn(x)), w2, b2)
+        x = _conv(self.conv2, self.act(self.bn(x)), w2, self.conv2.bias)
         tokens, hw = _to_tokens(x)
         return self.norm(tokens), hw
 
@@ -143,16 +144,17 @@ class OverlapPatchEmbed(nn.Module):
         self.norm = nn.LayerNorm(out_channels)
 
     def product_weights(self) -> list[Tensor]:
-        """The convolution's weight and bias, in the order :meth:`forward` takes them."""
-        return [self.proj.weight, self.proj.bias]
+        """The convolution's weight, as :meth:`forward` takes it (its bias stays its
+        own: inductor's convolution takes no bias that is a view)."""
+        return [self.proj.weight]
 
     def forward(
         self, x: Tensor, weights: Sequence[Tensor] | None = None
     ) -> tuple[Tensor, tuple[int, int]]:
         """``(B, in, H, W)`` -> tokens ``(B, ceil(H/2) * ceil(W/2), out)`` and their grid.
         ``weights``: :meth:`product_weights` as the caller cast them (None: its own)."""
-        weight, bias = self.product_weights() if weights is None else weights
-        tokens, hw = _to_tokens(_conv(self.proj, x, weight, bias))
+        (weight,) = self.product_weights() if weights is None else weights
+        tokens, hw = _to_tokens(_conv(self.proj, x, weight, self.proj.bias))
         return self.norm(tokens), hw
 
 

@@ -16,9 +16,9 @@ from .base import BaseTuner, HostSpec, TokenContext
 KERNELS = (3, 5, 7)
 
 
-def _conv(conv: nn.Conv2d, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    """``conv`` (its padding and groups) with the given weight and bias."""
-    return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+def _conv(conv: nn.Conv2d, x: Tensor, weight: Tensor) -> Tensor:
+    """``conv`` (its padding, groups and bias) with the given weight."""
+    return F.conv2d(x, weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
 
 
 class MonaLayer(nn.Module):
@@ -57,9 +57,11 @@ class MonaLayer(nn.Module):
             conv.reset_parameters()
 
     def product_weights(self) -> list[Tensor]:
-        """The weights and biases of its products and convolutions, in the order
-        :meth:`forward` takes them: down, the three depthwise convolutions, the 1x1, up."""
-        convs = [t for conv in (*self.dw, self.mix) for t in (conv.weight, conv.bias)]
+        """The weights (and the Linears' biases) of its products and convolutions, in
+        the order :meth:`forward` takes them: down, the three depthwise convolutions, the
+        1x1, up. The convolutions' biases stay their own: inductor's convolution takes
+        no bias that is a view."""
+        convs = [conv.weight for conv in (*self.dw, self.mix)]
         return [self.down.weight, self.down.bias, *convs, self.up.weight, self.up.bias]
 
     def forward(
@@ -73,12 +75,12 @@ class MonaLayer(nn.Module):
         p = F.linear(z, down_w, down_b)
         b, n, r = p.shape
         p = p.transpose(1, 2).reshape(b, r, h, w)
-        maps = [_conv(conv, p, *convs[2 * i : 2 * i + 2]) for i, conv in enumerate(self.dw)]
+        maps = [_conv(conv, p, weight) for conv, weight in zip(self.dw, convs)]
         total = maps[0]
         for other in maps[1:]:  # summed from the first map, not from 0: one kernel less
             total = total + other
         q = total / len(maps) + p
-        q = q + _conv(self.mix, q, *convs[-2:])
+        q = q + _conv(self.mix, q, convs[-1])
         q = q.reshape(b, r, n).transpose(1, 2)
         return x + F.linear(self.drop(F.gelu(q)), up_w, up_b)
 
@@ -170,7 +172,7 @@ class Mona(BaseTuner):
 
     # ---- the two places --------------------------------------------------------------
     def before_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
-        """Under autocast, the product weights of all adapters (twelve tensors each) are
+        """Under autocast, the product weights of all adapters (eight tensors each) are
         cast in one copy (:func:`product_weights_in_one_copy`: one cast forward, one
         back) instead of autocast's cast of each at its product and of its gradient
         back; the same values and gradients."""

@@ -326,7 +326,8 @@ def test_lora_and_patt_cast_their_weights_in_one_copy(method, where, monkeypatch
 
 ONE_COPY_ADAPTERS = {
     # tuner, its module, product tensors per adapter (weights and biases), adapters
-    'mona': (dict(type='mmwst.Mona', bottleneck=8), 'mona', 12, 2 * ARCH['num_layers']),
+    # Mona: down and up with their biases, the weights of its four convolutions
+    'mona': (dict(type='mmwst.Mona', bottleneck=8), 'mona', 8, 2 * ARCH['num_layers']),
     'adapter': (dict(type='mmwst.Adapter', bottleneck=8), 'adapters', 4, 2 * ARCH['num_layers']),
     'adaptformer': (
         dict(type='mmwst.AdaptFormer', bottleneck=8),
@@ -347,12 +348,12 @@ ONE_COPY_ADAPTERS = {
 @pytest.mark.parametrize('host', ['float32', 'bf16'])
 @pytest.mark.parametrize('method', list(ONE_COPY_ADAPTERS))
 def test_adapters_cast_their_product_weights_in_one_copy_under_autocast(method, host, monkeypatch):
-    """Under bf16 autocast (a float32 host, or one held in bf16), Mona (down, three
-    depthwise convolutions, the 1x1, up), Adapter and AdaptFormer (down, up) and prefix
-    tuning (the tokens, down, up) cast the weights and biases of all their adapters'
-    products in one copy before the blocks
-    (one cast forward, one back), where autocast cast each at its product and its
-    gradient back: the same outputs and gradients bit for bit; the step compiles whole."""
+    """Under bf16 autocast (a float32 host, or one held in bf16), Mona (down, up, the
+    weights of the three depthwise convolutions and the 1x1), Adapter and AdaptFormer
+    (down, up) and prefix tuning (the tokens, down, up) cast the weights and biases of
+    all their adapters' products in one copy before the blocks (one cast forward, one
+    back), where autocast cast each at its product and its gradient back: the same
+    outputs and gradients bit for bit; the step compiles whole."""
     import importlib
 
     import torch._dynamo

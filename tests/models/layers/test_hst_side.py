@@ -200,7 +200,7 @@ def _tiny_model(kind: str):
 @pytest.mark.parametrize('kind', ['hst', 'through', 'beside'])
 def test_under_autocast_a_stage_casts_its_weights_in_one_copy(kind, monkeypatch):
     """Under bf16 autocast each stage casts its blocks' attention and MLP weights, its
-    embedding's convolutions and its bridges in one copy (the stage's weight copy, cast
+    embedding's convolution weights and its bridges in one copy (the stage's weight copy, cast
     once) instead of autocast's cast per weight and product: the same outputs and
     gradients bit for bit, four casts per side block fewer forward and as many backward,
     and two per embedding or bridge weight; and the step still compiles into one graph."""
@@ -228,10 +228,10 @@ def test_under_autocast_a_stage_casts_its_weights_in_one_copy(kind, monkeypatch)
         alone_casts = count_ops(lambda: _autocast_step(model, x))[1]['_to_copy']
     assert all(torch.equal(a, b) for a, b in zip(batched, alone))
     assert all(torch.equal(batched_grads[n], alone_grads[n]) for n in alone_grads)
-    # the stem's two convolutions (3 tensors), three patch embeddings and four bridges
-    # (2 each), and with WST's branch four branch bridges (2 each): a cast forward and
-    # one back for each
-    joined = 3 + 2 * 3 + 2 * 4 + (0 if kind == 'hst' else 2 * 4)
+    # the weights of the stem's two convolutions and of three patch embeddings, four
+    # bridges (weight and bias), and with WST's branch four branch bridges (2 each): a
+    # cast forward and one back for each
+    joined = 2 + 3 + 2 * 4 + (0 if kind == 'hst' else 2 * 4)
     assert alone_casts - casts == 2 * joined, (alone_casts, casts)
     torch._dynamo.reset()
     with torch.autocast('cpu', dtype=torch.bfloat16):
