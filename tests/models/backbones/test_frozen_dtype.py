@@ -33,6 +33,22 @@ def _bytes(model, trainable: bool) -> int:
     )
 
 
+def _one_step(model, x, bf16_autocast: bool):
+    """One forward and backward of ``model`` on ``x`` (under bf16 autocast if asked) with
+    a fixed projection of the output as the loss, the random draws seeded (dropout,
+    stochastic depth): the output and every parameter's gradient."""
+    import contextlib
+
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(2)
+    autocast = torch.autocast('cpu', dtype=torch.bfloat16) if bf16_autocast else None
+    with autocast or contextlib.nullcontext():
+        out = model(x)[0]
+    (out.float() * torch.linspace(-1, 1, out.shape[-1])).sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return out.detach(), grads
+
+
 HOSTS = {
     'vit': (TunedVisionTransformer, dict(arch=ARCH, img_size=32, patch_size=8), (2, 3, 32, 32)),
     'swin': (
@@ -239,13 +255,8 @@ def test_rlrr_casts_its_scales_and_shifts_to_a_bf16_host_in_one_copy(kind, monke
     rlrr = model.tuners[0]
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
 
-    def step():
-        model.zero_grad(set_to_none=True)
-        torch.manual_seed(2)  # Swin's stochastic depth draws the same in every step
-        out = model(x)[0]
-        (out * torch.linspace(-1, 1, out.shape[-1])).sum().backward()
-        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-        return out.detach(), grads
+    def step():  # Swin's stochastic depth draws the same in every step
+        return _one_step(model, x, bf16_autocast=False)
 
     out, grads = step()
     ops = count_ops(step)[1]
@@ -278,8 +289,6 @@ def test_lora_and_patt_cast_their_weights_in_one_copy(method, where, monkeypatch
     block's down and up weights and biases) are cast in one copy before the blocks (one
     cast forward, one back), where each cast its own each way: the same outputs and
     gradients bit for bit; the step compiles whole."""
-    import contextlib
-
     import torch._dynamo
 
     from mmwst.models.tuners import PATT, LoRA
@@ -293,19 +302,10 @@ def test_lora_and_patt_cast_their_weights_in_one_copy(method, where, monkeypatch
     full, half = _pair(cls, [tuner], **kwargs)
     model = (half if where == 'bf16_host' else full).train()
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
-    autocast = (
-        torch.autocast('cpu', dtype=torch.bfloat16)
-        if where == 'autocast'
-        else contextlib.nullcontext()
-    )
+    autocast = torch.autocast('cpu', dtype=torch.bfloat16, enabled=where == 'autocast')
 
     def step():
-        model.zero_grad(set_to_none=True)
-        with autocast:
-            out = model(x)[0]
-        (out.float() * torch.linspace(-1, 1, out.shape[-1])).sum().backward()
-        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-        return out.detach(), grads
+        return _one_step(model, x, bf16_autocast=where == 'autocast')
 
     out, grads = step()
     casts = count_ops(step)[1]['_to_copy']
@@ -366,14 +366,8 @@ def test_adapters_cast_their_product_weights_in_one_copy_under_autocast(method, 
     model = (full if host == 'float32' else half).train()
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
 
-    def step():
-        model.zero_grad(set_to_none=True)
-        torch.manual_seed(2)  # Mona's dropout draws the same masks in every step
-        with torch.autocast('cpu', dtype=torch.bfloat16):
-            out = model(x)[0]
-        (out.float() * torch.linspace(-1, 1, out.shape[-1])).sum().backward()
-        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-        return out.detach(), grads
+    def step():  # Mona's dropout draws the same masks in every step
+        return _one_step(model, x, bf16_autocast=True)
 
     out, grads = step()
     casts = count_ops(step)[1]['_to_copy']
@@ -407,12 +401,7 @@ def test_dora_casts_its_factors_in_one_copy_under_autocast(host, monkeypatch):
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
 
     def step():
-        model.zero_grad(set_to_none=True)
-        with torch.autocast('cpu', dtype=torch.bfloat16):
-            out = model(x)[0]
-        (out.float() * torch.linspace(-1, 1, out.shape[-1])).sum().backward()
-        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-        return out.detach(), grads
+        return _one_step(model, x, bf16_autocast=True)
 
     out, grads = step()
     casts = count_ops(step)[1]['_to_copy']
