@@ -344,7 +344,7 @@ class HSTSide(nn.Module):
 
     def _product_weights(self, stage: int, low: torch.dtype | None) -> list[Tensor]:
         """Under autocast (``low``), the stage's weights that feed products besides its
-        blocks': its embedding's convolutions, its bridge and its branch bridge, in the
+        blocks': its embedding's convolution weights, its bridge and its branch bridge, in the
         order :meth:`run_stage` reads them; none without."""
         if low is None:
             return []
