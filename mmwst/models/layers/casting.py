@@ -11,12 +11,14 @@ gradients and one cast back, each parameter's gradient a contiguous piece of it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from typing import Protocol, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+K = TypeVar('K')
 
 
 def autocast_dtype(device_type: str) -> torch.dtype | None:
@@ -34,6 +36,21 @@ def cast_in_one_copy(tensors: Sequence[Tensor], dtype: torch.dtype) -> tuple[Ten
     return tuple(piece.view(t.shape) for piece, t in zip(pieces, tensors))
 
 
+def cast_groups_in_one_copy(
+    groups: Mapping[K, Sequence[Tensor]], dtype: torch.dtype | None
+) -> dict[K, list[Tensor]]:
+    """Each group of tensors cast to ``dtype`` (autocast's lower precision, or a frozen
+    host's type), all groups in one copy (:func:`cast_in_one_copy`), as ``{key: [its
+    tensors cast, in order]}``; empty where there is nothing to cast (``dtype`` None, no
+    groups, or the tensors already in ``dtype``). Cast where each is read, every tensor
+    would cost a kernel forward and one back per step; the copy costs two in all."""
+    tensors = [list(group) for group in groups.values()]
+    if dtype is None or not tensors or tensors[0][0].dtype == dtype:
+        return {}
+    cast = iter(cast_in_one_copy([t for group in tensors for t in group], dtype))
+    return {key: [next(cast) for _ in group] for key, group in zip(groups, tensors)}
+
+
 class HasProductWeights(Protocol):
     def product_weights(self) -> list[Tensor]: ...
 
@@ -43,16 +60,18 @@ def product_weights_in_one_copy(
 ) -> dict[HasProductWeights, list[Tensor]]:
     """Under autocast (``dtype``, its lower precision; None: off), each layer's
     ``product_weights()`` - the weights and biases its products and convolutions read -
-    cast to ``dtype`` in one copy for all ``layers`` (:func:`cast_in_one_copy`), as
-    ``{layer: [its weights cast, in order]}`` for the layers' forward to take instead of
-    their own; empty where there is nothing to cast (autocast off, or the weights
-    already in ``dtype``). Autocast would cast each at its product, and each gradient
-    back: two kernels per tensor and step, against two for the whole copy."""
-    own = [layer.product_weights() for layer in layers]
-    if dtype is None or not own or own[0][0].dtype == dtype:
+    cast in one copy for all ``layers`` (:func:`cast_groups_in_one_copy`), as ``{layer:
+    [its weights cast, in order]}`` for the layers' forward to take instead of their
+    own; empty where there is nothing to cast."""
+    if dtype is None:  # autocast off: nothing is read, every step
         return {}
-    cast = iter(cast_in_one_copy([t for weights in own for t in weights], dtype))
-    return {layer: [next(cast) for _ in weights] for layer, weights in zip(layers, own)}
+    return cast_groups_in_one_copy({layer: layer.product_weights() for layer in layers}, dtype)
+
+
+def conv2d_with(conv: nn.Conv2d, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """``conv`` (its stride, padding, dilation, groups) with the given weight and bias,
+    e.g. as the caller cast them."""
+    return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
 
 
 class CastLinear(nn.Linear):

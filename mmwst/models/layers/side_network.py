@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
 from torch import Tensor, nn
 
+from .casting import conv2d_with
 from .side_keys import key_terms, paired_keys
 
 #: LayerNorm epsilon inside side blocks and at the end of each stage; the stem, the
@@ -70,11 +71,6 @@ def _to_tokens(x: Tensor) -> tuple[Tensor, tuple[int, int]]:
     height, width = x.shape[-2:]
     # (B, C, H, W) -> (B, C, H*W) -> (B, H*W, C)
     return x.flatten(2).transpose(1, 2), (height, width)
-
-
-def _conv(conv: nn.Conv2d, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """``conv`` (its stride, padding, dilation, groups) with the given weight and bias."""
-    return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
 
 
 def tokens_to_map(x: Tensor, hw: tuple[int, int]) -> Tensor:
@@ -120,8 +116,8 @@ class ConvStem(nn.Module):
                 f'pixels, got {tuple(image.shape[-2:])}'
             )
         w1, w2 = self.product_weights() if weights is None else weights
-        x = _conv(self.conv1, image, w1, None)
-        x = _conv(self.conv2, self.act(self.bn(x)), w2, self.conv2.bias)
+        x = conv2d_with(self.conv1, image, w1, None)
+        x = conv2d_with(self.conv2, self.act(self.bn(x)), w2, self.conv2.bias)
         tokens, hw = _to_tokens(x)
         return self.norm(tokens), hw
 
@@ -154,7 +150,7 @@ class OverlapPatchEmbed(nn.Module):
         """``(B, in, H, W)`` -> tokens ``(B, ceil(H/2) * ceil(W/2), out)`` and their grid.
         ``weights``: :meth:`product_weights` as the caller cast them (None: its own)."""
         (weight,) = self.product_weights() if weights is None else weights
-        tokens, hw = _to_tokens(_conv(self.proj, x, weight, self.proj.bias))
+        tokens, hw = _to_tokens(conv2d_with(self.proj, x, weight, self.proj.bias))
         return self.norm(tokens), hw
 
 

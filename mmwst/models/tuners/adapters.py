@@ -9,34 +9,26 @@ from torch import Tensor, nn
 
 from ...registry import MODELS
 from ..layers.bottleneck import Bottleneck
-from ..layers.casting import autocast_dtype, product_weights_in_one_copy
-from .base import BaseTuner, HostSpec, TokenContext
+from .base import BaseTuner, HostSpec, OneCopyCasts
 
 
-class _OneCopyBottlenecks:
-    """Under autocast, the weights of every bottleneck of the tuner cast in one copy
-    before the blocks (:func:`product_weights_in_one_copy`), each bottleneck's hook
-    taking its own; the same values and gradients as autocast's cast per weight."""
+class _Bottlenecks(OneCopyCasts):
+    """For a tuner of :class:`Bottleneck` s in ``self.adapters`` (listed before
+    :class:`BaseTuner`): each runs through :meth:`_bottleneck` with its weights as cast
+    in one copy under autocast."""
 
     adapters: nn.ModuleDict
-    _cast: dict
 
-    def before_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
-        low = autocast_dtype(x.device.type)
-        self._cast = product_weights_in_one_copy(list(self.adapters.values()), low)
-        return x
-
-    def after_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
-        self._cast = {}
-        return x
+    def cast_layers(self) -> list[Bottleneck]:
+        return list(self.adapters.values())
 
     def _bottleneck(self, key: str, x: Tensor) -> Tensor:
         adapter = self.adapters[key]
-        return adapter(x, self._cast.get(adapter))
+        return adapter(x, self.cast_weights(adapter))
 
 
 @MODELS.register_module()
-class Adapter(_OneCopyBottlenecks, BaseTuner):
+class Adapter(_Bottlenecks, BaseTuner):
     """Houlsby adapters: ``h + up(GELU(down(h)))`` on the attention and the MLP output.
 
     Inserted sequentially after each sub-layer's output projection (``proj`` and
@@ -67,7 +59,6 @@ class Adapter(_OneCopyBottlenecks, BaseTuner):
         super().__init__(init_cfg)
         self.bottleneck = bottleneck
         self.adapters = nn.ModuleDict()
-        self._cast: dict[Bottleneck, list[Tensor]] = {}
 
     def build(self, host: HostSpec) -> None:
         for spec in host.blocks:
@@ -93,7 +84,7 @@ class Adapter(_OneCopyBottlenecks, BaseTuner):
 
 
 @MODELS.register_module()
-class AdaptFormer(_OneCopyBottlenecks, BaseTuner):
+class AdaptFormer(_Bottlenecks, BaseTuner):
     """AdaptFormer: a scaled bottleneck in parallel with every MLP (paper Eq. 4).
 
     ``x' = x + MLP(LN(x)) + s * up(ReLU(down(LN(x))))``: the adapter reads the MLP's
@@ -126,7 +117,6 @@ class AdaptFormer(_OneCopyBottlenecks, BaseTuner):
         self.bottleneck = bottleneck
         self.scale = scale
         self.adapters = nn.ModuleDict()
-        self._cast: dict[Bottleneck, list[Tensor]] = {}
 
     def build(self, host: HostSpec) -> None:
         for spec in host.blocks:

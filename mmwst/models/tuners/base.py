@@ -20,14 +20,16 @@ rebinds them to the copied tuner.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, ClassVar, Protocol
 
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from ..layers.casting import autocast_dtype, product_weights_in_one_copy
 from ..layers.tunable import add_kv_fn, add_weight_fn
 
 
@@ -275,3 +277,34 @@ class _SkipWhenMerged:
         if self.tuner.merged:
             return args if self.weights else None
         return self.fn(*args)
+
+
+class OneCopyCasts:
+    """For a tuner whose modules can take their weights as the caller cast them (a
+    ``product_weights()`` method and a ``weights`` argument to ``forward``): under
+    autocast, the weights of all of :meth:`cast_layers` are cast in one copy before the
+    blocks (:func:`~mmwst.models.layers.casting.product_weights_in_one_copy`: one cast
+    forward, one back), and :meth:`cast_weights` hands each module its own, where
+    autocast would cast each weight at its product and its gradient back; the same
+    values and gradients. List it before :class:`BaseTuner`; a tuner with its own
+    ``before_blocks`` / ``after_blocks`` calls these through ``super()``."""
+
+    #: this forward pass's cast weights, by module (none outside a pass)
+    _cast: Mapping = MappingProxyType({})
+
+    def cast_layers(self) -> list[nn.Module]:
+        """The modules whose weights are cast together."""
+        raise NotImplementedError
+
+    def cast_weights(self, layer: nn.Module) -> list[Tensor] | None:
+        """``layer``'s weights as cast for this pass, or None (its own)."""
+        return self._cast.get(layer)
+
+    def before_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
+        low = autocast_dtype(x.device.type)
+        self._cast = product_weights_in_one_copy(self.cast_layers(), low)
+        return x
+
+    def after_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
+        self._cast = MappingProxyType({})
+        return x

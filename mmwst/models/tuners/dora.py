@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ...registry import MODELS
-from ..layers.casting import autocast_dtype, cast_in_one_copy
+from ..layers.casting import autocast_dtype, cast_groups_in_one_copy
 from .base import HostSpec, TokenContext
 from .lora import QKV_SLICES, LoRA
 
@@ -69,21 +69,19 @@ class DoRA(LoRA):
     def before_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
         """Under autocast, every target's ``A``, ``B`` and (where the frozen weights are
         in autocast's type too) magnitude ``g`` are cast in one copy
-        (:func:`cast_in_one_copy`: one cast forward, one back), where the weight
+        (:func:`cast_groups_in_one_copy`: one cast forward, one back), where the weight
         functions' products and casts cast each, forward and backward; the same values
         and gradients. Without autocast ``B A`` stays in the factors' type."""
         self._cast = {}
         low = autocast_dtype(x.device.type)
-        keys = list(self.lora_A)
-        if self.merged or low is None or not keys or self.lora_A[keys[0]].dtype == low:
+        if self.merged or low is None:
             return x
         with_g = all(linear.weight.dtype == low for linear in self._layers.values())
-        own = [
-            [self.lora_A[key], self.lora_B[key], *([self.magnitude[key]] if with_g else [])]
-            for key in keys
-        ]
-        cast = iter(cast_in_one_copy([t for tensors in own for t in tensors], low))
-        self._cast = {key: [next(cast) for _ in tensors] for key, tensors in zip(keys, own)}
+        factors = {
+            key: [self.lora_A[key], self.lora_B[key], *([self.magnitude[key]] if with_g else [])]
+            for key in self.lora_A
+        }
+        self._cast = cast_groups_in_one_copy(factors, low)
         return x
 
     def _attach_qkv(self, index: int, qkv: nn.Linear, targets: list[str]) -> None:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...registry import MODELS
-from ..layers.casting import autocast_dtype, cast_in_one_copy
+from ..layers.casting import autocast_dtype, cast_groups_in_one_copy
 from .base import BaseTuner, HostSpec, TokenContext
 
 QKV_SLICES = ('q', 'k', 'v')
@@ -75,7 +75,7 @@ class LoRA(BaseTuner):
         self.lora_B = nn.ParameterDict()
         # this forward pass's (A, B) of every target in the type the products run in,
         # cast in one copy (before_blocks) where it is not theirs
-        self._cast: dict[str, tuple[Tensor, Tensor]] = {}
+        self._cast: dict[str, list[Tensor]] = {}
 
     def build(self, host: HostSpec) -> None:
         self._layers = {}
@@ -135,16 +135,13 @@ class LoRA(BaseTuner):
     def before_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
         """Where the products run in another type than the factors' (autocast's, or a
         frozen host's bf16 tokens), cast every target's ``A`` and ``B`` to it in one
-        copy (:func:`cast_in_one_copy`: one cast forward, one back) instead of two casts
+        copy (:func:`cast_groups_in_one_copy`: one cast forward, one back) instead of two casts
         per target each way; the same values and gradients."""
         self._cast = {}
-        low = autocast_dtype(x.device.type) or x.dtype
-        keys = list(self.lora_A)
-        if self.merged or not keys or self.lora_A[keys[0]].dtype == low:
-            return x
-        flat = [t for key in keys for t in (self.lora_A[key], self.lora_B[key])]
-        cast = cast_in_one_copy(flat, low)
-        self._cast = dict(zip(keys, zip(cast[0::2], cast[1::2])))
+        if not self.merged:
+            factors = {key: (self.lora_A[key], self.lora_B[key]) for key in self.lora_A}
+            low = autocast_dtype(x.device.type) or x.dtype
+            self._cast = cast_groups_in_one_copy(factors, low)
         return x
 
     def after_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:

@@ -9,16 +9,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...registry import MODELS
-from ..layers.casting import autocast_dtype, product_weights_in_one_copy
-from .base import BaseTuner, HostSpec, TokenContext
+from ..layers.casting import conv2d_with
+from .base import BaseTuner, HostSpec, OneCopyCasts, TokenContext
 
 #: the depthwise kernels Mona averages ("multi-cognitive": three receptive fields)
 KERNELS = (3, 5, 7)
-
-
-def _conv(conv: nn.Conv2d, x: Tensor, weight: Tensor) -> Tensor:
-    """``conv`` (its padding, groups and bias) with the given weight."""
-    return F.conv2d(x, weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
 
 
 class MonaLayer(nn.Module):
@@ -75,12 +70,12 @@ class MonaLayer(nn.Module):
         p = F.linear(z, down_w, down_b)
         b, n, r = p.shape
         p = p.transpose(1, 2).reshape(b, r, h, w)
-        maps = [_conv(conv, p, weight) for conv, weight in zip(self.dw, convs)]
+        maps = [conv2d_with(conv, p, w, conv.bias) for conv, w in zip(self.dw, convs)]
         total = maps[0]
         for other in maps[1:]:  # summed from the first map, not from 0: one kernel less
             total = total + other
         q = total / len(maps) + p
-        q = q + _conv(self.mix, q, convs[-1])
+        q = q + conv2d_with(self.mix, q, convs[-1], self.mix.bias)
         q = q.reshape(b, r, n).transpose(1, 2)
         return x + F.linear(self.drop(F.gelu(q)), up_w, up_b)
 
@@ -94,7 +89,7 @@ class MonaLayer(nn.Module):
 
 
 @MODELS.register_module()
-class Mona(BaseTuner):
+class Mona(OneCopyCasts, BaseTuner):
     """Mona (Yin et al., "5%>100%: Breaking Performance Shackles of Full Fine-Tuning on
     Visual Recognition Tasks", CVPR 2025): two adapters per block on the residual stream,
     each after a residual addition::
@@ -150,8 +145,6 @@ class Mona(BaseTuner):
         #: the running forward's token context: the MLP's pre-hook reads the tokens in
         #: front of the grid there when the block runs, after every tuner's before_block
         self._ctx: TokenContext | None = None
-        #: under autocast, every adapter's product weights cast in one copy for this pass
-        self._cast: dict[MonaLayer, list[Tensor]] = {}
 
     def build(self, host: HostSpec) -> None:
         for spec in host.blocks:
@@ -171,24 +164,24 @@ class Mona(BaseTuner):
             layer.reset_parameters()
 
     # ---- the two places --------------------------------------------------------------
+    def cast_layers(self) -> list[MonaLayer]:
+        """Every adapter (eight product tensors each), cast in one copy under autocast
+        (:class:`~.base.OneCopyCasts`)."""
+        return [*self.after_attn, *self.after_mlp]
+
     def before_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
-        """Under autocast, the product weights of all adapters (eight tensors each) are
-        cast in one copy (:func:`product_weights_in_one_copy`: one cast forward, one
-        back) instead of autocast's cast of each at its product and of its gradient
-        back; the same values and gradients."""
         self._ctx = ctx
-        layers = [*self.after_attn, *self.after_mlp]
-        self._cast = product_weights_in_one_copy(layers, autocast_dtype(x.device.type))
-        return x
+        return super().before_blocks(x, ctx)
 
     def after_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
         self._ctx = None
-        self._cast = {}
-        return x
+        return super().after_blocks(x, ctx)
 
     def after_block(self, index: int, x: Tensor, ctx: TokenContext) -> Tensor:
         layer = self.after_mlp[index]
-        return self._on_grid(layer, x, ctx.num_prefix, ctx.patch_resolution, self._cast.get(layer))
+        return self._on_grid(
+            layer, x, ctx.num_prefix, ctx.patch_resolution, self.cast_weights(layer)
+        )
 
     def _before_mlp(self, index: int, norm2: nn.Module, module, args, kwargs):
         if 'identity' not in kwargs:
@@ -204,7 +197,11 @@ class Mona(BaseTuner):
             )
         layer = self.after_attn[index]
         x = self._on_grid(
-            layer, kwargs['identity'], ctx.num_prefix, ctx.patch_resolution, self._cast.get(layer)
+            layer,
+            kwargs['identity'],
+            ctx.num_prefix,
+            ctx.patch_resolution,
+            self.cast_weights(layer),
         )
         return (norm2(x), *args[1:]), dict(kwargs, identity=x)
 

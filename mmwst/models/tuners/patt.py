@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...registry import MODELS
-from ..layers.casting import autocast_dtype, cast_in_one_copy
+from ..layers.casting import autocast_dtype, cast_groups_in_one_copy
 from .base import BaseTuner, HostSpec, TokenContext
 
 #: slots of the fused ``qkv`` output, in row order
@@ -115,16 +115,10 @@ class PATT(BaseTuner):
     def before_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
         """Where the products run in another type than the weights' (autocast's, or a
         frozen host's bf16 tokens), cast every block's four weights and biases to it in
-        one copy (:func:`cast_in_one_copy`: one cast forward, one back) instead of four
+        one copy (:func:`cast_groups_in_one_copy`: one cast forward, one back) instead of four
         casts per block each way; the same values and gradients."""
-        self._cast = {}
         low = autocast_dtype(x.device.type) or x.dtype
-        keys = list(self.down)
-        if not keys or self.down[keys[0]].weight.dtype == low:
-            return x
-        own = [self._weights(key) for key in keys]
-        cast = iter(cast_in_one_copy([t for weights in own for t in weights], low))
-        self._cast = {key: [next(cast) for _ in range(4)] for key in keys}
+        self._cast = cast_groups_in_one_copy({key: self._weights(key) for key in self.down}, low)
         return x
 
     def after_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:

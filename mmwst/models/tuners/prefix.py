@@ -9,9 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...registry import MODELS
-from ..layers.casting import autocast_dtype, product_weights_in_one_copy
 from ..layers.tunable import concat_kv
-from .base import BaseTuner, HostSpec, TokenContext
+from .base import BaseTuner, HostSpec, OneCopyCasts
 
 
 class PrefixEncoder(nn.Module):
@@ -54,7 +53,7 @@ class PrefixEncoder(nn.Module):
 
 
 @MODELS.register_module()
-class PrefixTuning(BaseTuner):
+class PrefixTuning(OneCopyCasts, BaseTuner):
     r"""Learned prefix keys and values in every attention layer (reparameterised).
 
     Li and Liang, "Prefix-Tuning: Optimizing Continuous Prompts for Generation",
@@ -118,8 +117,6 @@ class PrefixTuning(BaseTuner):
         self.num_tokens = num_tokens
         self.hidden = hidden
         self.encoders = nn.ModuleDict()
-        #: under autocast, every encoder's tokens and weights cast in one copy this pass
-        self._cast: dict[PrefixEncoder, list[Tensor]] = {}
 
     def param_count(self, host: HostSpec) -> int:
         """Per block of width D: ``P D + D h + h + h 2D + 2D``."""
@@ -136,18 +133,10 @@ class PrefixTuning(BaseTuner):
         for encoder in self.encoders.values():
             encoder.reset_parameters()
 
-    def before_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
-        """Under autocast, every encoder's tokens and Linears (five tensors each) are
-        cast in one copy (:func:`product_weights_in_one_copy`: one cast forward, one
-        back) instead of autocast's cast of each at its product and of its gradient
-        back; the same values and gradients."""
-        low = autocast_dtype(x.device.type)
-        self._cast = product_weights_in_one_copy(list(self.encoders.values()), low)
-        return x
-
-    def after_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
-        self._cast = {}
-        return x
+    def cast_layers(self) -> list[PrefixEncoder]:
+        """Every encoder (its tokens and both Linears), cast in one copy under autocast
+        (:class:`~.base.OneCopyCasts`)."""
+        return list(self.encoders.values())
 
     def prefix(self, index: int) -> tuple[Tensor, Tensor]:
         """Block ``index``'s prefix keys and values, each ``(num_tokens, D)``."""
@@ -156,7 +145,7 @@ class PrefixTuning(BaseTuner):
     def _append_prefix(self, key: str, x: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         heads, head_dims = k.shape[1], k.shape[3]  # k, v: (B, heads, N, head_dims)
         encoder = self.encoders[key]
-        pk, pv = encoder(self._cast.get(encoder))  # (P, D) each
+        pk, pv = encoder(self.cast_weights(encoder))  # (P, D) each
         # (P, D) -> (1, P, heads, head_dims) -> (1, heads, P, head_dims)
         pk = pk.reshape(1, self.num_tokens, heads, head_dims).transpose(1, 2)
         pv = pv.reshape(1, self.num_tokens, heads, head_dims).transpose(1, 2)

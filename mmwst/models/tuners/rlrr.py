@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...registry import MODELS
-from ..layers.casting import cast_in_one_copy
+from ..layers.casting import cast_groups_in_one_copy, cast_in_one_copy
 from ..layers.scale_shift import SAFE_SCALE, ScaleShiftPairs, UnitMoments, param_dtype
 from .base import BaseTuner, HostSpec, TokenContext
 
@@ -236,7 +236,7 @@ class RLRR(BaseTuner):
         # (before_blocks) and taken by each layer's weight function; likewise the scales
         # (s_out, s_in) cast to a frozen host's lower precision in one copy
         self._shifted: dict[str, Tensor] = {}
-        self._cast_scales: dict[str, tuple[Tensor, Tensor]] = {}
+        self._cast_scales: dict[str, list[Tensor]] = {}
 
     # ---- construction ------------------------------------------------------------------
     def _released_swin(self, host: HostSpec) -> bool:
@@ -377,9 +377,8 @@ class RLRR(BaseTuner):
                 by_dtype.setdefault(linear.weight.dtype, []).append(key)
         for dtype, low in by_dtype.items():
             with torch.no_grad():  # read forward only: the gradients are the scales' own
-                flat = [t for key in low for t in (self.scale_out[key], self.scale_in[key])]
-                scales = cast_in_one_copy(flat, dtype)
-            self._cast_scales.update(zip(low, zip(scales[0::2], scales[1::2])))
+                scales = {key: (self.scale_out[key], self.scale_in[key]) for key in low}
+                self._cast_scales.update(cast_groups_in_one_copy(scales, dtype))
             # b + f in the frozen type where b is in it (or absent)
             own = [key for key in low if self._bias_dtype(key) in (None, dtype)]
             if own:

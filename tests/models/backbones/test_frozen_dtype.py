@@ -49,6 +49,35 @@ def _one_step(model, x, bf16_autocast: bool):
     return out.detach(), grads
 
 
+def _one_copy_against_alone(model, x, bf16_autocast: bool, undo, monkeypatch):
+    """``model``'s training step as it is, and with ``undo(patch)`` (a monkeypatch that
+    puts back the casts one by one) in force: the same outputs and gradients bit for
+    bit, every tuner parameter with one; the step compiles whole. Returns the operators
+    counted in one step of each, ``(as it is, undone)``."""
+    import torch._dynamo
+
+    from tools.benchmarking.ops import count_ops
+
+    def step():
+        return _one_step(model, x, bf16_autocast)
+
+    out, grads = step()
+    ops = count_ops(step)[1]
+    with monkeypatch.context() as patch:
+        undo(patch)
+        alone, alone_grads = step()
+        alone_ops = count_ops(step)[1]
+    assert torch.equal(out, alone) and grads.keys() == alone_grads.keys()
+    assert all(torch.equal(grads[n], alone_grads[n]) for n in grads), [
+        n for n in grads if not torch.equal(grads[n], alone_grads[n])
+    ]
+    assert len(grads) == len(list(model.tuners[0].parameters()))
+    torch._dynamo.reset()
+    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16_autocast):
+        assert torch._dynamo.explain(model)(x).graph_break_count == 0
+    return ops, alone_ops
+
+
 HOSTS = {
     'vit': (TunedVisionTransformer, dict(arch=ARCH, img_size=32, patch_size=8), (2, 3, 32, 32)),
     'swin': (
@@ -244,41 +273,29 @@ def test_rlrr_casts_its_scales_and_shifts_to_a_bf16_host_in_one_copy(kind, monke
     (three forward, one back) against the copies' three; the step compiles whole. On
     Swin (the released layout) the patch-merging reductions have no bias: their shift
     is the bias."""
-    import torch._dynamo
-
     from mmwst.models.tuners import RLRR
-    from tools.benchmarking.ops import count_ops
 
     cls, kwargs, shape = HOSTS[kind]
     _, model = _pair(cls, [dict(type='mmwst.RLRR')], **kwargs)
     model.train()
     rlrr = model.tuners[0]
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
-
-    def step():  # Swin's stochastic depth draws the same in every step
-        return _one_step(model, x, bf16_autocast=False)
-
-    out, grads = step()
-    ops = count_ops(step)[1]
-    casts = ops['_to_copy']
-    with monkeypatch.context() as patch:  # each layer casts and shifts its own
-        patch.setattr(RLRR, 'before_blocks', lambda self, x, ctx: x)
-        alone, alone_grads = step()
-        alone_ops = count_ops(step)[1]
-        alone_casts = alone_ops['_to_copy']
-    assert torch.equal(out, alone)
-    assert grads.keys() == alone_grads.keys() and len(grads) == len(list(rlrr.parameters()))
-    assert all(torch.equal(grads[n], alone_grads[n]) for n in grads), [
-        n for n in grads if not torch.equal(grads[n], alone_grads[n])
-    ]
+    # each layer casts and shifts its own; Swin's stochastic depth draws the same in
+    # every step
+    ops, alone_ops = _one_copy_against_alone(
+        model,
+        x,
+        False,
+        lambda patch: patch.setattr(RLRR, 'before_blocks', lambda self, x, ctx: x),
+        monkeypatch,
+    )
     layers = len(rlrr._linears)
+    casts, alone_casts = ops['_to_copy'], alone_ops['_to_copy']
     assert alone_casts - casts == 4 * layers - 3, (alone_casts, casts, layers)
     # the biased layers' b + f: one multi-tensor addition instead of one addition each
     biased = sum(linear.bias is not None for linear in rlrr._linears.values())
     assert ops['_foreach_add'] == 1 and alone_ops['_foreach_add'] == 0
     assert alone_ops['add'] - ops['add'] == biased, (alone_ops['add'], ops['add'], biased)
-    torch._dynamo.reset()
-    assert torch._dynamo.explain(model)(x).graph_break_count == 0
 
 
 @pytest.mark.parametrize('where', ['bf16_host', 'autocast'])
@@ -289,10 +306,7 @@ def test_lora_and_patt_cast_their_weights_in_one_copy(method, where, monkeypatch
     block's down and up weights and biases) are cast in one copy before the blocks (one
     cast forward, one back), where each cast its own each way: the same outputs and
     gradients bit for bit; the step compiles whole."""
-    import torch._dynamo
-
     from mmwst.models.tuners import PATT, LoRA
-    from tools.benchmarking.ops import count_ops
 
     tuner_cls, tuner = {
         'lora': (LoRA, dict(type='mmwst.LoRA', rank=4)),
@@ -302,46 +316,27 @@ def test_lora_and_patt_cast_their_weights_in_one_copy(method, where, monkeypatch
     full, half = _pair(cls, [tuner], **kwargs)
     model = (half if where == 'bf16_host' else full).train()
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
-    autocast = torch.autocast('cpu', dtype=torch.bfloat16, enabled=where == 'autocast')
-
-    def step():
-        return _one_step(model, x, bf16_autocast=where == 'autocast')
-
-    out, grads = step()
-    casts = count_ops(step)[1]['_to_copy']
-    with monkeypatch.context() as patch:  # each target casts its own
-        patch.setattr(tuner_cls, 'before_blocks', lambda self, x, ctx: x)
-        alone, alone_grads = step()
-        alone_casts = count_ops(step)[1]['_to_copy']
-    assert torch.equal(out, alone) and grads.keys() == alone_grads.keys()
-    assert all(torch.equal(grads[n], alone_grads[n]) for n in grads)
-    assert len(grads) == len(list(model.tuners[0].parameters()))
+    ops, alone_ops = _one_copy_against_alone(  # each target casts its own
+        model,
+        x,
+        where == 'autocast',
+        lambda patch: patch.setattr(tuner_cls, 'before_blocks', lambda self, x, ctx: x),
+        monkeypatch,
+    )
     # LoRA: A and B of q and v in 4 blocks; PATT: 4 tensors in each of 4 blocks
     tensors = 2 * 2 * ARCH['num_layers'] if method == 'lora' else 4 * ARCH['num_layers']
+    casts, alone_casts = ops['_to_copy'], alone_ops['_to_copy']
     assert alone_casts - casts == 2 * tensors - 2, (alone_casts, casts, tensors)
-    torch._dynamo.reset()
-    with autocast:
-        assert torch._dynamo.explain(model)(x).graph_break_count == 0
 
 
 ONE_COPY_ADAPTERS = {
-    # tuner, its module, product tensors per adapter (weights and biases), adapters
+    # tuner, product tensors per adapter (weights and biases), adapters
     # Mona: down and up with their biases, the weights of its four convolutions
-    'mona': (dict(type='mmwst.Mona', bottleneck=8), 'mona', 8, 2 * ARCH['num_layers']),
-    'adapter': (dict(type='mmwst.Adapter', bottleneck=8), 'adapters', 4, 2 * ARCH['num_layers']),
-    'adaptformer': (
-        dict(type='mmwst.AdaptFormer', bottleneck=8),
-        'adapters',
-        4,
-        ARCH['num_layers'],
-    ),
+    'mona': (dict(type='mmwst.Mona', bottleneck=8), 8, 2 * ARCH['num_layers']),
+    'adapter': (dict(type='mmwst.Adapter', bottleneck=8), 4, 2 * ARCH['num_layers']),
+    'adaptformer': (dict(type='mmwst.AdaptFormer', bottleneck=8), 4, ARCH['num_layers']),
     # the tokens and both Linears of each block's encoder
-    'prefix': (
-        dict(type='mmwst.PrefixTuning', num_tokens=4, hidden=16),
-        'prefix',
-        5,
-        ARCH['num_layers'],
-    ),
+    'prefix': (dict(type='mmwst.PrefixTuning', num_tokens=4, hidden=16), 5, ARCH['num_layers']),
 }
 
 
@@ -354,34 +349,24 @@ def test_adapters_cast_their_product_weights_in_one_copy_under_autocast(method, 
     all their adapters' products in one copy before the blocks (one cast forward, one
     back), where autocast cast each at its product and its gradient back: the same
     outputs and gradients bit for bit; the step compiles whole."""
-    import importlib
+    from mmwst.models.tuners import base
 
-    import torch._dynamo
-
-    from tools.benchmarking.ops import count_ops
-
-    tuner, module, per_adapter, adapters = ONE_COPY_ADAPTERS[method]
+    tuner, per_adapter, adapters = ONE_COPY_ADAPTERS[method]
     cls, kwargs, shape = HOSTS['vit']
     full, half = _pair(cls, [tuner], **kwargs)
     model = (full if host == 'float32' else half).train()
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
-
-    def step():  # Mona's dropout draws the same masks in every step
-        return _one_step(model, x, bf16_autocast=True)
-
-    out, grads = step()
-    casts = count_ops(step)[1]['_to_copy']
-    tuners = importlib.import_module(f'mmwst.models.tuners.{module}')
-    with monkeypatch.context() as patch:  # autocast casts each weight at its product
-        patch.setattr(tuners, 'product_weights_in_one_copy', lambda layers, dtype: {})
-        alone, alone_grads = step()
-        alone_casts = count_ops(step)[1]['_to_copy']
-    assert torch.equal(out, alone) and grads.keys() == alone_grads.keys()
-    assert all(torch.equal(grads[n], alone_grads[n]) for n in grads)
+    # autocast casts each weight at its product; Mona's dropout draws the same masks in
+    # every step
+    ops, alone_ops = _one_copy_against_alone(
+        model,
+        x,
+        True,
+        lambda patch: patch.setattr(base, 'product_weights_in_one_copy', lambda *args: {}),
+        monkeypatch,
+    )
+    casts, alone_casts = ops['_to_copy'], alone_ops['_to_copy']
     assert alone_casts - casts == 2 * per_adapter * adapters - 2, (alone_casts, casts)
-    torch._dynamo.reset()
-    with torch.autocast('cpu', dtype=torch.bfloat16):
-        assert torch._dynamo.explain(model)(x).graph_break_count == 0
 
 
 @pytest.mark.parametrize('host', ['float32', 'bf16'])
@@ -390,31 +375,20 @@ def test_dora_casts_its_factors_in_one_copy_under_autocast(host, monkeypatch):
     ``g`` where the frozen weights are bf16 too - in one copy before the blocks, where
     each weight function's product and casts cast them each way: the same outputs and
     gradients bit for bit; the step compiles whole."""
-    import torch._dynamo
-
     from mmwst.models.tuners import DoRA
-    from tools.benchmarking.ops import count_ops
 
     cls, kwargs, shape = HOSTS['vit']
     full, half = _pair(cls, [dict(type='mmwst.DoRA', rank=4)], **kwargs)
     model = (full if host == 'float32' else half).train()
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
-
-    def step():
-        return _one_step(model, x, bf16_autocast=True)
-
-    out, grads = step()
-    casts = count_ops(step)[1]['_to_copy']
-    with monkeypatch.context() as patch:  # each weight function casts its own
-        patch.setattr(DoRA, 'before_blocks', lambda self, x, ctx: x)
-        alone, alone_grads = step()
-        alone_casts = count_ops(step)[1]['_to_copy']
-    assert torch.equal(out, alone) and grads.keys() == alone_grads.keys()
-    assert all(torch.equal(grads[n], alone_grads[n]) for n in grads)
-    assert len(grads) == len(list(model.tuners[0].parameters()))
+    ops, alone_ops = _one_copy_against_alone(  # each weight function casts its own
+        model,
+        x,
+        True,
+        lambda patch: patch.setattr(DoRA, 'before_blocks', lambda self, x, ctx: x),
+        monkeypatch,
+    )
     targets = 2 * ARCH['num_layers']  # q and v
     per_target = 2 if host == 'float32' else 3  # A, B (and g)
+    casts, alone_casts = ops['_to_copy'], alone_ops['_to_copy']
     assert alone_casts - casts == 2 * per_target * targets - 2, (alone_casts, casts)
-    torch._dynamo.reset()
-    with torch.autocast('cpu', dtype=torch.bfloat16):
-        assert torch._dynamo.explain(model)(x).graph_break_count == 0
