@@ -30,8 +30,12 @@ with its error and the others go on. --rounds N measures the whole list N times 
 over rounds with the spread ((largest - smallest) / median), the check that two runs of
 the same configuration agree. --frozen-dtype bf16 holds the frozen host weights of every
 method (and of the frozen reference) in bf16, as a parameter-efficient run under bf16
-autocast would: they are then read without a cast. Writes Markdown, CSV, JSON and a
-PNG chart.
+autocast would: they are then read without a cast. --ops-only counts, instead of timing,
+the operators a training step and an inference forward launch (the eager model's, one
+kernel each on a GPU) and the graph breaks; with --compile also the kernels the compiled
+model launches (on the CPU, the kernels inductor generates and the matrix products and
+other library calls between them; on a GPU, the device's kernels). Writes Markdown, CSV,
+JSON and a PNG chart.
 """
 
 import argparse
@@ -116,7 +120,9 @@ def main(argv=None) -> int:
         '--ops-only',
         action='store_true',
         help='only count operators per training step and inference forward and graph '
-        'breaks (what a GPU would launch; the same on every machine, seconds per method)',
+        'breaks (what a GPU would launch; the same on every machine, seconds per method); '
+        'with --compile, also the kernels the compiled step and forward launch (a minute '
+        'or more per method at ViT-B on a CPU: the compilation)',
     )
     parser.add_argument(
         '--no-counts',

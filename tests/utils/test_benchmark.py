@@ -766,3 +766,71 @@ def test_every_method_compiles_into_one_graph_and_wst_costs_about_lora():
     assert reports['dense_wst_hst']['infer_ops'] <= 4.6 * reports['frozen']['infer_ops']
     assert reports['dense_beside_vit']['infer_ops'] <= 4.6 * reports['frozen']['infer_ops']
     assert reports['dense_wst_hst']['train_ops'] <= 3.2 * reports['lora']['train_ops']
+
+
+def test_kernels_counted_from_a_profile_are_the_eager_operator_count():
+    """Without compiled code, the profile-based count (each launching ATen operator at
+    its outermost call) is the dispatcher's count below autograd, operator for operator
+    in total: a composite (``linear``, ``cross_entropy``) counts as what it calls, a
+    library call (``addmm``, fused AdamW) once whatever it runs inside."""
+    import torch
+    from benchmarking.methods import build_classifier
+    from benchmarking.ops import _training_step, count_ops, launched_kernels
+    from torch.profiler import ProfilerActivity, profile
+
+    import mmwst  # noqa: F401
+
+    for method in ('lora', 'hst'):
+        torch.manual_seed(0)
+        model = build_classifier(method, 'tiny', 32).train()
+        step, _ = _training_step(model, torch.randn(2, 3, 32, 32), torch.tensor([1, 2]))
+        step()
+        expected = count_ops(step)[0]
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            step()
+        total, by_name = launched_kernels(prof.events())
+        assert total == expected, method
+        assert by_name['_fused_adamw_'] == 1 and by_name['addmm'] > 0
+        assert not {'linear', 'cross_entropy_loss', '_local_scalar_dense'} & set(by_name)
+
+
+def test_a_compiled_forward_launches_its_fused_kernels_and_library_calls():
+    """The kernels of a compiled model: Linear -> LayerNorm -> GELU -> Linear runs 4
+    operators eagerly and, compiled, its two matrix products with one generated kernel
+    (norm and GELU fused) between them."""
+    import torch
+    from benchmarking.ops import compiled_kernels, count_ops
+
+    torch._dynamo.reset()
+    model = torch.nn.Sequential(
+        torch.nn.Linear(16, 32), torch.nn.LayerNorm(32), torch.nn.GELU(), torch.nn.Linear(32, 8)
+    )
+    x = torch.randn(4, 16)
+    with torch.no_grad():
+        assert count_ops(lambda: model(x))[0] == 4
+        net = torch.compile(model)
+        total, by_name = compiled_kernels(lambda: net(x))
+    assert by_name == {'addmm': 2, 'generated': 1} and total == 3
+
+
+def test_ops_only_with_compile_counts_the_compiled_kernels():
+    """--ops-only --compile: the compiled training step and merged inference forward are
+    counted beside the eager operators, fewer than those (inductor fuses the elementwise
+    work between the products), and reported against LoRA, full fine-tuning and the
+    frozen forward; a backend that generates no kernels is refused."""
+    import mmwst  # noqa: F401
+
+    report = bench_measure.measure('lora', ops_only=True, compile='inductor', **TINY)
+    assert 0 < report['compiled_train_kernels'] < report['train_ops']
+    assert 0 < report['compiled_infer_kernels'] < report['infer_ops']
+    results = [
+        dict(method='frozen', infer_ops=45, compiled_infer_kernels=36),
+        dict(method='full_finetune', train_ops=140, compiled_train_kernels=105),
+        dict(report, method='lora'),
+    ]
+    lora = bench_measure.add_ratios(results)[2]
+    assert lora['compiled_train_vs_lora'] == 1.0
+    assert lora['compiled_train_vs_full_ft'] == report['compiled_train_kernels'] / 105
+    assert lora['compiled_infer_vs_frozen'] == report['compiled_infer_kernels'] / 36
+    with pytest.raises(ValueError, match='use --compile inductor'):
+        bench_measure.measure('lora', ops_only=True, compile='eager', **TINY)

@@ -14,7 +14,13 @@ import time
 from collections.abc import Sequence
 
 from .methods import base_method, build_classifier
-from .ops import count_ops, graph_breaks, training_step_ops
+from .ops import (
+    compiled_kernels,
+    compiled_step_kernels,
+    count_ops,
+    graph_breaks,
+    training_step_ops,
+)
 
 TOOLS = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -285,7 +291,7 @@ def measure(
         return torch.compile(module, backend=backend, mode=mode or None)
 
     if ops_only:
-        return dict(report, **_ops_report(model, method, x, target, autocast))
+        return dict(report, **_ops_report(model, method, x, target, autocast, compile, device))
     with sdpa_context(sdpa):
         if method != 'frozen':
             optimizer = torch.optim.AdamW(trainable, lr=1e-4)
@@ -396,22 +402,42 @@ def measure(
     return report
 
 
-def _ops_report(model, method: str, x, target, autocast) -> dict:
+def _ops_report(
+    model, method: str, x, target, autocast, compile: str | None = None, device: str = 'cpu'
+) -> dict:
     """Operators per training step (and graph breaks) of a trained method, then per
-    inference forward, merged where the method merges (as :func:`measure` times it)."""
+    inference forward, merged where the method merges (as :func:`measure` times it).
+    With ``compile`` (inductor), also the kernels one step and one inference forward of
+    the compiled model launch (:func:`~.ops.compiled_kernels`)."""
     import torch
 
+    if compile and compile.partition(':')[0] != 'inductor':
+        raise ValueError(
+            f'--ops-only --compile {compile}: kernels are counted in the code inductor '
+            'generates; use --compile inductor'
+        )
     report = {}
     if method != 'frozen':
         model.train()
         report['train_ops'] = training_step_ops(model, x, target, autocast)[0]
         report['graph_breaks'], report['graph_break_reasons'] = graph_breaks(model, x)
+        if compile:
+            counted = compiled_step_kernels(model, x, target, autocast, device)
+            report['compiled_train_kernels'] = counted[0]
     model.eval()
     tuners = getattr(model.backbone, 'tuners', [])
     if len(tuners) and all(t.mergeable for t in tuners):
         model.backbone.merge_tuners()
-    with torch.no_grad(), autocast():
-        report['infer_ops'] = count_ops(lambda: model(x))[0]
+
+    def infer(module):
+        with torch.no_grad(), autocast():
+            module(x)
+
+    report['infer_ops'] = count_ops(lambda: infer(model))[0]
+    if compile:
+        torch._dynamo.reset()  # merging rewrote the model: compile it afresh
+        net = torch.compile(model)
+        report['compiled_infer_kernels'] = compiled_kernels(lambda: infer(net), device)[0]
     return report
 
 
@@ -807,6 +833,9 @@ def add_ratios(results: list[dict]) -> list[dict]:
             ('train_ops', lora, 'train_ops_vs_lora'),
             ('train_ops', full, 'train_ops_vs_full_ft'),
             ('infer_ops', frozen, 'infer_ops_vs_frozen'),
+            ('compiled_train_kernels', lora, 'compiled_train_vs_lora'),
+            ('compiled_train_kernels', full, 'compiled_train_vs_full_ft'),
+            ('compiled_infer_kernels', frozen, 'compiled_infer_vs_frozen'),
         ):
             if r.get(key) is not None and ref.get(key):
                 r[name] = r[key] / ref[key]
