@@ -823,6 +823,9 @@ def test_ops_only_with_compile_counts_the_compiled_kernels():
     report = bench_measure.measure('lora', ops_only=True, compile='inductor', **TINY)
     assert 0 < report['compiled_train_kernels'] < report['train_ops']
     assert 0 < report['compiled_infer_kernels'] < report['infer_ops']
+    for phase in ('train', 'infer'):  # by kind: inductor's own and the library calls
+        kinds = report[f'compiled_{phase}_kernels_by_op']
+        assert sum(kinds.values()) == report[f'compiled_{phase}_kernels'] and kinds['generated']
     results = [
         dict(method='frozen', infer_ops=45, compiled_infer_kernels=36),
         dict(method='full_finetune', train_ops=140, compiled_train_kernels=105),

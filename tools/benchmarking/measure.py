@@ -424,6 +424,8 @@ def _ops_report(
         if compile:
             counted = compiled_step_kernels(model, x, target, autocast, device)
             report['compiled_train_kernels'] = counted[0]
+            # by kind ('generated': inductor's own; the rest by library operator), JSON only
+            report['compiled_train_kernels_by_op'] = dict(counted[1].most_common())
     model.eval()
     tuners = getattr(model.backbone, 'tuners', [])
     if len(tuners) and all(t.mergeable for t in tuners):
@@ -437,7 +439,9 @@ def _ops_report(
     if compile:
         torch._dynamo.reset()  # merging rewrote the model: compile it afresh
         net = torch.compile(model)
-        report['compiled_infer_kernels'] = compiled_kernels(lambda: infer(net), device)[0]
+        counted = compiled_kernels(lambda: infer(net), device)
+        report['compiled_infer_kernels'] = counted[0]
+        report['compiled_infer_kernels_by_op'] = dict(counted[1].most_common())
     return report
 
 
