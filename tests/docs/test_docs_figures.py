@@ -1006,3 +1006,30 @@ def test_bf16_operator_table_equals_the_json():
             assert quoted == '-', method
     assert len(rows) >= 8
     assert not wrong, '\n'.join(wrong)
+
+
+def test_compiled_kernel_table_equals_the_json():
+    """docs/benchmark.md's kernels per compiled step and inference forward, row by row
+    against the --ops-only --compile run, and its eager column against the same run's
+    eager counts."""
+    runs = {r['method']: r for r in json.loads(read('docs/benchmark/cpu_ops_compiled.json'))}
+    assert {r.get('compile') for r in runs.values()} == {'inductor'}
+    header, rows = table_with('docs/benchmark.md', 'kernels / compiled step')
+    col = {name: header.index(name) for name in header}
+    keys = {
+        'eager ops / step': ('train_ops', '{:,}'),
+        'kernels / compiled step': ('compiled_train_kernels', '{:,}'),
+        'compiled / LoRA': ('compiled_train_vs_lora', '{:.2f}x'),
+        'compiled / full FT': ('compiled_train_vs_full_ft', '{:.2f}x'),
+        'kernels / compiled inference': ('compiled_infer_kernels', '{:,}'),
+        'compiled inference / frozen': ('compiled_infer_vs_frozen', '{:.2f}x'),
+    }
+    wrong = []
+    for cells in rows:
+        method = cells[0].strip('`')
+        for label, (key, fmt) in keys.items():
+            want = fmt.format(runs[method][key])
+            if cells[col[label]] != want:
+                wrong.append(f'{method}: {label} {cells[col[label]]}, the JSON gives {want}')
+    assert len(rows) >= 10
+    assert not wrong, '\n'.join(wrong)
