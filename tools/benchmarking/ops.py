@@ -226,13 +226,21 @@ def compiled_kernels(fn: Callable[[], object], device: str = 'cpu') -> tuple[int
                 torch.cuda.synchronize()
     if device != 'cuda':
         return launched_kernels(prof.events())
-    from .measure import _device_annotation  # the device-side spans of annotated ranges
+    return device_kernels(prof.key_averages())
+
+
+def device_kernels(averages) -> tuple[int, Counter]:
+    """The kernels, copies and fills a GPU ran in a profile (its ``key_averages()``), by
+    name, each as often as it ran; the device-side spans of annotated ranges
+    (``record_function``) are not kernels and are left out."""
+    from torch.autograd import DeviceType
+
+    from .measure import _device_annotation
 
     counts: Counter = Counter()
-    for event in prof.key_averages():
-        if getattr(event, 'device_type', None) == torch.autograd.DeviceType.CUDA:
-            if not _device_annotation(event):
-                counts[event.key] += event.count
+    for event in averages:
+        if getattr(event, 'device_type', None) == DeviceType.CUDA and not _device_annotation(event):
+            counts[event.key] += event.count
     return sum(counts.values()), counts
 
 
