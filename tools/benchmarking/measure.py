@@ -11,6 +11,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 
 from .methods import base_method, build_classifier
@@ -608,20 +609,35 @@ def _device_annotation(event) -> bool:
     )
 
 
-def device_busy(events) -> tuple[float, int]:
-    """(milliseconds, count) of the device's own events in a profile's averages - its
-    kernels, copies and fills, each once: the time the GPU was busy during the profiled
-    step (kernels of one stream do not overlap). The device-side spans of annotated
-    ranges (``record_function``: the optimizer's step, the labelled parts) are not
-    work of their own and are left out (:func:`_device_annotation`)."""
+def _device_work(events) -> list:
+    """The device's own events in a profile's averages - its kernels, copies and fills;
+    the device-side spans of annotated ranges (``record_function``: the optimizer's
+    step, the labelled parts) are not work of their own and are left out
+    (:func:`_device_annotation`)."""
     from torch.autograd import DeviceType
 
-    device = [
+    return [
         e
         for e in events
         if getattr(e, 'device_type', None) == DeviceType.CUDA and not _device_annotation(e)
     ]
+
+
+def device_busy(events) -> tuple[float, int]:
+    """(milliseconds, count) of the device's own work in a profile's averages
+    (:func:`_device_work`), each kernel once: the time the GPU was busy during the
+    profiled step (kernels of one stream do not overlap)."""
+    device = _device_work(events)
     return sum(e.self_device_time_total for e in device) / 1e3, sum(e.count for e in device)
+
+
+def device_kernels(events) -> tuple[int, Counter]:
+    """The kernels, copies and fills a GPU ran in a profile's averages
+    (:func:`_device_work`), by name, each as often as it ran."""
+    counts: Counter = Counter()
+    for event in _device_work(events):
+        counts[event.key] += event.count
+    return sum(counts.values()), counts
 
 
 def _rss_mb() -> float:

@@ -135,9 +135,9 @@ def training_step_ops(model, x, target, autocast=None) -> tuple[int, Counter]:
 #: In a CPU profile, the kernels inductor generated (with its ``cpp.enable_kernel_profile``),
 #: one per fused loop nest: ``graph_<g>_cpp_fused_<ops>_<k>``.
 GENERATED = '_cpp_fused_'
-#: Composite operators that launch nothing of their own besides their ATen calls, and
-#: that the profiler records although no kernel runs (``aten::to`` of a tensor already
-#: in the type, the conjugate bit never set here).
+#: Operators that the profiler records although no kernel runs (the conjugate and
+#: negative bits are never set here); composites such as ``aten::to`` are left out by
+#: :func:`_launches_by_name` itself.
 _NO_OWN_WORK = frozenset({'resolve_conj', 'resolve_neg'})
 
 
@@ -162,8 +162,8 @@ def _launches_by_name(name: str, cache: dict) -> bool:
                 overloads.append(op)
         cache[name] = bool(
             overloads
-            and base not in NO_KERNEL | _NO_OWN_WORK
-            and not any(getattr(o, 'is_view', False) for o in overloads)
+            and base not in _NO_OWN_WORK
+            and all(launches_kernel(o) for o in overloads)
             and not all(
                 torch._C._dispatch_has_kernel_for_dispatch_key(
                     o.name(), 'CompositeImplicitAutograd'
@@ -226,22 +226,9 @@ def compiled_kernels(fn: Callable[[], object], device: str = 'cpu') -> tuple[int
                 torch.cuda.synchronize()
     if device != 'cuda':
         return launched_kernels(prof.events())
+    from .measure import device_kernels
+
     return device_kernels(prof.key_averages())
-
-
-def device_kernels(averages) -> tuple[int, Counter]:
-    """The kernels, copies and fills a GPU ran in a profile (its ``key_averages()``), by
-    name, each as often as it ran; the device-side spans of annotated ranges
-    (``record_function``) are not kernels and are left out."""
-    from torch.autograd import DeviceType
-
-    from .measure import _device_annotation
-
-    counts: Counter = Counter()
-    for event in averages:
-        if getattr(event, 'device_type', None) == DeviceType.CUDA and not _device_annotation(event):
-            counts[event.key] += event.count
-    return sum(counts.values()), counts
 
 
 def compiled_step_kernels(model, x, target, autocast=None, device: str = 'cpu'):
