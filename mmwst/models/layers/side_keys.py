@@ -71,7 +71,7 @@ def stage_weights(
             [a.q.bias for a in attns],
             *vectors,
         ]
-    rows = [w for a in attns for w in (a.q.weight, a.proj.weight.t())]
+    rows = [w for a in attns for w in (a.q.weight, a.proj.weight)]  # W_p: copied transposed
     rows += [w for a in attns for w in (a.k.weight, a.v.weight)]
     mlp_rows, mlp_biases = [], []
     hidden = mlps[0][0].weight.shape[0] if mlps else 0
@@ -93,7 +93,7 @@ def stage_weights(
     sizes = [2 * k * dim, 2 * k * dim, *(w.shape[0] for w in mlp_rows)]
     sizes += [len(g) for g in vectors] + [b.shape[0] for b in mlp_biases]
     sizes += [c.shape[0] for c in carried]
-    copied = torch.cat(low + high)  # (4kC + MLP rows + vectors, C)
+    copied = _StageCopy.apply(k, *low, *high)  # (4kC + MLP rows + vectors, C)
     rest = [len(g) for g in extra]
     if dtype is not None and dtype != copied.dtype:
         matmul, kept = copied.split([sum(sizes), sum(rest)])
@@ -119,6 +119,34 @@ def stage_weights(
     return StageWeights(
         query_out, key_value, kv_bias, q_bias, proj_bias, tuple(parts), tuple(mlp), own
     )
+
+
+class _StageCopy(torch.autograd.Function):
+    """``torch.cat`` of a stage's rows (:func:`stage_weights`), whose first ``2k``
+    pieces are the blocks' ``W_q`` and ``W_p`` in turn, each ``W_p`` copied transposed.
+
+    The backward hands every gradient back in its parameter's own layout. Through
+    autograd's own route (a transpose view of each ``W_p`` in a plain ``cat``) each
+    ``W_p``'s gradient would arrive transposed, and the accumulation of gradients into
+    ``.grad`` would copy it back, one kernel per block; here the ``k`` of a stage are
+    transposed in one copy."""
+
+    @staticmethod
+    def forward(ctx, k: int, *pieces: Tensor) -> Tensor:
+        rows = [p.t() if j < 2 * k and j % 2 else p for j, p in enumerate(pieces)]
+        ctx.k, ctx.sizes = k, [r.shape[0] for r in rows]
+        return torch.cat(rows)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        k, sizes = ctx.k, ctx.sizes
+        grads = list(grad.split(sizes))
+        if any(ctx.needs_input_grad[2 : 2 + 2 * k : 2]):  # the W_p (inputs 2, 4, ...)
+            dim = sizes[0]
+            # rows (2j + 1) C ... (2j + 2) C hold W_p^T of block j: (k, C, C) as W_p's
+            pairs = grad[: 2 * k * dim].unflatten(0, (k, 2, dim))
+            grads[1 : 2 * k : 2] = pairs[:, 1].transpose(1, 2).contiguous().unbind(0)
+        return None, *grads
 
 
 def paired_keys(*parts: Tensor) -> Tensor:

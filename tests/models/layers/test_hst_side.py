@@ -128,6 +128,34 @@ def test_stage_batched_side_equals_the_layer_by_layer_method(branch, whole, drop
             torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize('whole', [True, False], ids=['tokens', 'keys_and_patches'])
+def test_every_linear_gradient_arrives_in_its_weights_own_layout(whole):
+    """A stage copies each block's output projection transposed (``[W_q, W_p^T]``); its
+    backward hands the gradient back in ``W_p``'s own layout, so that no gradient of the
+    side network's linear maps needs a copy to land in ``.grad`` (the accumulation
+    copies one that arrives in another layout: a kernel per weight per step). The
+    convolutions read channels-last maps, and their weights' gradients come back in
+    that layout; they are not checked here."""
+    side = _side(branch=True)
+    image, tokens, bands = _inputs(branch=True)
+    arrived = {}
+
+    def seen(name):
+        def hook(grad):  # the gradient before it is accumulated into .grad
+            arrived[name] = grad.stride()
+
+        return hook
+
+    for name, p in side.named_parameters():
+        p.register_hook(seen(name))
+    maps = _batched(side, image, tokens, bands, whole)
+    sum((m * (i + 1)).sum() for i, m in enumerate(maps)).backward()
+    params = dict(side.named_parameters())
+    linear = [n for n in arrived if params[n].dim() < 4]  # (the meta tokens: unused here)
+    assert len([n for n in linear if n.endswith('attn.proj.weight')]) == LAYERS
+    assert {n: arrived[n] for n in linear} == {n: params[n].stride() for n in linear}
+
+
 def test_several_meta_tokens_per_layer():
     side = _side(branch=False, num_meta=2).eval()
     image, tokens, bands = _inputs(branch=False, num_meta=2)
