@@ -62,13 +62,24 @@ def test_dense_backbone_trains_compiled():
     _compiled_matches_eager(model, (image,), lambda maps: sum(m.square().mean() for m in maps))
 
 
-@pytest.mark.parametrize('kind', ['1d', '2d'])
+@pytest.mark.parametrize('kind', ['1d', '2d', 'tuner'])
 def test_freqfit_filters_compile(kind):
+    """The filters' written-out backward (``spectral_product``), and in the tuner the
+    update added after the class token (``_AddAfter``)."""
     torch.manual_seed(0)
     if kind == '2d':
         layer, x = SpectralFilter2d(32, (4, 6), 'complex'), torch.randn(2, 4, 6, 32)
-    else:
+    elif kind == '1d':
         layer, x = SpectralFilter1d(32, 17, 'complex'), torch.randn(2, 17, 32)
+    else:
+        arch = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
+        tuners = [dict(type='mmwst.FreqFit')]
+        layer = TunedVisionTransformer(arch=arch, img_size=32, patch_size=8, tuners=tuners)
+        layer.init_weights()
+        x = torch.randn(2, 3, 32, 32)
+        weights = torch.linspace(-1, 1, 2 * 32).reshape(2, 32)  # the class token's output
+        _compiled_matches_eager(layer, (x,), lambda out: (out[-1] * weights).sum())
+        return
     for p in layer.parameters():
         torch.nn.init.normal_(p, std=0.3)
     _compiled_matches_eager(layer, (x.requires_grad_(),), lambda out: out.square().sum())

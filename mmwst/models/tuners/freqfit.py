@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...registry import MODELS
@@ -13,6 +14,26 @@ FILTER_TYPES = ('complex', 'real')
 #: Where FreqFit filters: the 2-D patch grid, or the 1-D token sequence after the class
 #: token (the released code's form for MoCo v3, MAE and CLIP hosts and with prompts).
 MODES = ('2d', '1d')
+
+
+class _AddAfter(torch.autograd.Function):
+    """``x + [0; update]``: ``update`` added to the tokens of ``x`` after the first
+    ``start``, in ``x``'s dtype. ``x``'s gradient is the output's, whole; ``update``'s
+    is a view of its last tokens (autograd's route - a concatenation of the untouched
+    and the updated tokens, or a padded update - copies it into a zero-filled or a
+    narrowed tensor first)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, update: Tensor, start: int) -> Tensor:
+        ctx.start, ctx.dtype = start, update.dtype
+        out = x + (F.pad(update, (0, 0, start, 0)) if start else update)
+        # no `.to` that changes nothing: torch.compile (torch 2.11) passes no gradient
+        # into a function whose output is such a cast of another tensor
+        return out if out.dtype == x.dtype else out.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return grad, grad[:, ctx.start :].to(ctx.dtype), None
 
 
 @MODELS.register_module()
@@ -172,12 +193,9 @@ class FreqFit(BaseTuner):
         assert N - start == h * w, (
             f'{N - start} tokens after the {start} prefix tokens, expected the {h}x{w} patch grid'
         )
-        # (B, h*w, D) -> (B, h, w, D)
-        patches = x[:, start:].reshape(B, h, w, D)
-        patches = self.filters[position](patches)
-        # (B, h, w, D) -> (B, h*w, D)
-        patches = patches.reshape(B, h * w, D)
-        return torch.cat([x[:, :start], patches], dim=1)
+        # (B, h*w, D) -> (B, h, w, D) -> the filter's update -> (B, h*w, D)
+        update = self.filters[position].update(x[:, start:].reshape(B, h, w, D))
+        return _AddAfter.apply(x, update.reshape(B, h * w, D), start)
 
     def _filter_sequence(self, position: int, x: Tensor, ctx: TokenContext) -> Tensor:
         """1-D: every token after the class token (prompts and patches) as one sequence."""
@@ -195,7 +213,7 @@ class FreqFit(BaseTuner):
                 '(the tokens other tuners insert, e.g. VPT num_prompts) and list FreqFit after '
                 'the tuner that inserts them'
             )
-        return torch.cat([x[:, :start], self.filters[position](x[:, start:])], dim=1)
+        return _AddAfter.apply(x, self.filters[position].update(x[:, start:]), start)
 
     def before_block(self, index: int, x: Tensor, ctx: TokenContext) -> Tensor:
         if self.mode == '1d':

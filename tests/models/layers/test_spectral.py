@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from mmwst.models.layers import SpectralFilter2d
+from mmwst.models.layers.spectral import spectral_product
 
 
 def _num_params(module: torch.nn.Module) -> int:
@@ -149,3 +150,46 @@ def test_invalid_arguments():
         layer(torch.zeros(1, 4, 4, 6))
     with pytest.raises(ValueError, match=r'\(B, h, w, D\)'):
         layer(torch.zeros(4, 4, 8))
+
+
+@pytest.mark.parametrize('size', [(4, 6), (5, 7), (9,), (8,)], ids=str)
+@pytest.mark.parametrize('complex_kernel', [True, False], ids=['complex', 'real'])
+def test_spectral_product_has_the_transforms_values_and_gradients(size, complex_kernel):
+    """The written-out backward (the input's gradient as the same filter with the
+    conjugate kernel, the kernel's with the mirrored bins doubled) equals autograd's
+    through the two transforms, for even and odd last sizes, in 2-D and 1-D."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 5, *size, generator=gen, dtype=torch.float64).requires_grad_()
+    bins = (*size[:-1], size[-1] // 2 + 1)
+    kernel = torch.randn(5, *bins, generator=gen, dtype=torch.float64)
+    if complex_kernel:
+        kernel = torch.complex(kernel, torch.randn(kernel.shape, generator=gen).double())
+    kernel.requires_grad_()
+    dims = tuple(range(-len(size), 0))
+    expected = torch.fft.irfftn(
+        torch.fft.rfftn(x, dim=dims, norm='ortho') * kernel, s=size, dim=dims, norm='ortho'
+    )
+    out = spectral_product(x, kernel, size)
+    torch.testing.assert_close(out, expected)
+    grad = torch.randn(out.shape, generator=gen, dtype=torch.float64)
+    for ours, theirs in zip(
+        torch.autograd.grad(out, (x, kernel), grad),
+        torch.autograd.grad(expected, (x, kernel), grad),
+    ):
+        assert ours.dtype == theirs.dtype
+        torch.testing.assert_close(ours, theirs)
+
+
+def test_spectral_product_backward_runs_no_complex_transform():
+    """Backward: one forward real transform of the gradient and one real inverse for
+    the input's gradient - no zero-padded complex transform, no copy of its real part."""
+    from tools.benchmarking.ops import count_ops
+
+    x = _randn(2, 8, 14, 14).requires_grad_()
+    kernel = torch.complex(_randn(8, 14, 8, seed=1), _randn(8, 14, 8, seed=2)).requires_grad_()
+    out = spectral_product(x, kernel, (14, 14))
+    grad = torch.ones_like(out)
+    counted = count_ops(lambda: out.backward(grad))[1]
+    assert counted['_fft_r2c'] == 1 and counted['_fft_c2r'] == 1, counted
+    assert counted['_fft_c2c'] == 0 and counted['copy_'] == 0, counted
+    assert sum(counted.values()) == 8, counted  # + 2 conjugates, 2 products, sum, doubling

@@ -87,6 +87,74 @@ def test_a_position_equals_torch_fft_on_the_patch_tokens(filter_type):
         torch.testing.assert_close(freqfit.after_blocks(tokens, ctx), expected)
 
 
+@pytest.mark.parametrize(
+    'filter_type,grid', [('complex', (4, 4)), ('real', (4, 4)), ('complex', (5, 6))]
+)
+def test_a_position_has_torch_fft_gradients(filter_type, grid):
+    """The gradients of a position (the filter's own backward, the update added after
+    the prefix with the tokens' gradient passed whole) equal autograd's through the
+    plain torch.fft form, for the tokens (prefix and patches) and every parameter; on a
+    (5, 6) grid the filter is resized from (4, 4) first."""
+    freqfit = _model([dict(type='mmwst.FreqFit', filter_type=filter_type)]).tuners[0]
+    freqfit = freqfit.double()
+    layer, num_prefix = freqfit.filters[1], 2
+    tokens = torch.randn(2, num_prefix + grid[0] * grid[1], 32, dtype=torch.float64)
+    tokens.requires_grad_()
+    ctx = TokenContext(image=torch.empty(0), patch_resolution=grid, num_prefix=num_prefix)
+    out = freqfit.before_block(1, tokens, ctx)
+    kernel = _kernel(layer) if grid == (4, 4) else _resized(_kernel(layer), grid)
+    expected = _direct(tokens, kernel, layer.gamma, layer.beta, num_prefix, grid)
+    torch.testing.assert_close(out, expected)
+    grad = torch.randn_like(out)
+    inputs = (tokens, layer.weight, layer.gamma, layer.beta)
+    for ours, theirs in zip(
+        torch.autograd.grad(out, inputs, grad), torch.autograd.grad(expected, inputs, grad)
+    ):
+        torch.testing.assert_close(ours, theirs)
+
+
+@pytest.mark.parametrize('length', [16, 15])
+def test_a_1d_position_has_torch_fft_gradients(length):
+    from mmwst.models.layers import SpectralFilter1d
+
+    torch.manual_seed(0)
+    layer = SpectralFilter1d(6, length).double()
+    x = torch.randn(2, length, 6, dtype=torch.float64, requires_grad=True)
+    out = layer(x)
+    spectrum = torch.fft.rfft(x, dim=1, norm='ortho') * _kernel(layer)
+    expected = x + torch.fft.irfft(spectrum, n=length, dim=1, norm='ortho')
+    grad = torch.randn_like(out)
+    inputs = (x, layer.weight)
+    for ours, theirs in zip(
+        torch.autograd.grad(out, inputs, grad), torch.autograd.grad(expected, inputs, grad)
+    ):
+        torch.testing.assert_close(ours, theirs)
+
+
+def test_the_tokens_gradient_passes_a_position_whole():
+    """``_AddAfter``: adding the filter's update after the prefix costs its backward
+    nothing in float32 - the tokens' gradient is the output's, the update's a view of
+    it - where a concatenation of the prefix and the updated patches fills and adds
+    full-size copies."""
+    from mmwst.models.tuners.freqfit import _AddAfter
+    from tools.benchmarking.ops import count_ops
+
+    x = torch.randn(2, 7, 4, requires_grad=True)
+    update = torch.randn(2, 5, 4, requires_grad=True)
+    out = _AddAfter.apply(x, update, 2)
+    torch.testing.assert_close(out, torch.cat([x[:, :2], x[:, 2:] + update], 1), rtol=0, atol=0)
+    grad = torch.randn_like(out)
+    grads = []
+    assert count_ops(lambda: grads.extend(torch.autograd.grad(out, (x, update), grad)))[0] == 0
+    assert torch.equal(grads[0], grad) and torch.equal(grads[1], grad[:, 2:])
+    # a bf16 stream: the sum in float32, rounded once; the update's gradient in float32
+    low = _AddAfter.apply(x.bfloat16(), update, 2)
+    assert low.dtype == torch.bfloat16
+    assert torch.equal(low[:, 2:], (x.bfloat16()[:, 2:].float() + update).bfloat16())
+    (gx,) = torch.autograd.grad(low, update, grad.bfloat16())
+    assert gx.dtype == torch.float32
+
+
 def test_filters_sit_before_every_block_and_after_the_last():
     model = _model()
     freqfit = model.tuners[0]
