@@ -1033,3 +1033,54 @@ def test_compiled_kernel_table_equals_the_json():
                 wrong.append(f'{method}: {label} {cells[col[label]]}, the JSON gives {want}')
     assert len(rows) >= 10
     assert not wrong, '\n'.join(wrong)
+
+
+def test_operator_table_equals_the_json():
+    """docs/benchmark.md's operators per training step and per inference forward
+    (float32, ViT-B/16 224, batch 8), row by row against the --ops-only run, and the
+    targets table's "now" column against the same run."""
+    runs = {r['method']: r for r in json.loads(read('docs/benchmark/cpu_ops_table.json'))}
+    assert {(r['img_size'], r['batch'], r['amp']) for r in runs.values()} == {(224, 8, 'none')}
+    header, rows = table_with('docs/benchmark.md', 'ops / train step')
+    col = {name: header.index(name) for name in header}
+    keys = {
+        'trainable': ('trainable', '{:,}'),
+        'ops / train step': ('train_ops', '{:,}'),
+        'ops / LoRA': ('train_ops_vs_lora', '{:.2f}x'),
+        'ops / full FT': ('train_ops_vs_full_ft', '{:.2f}x'),
+        'ops / inference': ('infer_ops', '{:,}'),
+        'inference ops / frozen': ('infer_ops_vs_frozen', '{:.2f}x'),
+        'graph breaks': ('graph_breaks', '{}'),
+    }
+    wrong = []
+    for cells in rows:
+        run = runs[cells[0]]
+        for label, (key, fmt) in keys.items():
+            want = fmt.format(run[key]) if key in run else '-'
+            if cells[col[label]] != want:
+                wrong.append(f'{cells[0]}: {label} {cells[col[label]]}, the JSON gives {want}')
+    assert len(rows) == len(runs)
+    _, targets = table_with('docs/benchmark.md', 'before', 'now', 'target')
+    now = {cells[0]: cells[2] for cells in targets}
+    for label, method, ref, key in (
+        ('HST, training step', 'hst', 'LoRA', 'train_ops_vs_lora'),
+        ('HST, inference', 'hst', 'frozen', 'infer_ops_vs_frozen'),
+        ('WST, training step', 'wst', 'LoRA', 'train_ops_vs_lora'),
+        (
+            'dense through the ViT, training step',
+            'dense_wst_hst',
+            'full FT',
+            'train_ops_vs_full_ft',
+        ),
+        (
+            'dense beside the ViT, training step',
+            'dense_beside_vit',
+            'full FT',
+            'train_ops_vs_full_ft',
+        ),
+    ):
+        ops = runs[method]['infer_ops' if 'inference' in label else 'train_ops']
+        want = f'{runs[method][key]:.2f}x {ref} ({ops:,})'
+        if now[label] != want:
+            wrong.append(f'targets, {label}: {now[label]}, the JSON gives {want}')
+    assert not wrong, '\n'.join(wrong)
