@@ -1084,3 +1084,43 @@ def test_operator_table_equals_the_json():
         if now[label] != want:
             wrong.append(f'targets, {label}: {now[label]}, the JSON gives {want}')
     assert not wrong, '\n'.join(wrong)
+
+
+def test_operator_counts_at_64_pixels_equal_their_json():
+    """The counts re-measured at 64x64, batch 2 (docs/benchmark.md, after the bf16 table)
+    against their three runs, and the claim that every method but the dense backbone
+    counts there what it counts at 224, batch 8."""
+    text = ' '.join(read('docs/benchmark.md').split())
+    runs = {
+        name: {r['method']: r for r in json.loads(read(f'docs/benchmark/cpu_ops_{name}_64.json'))}
+        for name in ('fp32', 'bf16', 'bf16_frozen')
+    }
+    assert {r['img_size'] for run in runs.values() for r in run.values()} == {64}
+
+    def ops(name, method):
+        return f'{runs[name][method]["train_ops"]:,}'
+
+    def ratio(name, method):
+        return f'{runs[name][method]["train_ops_vs_full_ft"]:.2f}x'
+
+    phrases = [
+        f'HST: {ops("bf16", "hst")} in bf16',
+        f'and {ops("bf16_frozen", "hst")} with frozen weights in bf16 (947)',
+        f'FreqFit + LoRA: {ops("bf16", "freqfit_lora")} in bf16 '
+        f"({ratio('bf16', 'freqfit_lora')} full fine-tuning's)",
+        f'{ops("bf16_frozen", "freqfit_lora")} with frozen weights in bf16 '
+        f'({ratio("bf16_frozen", "freqfit_lora")})',
+        f'64x64: {ops("bf16", "dense_wst_hst")} and {ops("bf16", "dense_beside_vit")} in bf16, '
+        f'{ops("bf16_frozen", "dense_wst_hst")} and {ops("bf16_frozen", "dense_beside_vit")} '
+        'with frozen weights in bf16',
+        f'({ops("fp32", "dense_wst_hst")} and {ops("fp32", "dense_beside_vit")} against',
+    ]
+    missing = [p for p in phrases if p not in text]
+    assert not missing, missing
+    table = {r['method']: r for r in json.loads(read('docs/benchmark/cpu_ops_table.json'))}
+    old = {r['method']: r for r in json.loads(read('docs/benchmark/cpu_ops_bf16.json'))}
+    for method, run in runs['fp32'].items():
+        same = run.get('train_ops') == table[method].get('train_ops')
+        assert same != method.startswith('dense'), method
+    for method in ('frozen', 'full_finetune', 'lora', 'ssf', 'rlrr', 'wst'):
+        assert runs['bf16'][method].get('train_ops') == old[method].get('train_ops'), method
