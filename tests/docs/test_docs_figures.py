@@ -1008,6 +1008,25 @@ def test_bf16_operator_table_equals_the_json():
     assert not wrong, '\n'.join(wrong)
 
 
+def method_rows_against_runs(
+    header: list[str], rows: list[list[str]], runs: dict, keys: dict, absent: str | None = None
+) -> list[str]:
+    """A benchmark table whose rows start with a method's name (in backticks or not),
+    cell by cell against that method's run: ``keys`` maps a column to ``(JSON key,
+    format)``. ``absent``: what a cell shows where the run has no such key (None: the
+    key must be there). Returns the cells that differ."""
+    col = {name: header.index(name) for name in header}
+    wrong = []
+    for cells in rows:
+        method = cells[0].strip('`')
+        for label, (key, fmt) in keys.items():
+            run = runs[method]
+            want = absent if absent is not None and key not in run else fmt.format(run[key])
+            if cells[col[label]] != want:
+                wrong.append(f'{method}: {label} {cells[col[label]]}, the JSON gives {want}')
+    return wrong
+
+
 def test_compiled_kernel_table_equals_the_json():
     """docs/benchmark.md's kernels per compiled step and inference forward, row by row
     against the --ops-only --compile run, and its eager column against the same run's
@@ -1015,7 +1034,6 @@ def test_compiled_kernel_table_equals_the_json():
     runs = {r['method']: r for r in json.loads(read('docs/benchmark/cpu_ops_compiled.json'))}
     assert {r.get('compile') for r in runs.values()} == {'inductor'}
     header, rows = table_with('docs/benchmark.md', 'kernels / compiled step')
-    col = {name: header.index(name) for name in header}
     keys = {
         'eager ops / step': ('train_ops', '{:,}'),
         'kernels / compiled step': ('compiled_train_kernels', '{:,}'),
@@ -1024,13 +1042,7 @@ def test_compiled_kernel_table_equals_the_json():
         'kernels / compiled inference': ('compiled_infer_kernels', '{:,}'),
         'compiled inference / frozen': ('compiled_infer_vs_frozen', '{:.2f}x'),
     }
-    wrong = []
-    for cells in rows:
-        method = cells[0].strip('`')
-        for label, (key, fmt) in keys.items():
-            want = fmt.format(runs[method][key])
-            if cells[col[label]] != want:
-                wrong.append(f'{method}: {label} {cells[col[label]]}, the JSON gives {want}')
+    wrong = method_rows_against_runs(header, rows, runs, keys)
     assert len(rows) >= 10
     assert not wrong, '\n'.join(wrong)
 
@@ -1042,7 +1054,6 @@ def test_operator_table_equals_the_json():
     runs = {r['method']: r for r in json.loads(read('docs/benchmark/cpu_ops_table.json'))}
     assert {(r['img_size'], r['batch'], r['amp']) for r in runs.values()} == {(224, 8, 'none')}
     header, rows = table_with('docs/benchmark.md', 'ops / train step')
-    col = {name: header.index(name) for name in header}
     keys = {
         'trainable': ('trainable', '{:,}'),
         'ops / train step': ('train_ops', '{:,}'),
@@ -1052,13 +1063,7 @@ def test_operator_table_equals_the_json():
         'inference ops / frozen': ('infer_ops_vs_frozen', '{:.2f}x'),
         'graph breaks': ('graph_breaks', '{}'),
     }
-    wrong = []
-    for cells in rows:
-        run = runs[cells[0]]
-        for label, (key, fmt) in keys.items():
-            want = fmt.format(run[key]) if key in run else '-'
-            if cells[col[label]] != want:
-                wrong.append(f'{cells[0]}: {label} {cells[col[label]]}, the JSON gives {want}')
+    wrong = method_rows_against_runs(header, rows, runs, keys, absent='-')
     assert len(rows) == len(runs)
     _, targets = table_with('docs/benchmark.md', 'before', 'now', 'target')
     now = {cells[0]: cells[2] for cells in targets}
