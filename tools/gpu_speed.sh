@@ -25,6 +25,9 @@
 #     compile-graphs  the same with the steps captured as CUDA graphs (torch.compile
 #              mode reduce-overhead), LoRA and WST too: what is left once the host
 #              launches nothing per kernel
+#     freqfit  ViT-B/16 224, batch 64: FreqFit + LoRA against frozen, full FT and LoRA,
+#              eager, BENCH_ROUNDS rounds in turns, then compiled (one round); FreqFit's
+#              eager step profiled
 #     kernels  the kernels one compiled training step and inference forward launch on
 #              the device (--ops-only --compile, ViT-B/16 224, batch 8): frozen, full FT,
 #              LoRA and HST, against the CPU's count of them (docs/benchmark.md, Compiled)
@@ -38,7 +41,8 @@
 #   GPU_SPEED_SECONDS: the time the whole call may take (default 600); a stage that would
 #   not fit in what is left (by its time on an H200: 290, 160, the same for their
 #   frozen-bf16 twins, 330, about 240 (through the ViT alone: 200), 230, 330
-#   (estimated), 300 (estimated), 165 and 85 s) is skipped and said so.
+#   (estimated), 320 (estimated: 170 eager, 150 compiled), 300 (estimated), 165 and
+#   85 s) is skipped and said so.
 #   DEVICE, ARCH, VIT_SIZE/VIT_BATCH, DENSE_SIZE/DENSE_BATCH: for a dry run on a CPU
 #   (DEVICE=cpu ARCH=tiny VIT_SIZE=32 VIT_BATCH=2 DENSE_SIZE=64 DENSE_BATCH=1).
 # LOGDIR receives two files, gpu_speed.log and results.tar.gz (the benchmark's tables,
@@ -133,6 +137,11 @@ for s in "${stages[@]}"; do
             --profile full_finetune hst --methods frozen full_finetune lora wst hst ;;
         compile-hst) bench compile_hst_224_b64 230 "${vit[@]}" --compile \
             --profile full_finetune hst --methods frozen full_finetune hst ;;
+        freqfit)
+            bench freqfit_224_b64 170 "${vit[@]}" --rounds "$rounds" --profile freqfit_lora \
+                --methods frozen full_finetune lora freqfit_lora \
+                && bench freqfit_compile_224_b64 150 "${vit[@]}" --compile \
+                    --methods frozen full_finetune lora freqfit_lora ;;
         kernels) stage kernels 300 "$python" tools/benchmark.py --device "$device" --arch "$arch" \
             --img-size "${VIT_SIZE:-224}" --batch 8 --ops-only --compile \
             --out "$results/kernels_224_b8" --methods hst ;;
@@ -143,7 +152,7 @@ for s in "${stages[@]}"; do
                 --out "$results/config_speed" "${small[@]}" ;;
         tests) stage tests 70 env MMWST_TEST_DEVICE="$device" "$python" -m pytest -m cuda \
             tests/cuda -q -rfE -p no:cacheprovider --junitxml="$results/cuda_tests.xml" ;;
-        *) say "unknown stage $s (vit dense vit-frozen-bf16 dense-frozen-bf16 compile dense-compile compile-hst compile-graphs kernels configs tests)" ;;
+        *) say "unknown stage $s (vit dense vit-frozen-bf16 dense-frozen-bf16 compile dense-compile compile-hst compile-graphs freqfit kernels configs tests)" ;;
     esac
 done
 pack
