@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...registry import MODELS
+from ..layers.casting import cast_in_one_copy
 from ..layers.tunable import concat_kv
 from .base import BaseTuner, HostSpec, TokenContext
 
@@ -86,29 +87,41 @@ class VPT(BaseTuner):
         for prompt, bound in zip(self.prompts, self._bounds):
             nn.init.uniform_(prompt, -bound, bound)
 
-    def _prompt(self, i: int, x: Tensor) -> Tensor:
-        return self.dropout(self.prompts[i]).to(x.dtype).expand(x.shape[0], -1, -1)
+    def _layer_prompts(self, dtype: torch.dtype) -> tuple[Tensor, ...]:
+        """Every layer's prompts ``(1, P, D)`` for one pass, dropped out, in ``dtype``
+        (the tokens'). Where that is not theirs - a frozen host held in bf16 - VPT-deep's
+        prompts are cast in one copy (:func:`cast_in_one_copy`): one kernel forward and
+        one back instead of one per layer each, with the same values."""
+        prompts = [self.dropout(p) for p in self.prompts]
+        if prompts[0].dtype == dtype:
+            return tuple(prompts)
+        if len(prompts) == 1:
+            return (prompts[0].to(dtype),)
+        return cast_in_one_copy(prompts, dtype)
 
     # ---- ViT: prompts in the token sequence ----------------------------------------
     def before_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
         if self.kind != 'vit':
             return x
         start = ctx.num_prefix
-        ctx.state[self] = start
+        prompts = self._layer_prompts(x.dtype)
+        ctx.state[self] = (start, prompts)
         ctx.num_prefix += self.num_prompts
-        return torch.cat([x[:, :start], self._prompt(0, x), x[:, start:]], dim=1)
+        first = prompts[0].expand(x.shape[0], -1, -1)
+        return torch.cat([x[:, :start], first, x[:, start:]], dim=1)
 
     def before_block(self, index: int, x: Tensor, ctx: TokenContext) -> Tensor:
         if self.kind != 'vit' or not self.deep or index == 0:
             return x
-        start = ctx.state[self]
+        start, prompts = ctx.state[self]
         end = start + self.num_prompts
-        return torch.cat([x[:, :start], self._prompt(index, x), x[:, end:]], dim=1)
+        prompt = prompts[index].to(x.dtype).expand(x.shape[0], -1, -1)
+        return torch.cat([x[:, :start], prompt, x[:, end:]], dim=1)
 
     def after_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
         if self.kind != 'vit':
             return x
-        start = ctx.state[self]
+        start, _ = ctx.state.pop(self)
         ctx.num_prefix -= self.num_prompts
         return torch.cat([x[:, :start], x[:, start + self.num_prompts :]], dim=1)
 
