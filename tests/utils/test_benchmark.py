@@ -618,6 +618,46 @@ def test_compile_mode_reaches_torch_compile(monkeypatch, capsys):
         assert 'a mode goes with the inductor backend only' in capsys.readouterr().err
 
 
+def test_graphs_not_captured_as_cuda_graphs_are_counted_with_inductors_reasons(
+    monkeypatch, capsys, tmp_path
+):
+    """A run that captures CUDA graphs (reduce-overhead on a GPU) reports each method's
+    compiled graphs inductor left uncaptured, with inductor's own messages, counted
+    through inductor's one route for a skip; other runs carry no such field; the table
+    names the method and the reasons."""
+    from torch._inductor.cudagraph_utils import log_cudagraph_skip_and_bump_counter
+
+    mutated, cpu = 'skipping cudagraphs due to mutated inputs (1 instances)', 'skipping cpu'
+    with bench_measure.cudagraph_skips() as found:
+        for message in (mutated, cpu, mutated):
+            log_cudagraph_skip_and_bump_counter(message)
+    log_cudagraph_skip_and_bump_counter(cpu)  # after the context: not counted
+    assert found == {'count': 3, 'reasons': {mutated: 2, cpu: 1}}
+
+    def fake_measure(method, **options):
+        log_cudagraph_skip_and_bump_counter(mutated)
+        return dict(method=method, compile=options.get('compile'))
+
+    monkeypatch.setattr(bench_measure, 'measure', fake_measure)
+    results = {}
+    for device, mode in (
+        ('cuda', 'reduce-overhead'),
+        ('cuda', 'default'),
+        ('cpu', 'reduce-overhead'),
+    ):
+        bench_measure.worker('hst', dict(device=device, compile=f'inductor:{mode}'))
+        line = capsys.readouterr().out.strip().splitlines()[-1]
+        results[device, mode] = json.loads(line.removeprefix('RESULT '))
+    captured = results['cuda', 'reduce-overhead']
+    assert captured['cudagraph_skips'] == 1
+    assert captured['cudagraph_skip_reasons'] == {mutated: 1}
+    assert 'cudagraph_skips' not in results['cuda', 'default']
+    assert 'cudagraph_skips' not in results['cpu', 'reduce-overhead']
+    md = open(benchmarking.write_outputs([captured], str(tmp_path / 'g'), 't')[0]).read()
+    assert '| graphs not captured as CUDA graphs |' in md
+    assert f'- hst: 1: {mutated}' in md
+
+
 def test_cli_passes_the_new_options(tmp_path, monkeypatch):
     """--sdpa, --compile (bare: inductor), --peak-tflops auto and --timeout reach
     run_all, and the options and the peak appear in the title and the JSON."""

@@ -40,6 +40,9 @@ SDPA_BACKENDS = {
 #: instead of one per kernel), the 'max-autotune' ones also tune the kernels.
 COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
 
+#: The modes that capture the compiled graphs as CUDA graphs, on a CUDA device.
+CUDA_GRAPH_MODES = ('reduce-overhead', 'max-autotune')
+
 #: Dense (no sparsity) peak TFLOP/s by a substring of ``torch.cuda.get_device_name()``,
 #: first match wins: (bf16 / fp16 tensor cores, fp32 without TF32). NVIDIA's data sheets.
 PEAK_TFLOPS = (
@@ -93,6 +96,45 @@ def _compiled_graphs(counter: str = 'unique_graphs') -> int:
         return int(counters['stats'].get(counter, 0))
     except Exception:  # a private counter: 0 if it moves
         return 0
+
+
+def captures_cuda_graphs(compile: str | None, device: str) -> bool:
+    """Whether ``--compile BACKEND:MODE`` on ``device`` captures CUDA graphs."""
+    return device == 'cuda' and bool(compile) and compile.partition(':')[2] in CUDA_GRAPH_MODES
+
+
+@contextlib.contextmanager
+def cudagraph_skips():
+    """While open, collect the compiled graphs inductor does not capture as CUDA graphs
+    (``mode='reduce-overhead'``) and why: a graph it cannot capture (a mutated input, a
+    CPU tensor, dynamic shapes...) then runs kernel by kernel, and a timing that looks
+    like CUDA graphs' is not. Yields a dict filled on exit: ``count``, inductor's own
+    counter of skips, and ``reasons``, each of its skip messages with how often it came.
+    (On a CPU inductor counts every graph as skipped, without a message: CUDA graphs are
+    CUDA's.)"""
+    import logging
+
+    from torch._dynamo.utils import counters
+    from torch._inductor import cudagraph_utils
+
+    found: dict = {'count': 0, 'reasons': {}}
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            message = _one_line(record.getMessage())
+            found['reasons'][message] = found['reasons'].get(message, 0) + 1
+
+    # inductor's one route for a skip: a warning on this logger and a counter
+    log, keep = cudagraph_utils.cudagraphs_log, Keep(logging.WARNING)
+    disabled, log.disabled = log.disabled, False
+    log.addHandler(keep)
+    before = counters['inductor']['cudagraph_skips']
+    try:
+        yield found
+    finally:
+        log.removeHandler(keep)
+        log.disabled = disabled
+        found['count'] = counters['inductor']['cudagraph_skips'] - before
 
 
 def _timed(fns, device, warmup: int, repeats: int) -> tuple[list[float], list[float], int]:
@@ -663,7 +705,13 @@ def worker(method: str, options: dict) -> int:
     try:
         import mmwst  # noqa: F401  (registers the tuners)
 
-        result = measure(method, **options)
+        if captures_cuda_graphs(options.get('compile'), options.get('device', 'cpu')):
+            with cudagraph_skips() as skips:
+                result = measure(method, **options)
+            result['cudagraph_skips'] = skips['count']
+            result['cudagraph_skip_reasons'] = skips['reasons']
+        else:
+            result = measure(method, **options)
     except Exception as exc:
         message = str(exc).strip().splitlines()
         result = dict(

@@ -44,6 +44,7 @@ COLUMNS = [
     ('merged_inference', 'merged', '{}'),
     ('attention_kernels', 'attention kernel', '{}'),
     ('compile_s', 'compile (s)', '{:.1f}'),
+    ('cudagraph_skips', 'graphs not captured as CUDA graphs', '{}'),
     ('rounds', 'rounds', '{}'),
     ('wall_s', 'wall (s)', '{:.1f}'),
     ('error', 'error', '{}'),
@@ -78,6 +79,19 @@ def target_lines(results: list[dict]) -> list[str]:
             f'- graph breaks: {"none" if not broken else ", ".join(broken)} '
             f'({len(counted)} methods traced)'
         )
+    return lines
+
+
+def cudagraph_skip_lines(results: list[dict]) -> list[str]:
+    """For a run that captures CUDA graphs (``--compile inductor:reduce-overhead`` on a
+    GPU), each method with graphs inductor did not capture, and inductor's reasons."""
+    lines = []
+    for r in results:
+        if not r.get('cudagraph_skips'):
+            continue
+        reasons = r.get('cudagraph_skip_reasons') or {}
+        said = '; '.join(f'{m} (x{n})' if n > 1 else m for m, n in reasons.items())
+        lines.append(f'- {r["method"]}: {r["cudagraph_skips"]}: {said or "no reason given"}')
     return lines
 
 
@@ -124,6 +138,10 @@ def write_outputs(results: list[dict], out_prefix: str, title: str) -> list[str]
         if targets:
             f.write('\nOperator targets (what a GPU would launch, counted on this machine):\n\n')
             f.writelines(line + '\n' for line in targets)
+        skipped = cudagraph_skip_lines(results)
+        if skipped:
+            f.write('\nCompiled graphs run kernel by kernel, not as CUDA graphs:\n\n')
+            f.writelines(line + '\n' for line in skipped)
         for result in results:
             if result.get('profile'):
                 f.write('\n' + format_profile(result) + '\n')
