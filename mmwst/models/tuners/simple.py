@@ -7,11 +7,13 @@ which host parameters train, by module type (never by name).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 
-from torch import nn
+from torch import Tensor, nn
 
 from ...registry import MODELS
-from .base import BaseTuner, HostSpec
+from ..layers.casting import autocast_dtype, cast_in_one_copy
+from .base import BaseTuner, HostSpec, TokenContext
 
 #: Modules whose ``bias`` BitFit trains and whose affine parameters LN-tune trains.
 _BIAS_MODULES = (nn.Linear, nn.Conv2d, nn.LayerNorm)
@@ -116,6 +118,33 @@ class BitFit(BaseTuner):
         for module in _of_type(host, _BIAS_MODULES):
             if module.bias is not None:
                 yield module.bias
+
+    def build(self, host: HostSpec) -> None:
+        # under autocast (a frozen host held in bf16 runs under it) the Linears' trained
+        # float32 biases are cast in one copy before the blocks, where autocast would cast
+        # each at its product and its gradient back: one kernel each way instead of one
+        # per Linear (values and gradients the same)
+        self._linears = [m for m in _of_type(host, (nn.Linear,)) if m.bias is not None]
+        self._cast: dict[nn.Module, Tensor] = {}
+        for linear in self._linears:
+            self.hook_weight(linear, partial(self._cast_bias, linear))
+
+    def _cast_bias(self, linear: nn.Linear, weight: Tensor, bias: Tensor | None):
+        cast = self._cast.get(linear)
+        if cast is None or bias is not linear.bias:  # no copy, or another tuner's bias
+            return weight, bias
+        return weight, cast
+
+    def before_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
+        low = autocast_dtype(x.device.type)
+        biases = [m.bias for m in self._linears]
+        if low is not None and biases and biases[0].dtype != low:
+            self._cast = dict(zip(self._linears, cast_in_one_copy(biases, low)))
+        return x
+
+    def after_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
+        self._cast = {}
+        return x
 
     def merge(self, host: HostSpec) -> None:
         pass  # the trained biases are the host's own

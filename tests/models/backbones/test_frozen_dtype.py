@@ -392,3 +392,58 @@ def test_dora_casts_its_factors_in_one_copy_under_autocast(host, monkeypatch):
     per_target = 2 if host == 'float32' else 3  # A, B (and g)
     casts, alone_casts = ops['_to_copy'], alone_ops['_to_copy']
     assert alone_casts - casts == 2 * per_target * targets - 2, (alone_casts, casts)
+
+
+@pytest.mark.parametrize('where', ['bf16_host', 'autocast'])
+@pytest.mark.parametrize('kind', list(HOSTS))
+def test_bitfit_casts_the_linears_biases_in_one_copy(kind, where, monkeypatch):
+    """Where BitFit's Linears run in bf16 - a frozen host held in bf16, or a float32 host
+    under bf16 autocast - their trained float32 biases are cast in one copy before the
+    blocks (one cast forward, one back), where autocast cast each at its product and its
+    gradient back: the same outputs and bias gradients bit for bit; the step compiles
+    whole."""
+    import torch._dynamo
+
+    from mmwst.models.tuners import BitFit
+    from tools.benchmarking.ops import count_ops
+
+    cls, kwargs, shape = HOSTS[kind]
+    full, half = _pair(cls, [dict(type='mmwst.BitFit')], **kwargs)
+    model = (half if where == 'bf16_host' else full).train()
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
+    linears = [
+        m for m in model.host_modules() if isinstance(m, torch.nn.Linear) and m.bias is not None
+    ]
+
+    def step():
+        return _one_step(model, x, where == 'autocast')
+
+    out, grads = step()
+    casts = count_ops(step)[1]['_to_copy']
+    with monkeypatch.context() as patch:  # autocast casts each bias where it is read
+        patch.setattr(BitFit, 'before_blocks', lambda self, x, ctx: x)
+        alone, alone_grads = step()
+        alone_casts = count_ops(step)[1]['_to_copy']
+    assert torch.equal(out, alone) and grads.keys() == alone_grads.keys()
+    assert all(torch.equal(grads[n], alone_grads[n]) for n in grads)
+    assert all(m.bias.grad is not None and m.bias.grad.abs().sum() > 0 for m in linears)
+    assert alone_casts - casts == 2 * len(linears) - 2, (alone_casts, casts, len(linears))
+    torch._dynamo.reset()
+    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=where == 'autocast'):
+        assert torch._dynamo.explain(model)(x).graph_break_count == 0
+
+
+def test_bitfit_leaves_a_bias_another_tuner_rewrote_alone():
+    """BitFit hands a Linear its one-copy cast only in place of that Linear's own bias: a
+    bias an earlier tuner's weight function rewrote passes through as it came."""
+    cls, kwargs, _ = HOSTS['vit']
+    model = cls(tuners=[dict(type='mmwst.BitFit')], **kwargs)
+    bitfit = model.tuners[0]
+    linear = bitfit._linears[0]
+    cast = linear.bias.detach().to(torch.bfloat16)
+    bitfit._cast = {linear: cast}
+    rewritten = linear.bias + 1
+    assert bitfit._cast_bias(linear, linear.weight, linear.bias)[1] is cast
+    assert bitfit._cast_bias(linear, linear.weight, rewritten)[1] is rewritten
+    other = bitfit._linears[1]
+    assert bitfit._cast_bias(other, other.weight, other.bias)[1] is other.bias
