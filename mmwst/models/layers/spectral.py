@@ -63,13 +63,33 @@ class _SpectralProduct(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_x = torch.fft.irfftn(freq * kernel.conj(), s=size, dim=dims, norm='ortho')
         if ctx.needs_input_grad[1]:
-            grad_kernel = (freq * spectrum.conj()).sum_to_size(kernel.shape)
+            grad_kernel = _sum_to_kernel(freq * spectrum.conj(), kernel)
             mirrored = size[-1] - freq.shape[-1]  # the bins 1 ... that stand for two
             if mirrored > 0:
                 grad_kernel.narrow(-1, 1, mirrored).mul_(2)
             if not kernel.is_complex():
                 grad_kernel = grad_kernel.real
         return grad_x, grad_kernel, None
+
+
+def _sum_to_kernel(product: Tensor, kernel: Tensor) -> Tensor:
+    """``product`` summed over the dimensions ``kernel`` broadcast along, written in
+    ``kernel``'s own memory layout. The kernel is usually a permuted view of its
+    parameter (channels first for the transform, channels last as stored); a gradient
+    in the product's layout would be copied into the parameter's on its way back, one
+    copy per filter; written through the kernel's strides it needs none."""
+    lead = product.dim() - kernel.dim()
+    dims = [*range(lead)]
+    dims += [
+        lead + i for i, n in enumerate(kernel.shape) if n == 1 and product.shape[lead + i] != 1
+    ]
+    if not dims:
+        return product
+    out = torch.empty_like(kernel, dtype=product.dtype)  # the kernel's strides
+    for _ in range(lead):
+        out = out.unsqueeze(0)
+    torch.sum(product, dims, keepdim=True, out=out)
+    return out.reshape(kernel.shape)
 
 
 def spectral_product(x: Tensor, kernel: Tensor, size: Sequence[int]) -> Tensor:

@@ -193,3 +193,31 @@ def test_spectral_product_backward_runs_no_complex_transform():
     assert counted['_fft_r2c'] == 1 and counted['_fft_c2r'] == 1, counted
     assert counted['_fft_c2c'] == 0 and counted['copy_'] == 0, counted
     assert sum(counted.values()) == 8, counted  # + 2 conjugates, 2 products, sum, doubling
+
+
+@pytest.mark.parametrize('grid', [(14, 14), (10, 12)])
+def test_a_filters_gradient_arrives_in_its_parameters_layout(grid):
+    """The filter's kernel is a channels-first view of its channels-last parameter: its
+    gradient is written through the view's strides, so it reaches the parameter with no
+    copy into its layout - at the filter's own grid the backward of its update copies
+    nothing but the spectrum's conjugate (the tokens' gradient left out) - and it equals
+    the gradient of the same computation under autograd's transforms, also for a filter
+    resized to another grid."""
+    from tools.benchmarking.ops import count_ops
+
+    torch.manual_seed(0)
+    layer = SpectralFilter2d(8, (14, 14)).double()
+    x = _randn(2, *grid, 8, dtype=torch.float64)  # the tokens' gradient is not this test's
+    update = layer.update(x)
+    weights = torch.linspace(-1, 1, update.numel(), dtype=update.dtype).view_as(update)
+    counted = count_ops(lambda: (update * weights).sum().backward())[1]
+    if grid == (14, 14):  # a resized filter's gradient goes back through the resize
+        assert counted['clone'] == 1 and counted['copy_'] == 0, counted
+    assert layer.weight.grad.is_contiguous()
+    got = layer.weight.grad.clone()
+    layer.weight.grad = None
+    kernel = layer.frequency_filter(grid, dtype=torch.float64)
+    spectrum = torch.fft.rfft2(x, dim=(1, 2), norm='ortho')
+    filtered = torch.fft.irfft2(spectrum * kernel, s=grid, dim=(1, 2), norm='ortho')
+    ((filtered * layer.gamma + layer.beta) * weights).sum().backward()
+    torch.testing.assert_close(got, layer.weight.grad, rtol=1e-10, atol=1e-12)

@@ -352,7 +352,7 @@ def _by_hand_1d(model, image, num_prompts=0):
     tokens = torch.cat([model.cls_token.expand(B, -1, -1), tokens], dim=1) + model.pos_embed
     for i, layer in enumerate(model.layers):
         if num_prompts:
-            prompts = vpt._prompt(i, tokens)
+            prompts = vpt.prompts[i].expand(B, -1, -1)  # no dropout
             tokens = torch.cat(
                 [tokens[:, :1], prompts, tokens[:, 1 + (num_prompts if i else 0) :]], 1
             )
