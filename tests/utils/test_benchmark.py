@@ -789,8 +789,10 @@ def test_every_method_compiles_into_one_graph_and_wst_costs_about_lora():
 
     import mmwst  # noqa: F401
 
-    # the methods whose forward runs more than the host's blocks and a few hooks
+    # the methods whose forward runs more than the host's blocks and a few hooks (FreqFit:
+    # autograd functions, whose backward Dynamo traces with the forward)
     methods = ['frozen', 'lora', 'wst', 'ssf', 'hst', 'rlrr', 'dense_wst_hst', 'dense_beside_vit']
+    methods.append('freqfit_lora')
     assert set(methods) <= set(METHODS)
     reports = {m: bench_measure.measure(m, ops_only=True, **TINY) for m in methods}
     broken = {m: r['graph_break_reasons'] for m, r in reports.items() if r.get('graph_breaks')}

@@ -73,23 +73,27 @@ class _SpectralProduct(torch.autograd.Function):
 
 
 def _sum_to_kernel(product: Tensor, kernel: Tensor) -> Tensor:
-    """``product`` summed over the dimensions ``kernel`` broadcast along, written in
-    ``kernel``'s own memory layout. The kernel is usually a permuted view of its
-    parameter (channels first for the transform, channels last as stored); a gradient
-    in the product's layout would be copied into the parameter's on its way back, one
-    copy per filter; written through the kernel's strides it needs none."""
+    """``product`` summed over the dimensions ``kernel`` broadcast along, laid out in
+    memory as ``kernel`` is. The kernel is usually a permuted view of its parameter
+    (channels first for the transform, channels last as stored); a gradient in the
+    product's layout would be copied into the parameter's on its way back, one copy per
+    filter. A reduction writes its result contiguous in the order of the dimensions it
+    is given, so the product is summed as seen in the kernel's memory order (a view)
+    and the result viewed back: no copy."""
     lead = product.dim() - kernel.dim()
+    # the kernel's dimensions from the outermost in memory to the innermost
+    order = sorted(range(kernel.dim()), key=lambda i: -kernel.stride(i))
     dims = [*range(lead)]
     dims += [
-        lead + i for i, n in enumerate(kernel.shape) if n == 1 and product.shape[lead + i] != 1
+        lead + j
+        for j, i in enumerate(order)
+        if kernel.shape[i] == 1 and product.shape[lead + i] != 1
     ]
-    if not dims:
+    if len(dims) == 0:
         return product
-    out = torch.empty_like(kernel, dtype=product.dtype)  # the kernel's strides
-    for _ in range(lead):
-        out = out.unsqueeze(0)
-    torch.sum(product, dims, keepdim=True, out=out)
-    return out.reshape(kernel.shape)
+    seen = product.permute(*range(lead), *(lead + i for i in order))
+    summed = seen.sum(dims, keepdim=True).reshape([kernel.shape[i] for i in order])
+    return summed.permute(*sorted(range(kernel.dim()), key=order.__getitem__))
 
 
 def spectral_product(x: Tensor, kernel: Tensor, size: Sequence[int]) -> Tensor:

@@ -203,6 +203,8 @@ def test_a_filters_gradient_arrives_in_its_parameters_layout(grid):
     nothing but the spectrum's conjugate (the tokens' gradient left out) - and it equals
     the gradient of the same computation under autograd's transforms, also for a filter
     resized to another grid."""
+    import torch._dynamo
+
     from tools.benchmarking.ops import count_ops
 
     torch.manual_seed(0)
@@ -221,3 +223,5 @@ def test_a_filters_gradient_arrives_in_its_parameters_layout(grid):
     filtered = torch.fft.irfft2(spectrum * kernel, s=grid, dim=(1, 2), norm='ortho')
     ((filtered * layer.gamma + layer.beta) * weights).sum().backward()
     torch.testing.assert_close(got, layer.weight.grad, rtol=1e-10, atol=1e-12)
+    torch._dynamo.reset()  # and its backward traces with the forward: one graph
+    assert torch._dynamo.explain(layer.update)(x).graph_break_count == 0
