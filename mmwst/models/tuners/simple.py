@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from ...registry import MODELS
 from ..layers.casting import autocast_dtype, cast_in_one_copy
+from ..layers.tunable import add_weight_fn
 from .base import BaseTuner, HostSpec, TokenContext
 
 #: Modules whose ``bias`` BitFit trains and whose affine parameters LN-tune trains.
@@ -123,11 +124,12 @@ class BitFit(BaseTuner):
         # under autocast (a frozen host held in bf16 runs under it) the Linears' trained
         # float32 biases are cast in one copy before the blocks, where autocast would cast
         # each at its product and its gradient back: one kernel each way instead of one
-        # per Linear (values and gradients the same)
+        # per Linear, with the same values - so also once merged, when the trained biases
+        # are simply the host's (the hook is not skipped then)
         self._linears = [m for m in _of_type(host, (nn.Linear,)) if m.bias is not None]
         self._cast: dict[nn.Module, Tensor] = {}
         for linear in self._linears:
-            self.hook_weight(linear, partial(self._cast_bias, linear))
+            self._handles.append(add_weight_fn(linear, partial(self._cast_bias, linear)))
 
     def _cast_bias(self, linear: nn.Linear, weight: Tensor, bias: Tensor | None):
         cast = self._cast.get(linear)

@@ -401,7 +401,7 @@ def test_bitfit_casts_the_linears_biases_in_one_copy(kind, where, monkeypatch):
     under bf16 autocast - their trained float32 biases are cast in one copy before the
     blocks (one cast forward, one back), where autocast cast each at its product and its
     gradient back: the same outputs and bias gradients bit for bit; the step compiles
-    whole."""
+    whole; merged, the inference forward casts them at once too."""
     import torch._dynamo
 
     from mmwst.models.tuners import BitFit
@@ -431,6 +431,18 @@ def test_bitfit_casts_the_linears_biases_in_one_copy(kind, where, monkeypatch):
     torch._dynamo.reset()
     with torch.autocast('cpu', dtype=torch.bfloat16, enabled=where == 'autocast'):
         assert torch._dynamo.explain(model)(x).graph_break_count == 0
+    # merged (the trained biases are the host's own), inference still casts them at once
+    model.eval().merge_tuners()
+
+    def infer():
+        with torch.no_grad(), torch.autocast('cpu', torch.bfloat16, enabled=where == 'autocast'):
+            return model(x)[0]
+
+    merged, merged_casts = infer(), count_ops(infer)[1]['_to_copy']
+    with monkeypatch.context() as patch:
+        patch.setattr(BitFit, 'before_blocks', lambda self, x, ctx: x)
+        assert torch.equal(merged, infer())
+        assert count_ops(infer)[1]['_to_copy'] - merged_casts == len(linears) - 1
 
 
 def test_bitfit_leaves_a_bias_another_tuner_rewrote_alone():
