@@ -1119,6 +1119,17 @@ def test_operator_counts_at_64_pixels_equal_their_json():
         f'{ops("bf16_frozen", "dense_wst_hst")} and {ops("bf16_frozen", "dense_beside_vit")} '
         'with frozen weights in bf16',
         f'({ops("fp32", "dense_wst_hst")} and {ops("fp32", "dense_beside_vit")} against',
+        f'BitFit: {ops("bf16", "bitfit")} in bf16 and {ops("bf16_frozen", "bitfit")} with '
+        f'frozen weights in bf16 ({ratio("bf16_frozen", "bitfit")}), '
+        f'{runs["bf16_frozen"]["bitfit"]["infer_ops"]} per merged inference forward',
+        f'VPT-deep: {ops("bf16", "vpt_deep")} and {ops("bf16_frozen", "vpt_deep")} '
+        f'({ratio("bf16_frozen", "vpt_deep")}), {runs["bf16_frozen"]["vpt_deep"]["infer_ops"]} '
+        'per inference forward',
+        f'bf16, 377 -> {ops("bf16_frozen", "vpt_deep")} operators per step and 155 -> '
+        f'{runs["bf16_frozen"]["vpt_deep"]["infer_ops"]} per inference forward',
+        f'bf16, 439 -> {ops("bf16_frozen", "bitfit")} operators per step '
+        f"({ratio('bf16_frozen', 'bitfit')} full fine-tuning's 659) and 179 -> "
+        f'{runs["bf16_frozen"]["bitfit"]["infer_ops"]} per merged inference forward',
     ]
     missing = [p for p in phrases if p not in text]
     assert not missing, missing
