@@ -12,7 +12,7 @@ from functools import partial
 from torch import Tensor, nn
 
 from ...registry import MODELS
-from ..layers.casting import autocast_dtype, cast_in_one_copy
+from ..layers.casting import autocast_dtype, cast_groups_in_one_copy
 from ..layers.tunable import add_weight_fn
 from .base import BaseTuner, HostSpec, TokenContext
 
@@ -127,7 +127,7 @@ class BitFit(BaseTuner):
         # per Linear, with the same values - so also once merged, when the trained biases
         # are simply the host's (the hook is not skipped then)
         self._linears = [m for m in _of_type(host, (nn.Linear,)) if m.bias is not None]
-        self._cast: dict[nn.Module, Tensor] = {}
+        self._cast: dict[nn.Module, list[Tensor]] = {}
         for linear in self._linears:
             self._handles.append(add_weight_fn(linear, partial(self._cast_bias, linear)))
 
@@ -135,13 +135,11 @@ class BitFit(BaseTuner):
         cast = self._cast.get(linear)
         if cast is None or bias is not linear.bias:  # no copy, or another tuner's bias
             return weight, bias
-        return weight, cast
+        return weight, cast[0]
 
     def before_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:
-        low = autocast_dtype(x.device.type)
-        biases = [m.bias for m in self._linears]
-        if low is not None and biases and biases[0].dtype != low:
-            self._cast = dict(zip(self._linears, cast_in_one_copy(biases, low)))
+        biases = {m: [m.bias] for m in self._linears}
+        self._cast = cast_groups_in_one_copy(biases, autocast_dtype(x.device.type))
         return x
 
     def after_blocks(self, x: Tensor, ctx: TokenContext) -> Tensor:

@@ -49,11 +49,12 @@ def _one_step(model, x, bf16_autocast: bool):
     return out.detach(), grads
 
 
-def _one_copy_against_alone(model, x, bf16_autocast: bool, undo, monkeypatch):
+def _one_copy_against_alone(model, x, bf16_autocast: bool, undo, monkeypatch, trained=None):
     """``model``'s training step as it is, and with ``undo(patch)`` (a monkeypatch that
     puts back the casts one by one) in force: the same outputs and gradients bit for
-    bit, every tuner parameter with one; the step compiles whole. Returns the operators
-    counted in one step of each, ``(as it is, undone)``."""
+    bit, every tuner parameter with one (or ``trained`` parameters: a method that trains
+    the host's own); the step compiles whole. Returns the operators counted in one step
+    of each, ``(as it is, undone)``."""
     import torch._dynamo
 
     from tools.benchmarking.ops import count_ops
@@ -71,7 +72,9 @@ def _one_copy_against_alone(model, x, bf16_autocast: bool, undo, monkeypatch):
     assert all(torch.equal(grads[n], alone_grads[n]) for n in grads), [
         n for n in grads if not torch.equal(grads[n], alone_grads[n])
     ]
-    assert len(grads) == len(list(model.tuners[0].parameters()))
+    if trained is None:
+        trained = len(list(model.tuners[0].parameters()))
+    assert len(grads) == trained
     torch._dynamo.reset()
     with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16_autocast):
         assert torch._dynamo.explain(model)(x).graph_break_count == 0
@@ -402,8 +405,6 @@ def test_bitfit_casts_the_linears_biases_in_one_copy(kind, where, monkeypatch):
     blocks (one cast forward, one back), where autocast cast each at its product and its
     gradient back: the same outputs and bias gradients bit for bit; the step compiles
     whole; merged, the inference forward casts them at once too."""
-    import torch._dynamo
-
     from mmwst.models.tuners import BitFit
     from tools.benchmarking.ops import count_ops
 
@@ -414,23 +415,17 @@ def test_bitfit_casts_the_linears_biases_in_one_copy(kind, where, monkeypatch):
     linears = [
         m for m in model.host_modules() if isinstance(m, torch.nn.Linear) and m.bias is not None
     ]
-
-    def step():
-        return _one_step(model, x, where == 'autocast')
-
-    out, grads = step()
-    casts = count_ops(step)[1]['_to_copy']
-    with monkeypatch.context() as patch:  # autocast casts each bias where it is read
-        patch.setattr(BitFit, 'before_blocks', lambda self, x, ctx: x)
-        alone, alone_grads = step()
-        alone_casts = count_ops(step)[1]['_to_copy']
-    assert torch.equal(out, alone) and grads.keys() == alone_grads.keys()
-    assert all(torch.equal(grads[n], alone_grads[n]) for n in grads)
+    ops, alone_ops = _one_copy_against_alone(  # autocast casts each bias where it is read
+        model,
+        x,
+        where == 'autocast',
+        lambda patch: patch.setattr(BitFit, 'before_blocks', lambda self, x, ctx: x),
+        monkeypatch,
+        trained=sum(p.requires_grad for p in model.parameters()),
+    )
     assert all(m.bias.grad is not None and m.bias.grad.abs().sum() > 0 for m in linears)
+    casts, alone_casts = ops['_to_copy'], alone_ops['_to_copy']
     assert alone_casts - casts == 2 * len(linears) - 2, (alone_casts, casts, len(linears))
-    torch._dynamo.reset()
-    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=where == 'autocast'):
-        assert torch._dynamo.explain(model)(x).graph_break_count == 0
     # merged (the trained biases are the host's own), inference still casts them at once
     model.eval().merge_tuners()
 
@@ -453,7 +448,7 @@ def test_bitfit_leaves_a_bias_another_tuner_rewrote_alone():
     bitfit = model.tuners[0]
     linear = bitfit._linears[0]
     cast = linear.bias.detach().to(torch.bfloat16)
-    bitfit._cast = {linear: cast}
+    bitfit._cast = {linear: [cast]}
     rewritten = linear.bias + 1
     assert bitfit._cast_bias(linear, linear.weight, linear.bias)[1] is cast
     assert bitfit._cast_bias(linear, linear.weight, rewritten)[1] is rewritten
